@@ -1,0 +1,56 @@
+"""The check interface: one measurement of a deployed release.
+
+A check takes one :class:`Measurement` per call; the runner calls it ``count`` times, ``interval``
+apart, after ``initial_delay``, and the pure judge (:mod:`conveyor.domain.judge`) turns the list into
+an outcome using the limits from config. A check never raises for the thing it measures: a refused
+connection or a timeout is a measurement in phase ``error``; a wrong answer is ``fail``; an answer that
+neither passes nor fails is ``inconclusive``. An exception escaping a check is recorded by the runner
+as an ``error`` measurement, never a crash of the engine.
+
+Example::
+
+    class AlwaysOk(Check):
+        name = "always-ok"
+
+        def measure(self, request: CheckRequest, ctx: StepContext) -> Measurement:
+            return Measurement.passed("fine")
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from conveyor.domain.model import Measurement
+from conveyor.steps import StepContext
+
+__all__ = ["Check", "CheckRequest", "Measurement", "NoOptions"]
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    app: str
+    environment: str
+    version: str
+    sha: str
+    vars: Mapping[str, str]
+    options: BaseModel
+    state_dir: Path
+
+
+class Check(ABC):
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @abstractmethod
+    def measure(self, request: CheckRequest, ctx: StepContext) -> Measurement:
+        """Take one measurement. Never raises for what it measures."""

@@ -1,0 +1,101 @@
+"""The configuration as the rest of conveyor sees it: every default applied, every reference checked.
+
+The loader (:mod:`conveyor.config.loader`) turns ``conveyor.yaml`` into these objects, or reports every
+problem at once with its FILE:LINE:COL. Nothing outside ``conveyor.config`` reads YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from conveyor.domain.model import CheckLimits, Tier
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    driver: str
+    options: BaseModel  # the driver's own Options model, validated, placeholders already filled in
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    type: str
+    options: BaseModel  # the check's own Options model, validated, placeholders already filled in
+    limits: CheckLimits
+
+
+@dataclass(frozen=True)
+class AppEnvironment:
+    """One app's settings in one environment (defaults < app < app.environments.<env>)."""
+
+    environment: str
+    vars: dict[str, str]
+    deploy: DeploySpec
+    checks: tuple[CheckSpec, ...]
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    name: str
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name: str
+    repo: str  # as written: a local path (resolved against the config's folder), file:// or https URL
+    branch: str
+    team: str
+    tier: Tier
+    reason: str | None  # required when tier is manual
+    groups: tuple[str, ...]
+    environments: dict[str, AppEnvironment]  # one entry for every configured environment, in order
+
+    def lock_names(self, environment: str) -> tuple[str, ...]:
+        """The locks a deployment of this app to ``environment`` must hold, all or nothing."""
+        return (f"app:{self.name}:{environment}", *(f"group:{g}:{environment}" for g in self.groups))
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    environments: tuple[str, ...]
+    teams: dict[str, TeamConfig]
+    groups: dict[str, str]  # group name -> description
+    apps: dict[str, AppConfig]
+    state_dir: Path  # mirrors, checkouts, pid files, logs
+    database_url: str  # CONVEYOR_DATABASE_URL, or sqlite beside the config file
+    secrets: frozenset[str] = field(default_factory=frozenset)  # values that came from ${VAR}
+
+    def app(self, name: str) -> AppConfig:
+        try:
+            return self.apps[name]
+        except KeyError:
+            raise UnknownName("app", name, list(self.apps)) from None
+
+    def check_environment(self, name: str) -> str:
+        if name not in self.environments:
+            raise UnknownName("environment", name, list(self.environments))
+        return name
+
+    def next_environment(self, name: str) -> str | None:
+        i = self.environments.index(name)
+        return self.environments[i + 1] if i + 1 < len(self.environments) else None
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "********")
+        return text
+
+
+class UnknownName(LookupError):
+    """A user named an app or environment the config does not have."""
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        self.kind, self.name, self.known = kind, name, known
+        super().__init__(f"unknown {kind} {name!r} (known: {', '.join(known) or 'none'})")

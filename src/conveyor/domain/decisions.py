@@ -1,0 +1,97 @@
+"""Decisions and intents: what the planner concluded and what it asks the orchestrator to do.
+
+A Decision explains a verdict for an (app, environment) in plain words with evidence; it is stored
+only when it differs from the previous one (by fingerprint), so the history reads as a list of changes.
+An Intent is a request to change state; the orchestrator re-checks its precondition before applying it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.domain.model import Verdict
+
+
+@dataclass(frozen=True)
+class Decision:
+    app: str
+    environment: str
+    verdict: Verdict
+    rule: str
+    summary: str
+    reasons: tuple[str, ...] = ()
+    evidence: dict[str, Any] = field(default_factory=dict)
+    deployment_id: int | None = None
+    release_id: int | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        body = json.dumps(
+            [self.verdict, self.rule, self.summary, self.deployment_id, self.release_id], default=str
+        )
+        return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Intent:
+    """Base class; ``decision`` is recorded in the same transaction as the change."""
+
+    decision: Decision | None
+
+
+@dataclass(frozen=True)
+class Note(Intent):
+    """Record a decision without changing any state (a manual-tier wait, a veto)."""
+
+
+@dataclass(frozen=True)
+class Start(Intent):
+    deployment_id: int
+    locks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Wait(Intent):
+    deployment_id: int
+
+
+@dataclass(frozen=True)
+class Supersede(Intent):
+    deployment_id: int
+    by_release_id: int
+
+
+@dataclass(frozen=True)
+class Verify(Intent):
+    deployment_id: int
+    checks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Succeed(Intent):
+    deployment_id: int
+
+
+@dataclass(frozen=True)
+class Fail(Intent):
+    deployment_id: int
+    step_id: int
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CancelSteps(Intent):
+    deployment_id: int
+    step_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Promote(Intent):
+    app: str
+    release_id: int
+    environment: str
+    origin_key: str

@@ -1,0 +1,127 @@
+"""The planner: a pure function from a snapshot of state and ``now`` to intents with their decisions.
+
+Order of a pass:
+1. active deployments advance from their steps' results (verify, succeed, fail);
+2. succeeded releases are promoted (or wait for a person on the manual tier);
+3. not-started deployments, oldest first: superseded by a newer release, held by a block or freeze,
+   waiting for a lock, or started. Locks are granted in arrival order: a waiter reserves the locks it
+   needs, so a later arrival never overtakes it (no starvation), while deployments needing other locks
+   go ahead at once.
+
+The orchestrator re-checks every intent's precondition before applying it, so a plan computed from a
+slightly stale snapshot is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from conveyor.domain import rules
+from conveyor.domain.decisions import Decision, Intent, Note, Start, Wait
+from conveyor.domain.model import DeploymentState, Verdict
+from conveyor.domain.snapshot import DeploymentView, Snapshot
+
+
+@dataclass
+class Plan:
+    intents: list[Intent] = field(default_factory=list)
+
+    @property
+    def changes_state(self) -> bool:
+        return any(not isinstance(i, Note) for i in self.intents)
+
+
+def plan_next(snap: Snapshot, now: datetime) -> Plan:
+    plan = Plan()
+    for d in snap.open_deployments:
+        if d.state.active:
+            intent = rules.advance_active(d, snap)
+            if intent is not None:
+                plan.intents.append(intent)
+    for app, environment in sorted(snap.latest_succeeded):
+        intent = rules.promote_succeeded(app, environment, snap)
+        if intent is not None and _worth_recording(intent, snap):
+            plan.intents.append(intent)
+    plan.intents.extend(_schedule_waiting(snap, now))
+    return plan
+
+
+def _worth_recording(intent: Intent, snap: Snapshot) -> bool:
+    """A Note only matters when its decision differs from the last one stored for that place."""
+    if not isinstance(intent, Note) or intent.decision is None:
+        return True
+    d = intent.decision
+    return snap.decision_fingerprints.get((d.app, d.environment)) != d.fingerprint
+
+
+def _schedule_waiting(snap: Snapshot, now: datetime) -> list[Intent]:
+    waiting = sorted(
+        (d for d in snap.open_deployments if d.state in (DeploymentState.PENDING, DeploymentState.WAITING)),
+        key=lambda d: (d.queued_at, d.id),
+    )
+    intents: list[Intent] = []
+    reserved: dict[str, DeploymentView] = {}
+    for d in waiting:
+        policy = snap.apps.get(d.app)
+        if policy is None or d.environment not in snap.environments:
+            continue  # removed from config: left as it is, shown by status
+        superseded = rules.supersede_older_release(d, snap)
+        if superseded is not None:
+            intents.append(superseded)
+            continue
+        hold = rules.blocking_hold(d, snap, now)
+        if hold is not None:
+            intents.extend(_wait(d, rules.hold_decision(d, hold), snap))
+            continue
+        needed = policy.locks.get(d.environment, ())
+        decision = _lock_wait_decision(d, needed, snap, reserved)
+        for name in needed:
+            reserved.setdefault(name, d)
+        if decision is not None:
+            intents.extend(_wait(d, decision, snap))
+            continue
+        started = Decision(
+            d.app, d.environment, Verdict.PROCEED, "StartWhenLocksFree",
+            f"deploying {d.label} to {d.environment}: no hold, locks {', '.join(needed)} acquired",
+            evidence={"locks": list(needed)}, deployment_id=d.id, release_id=d.release_id,
+        )  # fmt: skip
+        intents.append(Start(started, deployment_id=d.id, locks=needed))
+    return intents
+
+
+def _lock_wait_decision(
+    d: DeploymentView, needed: tuple[str, ...], snap: Snapshot, reserved: dict[str, DeploymentView]
+) -> Decision | None:
+    by_id = {o.id: o for o in snap.open_deployments}
+    for name in needed:
+        holder_id = snap.locks.get(name)
+        if holder_id is not None and holder_id != d.id:
+            holder = by_id.get(holder_id)
+            who = f"deployment #{holder_id}" + (
+                f" ({holder.app} {holder.label}, {holder.state.value})" if holder else ""
+            )
+            return Decision(
+                d.app, d.environment, Verdict.WAIT, "WaitForLock",
+                f"waiting for lock {name}, held by {who}",
+                evidence={"lock": name, "holder_deployment": holder_id}, deployment_id=d.id,
+                release_id=d.release_id,
+            )  # fmt: skip
+        ahead = reserved.get(name)
+        if ahead is not None:
+            return Decision(
+                d.app, d.environment, Verdict.WAIT, "WaitInArrivalOrder",
+                f"waiting for lock {name}: deployment #{ahead.id} ({ahead.app} {ahead.label}) "
+                "queued earlier and goes first",
+                evidence={"lock": name, "ahead_deployment": ahead.id}, deployment_id=d.id,
+                release_id=d.release_id,
+            )  # fmt: skip
+    return None
+
+
+def _wait(d: DeploymentView, decision: Decision, snap: Snapshot) -> list[Intent]:
+    if d.state == DeploymentState.PENDING:
+        return [Wait(decision, deployment_id=d.id)]
+    if snap.decision_fingerprints.get((d.app, d.environment)) != decision.fingerprint:
+        return [Note(decision)]
+    return []

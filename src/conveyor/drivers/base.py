@@ -1,0 +1,100 @@
+"""The deploy-target interface.
+
+A driver knows how to put one version of one app into one environment. The runner calls
+:meth:`Driver.deploy` inside a leased step; a crash means the same call may run again, so a driver
+must be idempotent: "deploy version X of app A to environment E" twice has the effect of once.
+
+Release facts (app, environment, version, SHA, repository) reach the driver in a :class:`DeployRequest`
+and, for anything it runs, only as environment variables or argv elements, never through a shell.
+
+Example, a driver that records what it deployed::
+
+    class EchoOptions(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        target: str
+
+    class EchoDriver(Driver):
+        name = "echo"
+        Options = EchoOptions
+
+        def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
+            opts = cast(EchoOptions, request.options)
+            ctx.log(f"deploying {request.version} to {opts.target}")
+            return DeployResult(ok=True, message=f"{request.version} on {opts.target}")
+
+Register it under the ``conveyor.drivers`` entry-point group; config then accepts
+``deploy: {driver: echo, target: ...}``, with the options validated by ``Options``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from conveyor.steps import StepContext
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """One release going to one environment.
+
+    ``repo`` is the path of conveyor's mirror clone of the app's repository (a bare git repository in
+    the state folder) so drivers can check out ``sha`` without touching the network. ``vars`` are the
+    per-environment variables from config, already as strings. ``state_dir`` is a folder this driver may
+    keep files in for this (app, environment): checkouts, pid files, logs.
+    """
+
+    app: str
+    environment: str
+    version: str
+    sha: str
+    repo: str
+    vars: Mapping[str, str]
+    options: BaseModel
+    state_dir: Path
+    attempt: int = 1
+
+    def environ(self) -> dict[str, str]:
+        """The environment variables every process a driver starts should carry."""
+        env = {f"CONVEYOR_VAR_{k.upper()}": v for k, v in self.vars.items()}
+        env.update({k.upper(): v for k, v in self.vars.items()})
+        env.update(
+            CONVEYOR_APP=self.app,
+            CONVEYOR_ENV=self.environment,
+            CONVEYOR_VERSION=self.version,
+            CONVEYOR_SHA=self.sha,
+            CONVEYOR_REPO=self.repo,
+        )
+        return env
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    ok: bool
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Driver(ABC):
+    """Puts a version of an app into an environment. Subclasses set ``name`` and ``Options``."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @abstractmethod
+    def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
+        """Deploy and return the outcome. Must honour ``ctx.cancelled`` and never raise for an
+        expected failure (a non-zero exit, a timeout): return ``DeployResult(ok=False, ...)``."""
+
+    def teardown(self, app: str, environment: str, state_dir: Path, ctx: StepContext) -> DeployResult:
+        """Remove what ``deploy`` put in place (review apps, demo shutdown). Default: nothing to do."""
+        return DeployResult(ok=True, message="nothing to tear down")

@@ -1,0 +1,217 @@
+"""The conductor: one process's loop of reaper, planner and runner.
+
+Each tick re-queues steps whose lease expired, plans until the plan stops changing state (so a success
+becomes a promotion and a start within one tick), then claims as many due steps as it has free slots
+and runs them on a thread pool: deploys and checks wait on subprocesses and HTTP, so threads give real
+concurrency. A heartbeat thread extends the leases of running steps and flushes their logs; a step
+whose lease was lost is told to stop.
+
+Several conductors, in one process or on several machines, may share one PostgreSQL database: claims
+use ``SKIP LOCKED``, planner passes are serialised by an advisory lock, and every write is fenced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from conveyor.clock import utc_now
+from conveyor.config.resolved import Config
+from conveyor.domain.decisions import Note
+from conveyor.domain.model import DeploymentState, StepState
+from conveyor.domain.planner import plan_next
+from conveyor.engine.executor import Executor, StepLog
+from conveyor.engine.leases import ClaimedStep, Leases, StepResult
+from conveyor.engine.orchestrator import Orchestrator
+from conveyor.steps import StepContext
+from conveyor.store.database import Database
+from conveyor.store.snapshot import app_policies, load_snapshot
+from conveyor.store.tables import Deployment, Step
+
+log = logging.getLogger(__name__)
+
+MAX_PLAN_ROUNDS = 10
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class RunningStep:
+    claimed: ClaimedStep
+    ctx: StepContext
+    log: StepLog
+    future: Future[None] | None = None
+
+
+class Conductor:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        *,
+        concurrency: int = 64,
+        lease_seconds: float = 15.0,
+        poll_interval: float = 0.25,
+        grace_seconds: float = 30.0,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        on_step: Callable[[ClaimedStep, StepResult | None], None] | None = None,
+    ) -> None:
+        self.config, self.db, self.clock = config, db, clock
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.grace_seconds = grace_seconds
+        self.owner = owner or worker_id()
+        self.orchestrator = Orchestrator(db, clock)
+        self.leases = Leases(db, clock, self.owner, lease_seconds)
+        self.executor = Executor(config)
+        self.policies = app_policies(config)
+        self.on_step = on_step
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="step")
+        self._running: dict[int, RunningStep] = {}
+        self._running_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop_claiming = threading.Event()
+
+    # -- one tick ---------------------------------------------------------------------------------
+
+    def plan(self) -> bool:
+        """Plan and apply until nothing changes; True if any state changed."""
+        changed = False
+        for _ in range(MAX_PLAN_ROUNDS):
+            with self.db.planning():
+                plan = plan_next(load_snapshot(self.db, self.config, self.policies), self.clock())
+                applied = [self.orchestrator.apply(i) for i in plan.intents]
+            progressed = any(ok for ok, i in zip(applied, plan.intents, strict=True) if not isinstance(i, Note))
+            if not progressed:
+                break
+            changed = True
+        return changed
+
+    def tick(self) -> bool:
+        reaped = self.leases.reap()
+        changed = self.plan()
+        claimed = 0 if self._stop_claiming.is_set() else self._claim()
+        return bool(reaped or changed or claimed)
+
+    def _claim(self) -> int:
+        with self._running_lock:
+            free = self.concurrency - len(self._running)
+        steps = self.leases.claim(free)
+        for step in steps:
+            running = RunningStep(step, StepContext(), StepLog(self.config.redact))
+            running.ctx.log = running.log
+            with self._running_lock:
+                self._running[step.step_id] = running
+            running.future = self._pool.submit(self._run_step, running)
+        return len(steps)
+
+    def _run_step(self, running: RunningStep) -> None:
+        step = running.claimed
+        result: StepResult | None = None
+        try:
+            result = self.executor.run(step, running.ctx)
+            if running.ctx.cancelled.is_set() and result.ok:
+                result = StepResult(False, "cancelled", result.measurements, result.result)
+            if not self.leases.finish(step.step_id, step.attempt, result, running.log.drain()):
+                log.warning("step %s attempt %s: result refused, the lease was lost", step.step_id, step.attempt)
+        except Exception:
+            log.exception("step %s: could not record its result; the reaper will re-queue it", step.step_id)
+        finally:
+            with self._running_lock:
+                self._running.pop(step.step_id, None)
+            if self.on_step is not None:
+                self.on_step(step, result)
+            self._wake.set()
+
+    # -- heartbeat ----------------------------------------------------------------------------------
+
+    def heartbeat_once(self) -> None:
+        with self._running_lock:
+            running = list(self._running.values())
+        if not running:
+            return
+        pairs = [(r.claimed.step_id, r.claimed.attempt) for r in running]
+        logs = {r.claimed.step_id: r.log.drain() for r in running}
+        lost = self.leases.heartbeat(pairs, logs)
+        for r in running:
+            if r.claimed.step_id in lost:
+                log.warning("step %s: lease lost; stopping it", r.claimed.step_id)
+                r.ctx.cancelled.set()
+
+    def _heartbeat_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.lease_seconds / 3):
+            try:
+                self.heartbeat_once()
+            except Exception:
+                log.exception("heartbeat failed; will retry")
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def idle(self) -> bool:
+        """Nothing to do anywhere: no step queued or running, no deployment pending or in progress."""
+        with self._running_lock:
+            if self._running:
+                return False
+        busy_states = [DeploymentState.PENDING.value, *(s.value for s in DeploymentState if s.active)]
+        with self.db.read() as session:
+            steps = session.scalar(
+                select(func.count()).select_from(Step)
+                .where(Step.state.in_([StepState.QUEUED.value, StepState.RUNNING.value]))
+            )  # fmt: skip
+            deployments = session.scalar(
+                select(func.count()).select_from(Deployment).where(Deployment.state.in_(busy_states))
+            )
+        return not steps and not deployments
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self, stop: threading.Event, *, exit_when_idle: bool = False) -> None:
+        hb_stop = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat_loop, args=(hb_stop,), name="heartbeat", daemon=True)
+        heartbeat.start()
+        try:
+            while not stop.is_set():
+                progressed = self.tick()
+                if exit_when_idle and not progressed and self.idle():
+                    break
+                if not progressed:
+                    self._wake.wait(self.poll_interval)
+                    self._wake.clear()
+        finally:
+            self.shutdown()
+            hb_stop.set()
+            heartbeat.join(timeout=5)
+
+    def shutdown(self) -> None:
+        """Stop claiming; let running steps finish within the grace period; hand back the rest."""
+        self._stop_claiming.set()
+        deadline = self.clock().timestamp() + self.grace_seconds
+        while self.clock().timestamp() < deadline:
+            with self._running_lock:
+                if not self._running:
+                    break
+            self.heartbeat_once()
+            self._wake.wait(0.2)
+            self._wake.clear()
+        with self._running_lock:
+            left = list(self._running.values())
+        if left:
+            log.warning("grace period over: handing %d running step(s) back to the queue", len(left))
+            for r in left:
+                r.ctx.cancelled.set()
+            self.leases.release((r.claimed.step_id, r.claimed.attempt) for r in left)
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,198 @@
+"""Step leases: the orchestrator's half that owns step status.
+
+A worker claims due steps under a lease, heartbeats while they run and finishes them. Every claim bumps
+the step's ``attempt``, which is the fencing token: a worker that was paused or cut off past its lease
+finds its late heartbeat or result refused, because the attempt it holds is no longer the current one.
+A reaper puts steps whose lease expired back in the queue; each run is a row in ``step_attempts``.
+A step whose workers keep dying is failed after ``MAX_ATTEMPTS`` instead of looping forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from conveyor.domain.model import StepKind, StepState
+from conveyor.store.database import Database
+from conveyor.store.records import record_event
+from conveyor.store.tables import Deployment, Release, Step, StepAttempt
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class ClaimedStep:
+    step_id: int
+    attempt: int
+    kind: StepKind
+    name: str
+    deployment_id: int
+    app: str
+    environment: str
+    release_id: int
+    sha: str
+    label: str
+
+
+@dataclass(frozen=True)
+class StepResult:
+    ok: bool
+    outcome: str
+    measurements: list[dict[str, Any]]
+    result: dict[str, Any]
+
+
+class Leases:
+    def __init__(self, db: Database, clock: Callable[[], datetime], owner: str, lease_seconds: float) -> None:
+        self.db, self.clock, self.owner = db, clock, owner
+        self.lease = timedelta(seconds=lease_seconds)
+
+    def _due(self, session: Session, now: datetime, limit: int, *, expired: bool) -> list[Step]:
+        if expired:
+            cond = (Step.state == StepState.RUNNING.value, Step.lease_expires_at < now)
+        else:
+            cond = (Step.state == StepState.QUEUED.value, Step.due_at <= now)
+        stmt = select(Step).where(*cond).order_by(Step.due_at, Step.id).limit(limit)
+        if self.db.is_postgres:
+            stmt = stmt.with_for_update(skip_locked=True)
+        return list(session.scalars(stmt))
+
+    def claim(self, limit: int) -> list[ClaimedStep]:
+        if limit <= 0:
+            return []
+        claimed: list[ClaimedStep] = []
+        with self.db.write() as session:
+            now = self.clock()
+            for step in self._due(session, now, limit, expired=False):
+                d = session.get(Deployment, step.deployment_id)
+                release = session.get(Release, d.release_id) if d else None
+                if d is None or release is None:
+                    continue
+                if step.attempt >= MAX_ATTEMPTS:
+                    self._give_up(session, step, d, now)
+                    continue
+                step.attempt += 1
+                step.state = StepState.RUNNING.value
+                step.lease_owner = self.owner
+                step.lease_expires_at = now + self.lease
+                step.started_at = step.started_at or now
+                session.add(StepAttempt(step_id=step.id, attempt=step.attempt, owner=self.owner, started_at=now))
+                record_event(
+                    session, "step.started", at=now, actor=self.owner, app=d.app, environment=d.environment,
+                    release_id=d.release_id, deployment_id=d.id, message=f"{step.kind} {step.name}",
+                    payload={"step_id": step.id, "attempt": step.attempt},
+                )  # fmt: skip
+                claimed.append(
+                    ClaimedStep(
+                        step.id, step.attempt, StepKind(step.kind), step.name, d.id, d.app, d.environment,
+                        d.release_id, release.sha, release.label,
+                    )  # fmt: skip
+                )
+        return claimed
+
+    def _give_up(self, session: Session, step: Step, d: Deployment, now: datetime) -> None:
+        step.state = StepState.FAILED.value
+        step.finished_at = now
+        step.outcome = f"gave up after {step.attempt} attempts: the worker running it was lost each time"
+        record_event(
+            session, "step.abandoned", at=now, actor=self.owner, app=d.app, environment=d.environment,
+            release_id=d.release_id, deployment_id=d.id, message=step.outcome, payload={"step_id": step.id},
+        )  # fmt: skip
+
+    def _fenced(self, step_id: int, attempt: int) -> tuple[Any, ...]:
+        return (
+            Step.id == step_id,
+            Step.attempt == attempt,
+            Step.lease_owner == self.owner,
+            Step.state == StepState.RUNNING.value,
+        )
+
+    def heartbeat(self, running: Iterable[tuple[int, int]], logs: dict[int, str]) -> set[int]:
+        """Extend the leases of our running steps and append their new log lines.
+
+        Returns the ids of steps we no longer own (reaped after a pause, or cancelled): their work must stop.
+        """
+        lost: set[int] = set()
+        with self.db.write() as session:
+            now = self.clock()
+            for step_id, attempt in running:
+                values: dict[str, Any] = {"lease_expires_at": now + self.lease}
+                chunk = logs.get(step_id)
+                if chunk:
+                    values["log"] = Step.log + chunk
+                result = session.execute(update(Step).where(*self._fenced(step_id, attempt)).values(**values))
+                if not getattr(result, "rowcount", 0):
+                    lost.add(step_id)
+        return lost
+
+    def finish(self, step_id: int, attempt: int, result: StepResult, log_tail: str) -> bool:
+        """Record a step's result; refused (False) when this attempt no longer holds the lease."""
+        with self.db.write() as session:
+            now = self.clock()
+            state = StepState.SUCCEEDED if result.ok else StepState.FAILED
+            updated = session.execute(
+                update(Step)
+                .where(*self._fenced(step_id, attempt))
+                .values(
+                    state=state.value, finished_at=now, outcome=result.outcome, lease_owner=None,
+                    lease_expires_at=None, measurements=result.measurements, result=result.result,
+                    log=Step.log + log_tail,
+                )  # fmt: skip
+            )
+            if not getattr(updated, "rowcount", 0):
+                return False
+            self._close_attempt(session, step_id, attempt, state.value, now)
+            step = session.get(Step, step_id)
+            d = session.get(Deployment, step.deployment_id) if step else None
+            if step is not None and d is not None:
+                record_event(
+                    session, "step.finished", at=now, actor=self.owner, app=d.app, environment=d.environment,
+                    release_id=d.release_id, deployment_id=d.id, message=f"{step.kind} {step.name}: {result.outcome}",
+                    payload={"step_id": step_id, "attempt": attempt, "ok": result.ok},
+                )  # fmt: skip
+            return True
+
+    def _close_attempt(self, session: Session, step_id: int, attempt: int, outcome: str, now: datetime) -> None:
+        session.execute(
+            update(StepAttempt)
+            .where(StepAttempt.step_id == step_id, StepAttempt.attempt == attempt)
+            .values(finished_at=now, outcome=outcome)
+        )
+
+    def release(self, running: Iterable[tuple[int, int]]) -> None:
+        """Hand our running steps back to the queue at once (graceful shutdown past its grace period)."""
+        with self.db.write() as session:
+            now = self.clock()
+            for step_id, attempt in running:
+                result = session.execute(
+                    update(Step)
+                    .where(*self._fenced(step_id, attempt))
+                    .values(state=StepState.QUEUED.value, lease_owner=None, lease_expires_at=None, due_at=now)
+                )
+                if getattr(result, "rowcount", 0):
+                    self._close_attempt(session, step_id, attempt, "released", now)
+
+    def reap(self, limit: int = 100) -> int:
+        """Re-queue steps whose lease expired: their worker died or stalled."""
+        with self.db.write() as session:
+            now = self.clock()
+            expired = self._due(session, now, limit, expired=True)
+            for step in expired:
+                self._close_attempt(session, step.id, step.attempt, "expired", now)
+                d = session.get(Deployment, step.deployment_id)
+                record_event(
+                    session, "step.requeued", at=now, actor=self.owner, app=d.app if d else None,
+                    environment=d.environment if d else None, deployment_id=step.deployment_id,
+                    message=f"lease of {step.lease_owner} expired; {step.kind} {step.name} will run again",
+                    payload={"step_id": step.id, "attempt": step.attempt, "owner": step.lease_owner},
+                )  # fmt: skip
+                step.state = StepState.QUEUED.value
+                step.lease_owner = None
+                step.lease_expires_at = None
+                step.due_at = now
+            return len(expired)

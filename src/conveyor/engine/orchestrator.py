@@ -1,0 +1,261 @@
+"""The orchestrator: the one writer of deployment status.
+
+Each intent is applied in its own transaction: the rows are locked (``BEGIN IMMEDIATE`` on SQLite,
+``SELECT ... FOR UPDATE`` on PostgreSQL), the precondition is checked again (the planner may have
+looked at a stale snapshot, or another process may have acted first), and the new state, its Event and
+its Decision are written together. A precondition that no longer holds makes the intent a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from conveyor.domain.decisions import (
+    CancelSteps,
+    Fail,
+    Intent,
+    Note,
+    Promote,
+    Start,
+    Succeed,
+    Supersede,
+    Verify,
+    Wait,
+)
+from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
+from conveyor.store.database import Database
+from conveyor.store.records import record_decision, record_event
+from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
+
+log = logging.getLogger(__name__)
+
+NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
+ACTIVE = (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, DeploymentState.BAKING.value)
+SYSTEM = "conveyor"
+
+
+class Orchestrator:
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.clock = clock
+
+    # -- intents from the planner ---------------------------------------------------------------
+
+    def apply(self, intent: Intent) -> bool:
+        """Apply one intent in one transaction; False when its precondition no longer held."""
+        handler = _HANDLERS[type(intent)]
+        try:
+            with self.db.write() as session:
+                now = self.clock()
+                applied = handler(self, session, intent, now)
+                if applied and intent.decision is not None:
+                    record_decision(session, intent.decision, now)
+                return applied
+        except IntegrityError:
+            log.debug("intent %r lost a race; it will be re-planned", intent)
+            return False
+
+    def _lock_deployment(self, session: Session, deployment_id: int) -> Deployment | None:
+        stmt = select(Deployment).where(Deployment.id == deployment_id)
+        if self.db.is_postgres:
+            stmt = stmt.with_for_update()
+        return session.scalars(stmt).first()
+
+    def _transition(
+        self, session: Session, deployment_id: int, expected: tuple[str, ...], new: DeploymentState, now: datetime
+    ) -> Deployment | None:
+        d = self._lock_deployment(session, deployment_id)
+        if d is None or d.state not in expected:
+            return None
+        d.state = new.value
+        d.updated_at = now
+        if new.active and d.started_at is None:
+            d.started_at = now
+        if new.terminal:
+            d.finished_at = now
+            session.execute(delete(Lock).where(Lock.deployment_id == d.id))
+        return d
+
+    def _event(self, session: Session, d: Deployment, kind: str, now: datetime, message: str, **payload: Any) -> None:
+        record_event(
+            session, kind, at=now, actor=SYSTEM, message=message, app=d.app, environment=d.environment,
+            release_id=d.release_id, deployment_id=d.id, payload=payload,
+        )  # fmt: skip
+
+    def _note(self, session: Session, intent: Note, now: datetime) -> bool:
+        decision = intent.decision
+        if decision is not None and decision.rule == "ManualTierWaitsForPromotion":
+            if record_decision(session, decision, now):
+                record_event(
+                    session, "promotion.waiting", at=now, actor=SYSTEM, message=decision.summary,
+                    app=decision.app, environment=decision.environment, release_id=decision.release_id,
+                )  # fmt: skip
+            return False  # already recorded
+        return True
+
+    def _start(self, session: Session, intent: Start, now: datetime) -> bool:
+        taken = session.scalars(select(Lock).where(Lock.name.in_(intent.locks))).all()
+        if any(lock.deployment_id != intent.deployment_id for lock in taken):
+            return False
+        d = self._transition(session, intent.deployment_id, NOT_STARTED, DeploymentState.DEPLOYING, now)
+        if d is None:
+            return False
+        for name in intent.locks:
+            session.add(Lock(name=name, deployment_id=d.id, acquired_at=now))
+        session.add(Step(deployment_id=d.id, kind=StepKind.DEPLOY.value, name="deploy",
+                         state=StepState.QUEUED.value, due_at=now))  # fmt: skip
+        session.flush()
+        self._event(session, d, "deployment.started", now, f"deploying to {d.environment}", locks=list(intent.locks))
+        return True
+
+    def _wait(self, session: Session, intent: Wait, now: datetime) -> bool:
+        d = self._transition(session, intent.deployment_id, (DeploymentState.PENDING.value,),
+                             DeploymentState.WAITING, now)  # fmt: skip
+        if d is None:
+            return False
+        summary = intent.decision.summary if intent.decision else ""
+        d.summary = summary
+        self._event(session, d, "deployment.waiting", now, summary)
+        return True
+
+    def _supersede(self, session: Session, intent: Supersede, now: datetime) -> bool:
+        d = self._transition(session, intent.deployment_id, NOT_STARTED, DeploymentState.SUPERSEDED, now)
+        if d is None:
+            return False
+        d.summary = intent.decision.summary if intent.decision else "superseded"
+        self._event(session, d, "deployment.superseded", now, d.summary, by_release=intent.by_release_id)
+        return True
+
+    def _verify(self, session: Session, intent: Verify, now: datetime) -> bool:
+        d = self._transition(session, intent.deployment_id, (DeploymentState.DEPLOYING.value,),
+                             DeploymentState.VERIFYING, now)  # fmt: skip
+        if d is None:
+            return False
+        for name in intent.checks:
+            session.add(Step(deployment_id=d.id, kind=StepKind.CHECK.value, name=name,
+                             state=StepState.QUEUED.value, due_at=now))  # fmt: skip
+        self._event(session, d, "deployment.verifying", now, f"checking {', '.join(intent.checks)}")
+        return True
+
+    def _succeed(self, session: Session, intent: Succeed, now: datetime) -> bool:
+        d = self._transition(session, intent.deployment_id, ACTIVE, DeploymentState.SUCCEEDED, now)
+        if d is None:
+            return False
+        release = session.get(Release, d.release_id)
+        label = release.label if release else str(d.release_id)
+        d.summary = f"{label} is live in {d.environment}"
+        self._event(session, d, "deployment.succeeded", now, d.summary)
+        blocks = session.scalars(
+            select(Hold).where(
+                Hold.kind == HoldKind.BLOCK.value, Hold.app == d.app, Hold.environment == d.environment,
+                Hold.lifted_at.is_(None), Hold.release_id < d.release_id,
+            )  # fmt: skip
+        ).all()
+        for hold in blocks:
+            lift_hold(session, hold, now, SYSTEM, f"fixed forward: {label} passed {d.environment}")
+        return True
+
+    def _fail(self, session: Session, intent: Fail, now: datetime) -> bool:
+        d = self._transition(session, intent.deployment_id, ACTIVE, DeploymentState.FAILED, now)
+        if d is None:
+            return False
+        d.summary = intent.summary
+        d.evidence = intent.evidence
+        session.execute(
+            update(Step)
+            .where(Step.deployment_id == d.id, Step.state == StepState.QUEUED.value)
+            .values(state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: deployment failed")
+        )
+        self._event(session, d, "deployment.failed", now, intent.summary, **intent.evidence)
+        older = session.scalars(
+            select(Hold).where(Hold.kind == HoldKind.BLOCK.value, Hold.app == d.app,
+                               Hold.environment == d.environment, Hold.lifted_at.is_(None))  # fmt: skip
+        ).all()
+        for hold in older:
+            lift_hold(session, hold, now, SYSTEM, "replaced by a newer failure")
+        hold = Hold(
+            kind=HoldKind.BLOCK.value, app=d.app, environment=d.environment, release_id=d.release_id,
+            deployment_id=d.id, reason=intent.summary, actor=SYSTEM, since=now, evidence=intent.evidence,
+        )  # fmt: skip
+        session.add(hold)
+        session.flush()
+        record_event(
+            session, "hold.created", at=now, actor=SYSTEM, message=intent.summary, app=d.app,
+            environment=d.environment, release_id=d.release_id, deployment_id=d.id,
+            payload={"hold_id": hold.id, "kind": hold.kind},
+        )  # fmt: skip
+        return True
+
+    def _cancel_steps(self, session: Session, intent: CancelSteps, now: datetime) -> bool:
+        result = session.execute(
+            update(Step)
+            .where(Step.id.in_(intent.step_ids), Step.state == StepState.QUEUED.value)
+            .values(state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: a sibling check failed")
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    def _promote(self, session: Session, intent: Promote, now: datetime) -> bool:
+        exists = session.scalars(select(Deployment.id).where(Deployment.origin_key == intent.origin_key)).first()
+        if exists is not None:
+            return False
+        d = create_deployment(
+            session, release_id=intent.release_id, app=intent.app, environment=intent.environment,
+            now=now, actor=SYSTEM, origin_key=intent.origin_key,
+            message=intent.decision.summary if intent.decision else "promoted",
+        )  # fmt: skip
+        return d is not None
+
+
+_HANDLERS: dict[type[Intent], Callable[[Orchestrator, Session, Any, datetime], bool]] = {
+    Note: Orchestrator._note,
+    Start: Orchestrator._start,
+    Wait: Orchestrator._wait,
+    Supersede: Orchestrator._supersede,
+    Verify: Orchestrator._verify,
+    Succeed: Orchestrator._succeed,
+    Fail: Orchestrator._fail,
+    CancelSteps: Orchestrator._cancel_steps,
+    Promote: Orchestrator._promote,
+}
+
+
+def create_deployment(
+    session: Session,
+    *,
+    release_id: int,
+    app: str,
+    environment: str,
+    now: datetime,
+    actor: str,
+    origin_key: str | None,
+    message: str,
+) -> Deployment:
+    """A new pending deployment and its Event, in the caller's transaction."""
+    d = Deployment(
+        release_id=release_id, app=app, environment=environment, state=DeploymentState.PENDING.value,
+        origin_key=origin_key, queued_at=now, updated_at=now, created_by=actor, summary=message,
+    )  # fmt: skip
+    session.add(d)
+    session.flush()
+    record_event(
+        session, "deployment.created", at=now, actor=actor, message=message, app=app,
+        environment=environment, release_id=release_id, deployment_id=d.id,
+    )  # fmt: skip
+    return d
+
+
+def lift_hold(session: Session, hold: Hold, now: datetime, actor: str, reason: str) -> None:
+    hold.lifted_at = now
+    hold.lifted_by = actor
+    hold.lift_reason = reason
+    record_event(
+        session, "hold.lifted", at=now, actor=actor, message=reason, app=hold.app,
+        environment=hold.environment, release_id=hold.release_id, payload={"hold_id": hold.id, "kind": hold.kind},
+    )  # fmt: skip

@@ -1,0 +1,69 @@
+"""Shared fixtures: real databases (SQLite always; PostgreSQL when CONVEYOR_TEST_POSTGRES_URL is set),
+real git repositories and configs written as a user would write them.
+
+PostgreSQL: on a user's machine the variable is unset and those tests skip; CI sets it, and then an
+unreachable server fails the run instead of skipping. The schema is migrated once per session and the
+tables are emptied before each test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from conveyor.store.database import Database
+from conveyor.store.migrate import upgrade
+from conveyor.store.tables import Base
+
+POSTGRES_URL = os.environ.get("CONVEYOR_TEST_POSTGRES_URL")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if POSTGRES_URL:
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL tests need CONVEYOR_TEST_POSTGRES_URL (CI sets it)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[Database]:
+    assert POSTGRES_URL, "CONVEYOR_TEST_POSTGRES_URL is not set"
+    db = Database(POSTGRES_URL)
+    db.ping()  # unreachable: fail loudly, never skip, when the variable is set
+    upgrade(db)
+    yield db
+    db.dispose()
+
+
+def clear_tables(db: Database) -> None:
+    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database URL on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'conveyor.db'}"
+        db = Database(url)
+        upgrade(db)
+        db.dispose()
+        return url
+    pg: Database = request.getfixturevalue("postgres_database")
+    clear_tables(pg)
+    assert POSTGRES_URL
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    yield database
+    database.dispose()

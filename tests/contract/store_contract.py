@@ -1,0 +1,211 @@
+"""The store's contract, run against every backend (SQLite and PostgreSQL subclass it).
+
+It holds the invariants the engine relies on: lock names are exclusive, a claimed step belongs to one
+attempt, late writes from a lost lease are refused, expired leases are re-queued as new attempts, and a
+terminal deployment never changes state again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import inspect, select
+
+from conveyor.domain.decisions import Decision, Fail, Promote, Start, Succeed, Supersede, Verify
+from conveyor.domain.model import DeploymentState, StepKind, StepState, Verdict
+from conveyor.engine.leases import Leases, StepResult
+from conveyor.engine.orchestrator import Orchestrator, create_deployment
+from conveyor.store.database import Database
+from conveyor.store.records import record_decision
+from conveyor.store.tables import Base, Deployment, Event, Hold, Lock, Release, Step, StepAttempt
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class StoreContract:
+    __test__ = False
+
+    @pytest.fixture
+    def store(self) -> Iterator[Database]:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def clock(self) -> Clock:
+        return Clock()
+
+    def _release(self, db: Database, clock: Clock, app: str = "web", sha: str = "a" * 40) -> int:
+        with db.write() as s:
+            r = Release(app=app, sha=sha, label=sha[:7], ref="main", commits=[], created_at=clock(), created_by="t")
+            s.add(r)
+            s.flush()
+            return r.id
+
+    def _deployment(self, db: Database, clock: Clock, release_id: int, env: str = "integration") -> int:
+        with db.write() as s:
+            return create_deployment(
+                s, release_id=release_id, app="web", environment=env, now=clock(), actor="t",
+                origin_key=None, message="m",
+            ).id  # fmt: skip
+
+    def _state(self, db: Database, deployment_id: int) -> str:
+        with db.read() as s:
+            d = s.get(Deployment, deployment_id)
+            assert d is not None
+            return d.state
+
+    def test_migrations_create_every_table(self, store: Database) -> None:
+        names = set(inspect(store.engine).get_table_names())
+        assert {t.name for t in Base.metadata.sorted_tables} <= names
+
+    def test_datetimes_round_trip_as_aware_utc(self, store: Database, clock: Clock) -> None:
+        rid = self._release(store, clock)
+        with store.read() as s:
+            r = s.get(Release, rid)
+            assert r is not None and r.created_at == clock() and r.created_at.tzinfo is not None
+
+    def test_start_takes_locks_all_or_nothing(self, store: Database, clock: Clock) -> None:
+        orch = Orchestrator(store, clock)
+        rid = self._release(store, clock)
+        first = self._deployment(store, clock, rid)
+        second = self._deployment(store, clock, rid, env="integration")
+        assert orch.apply(Start(None, deployment_id=first, locks=("app:web:integration", "group:g:integration")))
+        assert not orch.apply(Start(None, deployment_id=second, locks=("app:other:integration", "group:g:integration")))
+        with store.read() as s:
+            locks = {lock.name: lock.deployment_id for lock in s.scalars(select(Lock))}
+        assert locks == {"app:web:integration": first, "group:g:integration": first}
+        assert self._state(store, second) == "pending"
+
+    def test_terminal_state_never_changes(self, store: Database, clock: Clock) -> None:
+        orch = Orchestrator(store, clock)
+        rid = self._release(store, clock)
+        did = self._deployment(store, clock, rid)
+        assert orch.apply(Supersede(None, deployment_id=did, by_release_id=rid + 1))
+        for intent in (
+            Start(None, deployment_id=did, locks=("app:web:integration",)),
+            Verify(None, deployment_id=did, checks=("health",)),
+            Succeed(None, deployment_id=did),
+            Fail(None, deployment_id=did, step_id=0, summary="x"),
+        ):
+            assert not orch.apply(intent)
+        assert self._state(store, did) == "superseded"
+
+    def test_success_releases_locks_and_failure_blocks(self, store: Database, clock: Clock) -> None:
+        orch = Orchestrator(store, clock)
+        bad = self._release(store, clock, sha="b" * 40)
+        good = self._release(store, clock, sha="c" * 40)
+        d1 = self._deployment(store, clock, bad)
+        assert orch.apply(Start(None, deployment_id=d1, locks=("app:web:integration",)))
+        assert orch.apply(Fail(None, deployment_id=d1, step_id=1, summary="release bbbbbbb failed deploy"))
+        with store.read() as s:
+            holds = list(s.scalars(select(Hold)))
+            assert [(h.kind, h.app, h.environment, h.lifted_at) for h in holds] == [
+                ("block", "web", "integration", None)
+            ]
+            assert not list(s.scalars(select(Lock)))
+        d2 = self._deployment(store, clock, good)
+        assert orch.apply(Start(None, deployment_id=d2, locks=("app:web:integration",)))
+        assert orch.apply(Succeed(None, deployment_id=d2))
+        with store.read() as s:
+            hold = s.scalars(select(Hold)).one()
+            assert hold.lifted_at is not None and "fixed forward" in (hold.lift_reason or "")
+            kinds = [e.kind for e in s.scalars(select(Event).order_by(Event.id))]
+        assert kinds.count("hold.created") == 1 and kinds.count("hold.lifted") == 1
+        assert "deployment.failed" in kinds and "deployment.succeeded" in kinds
+
+    def test_promotion_is_idempotent(self, store: Database, clock: Clock) -> None:
+        orch = Orchestrator(store, clock)
+        rid = self._release(store, clock)
+        promote = Promote(None, app="web", release_id=rid, environment="staging", origin_key=f"auto:{rid}:staging")
+        assert orch.apply(promote)
+        assert not orch.apply(promote)
+        with store.read() as s:
+            assert len(list(s.scalars(select(Deployment)))) == 1
+
+    def test_decisions_are_recorded_only_when_they_change(self, store: Database, clock: Clock) -> None:
+        d = Decision("web", "staging", Verdict.WAIT, "WaitForLock", "waiting for lock x")
+        with store.write() as s:
+            assert record_decision(s, d, clock())
+            assert not record_decision(s, d, clock())
+            assert record_decision(s, Decision("web", "staging", Verdict.WAIT, "WaitForLock", "other"), clock())
+
+    def _started_step(self, store: Database, clock: Clock) -> int:
+        with store.read() as s:
+            n = len(list(s.scalars(select(Release.id))))
+        rid = self._release(store, clock, sha=f"{n:040x}")
+        did = self._deployment(store, clock, rid)
+        assert Orchestrator(store, clock).apply(Start(None, deployment_id=did, locks=(f"app:web:integration:{n}",)))
+        return did
+
+    def test_claim_gives_each_step_to_one_worker(self, store: Database, clock: Clock) -> None:
+        for _ in range(6):
+            self._started_step(store, clock)
+        claimed: list[int] = []
+        guard = threading.Lock()
+
+        def grab(owner: str) -> None:
+            got = Leases(store, clock, owner, 10).claim(2)
+            with guard:
+                claimed.extend(c.step_id for c in got)
+
+        threads = [threading.Thread(target=grab, args=(f"w{i}",)) for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(claimed) == 6 and len(set(claimed)) == 6
+
+    def test_lost_lease_is_fenced_and_reaped_as_new_attempt(self, store: Database, clock: Clock) -> None:
+        self._started_step(store, clock)
+        slow = Leases(store, clock, "slow", 10)
+        fast = Leases(store, clock, "fast", 10)
+        (first,) = slow.claim(5)
+        assert first.kind == StepKind.DEPLOY and first.attempt == 1
+        clock.advance(11)
+        assert fast.reap() == 1
+        (second,) = fast.claim(5)
+        assert second.step_id == first.step_id and second.attempt == 2
+        # the paused worker wakes up: its heartbeat and its result are refused
+        assert slow.heartbeat([(first.step_id, first.attempt)], {first.step_id: "late\n"}) == {first.step_id}
+        assert not slow.finish(first.step_id, first.attempt, StepResult(True, "late", [], {}), "")
+        assert fast.finish(second.step_id, second.attempt, StepResult(True, "deployed", [], {}), "ok\n")
+        with store.read() as s:
+            step = s.get(Step, first.step_id)
+            assert step is not None and step.state == StepState.SUCCEEDED and "late" not in step.log
+            attempts = [(a.attempt, a.owner, a.outcome) for a in s.scalars(select(StepAttempt).order_by(StepAttempt.id))]
+        assert attempts == [(1, "slow", "expired"), (2, "fast", "succeeded")]
+
+    def test_step_given_up_after_max_attempts(self, store: Database, clock: Clock) -> None:
+        did = self._started_step(store, clock)
+        leases = Leases(store, clock, "w", 1)
+        for _ in range(3):
+            assert leases.claim(1)
+            clock.advance(2)
+            leases.reap()
+        assert leases.claim(1) == []
+        with store.read() as s:
+            step = s.scalars(select(Step).where(Step.deployment_id == did)).one()
+            assert step.state == StepState.FAILED and "gave up after 3 attempts" in step.outcome
+
+    def test_release_hands_steps_back(self, store: Database, clock: Clock) -> None:
+        self._started_step(store, clock)
+        leases = Leases(store, clock, "w", 10)
+        (c,) = leases.claim(1)
+        leases.release([(c.step_id, c.attempt)])
+        (again,) = Leases(store, clock, "other", 10).claim(1)
+        assert again.step_id == c.step_id and again.attempt == 2
+
+    def test_deployment_states_are_known(self, store: Database, clock: Clock) -> None:
+        did = self._started_step(store, clock)
+        assert DeploymentState(self._state(store, did)) == DeploymentState.DEPLOYING
