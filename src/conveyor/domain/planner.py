@@ -82,10 +82,15 @@ def _schedule_waiting(snap: Snapshot, now: datetime) -> list[Intent]:
             intents.extend(_wait(d, decision, snap))
             continue
         started = Decision(
-            d.app, d.environment, Verdict.PROCEED, "StartWhenLocksFree",
+            d.app,
+            d.environment,
+            Verdict.PROCEED,
+            "StartWhenLocksFree",
             f"deploying {d.label} to {d.environment}: no hold, locks {', '.join(needed)} acquired",
-            evidence={"locks": list(needed)}, deployment_id=d.id, release_id=d.release_id,
-        )  # fmt: skip
+            evidence={"locks": list(needed)},
+            deployment_id=d.id,
+            release_id=d.release_id,
+        )
         intents.append(Start(started, deployment_id=d.id, locks=needed))
     return intents
 
@@ -102,20 +107,28 @@ def _lock_wait_decision(
                 f" ({holder.app} {holder.label}, {holder.state.value})" if holder else ""
             )
             return Decision(
-                d.app, d.environment, Verdict.WAIT, "WaitForLock",
+                d.app,
+                d.environment,
+                Verdict.WAIT,
+                "WaitForLock",
                 f"waiting for lock {name}, held by {who}",
-                evidence={"lock": name, "holder_deployment": holder_id}, deployment_id=d.id,
+                evidence={"lock": name, "holder_deployment": holder_id},
+                deployment_id=d.id,
                 release_id=d.release_id,
-            )  # fmt: skip
+            )
         ahead = reserved.get(name)
         if ahead is not None:
             return Decision(
-                d.app, d.environment, Verdict.WAIT, "WaitInArrivalOrder",
+                d.app,
+                d.environment,
+                Verdict.WAIT,
+                "WaitInArrivalOrder",
                 f"waiting for lock {name}: deployment #{ahead.id} ({ahead.app} {ahead.label}) "
                 "queued earlier and goes first",
-                evidence={"lock": name, "ahead_deployment": ahead.id}, deployment_id=d.id,
+                evidence={"lock": name, "ahead_deployment": ahead.id},
+                deployment_id=d.id,
                 release_id=d.release_id,
-            )  # fmt: skip
+            )
     return None
 
 

@@ -41,12 +41,19 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
     if not newer:
         return None
     by = max(newer)
-    summary = f"superseded: a newer release (#{by}) is going to {d.environment}; {d.label} will not deploy there"
+    summary = (
+        f"superseded: a newer release (#{by}) is going to {d.environment}; {d.label} will not deploy there"
+    )
     decision = Decision(
-        d.app, d.environment, Verdict.SUPERSEDE, "SupersedeOlderRelease", summary,
+        d.app,
+        d.environment,
+        Verdict.SUPERSEDE,
+        "SupersedeOlderRelease",
+        summary,
         evidence={"superseded_release": d.release_id, "by_release": by},
-        deployment_id=d.id, release_id=d.release_id,
-    )  # fmt: skip
+        deployment_id=d.id,
+        release_id=d.release_id,
+    )
     return Supersede(decision, deployment_id=d.id, by_release_id=by)
 
 
@@ -86,12 +93,22 @@ def hold_decision(d: DeploymentView, hold: HoldView) -> Decision:
         summary = f"frozen since {_hhmm(hold.since)} by {hold.actor}: {hold.reason}"
         rule = "HoldWhileFrozen"
     return Decision(
-        d.app, d.environment, Verdict.HOLD, rule, summary,
+        d.app,
+        d.environment,
+        Verdict.HOLD,
+        rule,
+        summary,
         reasons=(hold.reason,),
-        evidence={"hold_id": hold.id, "kind": hold.kind.value, "actor": hold.actor,
-                  "since": hold.since.isoformat(), "hold_environment": hold.environment},
-        deployment_id=d.id, release_id=d.release_id,
-    )  # fmt: skip
+        evidence={
+            "hold_id": hold.id,
+            "kind": hold.kind.value,
+            "actor": hold.actor,
+            "since": hold.since.isoformat(),
+            "hold_environment": hold.environment,
+        },
+        deployment_id=d.id,
+        release_id=d.release_id,
+    )
 
 
 def _step(d: DeploymentView, kind: StepKind) -> list[StepView]:
@@ -103,38 +120,57 @@ def _failure(d: DeploymentView, step: StepView) -> Fail:
     summary = f"release {d.label} failed {what} in {d.environment}: {step.outcome or 'no detail'}"
     evidence = {"step_id": step.id, "step": step.name, "kind": step.kind.value, **step.evidence}
     decision = Decision(
-        d.app, d.environment, Verdict.VETO, "FailedReleaseStops", summary,
-        reasons=(step.outcome,), evidence=evidence, deployment_id=d.id, release_id=d.release_id,
-    )  # fmt: skip
+        d.app,
+        d.environment,
+        Verdict.VETO,
+        "FailedReleaseStops",
+        summary,
+        reasons=(step.outcome,),
+        evidence=evidence,
+        deployment_id=d.id,
+        release_id=d.release_id,
+    )
     return Fail(decision, deployment_id=d.id, step_id=step.id, summary=summary, evidence=evidence)
 
 
 def advance_active(d: DeploymentView, snap: Snapshot) -> Intent | None:
     """Move a deploying or verifying deployment on, from the states of its steps."""
     if d.state == DeploymentState.DEPLOYING:
-        deploys = _step(d, StepKind.DEPLOY)
-        if not deploys or not deploys[-1].state.terminal:
-            return None
-        last = deploys[-1]
-        if last.state != StepState.SUCCEEDED:
-            return _failure(d, last)
-        checks = snap.apps[d.app].checks.get(d.environment, ()) if d.app in snap.apps else ()
-        if not checks:
-            return Succeed(None, deployment_id=d.id)
-        return Verify(None, deployment_id=d.id, checks=checks)
+        return _advance_deploying(d, snap)
     if d.state == DeploymentState.VERIFYING:
-        checks = _step(d, StepKind.CHECK)
-        failed = [s for s in checks if s.state in (StepState.FAILED, StepState.CANCELLED)]
-        running = [s for s in checks if s.state == StepState.RUNNING]
-        queued = [s for s in checks if s.state == StepState.QUEUED]
-        if failed and queued:
-            return CancelSteps(None, deployment_id=d.id, step_ids=tuple(s.id for s in queued))
-        if failed and not running:
-            first = next(s for s in failed if s.state == StepState.FAILED) if any(
-                s.state == StepState.FAILED for s in failed) else failed[0]  # fmt: skip
-            return _failure(d, first)
-        if checks and all(s.state == StepState.SUCCEEDED for s in checks):
-            return Succeed(None, deployment_id=d.id)
+        return _advance_verifying(d)
+    return None
+
+
+def _advance_deploying(d: DeploymentView, snap: Snapshot) -> Intent | None:
+    deploys = _step(d, StepKind.DEPLOY)
+    if not deploys or not deploys[-1].state.terminal:
+        return None
+    last = deploys[-1]
+    if last.state != StepState.SUCCEEDED:
+        return _failure(d, last)
+    policy = snap.apps.get(d.app)
+    names = policy.checks.get(d.environment, ()) if policy else ()
+    if not names:
+        return Succeed(None, deployment_id=d.id)
+    return Verify(None, deployment_id=d.id, checks=names)
+
+
+def _advance_verifying(d: DeploymentView) -> Intent | None:
+    """All checks passed: succeed. One failed: cancel the queued ones, let running ones finish (their
+    locks stay held meanwhile), then fail with the first failure as the evidence."""
+    checks = _step(d, StepKind.CHECK)
+    failed = [s for s in checks if s.state == StepState.FAILED]
+    if failed or any(s.state == StepState.CANCELLED for s in checks):
+        queued = tuple(s.id for s in checks if s.state == StepState.QUEUED)
+        if queued:
+            return CancelSteps(None, deployment_id=d.id, step_ids=queued)
+        if any(s.state == StepState.RUNNING for s in checks):
+            return None
+        culprit = failed[0] if failed else next(s for s in checks if s.state == StepState.CANCELLED)
+        return _failure(d, culprit)
+    if checks and all(s.state == StepState.SUCCEEDED for s in checks):
+        return Succeed(None, deployment_id=d.id)
     return None
 
 
@@ -157,18 +193,30 @@ def promote_succeeded(app: str, environment: str, snap: Snapshot) -> Intent | No
             f"{environment}; run: conveyor promote {app} --to {target}"
         )
         decision = Decision(
-            app, target, Verdict.WAIT, "ManualTierWaitsForPromotion", summary,
-            reasons=(policy.reason or "",), evidence={"release": done.label, "passed": environment},
+            app,
+            target,
+            Verdict.WAIT,
+            "ManualTierWaitsForPromotion",
+            summary,
+            reasons=(policy.reason or "",),
+            evidence={"release": done.label, "passed": environment},
             release_id=done.release_id,
-        )  # fmt: skip
+        )
         return Note(decision)
     summary = f"promoting {done.label}: it passed {environment}"
     decision = Decision(
-        app, target, Verdict.PROCEED, "PromoteOnSuccess", summary,
+        app,
+        target,
+        Verdict.PROCEED,
+        "PromoteOnSuccess",
+        summary,
         evidence={"release": done.label, "passed": environment, "deployment_id": done.deployment_id},
         release_id=done.release_id,
-    )  # fmt: skip
+    )
     return Promote(
-        decision, app=app, release_id=done.release_id, environment=target,
+        decision,
+        app=app,
+        release_id=done.release_id,
+        environment=target,
         origin_key=f"auto:{done.release_id}:{target}",
-    )  # fmt: skip
+    )

@@ -72,13 +72,19 @@ class Executor:
         env = app.environments[step.environment]
         driver: Driver = self._instance(plugins.driver_class(env.deploy.driver))
         request = DeployRequest(
-            app=step.app, environment=step.environment, version=step.label, sha=step.sha,
-            repo=str(mirror_path_for(self.config.state_dir, step.app)), vars=env.vars,
-            options=env.deploy.options, state_dir=env_state_dir(self.config, step.app, step.environment),
+            app=step.app,
+            environment=step.environment,
+            version=step.label,
+            sha=step.sha,
+            repo=str(mirror_path_for(self.config.state_dir, step.app)),
+            vars=env.vars,
+            options=env.deploy.options,
+            state_dir=env_state_dir(self.config, step.app, step.environment),
             attempt=step.attempt,
-        )  # fmt: skip
+        )
         request.state_dir.mkdir(parents=True, exist_ok=True)
-        ctx.log(f"deploying {step.label} ({step.sha[:12]}) with driver {env.deploy.driver}, attempt {step.attempt}")
+        driver_name = env.deploy.driver
+        ctx.log(f"deploying {step.label} ({step.sha[:12]}) with driver {driver_name}, attempt {step.attempt}")
         result = driver.deploy(request, ctx)
         outcome = result.message or ("deployed" if result.ok else "deploy failed")
         return StepResult(result.ok, outcome, [], {"driver": env.deploy.driver, **result.details})
@@ -91,11 +97,18 @@ class Executor:
             return StepResult(False, f"check {step.name!r} is no longer in the config", [], {})
         check: Check = self._instance(plugins.check_class(spec.type))
         request = CheckRequest(
-            app=step.app, environment=step.environment, version=step.label, sha=step.sha, vars=env.vars,
-            options=spec.options, state_dir=env_state_dir(self.config, step.app, step.environment),
-        )  # fmt: skip
+            app=step.app,
+            environment=step.environment,
+            version=step.label,
+            sha=step.sha,
+            vars=env.vars,
+            options=spec.options,
+            state_dir=env_state_dir(self.config, step.app, step.environment),
+        )
         measurements, outcome = run_check(check, request, spec.limits, ctx)
         return StepResult(
-            outcome.ok, outcome.reason, [m.to_json() for m in measurements],
+            outcome.ok,
+            outcome.reason,
+            [m.to_json() for m in measurements],
             {"phase": outcome.phase, "counts": outcome.counts, "type": spec.type},
-        )  # fmt: skip
+        )

@@ -81,17 +81,34 @@ class Leases:
                 step.lease_owner = self.owner
                 step.lease_expires_at = now + self.lease
                 step.started_at = step.started_at or now
-                session.add(StepAttempt(step_id=step.id, attempt=step.attempt, owner=self.owner, started_at=now))
+                session.add(
+                    StepAttempt(step_id=step.id, attempt=step.attempt, owner=self.owner, started_at=now)
+                )
                 record_event(
-                    session, "step.started", at=now, actor=self.owner, app=d.app, environment=d.environment,
-                    release_id=d.release_id, deployment_id=d.id, message=f"{step.kind} {step.name}",
+                    session,
+                    "step.started",
+                    at=now,
+                    actor=self.owner,
+                    app=d.app,
+                    environment=d.environment,
+                    release_id=d.release_id,
+                    deployment_id=d.id,
+                    message=f"{step.kind} {step.name}",
                     payload={"step_id": step.id, "attempt": step.attempt},
-                )  # fmt: skip
+                )
                 claimed.append(
                     ClaimedStep(
-                        step.id, step.attempt, StepKind(step.kind), step.name, d.id, d.app, d.environment,
-                        d.release_id, release.sha, release.label,
-                    )  # fmt: skip
+                        step.id,
+                        step.attempt,
+                        StepKind(step.kind),
+                        step.name,
+                        d.id,
+                        d.app,
+                        d.environment,
+                        d.release_id,
+                        release.sha,
+                        release.label,
+                    )
                 )
         return claimed
 
@@ -100,9 +117,17 @@ class Leases:
         step.finished_at = now
         step.outcome = f"gave up after {step.attempt} attempts: the worker running it was lost each time"
         record_event(
-            session, "step.abandoned", at=now, actor=self.owner, app=d.app, environment=d.environment,
-            release_id=d.release_id, deployment_id=d.id, message=step.outcome, payload={"step_id": step.id},
-        )  # fmt: skip
+            session,
+            "step.abandoned",
+            at=now,
+            actor=self.owner,
+            app=d.app,
+            environment=d.environment,
+            release_id=d.release_id,
+            deployment_id=d.id,
+            message=step.outcome,
+            payload={"step_id": step.id},
+        )
 
     def _fenced(self, step_id: int, attempt: int) -> tuple[Any, ...]:
         return (
@@ -139,10 +164,15 @@ class Leases:
                 update(Step)
                 .where(*self._fenced(step_id, attempt))
                 .values(
-                    state=state.value, finished_at=now, outcome=result.outcome, lease_owner=None,
-                    lease_expires_at=None, measurements=result.measurements, result=result.result,
+                    state=state.value,
+                    finished_at=now,
+                    outcome=result.outcome,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    measurements=result.measurements,
+                    result=result.result,
                     log=Step.log + log_tail,
-                )  # fmt: skip
+                )
             )
             if not getattr(updated, "rowcount", 0):
                 return False
@@ -151,13 +181,22 @@ class Leases:
             d = session.get(Deployment, step.deployment_id) if step else None
             if step is not None and d is not None:
                 record_event(
-                    session, "step.finished", at=now, actor=self.owner, app=d.app, environment=d.environment,
-                    release_id=d.release_id, deployment_id=d.id, message=f"{step.kind} {step.name}: {result.outcome}",
+                    session,
+                    "step.finished",
+                    at=now,
+                    actor=self.owner,
+                    app=d.app,
+                    environment=d.environment,
+                    release_id=d.release_id,
+                    deployment_id=d.id,
+                    message=f"{step.kind} {step.name}: {result.outcome}",
                     payload={"step_id": step_id, "attempt": attempt, "ok": result.ok},
-                )  # fmt: skip
+                )
             return True
 
-    def _close_attempt(self, session: Session, step_id: int, attempt: int, outcome: str, now: datetime) -> None:
+    def _close_attempt(
+        self, session: Session, step_id: int, attempt: int, outcome: str, now: datetime
+    ) -> None:
         session.execute(
             update(StepAttempt)
             .where(StepAttempt.step_id == step_id, StepAttempt.attempt == attempt)
@@ -186,11 +225,16 @@ class Leases:
                 self._close_attempt(session, step.id, step.attempt, "expired", now)
                 d = session.get(Deployment, step.deployment_id)
                 record_event(
-                    session, "step.requeued", at=now, actor=self.owner, app=d.app if d else None,
-                    environment=d.environment if d else None, deployment_id=step.deployment_id,
+                    session,
+                    "step.requeued",
+                    at=now,
+                    actor=self.owner,
+                    app=d.app if d else None,
+                    environment=d.environment if d else None,
+                    deployment_id=step.deployment_id,
                     message=f"lease of {step.lease_owner} expired; {step.kind} {step.name} will run again",
                     payload={"step_id": step.id, "attempt": step.attempt, "owner": step.lease_owner},
-                )  # fmt: skip
+                )
                 step.state = StepState.QUEUED.value
                 step.lease_owner = None
                 step.lease_expires_at = None

@@ -69,7 +69,12 @@ class Orchestrator:
         return session.scalars(stmt).first()
 
     def _transition(
-        self, session: Session, deployment_id: int, expected: tuple[str, ...], new: DeploymentState, now: datetime
+        self,
+        session: Session,
+        deployment_id: int,
+        expected: tuple[str, ...],
+        new: DeploymentState,
+        now: datetime,
     ) -> Deployment | None:
         d = self._lock_deployment(session, deployment_id)
         if d is None or d.state not in expected:
@@ -83,20 +88,36 @@ class Orchestrator:
             session.execute(delete(Lock).where(Lock.deployment_id == d.id))
         return d
 
-    def _event(self, session: Session, d: Deployment, kind: str, now: datetime, message: str, **payload: Any) -> None:
+    def _event(
+        self, session: Session, d: Deployment, kind: str, now: datetime, message: str, **payload: Any
+    ) -> None:
         record_event(
-            session, kind, at=now, actor=SYSTEM, message=message, app=d.app, environment=d.environment,
-            release_id=d.release_id, deployment_id=d.id, payload=payload,
-        )  # fmt: skip
+            session,
+            kind,
+            at=now,
+            actor=SYSTEM,
+            message=message,
+            app=d.app,
+            environment=d.environment,
+            release_id=d.release_id,
+            deployment_id=d.id,
+            payload=payload,
+        )
 
     def _note(self, session: Session, intent: Note, now: datetime) -> bool:
         decision = intent.decision
         if decision is not None and decision.rule == "ManualTierWaitsForPromotion":
             if record_decision(session, decision, now):
                 record_event(
-                    session, "promotion.waiting", at=now, actor=SYSTEM, message=decision.summary,
-                    app=decision.app, environment=decision.environment, release_id=decision.release_id,
-                )  # fmt: skip
+                    session,
+                    "promotion.waiting",
+                    at=now,
+                    actor=SYSTEM,
+                    message=decision.summary,
+                    app=decision.app,
+                    environment=decision.environment,
+                    release_id=decision.release_id,
+                )
             return False  # already recorded
         return True
 
@@ -109,15 +130,25 @@ class Orchestrator:
             return False
         for name in intent.locks:
             session.add(Lock(name=name, deployment_id=d.id, acquired_at=now))
-        session.add(Step(deployment_id=d.id, kind=StepKind.DEPLOY.value, name="deploy",
-                         state=StepState.QUEUED.value, due_at=now))  # fmt: skip
+        session.add(
+            Step(
+                deployment_id=d.id,
+                kind=StepKind.DEPLOY.value,
+                name="deploy",
+                state=StepState.QUEUED.value,
+                due_at=now,
+            )
+        )
         session.flush()
-        self._event(session, d, "deployment.started", now, f"deploying to {d.environment}", locks=list(intent.locks))
+        self._event(
+            session, d, "deployment.started", now, f"deploying to {d.environment}", locks=list(intent.locks)
+        )
         return True
 
     def _wait(self, session: Session, intent: Wait, now: datetime) -> bool:
-        d = self._transition(session, intent.deployment_id, (DeploymentState.PENDING.value,),
-                             DeploymentState.WAITING, now)  # fmt: skip
+        d = self._transition(
+            session, intent.deployment_id, (DeploymentState.PENDING.value,), DeploymentState.WAITING, now
+        )
         if d is None:
             return False
         summary = intent.decision.summary if intent.decision else ""
@@ -134,13 +165,21 @@ class Orchestrator:
         return True
 
     def _verify(self, session: Session, intent: Verify, now: datetime) -> bool:
-        d = self._transition(session, intent.deployment_id, (DeploymentState.DEPLOYING.value,),
-                             DeploymentState.VERIFYING, now)  # fmt: skip
+        d = self._transition(
+            session, intent.deployment_id, (DeploymentState.DEPLOYING.value,), DeploymentState.VERIFYING, now
+        )
         if d is None:
             return False
         for name in intent.checks:
-            session.add(Step(deployment_id=d.id, kind=StepKind.CHECK.value, name=name,
-                             state=StepState.QUEUED.value, due_at=now))  # fmt: skip
+            session.add(
+                Step(
+                    deployment_id=d.id,
+                    kind=StepKind.CHECK.value,
+                    name=name,
+                    state=StepState.QUEUED.value,
+                    due_at=now,
+                )
+            )
         self._event(session, d, "deployment.verifying", now, f"checking {', '.join(intent.checks)}")
         return True
 
@@ -154,9 +193,12 @@ class Orchestrator:
         self._event(session, d, "deployment.succeeded", now, d.summary)
         blocks = session.scalars(
             select(Hold).where(
-                Hold.kind == HoldKind.BLOCK.value, Hold.app == d.app, Hold.environment == d.environment,
-                Hold.lifted_at.is_(None), Hold.release_id < d.release_id,
-            )  # fmt: skip
+                Hold.kind == HoldKind.BLOCK.value,
+                Hold.app == d.app,
+                Hold.environment == d.environment,
+                Hold.lifted_at.is_(None),
+                Hold.release_id < d.release_id,
+            )
         ).all()
         for hold in blocks:
             lift_hold(session, hold, now, SYSTEM, f"fixed forward: {label} passed {d.environment}")
@@ -175,41 +217,68 @@ class Orchestrator:
         )
         self._event(session, d, "deployment.failed", now, intent.summary, **intent.evidence)
         older = session.scalars(
-            select(Hold).where(Hold.kind == HoldKind.BLOCK.value, Hold.app == d.app,
-                               Hold.environment == d.environment, Hold.lifted_at.is_(None))  # fmt: skip
+            select(Hold).where(
+                Hold.kind == HoldKind.BLOCK.value,
+                Hold.app == d.app,
+                Hold.environment == d.environment,
+                Hold.lifted_at.is_(None),
+            )
         ).all()
         for hold in older:
             lift_hold(session, hold, now, SYSTEM, "replaced by a newer failure")
         hold = Hold(
-            kind=HoldKind.BLOCK.value, app=d.app, environment=d.environment, release_id=d.release_id,
-            deployment_id=d.id, reason=intent.summary, actor=SYSTEM, since=now, evidence=intent.evidence,
-        )  # fmt: skip
+            kind=HoldKind.BLOCK.value,
+            app=d.app,
+            environment=d.environment,
+            release_id=d.release_id,
+            deployment_id=d.id,
+            reason=intent.summary,
+            actor=SYSTEM,
+            since=now,
+            evidence=intent.evidence,
+        )
         session.add(hold)
         session.flush()
         record_event(
-            session, "hold.created", at=now, actor=SYSTEM, message=intent.summary, app=d.app,
-            environment=d.environment, release_id=d.release_id, deployment_id=d.id,
+            session,
+            "hold.created",
+            at=now,
+            actor=SYSTEM,
+            message=intent.summary,
+            app=d.app,
+            environment=d.environment,
+            release_id=d.release_id,
+            deployment_id=d.id,
             payload={"hold_id": hold.id, "kind": hold.kind},
-        )  # fmt: skip
+        )
         return True
 
     def _cancel_steps(self, session: Session, intent: CancelSteps, now: datetime) -> bool:
         result = session.execute(
             update(Step)
             .where(Step.id.in_(intent.step_ids), Step.state == StepState.QUEUED.value)
-            .values(state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: a sibling check failed")
+            .values(
+                state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: a sibling check failed"
+            )
         )
         return bool(getattr(result, "rowcount", 0))
 
     def _promote(self, session: Session, intent: Promote, now: datetime) -> bool:
-        exists = session.scalars(select(Deployment.id).where(Deployment.origin_key == intent.origin_key)).first()
+        exists = session.scalars(
+            select(Deployment.id).where(Deployment.origin_key == intent.origin_key)
+        ).first()
         if exists is not None:
             return False
         d = create_deployment(
-            session, release_id=intent.release_id, app=intent.app, environment=intent.environment,
-            now=now, actor=SYSTEM, origin_key=intent.origin_key,
+            session,
+            release_id=intent.release_id,
+            app=intent.app,
+            environment=intent.environment,
+            now=now,
+            actor=SYSTEM,
+            origin_key=intent.origin_key,
             message=intent.decision.summary if intent.decision else "promoted",
-        )  # fmt: skip
+        )
         return d is not None
 
 
@@ -239,15 +308,29 @@ def create_deployment(
 ) -> Deployment:
     """A new pending deployment and its Event, in the caller's transaction."""
     d = Deployment(
-        release_id=release_id, app=app, environment=environment, state=DeploymentState.PENDING.value,
-        origin_key=origin_key, queued_at=now, updated_at=now, created_by=actor, summary=message,
-    )  # fmt: skip
+        release_id=release_id,
+        app=app,
+        environment=environment,
+        state=DeploymentState.PENDING.value,
+        origin_key=origin_key,
+        queued_at=now,
+        updated_at=now,
+        created_by=actor,
+        summary=message,
+    )
     session.add(d)
     session.flush()
     record_event(
-        session, "deployment.created", at=now, actor=actor, message=message, app=app,
-        environment=environment, release_id=release_id, deployment_id=d.id,
-    )  # fmt: skip
+        session,
+        "deployment.created",
+        at=now,
+        actor=actor,
+        message=message,
+        app=app,
+        environment=environment,
+        release_id=release_id,
+        deployment_id=d.id,
+    )
     return d
 
 
@@ -256,6 +339,13 @@ def lift_hold(session: Session, hold: Hold, now: datetime, actor: str, reason: s
     hold.lifted_by = actor
     hold.lift_reason = reason
     record_event(
-        session, "hold.lifted", at=now, actor=actor, message=reason, app=hold.app,
-        environment=hold.environment, release_id=hold.release_id, payload={"hold_id": hold.id, "kind": hold.kind},
-    )  # fmt: skip
+        session,
+        "hold.lifted",
+        at=now,
+        actor=actor,
+        message=reason,
+        app=hold.app,
+        environment=hold.environment,
+        release_id=hold.release_id,
+        payload={"hold_id": hold.id, "kind": hold.kind},
+    )

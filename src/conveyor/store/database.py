@@ -86,9 +86,12 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction (BEGIN IMMEDIATE on SQLite); commits on success, rolls back on error."""
-        with self.engine.connect() as conn, Session(bind=conn, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with (
+            self.engine.connect() as conn,
+            Session(bind=conn, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -98,8 +101,7 @@ class Database:
             try:
                 yield session
             finally:
-                session.rollback()
-                session.close()
+                session.close()  # ends the transaction; loaded objects stay readable, detached
 
     @contextmanager
     def planning(self) -> Iterator[None]:

@@ -30,9 +30,16 @@ def record_event(
     payload: dict[str, Any] | None = None,
 ) -> Event:
     event = Event(
-        kind=kind, app=app, environment=environment, release_id=release_id, deployment_id=deployment_id,
-        actor=actor, at=at, message=message, payload=payload or {},
-    )  # fmt: skip
+        kind=kind,
+        app=app,
+        environment=environment,
+        release_id=release_id,
+        deployment_id=deployment_id,
+        actor=actor,
+        at=at,
+        message=message,
+        payload=payload or {},
+    )
     session.add(event)
     return event
 
@@ -53,10 +60,17 @@ def record_decision(session: Session, decision: DecisionRecord, at: datetime) ->
         return False
     session.add(
         Decision(
-            app=decision.app, environment=decision.environment, deployment_id=decision.deployment_id,
-            release_id=decision.release_id, verdict=decision.verdict.value, rule=decision.rule,
-            summary=decision.summary, reasons=list(decision.reasons), evidence=decision.evidence,
-            fingerprint=decision.fingerprint, at=at,
-        )  # fmt: skip
+            app=decision.app,
+            environment=decision.environment,
+            deployment_id=decision.deployment_id,
+            release_id=decision.release_id,
+            verdict=decision.verdict.value,
+            rule=decision.rule,
+            summary=decision.summary,
+            reasons=list(decision.reasons),
+            evidence=decision.evidence,
+            fingerprint=decision.fingerprint,
+            at=at,
+        )
     )
     return True

@@ -53,14 +53,26 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
     if active_ids:
         for s in session.scalars(select(Step).where(Step.deployment_id.in_(active_ids)).order_by(Step.id)):
             steps[s.deployment_id].append(
-                StepView(s.id, StepKind(s.kind), s.name, StepState(s.state), s.outcome,
-                         {"measurements": s.measurements, **s.result})  # fmt: skip
+                StepView(
+                    s.id,
+                    StepKind(s.kind),
+                    s.name,
+                    StepState(s.state),
+                    s.outcome,
+                    {"measurements": s.measurements, **s.result},
+                )
             )
     open_deployments = tuple(
         DeploymentView(
-            d.id, d.app, d.environment, d.release_id, label, DeploymentState(d.state), d.queued_at,
+            d.id,
+            d.app,
+            d.environment,
+            d.release_id,
+            label,
+            DeploymentState(d.state),
+            d.queued_at,
             tuple(steps.get(d.id, ())),
-        )  # fmt: skip
+        )
         for d, label in rows
     )
     return Snapshot(
@@ -84,8 +96,12 @@ def _latest_succeeded(session: Session) -> dict[tuple[str, str], Succeeded]:
     )
     rows = session.execute(
         select(Deployment.app, Deployment.environment, func.max(Deployment.id), Release.id, Release.label)
-        .join(newest, (newest.c.app == Deployment.app) & (newest.c.environment == Deployment.environment)
-              & (newest.c.rid == Deployment.release_id))  # fmt: skip
+        .join(
+            newest,
+            (newest.c.app == Deployment.app)
+            & (newest.c.environment == Deployment.environment)
+            & (newest.c.rid == Deployment.release_id),
+        )
         .join(Release, Release.id == Deployment.release_id)
         .where(Deployment.state == DeploymentState.SUCCEEDED.value)
         .group_by(Deployment.app, Deployment.environment, Release.id, Release.label)
@@ -101,7 +117,9 @@ def _deployed_releases(session: Session) -> frozenset[tuple[int, str]]:
         .group_by(Deployment.app, Deployment.environment)
     )
     rows = session.execute(
-        select(Deployment.release_id, Deployment.environment).where(Deployment.release_id.in_(succeeded)).distinct()
+        select(Deployment.release_id, Deployment.environment)
+        .where(Deployment.release_id.in_(succeeded))
+        .distinct()
     ).all()
     return frozenset((rid, env) for rid, env in rows)
 
@@ -114,8 +132,18 @@ def _holds(session: Session) -> tuple[HoldView, ...]:
         .order_by(Hold.id)
     ).all()
     return tuple(
-        HoldView(h.id, HoldKind(h.kind), h.app, h.environment, h.release_id, h.reason, h.actor, h.since, h.until,
-                 label or "")  # fmt: skip
+        HoldView(
+            h.id,
+            HoldKind(h.kind),
+            h.app,
+            h.environment,
+            h.release_id,
+            h.reason,
+            h.actor,
+            h.since,
+            h.until,
+            label or "",
+        )
         for h, label in rows
     )
 

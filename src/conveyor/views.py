@@ -1,0 +1,215 @@
+"""Read models for people and tools: status (apps × environments), history, and why.
+
+``why`` answers "why didn't my change go out?": per environment, the latest Decision in plain words,
+the holds in force and the deployment it concerns, all with evidence. These functions only read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from conveyor.config.resolved import Config
+from conveyor.domain.model import DeploymentState
+from conveyor.store.database import Database
+from conveyor.store.records import latest_decision
+from conveyor.store.tables import Deployment, Hold, Release, Step
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+@dataclass
+class EnvStatus:
+    release: str | None = None
+    sha: str | None = None
+    state: str | None = None
+    since: str | None = None
+    live: str | None = None  # newest release that succeeded here
+    summary: str = ""
+    deployment_id: int | None = None
+
+
+@dataclass
+class AppStatus:
+    name: str
+    team: str
+    tier: str
+    groups: list[str]
+    environments: dict[str, EnvStatus]
+    holds: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def hold_json(h: Hold, label: str | None) -> dict[str, Any]:
+    return {
+        "id": h.id,
+        "kind": h.kind,
+        "app": h.app,
+        "environment": h.environment,
+        "release": label,
+        "reason": h.reason,
+        "actor": h.actor,
+        "since": _iso(h.since),
+        "until": _iso(h.until),
+        "evidence": h.evidence,
+    }
+
+
+def open_holds(session: Session, app: str) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(Hold, Release.label)
+        .outerjoin(Release, Release.id == Hold.release_id)
+        .where(Hold.lifted_at.is_(None), (Hold.app == app) | Hold.app.is_(None))
+        .order_by(Hold.id)
+    ).all()
+    return [hold_json(h, label) for h, label in rows]
+
+
+def app_status(session: Session, config: Config, app: str) -> AppStatus:
+    cfg = config.app(app)
+    envs: dict[str, EnvStatus] = {}
+    for env in config.environments:
+        latest = session.execute(
+            select(Deployment, Release)
+            .join(Release, Release.id == Deployment.release_id)
+            .where(
+                Deployment.app == app,
+                Deployment.environment == env,
+                Deployment.state != DeploymentState.SUPERSEDED.value,
+            )
+            .order_by(Deployment.id.desc())
+            .limit(1)
+        ).first()
+        live = session.execute(
+            select(Release.label)
+            .join(Deployment, Deployment.release_id == Release.id)
+            .where(
+                Deployment.app == app,
+                Deployment.environment == env,
+                Deployment.state == DeploymentState.SUCCEEDED.value,
+            )
+            .order_by(Release.id.desc())
+            .limit(1)
+        ).scalar()
+        status = EnvStatus(live=live)
+        if latest is not None:
+            d, r = latest
+            status = EnvStatus(
+                r.label,
+                r.sha,
+                d.state,
+                _iso(d.finished_at or d.started_at or d.queued_at),
+                live,
+                d.summary,
+                d.id,
+            )
+        envs[env] = status
+    return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, open_holds(session, app))
+
+
+def status(db: Database, config: Config, app: str | None = None) -> list[AppStatus]:
+    names = [config.app(app).name] if app else list(config.apps)
+    with db.read() as session:
+        return [app_status(session, config, name) for name in names]
+
+
+def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dict[str, Any]]:
+    config.app(app)
+    with db.read() as session:
+        rows = session.execute(
+            select(Deployment, Release)
+            .join(Release, Release.id == Deployment.release_id)
+            .where(Deployment.app == app)
+            .order_by(Deployment.id.desc())
+            .limit(limit)
+        ).all()
+        return [
+            {
+                "deployment_id": d.id,
+                "release": r.label,
+                "sha": r.sha,
+                "environment": d.environment,
+                "state": d.state,
+                "queued_at": _iso(d.queued_at),
+                "started_at": _iso(d.started_at),
+                "finished_at": _iso(d.finished_at),
+                "created_by": d.created_by,
+                "summary": d.summary,
+                "commits": [c.get("subject", "") for c in r.commits][-5:],
+            }
+            for d, r in rows
+        ]
+
+
+def why(db: Database, config: Config, app: str, environment: str | None = None) -> dict[str, Any]:
+    cfg = config.app(app)
+    envs = [config.check_environment(environment)] if environment else list(config.environments)
+    with db.read() as session:
+        st = app_status(session, config, app)
+        out: dict[str, Any] = {"app": app, "tier": cfg.tier, "environments": {}, "holds": st.holds}
+        for env in envs:
+            decision = latest_decision(session, app, env)
+            current = st.environments[env]
+            failed_step = None
+            if current.state == DeploymentState.FAILED.value and current.deployment_id is not None:
+                failed_step = _failed_step(session, current.deployment_id)
+            out["environments"][env] = {
+                "state": current.state,
+                "release": current.release,
+                "live": current.live,
+                "summary": current.summary,
+                "decision": None
+                if decision is None
+                else {
+                    "verdict": decision.verdict,
+                    "rule": decision.rule,
+                    "summary": decision.summary,
+                    "at": _iso(decision.at),
+                    "reasons": decision.reasons,
+                    "evidence": decision.evidence,
+                },
+                "failed_step": failed_step,
+                "explanation": explain(env, current, decision.summary if decision else None, st.holds),
+            }
+        return out
+
+
+def _failed_step(session: Session, deployment_id: int) -> dict[str, Any] | None:
+    step = session.scalars(
+        select(Step)
+        .where(Step.deployment_id == deployment_id, Step.state == "failed")
+        .order_by(Step.id)
+        .limit(1)
+    ).first()
+    if step is None:
+        return None
+    return {
+        "kind": step.kind,
+        "name": step.name,
+        "outcome": step.outcome,
+        "measurements": step.measurements,
+        "log_tail": step.log.splitlines()[-10:],
+    }
+
+
+def explain(env: str, current: EnvStatus, decision: str | None, holds: list[dict[str, Any]]) -> str:
+    """One plain sentence for an environment, preferring what stops the line now."""
+    blocking = [h for h in holds if h["environment"] in (env, None)]
+    if current.state in (DeploymentState.PENDING.value, DeploymentState.WAITING.value) and decision:
+        return decision
+    if blocking and (current.state in (None, DeploymentState.FAILED.value) or decision is None):
+        h = blocking[0]
+        return f"blocked since {h['since'][:16].replace('T', ' ')}: {h['reason']}"
+    if decision:
+        return decision
+    if current.state is None:
+        return "nothing has been deployed here yet"
+    return current.summary or current.state
