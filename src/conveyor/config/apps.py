@@ -1,0 +1,110 @@
+"""One app, resolved: references checked, and its settings worked out for every environment.
+
+An app must name a declared team, declared groups and only configured environments (each with a
+did-you-mean); a ``manual`` tier needs a ``reason``. A local ``repo`` path is taken relative to the
+config's folder and stored absolute; URLs (``https://``, ``file://``, ``ssh://``, ``user@host:path``)
+are kept as written. Every app gets an :class:`AppEnvironment` for every configured environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from conveyor.config.errors import ProblemLog, did_you_mean
+from conveyor.config.inheritance import Level, merge_deploy, merge_vars, pick_checks
+from conveyor.config.plugin_specs import PluginSpecs
+from conveyor.config.resolved import AppConfig, AppEnvironment
+from conveyor.config.schema import RESERVED_VARS, AppSection, EnvironmentSection, FileSection
+from conveyor.config.yaml_positions import PositionedDocument, YamlPath
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[\w.-]+@[\w.-]+:")
+
+
+class AppResolver:
+    """Resolves apps against the validated top level; ``broken`` names top-level sections that failed
+    validation, whose dependent checks are skipped rather than reported as a cascade."""
+
+    def __init__(
+        self, doc: PositionedDocument, log: ProblemLog, folder: Path, file: FileSection, broken: set[str]
+    ) -> None:
+        self.doc, self.log, self.folder, self.file, self.broken = doc, log, folder, file, broken
+
+    def resolve(self, name: str, app: AppSection, broken_keys: set[str]) -> AppConfig | None:
+        """The app, or None after reporting problems; ``broken_keys`` failed validation already."""
+        path: YamlPath = ("apps", name)
+        broken = self.broken | broken_keys
+        problems_before = len(self.log)
+        if not broken & {"teams", "team"}:
+            self._check_team(path, app.team)
+        if not broken & {"groups"}:
+            self._check_groups(path, app.groups)
+        if broken & {"environments", "defaults", "vars", "deploy", "checks", "tier"}:
+            return None
+        self._check_environment_keys(path, app)
+        tier = app.tier or self.file.defaults.tier or "auto"
+        if tier == "manual" and not app.reason:
+            where = self.doc.at((*path, "tier")) if app.tier else self.doc.key_at(path)
+            self.log.add(where, f"app {name!r} has tier manual but no reason (add `reason: ...` saying why)")
+        environments = {env: self._environment(name, app, env) for env in self.file.environments}
+        if len(self.log) > problems_before:
+            return None
+        return AppConfig(
+            name=name,
+            repo=self._repo(app.repo),
+            branch=app.branch or self.file.defaults.branch or "main",
+            team=app.team,
+            tier=tier,
+            reason=app.reason,
+            groups=tuple(dict.fromkeys(app.groups)),
+            environments={env: spec for env, spec in environments.items() if spec is not None},
+        )
+
+    def _check_team(self, path: YamlPath, team: str) -> None:
+        if team not in self.file.teams:
+            self.log.add(self.doc.at((*path, "team")), _unknown("team", team, list(self.file.teams)))
+
+    def _check_groups(self, path: YamlPath, groups: list[str]) -> None:
+        for index, group in enumerate(groups):
+            if group not in self.file.groups:
+                known = list(self.file.groups)
+                self.log.add(self.doc.at((*path, "groups", index)), _unknown("group", group, known))
+
+    def _check_environment_keys(self, path: YamlPath, app: AppSection) -> None:
+        for env in app.environments:
+            if env not in self.file.environments:
+                where = self.doc.key_at((*path, "environments", env))
+                self.log.add(where, _unknown("environment", env, self.file.environments))
+
+    def _environment(self, name: str, app: AppSection, env: str) -> AppEnvironment | None:
+        app_path: YamlPath = ("apps", name)
+        levels = [
+            Level(("defaults",), self.file.defaults),
+            Level(app_path, app),
+            Level((*app_path, "environments", env), app.environments.get(env) or EnvironmentSection()),
+        ]
+        vars = merge_vars(levels)
+        self._check_reserved_vars(levels)
+        specs = PluginSpecs(self.doc, self.log, name, env, vars)
+        deploy = specs.deploy(merge_deploy(levels))
+        checks = specs.checks(*pick_checks(levels))
+        if deploy is None:
+            return None
+        return AppEnvironment(environment=env, vars=vars, deploy=deploy, checks=checks)
+
+    def _check_reserved_vars(self, levels: list[Level]) -> None:
+        for level in levels:
+            for var in RESERVED_VARS:
+                if var in level.layer.vars:
+                    where = self.doc.key_at((*level.path, "vars", var))
+                    self.log.add(where, f"var {var!r} is reserved: conveyor fills {{{var}}} itself")
+
+    def _repo(self, repo: str) -> str:
+        if _URL.match(repo):
+            return repo
+        return str((self.folder / os.path.expanduser(repo)).resolve())
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> str:
+    return f"unknown {kind} {name!r}{did_you_mean(name, known)} (known: {', '.join(known) or 'none'})"

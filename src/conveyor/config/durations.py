@@ -1,0 +1,57 @@
+"""Durations as a user writes them: ``500ms``, ``1s``, ``10m``, ``1h`` or a bare number of seconds.
+
+Everything inside conveyor holds durations as float seconds. Plugin ``Options`` may declare a duration
+field as plain ``float``: the loader converts a duration string given for such a field before validation
+(:func:`convert_duration_fields`). Plugins may also annotate a field with :data:`Duration` to get the
+same parsing wherever the model is validated.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, BeforeValidator
+
+DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+HINT = "use e.g. 500ms, 1s, 10m, 1h or a number of seconds"
+
+
+def parse_duration(value: object) -> float:
+    """Float seconds for a duration; ``ValueError`` for anything else (including negatives and booleans)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration ({HINT})")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative ({HINT})")
+        return float(value)
+    if isinstance(value, str):
+        match = DURATION_RE.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        raise ValueError(f"invalid duration {value!r} ({HINT})")
+    raise ValueError(f"expected a duration ({HINT})")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def convert_duration_fields(options: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+    """Convert duration strings given for top-level ``float`` fields of ``options`` to seconds."""
+    converted = dict(values)
+    for name, field in options.model_fields.items():
+        key = field.alias or name
+        value = converted.get(key)
+        if isinstance(value, str) and _is_float(field.annotation) and DURATION_RE.match(value):
+            converted[key] = parse_duration(value)
+    return converted
+
+
+def _is_float(annotation: Any) -> bool:
+    if annotation is float:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return float in get_args(annotation)
+    return False

@@ -1,0 +1,220 @@
+"""``conveyor.yaml`` → :class:`~conveyor.config.resolved.Config`, or every problem at once.
+
+The steps, each reporting into one :class:`~conveyor.config.errors.ProblemLog`:
+
+1. read and parse the YAML, keeping positions and filling ``${VAR}`` (:mod:`.yaml_positions`);
+2. check the shape with pydantic models (:mod:`.schema`), the top level and each app separately;
+3. check references: environments, an app's team, groups, per-environment keys, manual tier reasons;
+4. for every app in every environment, apply inheritance (:mod:`.inheritance`) and validate deploy
+   and check options against their plugins (:mod:`.plugin_specs`).
+
+Nothing is returned unless the log is empty; otherwise :class:`ConfigError` lists every problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
+
+from conveyor.config import schema
+from conveyor.config.apps import AppResolver
+from conveyor.config.errors import ConfigError, Position, Problem, ProblemLog
+from conveyor.config.resolved import Config, TeamConfig
+from conveyor.config.schema import AppSection, FileSection, keys_of
+from conveyor.config.validation import Subject, describe_path, explain
+from conveyor.config.yaml_positions import PositionedDocument, YamlPath
+
+DATABASE_URL_VARIABLE = "CONVEYOR_DATABASE_URL"
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the config at ``path``; ``environ`` (default ``os.environ``) fills ``${VAR}``."""
+    environ = os.environ if environ is None else environ
+    log = ProblemLog(str(path))
+    text = _read(path, log)
+    doc = PositionedDocument(text, log, environ)
+    data = _top_level(doc, log)
+    log.raise_if_any(doc.secrets)
+    config = _resolve(path, doc, log, data, environ)
+    log.raise_if_any(doc.secrets)
+    assert config is not None  # an empty log means every part resolved
+    return config
+
+
+def _read(path: Path, log: ProblemLog) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        message = "no such file (run `conveyor init` to create one)"
+    except IsADirectoryError:
+        message = "this is a folder, not a config file"
+    except UnicodeDecodeError:
+        message = "the file is not UTF-8 text"
+    except OSError as exc:
+        message = f"cannot read the file: {exc.strerror or exc}"
+    raise ConfigError([Problem(log.file, 1, 1, message)])
+
+
+def _top_level(doc: PositionedDocument, log: ProblemLog) -> dict[str, Any]:
+    if not doc.parsed:
+        return {}
+    if doc.data is None:
+        log.add(Position(1, 1), "the file is empty (run `conveyor init` for a starter config)")
+        return {}
+    if not isinstance(doc.data, dict):
+        log.add(Position(1, 1), "the top level must be a mapping (environments, teams, apps, ...)")
+        return {}
+    data: dict[str, Any] = doc.data
+    groups = data.get("groups")
+    if isinstance(groups, list):
+        data["groups"] = _groups_from_list(doc, log, groups)
+    return data
+
+
+def _groups_from_list(doc: PositionedDocument, log: ProblemLog, names: list[Any]) -> Any:
+    """``groups: [a, b]`` is short for ``groups: {a: {}, b: {}}``."""
+    groups: dict[str, Any] = {}
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            log.add(doc.at(("groups", index)), f"item {index + 1} of 'groups': expected a group name")
+        elif name in groups:
+            log.add(doc.at(("groups", index)), f"duplicate group {name!r}")
+        else:
+            doc.alias(("groups", index), ("groups", name))
+            groups[name] = {}
+    return groups
+
+
+def _resolve(
+    path: Path, doc: PositionedDocument, log: ProblemLog, data: dict[str, Any], environ: Mapping[str, str]
+) -> Config | None:
+    file, broken = _validate_top_level(data, doc, log)
+    apps = _validate_apps(data.get("apps"), doc, log)
+    if "environments" not in broken:
+        _check_environments(file.environments, doc, log)
+    folder = path.resolve().parent
+    resolver = AppResolver(doc, log, folder, file, broken)
+    resolved_apps = {name: resolver.resolve(name, app, bad) for name, (app, bad) in apps.items()}
+    database_url = _database_url(file.database_url, folder, environ)
+    secrets = set(doc.secrets)
+    password = urlsplit(database_url).password
+    if password:
+        secrets.add(password)
+    if log:
+        return None
+    return Config(
+        path=path.resolve(),
+        environments=tuple(file.environments),
+        teams={name: TeamConfig(name, tuple(team.notify)) for name, team in file.teams.items()},
+        groups={name: group.description for name, group in file.groups.items()},
+        apps={name: app for name, app in resolved_apps.items() if app is not None},
+        state_dir=(folder / os.path.expanduser(file.state_dir or ".conveyor")).resolve(),
+        database_url=database_url,
+        secrets=frozenset(secrets),
+    )
+
+
+def _validate_top_level(
+    data: dict[str, Any], doc: PositionedDocument, log: ProblemLog
+) -> tuple[FileSection, set[str]]:
+    file, broken = _validate_leniently(FileSection, data, (), doc, log)
+    return file or FileSection(), broken
+
+
+def _validate_apps(
+    raw: Any, doc: PositionedDocument, log: ProblemLog
+) -> dict[str, tuple[AppSection, set[str]]]:
+    """Each app on its own, so a mistake in one app hides nothing about the others."""
+    if not isinstance(raw, dict):
+        return {}  # a wrong type is reported with the top level
+    apps: dict[str, tuple[AppSection, set[str]]] = {}
+    for name, value in raw.items():
+        app, broken = _validate_leniently(AppSection, value, ("apps", name), doc, log)
+        if app is not None and re.match(schema.NAME_PATTERN, name):
+            apps[name] = (app, broken)
+    return apps
+
+
+def _validate_leniently(
+    model: type[M], data: Any, prefix: YamlPath, doc: PositionedDocument, log: ProblemLog
+) -> tuple[M | None, set[str]]:
+    """The validated model and the keys that failed (reported, then left at their defaults).
+
+    Checks that depend on a broken key are skipped, so one mistake does not cause a cascade of
+    problems, while the rest of the file is still checked. ``None`` when even that is impossible
+    (a required key is missing, or the data is not a mapping).
+    """
+    try:
+        return model.model_validate(data), set()
+    except ValidationError as exc:
+        _report(exc, prefix, doc, log)
+        broken = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+    if not isinstance(data, dict):
+        return None, broken
+    try:
+        return model.model_validate({k: v for k, v in data.items() if k not in broken}), broken
+    except ValidationError:
+        return None, broken
+
+
+def _report(exc: ValidationError, prefix: YamlPath, doc: PositionedDocument, log: ProblemLog) -> None:
+    subject = Subject(
+        path_of=lambda loc: (*prefix, *loc),
+        describe=lambda loc: describe_path((*prefix, *loc)),
+        known_keys=lambda loc: _known_keys((*prefix, *loc)),
+    )
+    for explained in explain(exc, subject):
+        where = doc.key_at(explained.path) if explained.on_key else doc.at(explained.path)
+        log.add(where, explained.message)
+
+
+def _known_keys(path: tuple[Any, ...]) -> list[str]:
+    match path:
+        case ():
+            return keys_of(schema.FileSection)
+        case ("defaults",):
+            return keys_of(schema.DefaultsSection)
+        case ("teams", _):
+            return keys_of(schema.TeamSection)
+        case ("groups", _):
+            return keys_of(schema.GroupSection)
+        case ("apps", _):
+            return keys_of(schema.AppSection)
+        case ("apps", _, "environments", _):
+            return keys_of(schema.EnvironmentSection)
+    return []
+
+
+def _check_environments(environments: list[str], doc: PositionedDocument, log: ProblemLog) -> None:
+    if not environments:
+        log.add(doc.at(("environments",)), "environments must list at least one environment")
+    first: dict[str, int] = {}
+    for index, name in enumerate(environments):
+        if name in first:
+            line = doc.at(("environments", first[name])).line
+            log.add(doc.at(("environments", index)), f"duplicate environment {name!r} (first at line {line})")
+        else:
+            first[name] = index
+
+
+def _database_url(configured: str | None, folder: Path, environ: Mapping[str, str]) -> str:
+    """``CONVEYOR_DATABASE_URL`` wins, then the config's ``database_url``, then SQLite beside the config.
+
+    A relative SQLite path in the config (``sqlite:///conveyor.db``) is taken relative to the config's folder.
+    """
+    if environ.get(DATABASE_URL_VARIABLE):
+        return environ[DATABASE_URL_VARIABLE]
+    if configured:
+        prefix = "sqlite:///"
+        rest = configured.removeprefix(prefix)
+        if configured.startswith(prefix) and rest and not rest.startswith(("/", ":memory:")):
+            return f"{prefix}{folder / rest}"
+        return configured
+    return f"sqlite:///{folder / 'conveyor.db'}"

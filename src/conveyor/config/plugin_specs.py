@@ -1,0 +1,159 @@
+"""Deploy blocks and check entries, validated against the options of the plugin they name.
+
+For one app in one environment, after inheritance: the driver or check type is looked up through
+:mod:`conveyor.plugins`; ``{placeholders}`` in the options are filled from that app's vars (plus ``app``
+and ``env``); duration strings given for ``float`` fields become seconds; then the plugin's ``Options``
+model validates the result. Every error points at the line where the offending value was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from conveyor import plugins
+from conveyor.config.durations import convert_duration_fields
+from conveyor.config.errors import ProblemLog, did_you_mean
+from conveyor.config.inheritance import MergedDeploy, Sourced
+from conveyor.config.placeholders import fill_tree
+from conveyor.config.resolved import CheckSpec, DeploySpec
+from conveyor.config.schema import CheckEntry, keys_of
+from conveyor.config.validation import Subject, explain, the_path
+from conveyor.config.yaml_positions import PositionedDocument, YamlPath
+from conveyor.domain.model import CheckLimits
+
+
+class PluginSpecs:
+    """Builds the DeploySpec and CheckSpecs of one app in one environment, reporting into ``log``."""
+
+    def __init__(self, doc: PositionedDocument, log: ProblemLog, app: str, env: str, vars: dict[str, str]):
+        self.doc, self.log, self.app, self.env = doc, log, app, env
+        self.values = {**vars, "app": app, "env": env}
+        self.where = f" in app {app!r} environment {env!r}"
+
+    def deploy(self, merged: MergedDeploy) -> DeploySpec | None:
+        if merged.driver is None:
+            self.log.add(
+                self.doc.key_at(("apps", self.app)),
+                f"no deploy driver for app {self.app!r} in environment {self.env!r}"
+                " (set deploy.driver in defaults, the app or the environment)",
+            )
+            return None
+        name = merged.driver.value
+        options_model = self._plugin("driver", name, merged.driver.path, plugins.driver_class)
+        if options_model is None:
+            return None
+        subject = f"deploy (driver {name!r})"
+        options = self._options(options_model, merged.options, merged.anchor, subject, ["driver"])
+        return DeploySpec(driver=name, options=options) if options is not None else None
+
+    def checks(self, path: YamlPath, entries: Sequence[dict[str, Any]]) -> tuple[CheckSpec, ...]:
+        specs: list[CheckSpec] = []
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            spec = self._check((*path, index), entry)
+            if spec is None:
+                continue
+            if spec.name in seen:
+                first = self.doc.at((*path, seen[spec.name], "name")).line
+                message = f"duplicate check name {spec.name!r} (first at line {first})"
+                self.log.add(self.doc.at((*path, index, "name")), message)
+                continue
+            seen[spec.name] = index
+            specs.append(spec)
+        return tuple(specs)
+
+    def _check(self, path: YamlPath, entry: dict[str, Any]) -> CheckSpec | None:
+        """One check entry; its own keys and its options are both checked even when one part fails."""
+        own_keys = keys_of(CheckEntry)
+        label = _check_label(entry)
+        check: CheckEntry | None = None
+        try:
+            check = CheckEntry.model_validate({k: v for k, v in entry.items() if k in own_keys})
+        except ValidationError as exc:
+            self._report(
+                exc, Subject(lambda loc: (*path, *loc), lambda loc: the_path(label, loc), lambda _: own_keys)
+            )
+        kind = entry.get("type")
+        if kind is None:
+            return None
+        options_model = self._plugin("check type", kind, (*path, "type"), plugins.check_class)
+        if options_model is None:
+            return None
+        raw = {k: Sourced(v, (*path, k)) for k, v in entry.items() if k not in own_keys}
+        options = self._options(options_model, raw, path, f"{label} (type {kind!r})", own_keys)
+        if options is None or check is None:
+            return None
+        limits = CheckLimits(**check.model_dump(exclude={"name", "type"}))
+        return CheckSpec(name=check.name, type=check.type, options=options, limits=limits)
+
+    def _plugin(
+        self, kind: str, name: Any, path: YamlPath, lookup: Callable[[str], Any]
+    ) -> type[BaseModel] | None:
+        if not isinstance(name, str):
+            self.log.add(self.doc.at(path), f"the {kind} must be a string")
+            return None
+        try:
+            options_model: type[BaseModel] = lookup(name).Options
+        except plugins.UnknownPlugin as exc:
+            known = ", ".join(exc.known) or "none installed"
+            hint = did_you_mean(name, exc.known)
+            self.log.add(self.doc.at(path), f"unknown {kind} {name!r}{hint} (known: {known})")
+            return None
+        except Exception as exc:  # a broken plugin package must not hide the rest of the report
+            problem = f"{type(exc).__name__}: {exc}"
+            self.log.add(self.doc.at(path), f"{kind} {name!r} could not be loaded: {problem}")
+            return None
+        return options_model
+
+    def _options(
+        self,
+        model: type[BaseModel],
+        raw: dict[str, Sourced],
+        anchor: YamlPath,
+        label: str,
+        own_keys: Sequence[str],
+    ) -> BaseModel | None:
+        unfilled: list[YamlPath] = []  # options whose placeholders failed: reported already
+
+        def on_error(path: YamlPath, message: str) -> None:
+            unfilled.append(path)
+            self.log.add(self.doc.at(path), message)
+
+        filled = {k: fill_tree(s.value, self.values, s.path, on_error, self.where) for k, s in raw.items()}
+        try:
+            options = model.model_validate(convert_duration_fields(model, filled))
+        except ValidationError as exc:
+
+            def path_of(loc: tuple[Any, ...]) -> YamlPath:
+                if loc and loc[0] in raw:
+                    return (*raw[loc[0]].path, *loc[1:])
+                return (*anchor, *loc)
+
+            known = [*keys_of(model), *own_keys]
+            subject = Subject(path_of, lambda loc: the_path(label, loc), lambda _: known)
+            self._report(
+                exc,
+                subject,
+                skip=[s.path for s in raw.values() if any(_within(u, [s.path]) for u in unfilled)],
+            )
+            return None
+        return None if unfilled else options
+
+    def _report(self, exc: ValidationError, subject: Subject, skip: Sequence[YamlPath] = ()) -> None:
+        for explained in explain(exc, subject):
+            if _within(explained.path, skip):
+                continue
+            where = self.doc.key_at(explained.path) if explained.on_key else self.doc.at(explained.path)
+            self.log.add(where, explained.message)
+
+
+def _within(path: YamlPath, prefixes: Sequence[YamlPath]) -> bool:
+    return any(path[: len(prefix)] == prefix for prefix in prefixes)
+
+
+def _check_label(entry: dict[str, Any]) -> str:
+    name = entry.get("name")
+    return f"check {name!r}" if isinstance(name, str) and name else "a check entry"

@@ -1,0 +1,116 @@
+"""The shape of ``conveyor.yaml``, as pydantic models (every model forbids unknown keys).
+
+These models check types and names only. References between parts (an app's team, groups and
+environments), inheritance (defaults < app < app.environments.<env>) and the plugin options inside
+``deploy`` blocks and check entries are handled by the loader, which keeps them as raw mappings here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, model_validator
+
+from conveyor.config.durations import Duration
+from conveyor.domain.model import Tier
+
+DEFAULT_ENVIRONMENTS = ("integration", "staging", "production")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"  # app, environment and group names become lock and file names
+VAR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # vars become placeholders and environment variables
+RESERVED_VARS = ("app", "env")
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+VarName = Annotated[str, StringConstraints(pattern=VAR_NAME_PATTERN)]
+Count = Annotated[int, Field(strict=True, ge=1)]
+Limit = Annotated[int, Field(strict=True, ge=0)]
+Block = dict[str, Any]  # a deploy block or a check entry: validated later against the plugin's Options
+
+
+def _var_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ValueError("a var must be a string, number or boolean")
+
+
+VarValue = Annotated[str, PlainValidator(_var_value)]
+
+
+class Section(BaseModel):
+    """A mapping in the file: unknown keys are errors, and an empty entry (``key:``) is as if left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return {key: item for key, item in value.items() if item is not None}
+        return value
+
+
+class TeamSection(Section):
+    notify: list[str] = Field(default_factory=list)
+
+
+class GroupSection(Section):
+    description: str = ""
+
+
+class Layer(Section):
+    """What every level of inheritance may set: defaults, an app, an app in one environment."""
+
+    vars: dict[VarName, VarValue] = Field(default_factory=dict)
+    deploy: Block | None = None
+    checks: list[Block] | None = None
+
+
+class DefaultsSection(Layer):
+    tier: Tier | None = None
+    branch: str | None = None
+
+
+class EnvironmentSection(Layer):
+    pass
+
+
+class AppSection(Layer):
+    repo: Annotated[str, Field(min_length=1)]
+    team: str
+    branch: str | None = None
+    tier: Tier | None = None
+    reason: str | None = None
+    groups: list[str] = Field(default_factory=list)
+    environments: dict[str, EnvironmentSection] = Field(default_factory=dict)
+
+
+class FileSection(Section):
+    """The top level. ``apps`` are validated one by one (:class:`AppSection`) so one bad app hides nothing."""
+
+    environments: list[Name] = Field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
+    teams: dict[str, TeamSection] = Field(default_factory=dict)
+    groups: dict[Name, GroupSection] = Field(default_factory=dict)
+    state_dir: str | None = None
+    database_url: str | None = None
+    defaults: DefaultsSection = Field(default_factory=DefaultsSection)
+    apps: dict[Name, Any] = Field(default_factory=dict)
+
+
+class CheckEntry(Section):
+    """The keys of a check entry that conveyor itself reads; every other key belongs to the check type."""
+
+    name: Annotated[str, Field(min_length=1)]
+    type: str
+    count: Count = 1
+    interval: Duration = 0.0
+    initial_delay: Duration = 0.0
+    failure_limit: Limit = 0
+    consecutive_error_limit: Limit = 4
+    inconclusive_limit: Limit = 0
+
+
+def keys_of(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
