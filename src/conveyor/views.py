@@ -154,6 +154,7 @@ def why(db: Database, config: Config, app: str, environment: str | None = None) 
     envs = [config.check_environment(environment)] if environment else list(config.environments)
     with db.read() as session:
         st = app_status(session, config, app)
+        order = list(config.environments)
         out: dict[str, Any] = {"app": app, "tier": cfg.tier, "environments": {}, "holds": st.holds}
         for env in envs:
             decision = latest_decision(session, app, env)
@@ -161,23 +162,22 @@ def why(db: Database, config: Config, app: str, environment: str | None = None) 
             failed_step = None
             if current.state == DeploymentState.FAILED.value and current.deployment_id is not None:
                 failed_step = _failed_step(session, current.deployment_id)
+            decision_json = None if decision is None else {
+                "verdict": decision.verdict,
+                "rule": decision.rule,
+                "summary": decision.summary,
+                "at": _iso(decision.at),
+                "reasons": decision.reasons,
+                "evidence": decision.evidence,
+            }
             out["environments"][env] = {
                 "state": current.state,
                 "release": current.release,
                 "live": current.live,
                 "summary": current.summary,
-                "decision": None
-                if decision is None
-                else {
-                    "verdict": decision.verdict,
-                    "rule": decision.rule,
-                    "summary": decision.summary,
-                    "at": _iso(decision.at),
-                    "reasons": decision.reasons,
-                    "evidence": decision.evidence,
-                },
+                "decision": decision_json,
                 "failed_step": failed_step,
-                "explanation": explain(env, current, decision.summary if decision else None, st.holds),
+                "explanation": explain(app, env, order, current, decision_json, st.holds),
             }
         return out
 
@@ -200,16 +200,50 @@ def _failed_step(session: Session, deployment_id: int) -> dict[str, Any] | None:
     }
 
 
-def explain(env: str, current: EnvStatus, decision: str | None, holds: list[dict[str, Any]]) -> str:
+def _hhmm(iso: str) -> str:
+    return iso[:16].replace("T", " ") + " UTC"
+
+
+def explain(
+    app: str,
+    env: str,
+    environments: list[str],
+    current: EnvStatus,
+    decision: dict[str, Any] | None,
+    holds: list[dict[str, Any]],
+) -> str:
     """One plain sentence for an environment, preferring what stops the line now."""
-    blocking = [h for h in holds if h["environment"] in (env, None)]
-    if current.state in (DeploymentState.PENDING.value, DeploymentState.WAITING.value) and decision:
-        return decision
-    if blocking and (current.state in (None, DeploymentState.FAILED.value) or decision is None):
-        h = blocking[0]
-        return f"blocked since {h['since'][:16].replace('T', ' ')}: {h['reason']}"
-    if decision:
-        return decision
+    idx = environments.index(env)
+    here = [h for h in holds if h["environment"] in (env, None)]
+    upstream = [
+        h
+        for h in holds
+        if h["kind"] == "block" and h["environment"] in environments and environments.index(h["environment"]) < idx
+    ]
+    summary = decision["summary"] if decision else None
+    if current.state in (DeploymentState.PENDING.value, DeploymentState.WAITING.value) and summary:
+        return summary
+    if here:
+        h = here[0]
+        if h["kind"] != "block":
+            return f"held since {_hhmm(h['since'])} by {h['actor']}: {h['reason']}"
+        return (
+            f"blocked since {_hhmm(h['since'])}: {h['reason']}. Lifts when a release newer than "
+            f"{h['release']} passes {env}, or run: conveyor unblock {app} --env {env} --reason ..."
+        )
+    live = f"{current.live} is live here; " if current.live else ""
+    if upstream:
+        h = upstream[0]
+        return (
+            f"{live}held: {app} is blocked in {h['environment']} since {_hhmm(h['since'])} "
+            f"({h['reason']}), so nothing newer comes to {env} until that block lifts"
+        )
+    if decision and decision["rule"] == "ManualTierWaitsForPromotion":
+        return f"{live}{summary}"
     if current.state is None:
         return "nothing has been deployed here yet"
-    return current.summary or current.state
+    if current.state == DeploymentState.SUCCEEDED.value:
+        return f"{current.release} is live since {_hhmm(current.since or '')}"
+    if current.state == DeploymentState.FAILED.value:
+        return f"{live}the last attempt failed: {current.summary} (its block was lifted)"
+    return f"{current.release} is {current.state}: {current.summary or summary or ''}".rstrip(": ")

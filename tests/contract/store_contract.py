@@ -47,7 +47,9 @@ class StoreContract:
 
     def _release(self, db: Database, clock: Clock, app: str = "web", sha: str = "a" * 40) -> int:
         with db.write() as s:
-            r = Release(app=app, sha=sha, label=sha[:7], ref="main", commits=[], created_at=clock(), created_by="t")
+            r = Release(
+                app=app, sha=sha, label=sha[:7], ref="main", commits=[], created_at=clock(), created_by="t"
+            )
             s.add(r)
             s.flush()
             return r.id
@@ -55,9 +57,15 @@ class StoreContract:
     def _deployment(self, db: Database, clock: Clock, release_id: int, env: str = "integration") -> int:
         with db.write() as s:
             return create_deployment(
-                s, release_id=release_id, app="web", environment=env, now=clock(), actor="t",
-                origin_key=None, message="m",
-            ).id  # fmt: skip
+                s,
+                release_id=release_id,
+                app="web",
+                environment=env,
+                now=clock(),
+                actor="t",
+                origin_key=None,
+                message="m",
+            ).id
 
     def _state(self, db: Database, deployment_id: int) -> str:
         with db.read() as s:
@@ -80,8 +88,12 @@ class StoreContract:
         rid = self._release(store, clock)
         first = self._deployment(store, clock, rid)
         second = self._deployment(store, clock, rid, env="integration")
-        assert orch.apply(Start(None, deployment_id=first, locks=("app:web:integration", "group:g:integration")))
-        assert not orch.apply(Start(None, deployment_id=second, locks=("app:other:integration", "group:g:integration")))
+        assert orch.apply(
+            Start(None, deployment_id=first, locks=("app:web:integration", "group:g:integration"))
+        )
+        assert not orch.apply(
+            Start(None, deployment_id=second, locks=("app:other:integration", "group:g:integration"))
+        )
         with store.read() as s:
             locks = {lock.name: lock.deployment_id for lock in s.scalars(select(Lock))}
         assert locks == {"app:web:integration": first, "group:g:integration": first}
@@ -127,7 +139,9 @@ class StoreContract:
     def test_promotion_is_idempotent(self, store: Database, clock: Clock) -> None:
         orch = Orchestrator(store, clock)
         rid = self._release(store, clock)
-        promote = Promote(None, app="web", release_id=rid, environment="staging", origin_key=f"auto:{rid}:staging")
+        promote = Promote(
+            None, app="web", release_id=rid, environment="staging", origin_key=f"auto:{rid}:staging"
+        )
         assert orch.apply(promote)
         assert not orch.apply(promote)
         with store.read() as s:
@@ -138,14 +152,18 @@ class StoreContract:
         with store.write() as s:
             assert record_decision(s, d, clock())
             assert not record_decision(s, d, clock())
-            assert record_decision(s, Decision("web", "staging", Verdict.WAIT, "WaitForLock", "other"), clock())
+            assert record_decision(
+                s, Decision("web", "staging", Verdict.WAIT, "WaitForLock", "other"), clock()
+            )
 
     def _started_step(self, store: Database, clock: Clock) -> int:
         with store.read() as s:
             n = len(list(s.scalars(select(Release.id))))
         rid = self._release(store, clock, sha=f"{n:040x}")
         did = self._deployment(store, clock, rid)
-        assert Orchestrator(store, clock).apply(Start(None, deployment_id=did, locks=(f"app:web:integration:{n}",)))
+        assert Orchestrator(store, clock).apply(
+            Start(None, deployment_id=did, locks=(f"app:web:integration:{n}",))
+        )
         return did
 
     def test_claim_gives_each_step_to_one_worker(self, store: Database, clock: Clock) -> None:
@@ -183,7 +201,10 @@ class StoreContract:
         with store.read() as s:
             step = s.get(Step, first.step_id)
             assert step is not None and step.state == StepState.SUCCEEDED and "late" not in step.log
-            attempts = [(a.attempt, a.owner, a.outcome) for a in s.scalars(select(StepAttempt).order_by(StepAttempt.id))]
+            attempts = [
+                (a.attempt, a.owner, a.outcome)
+                for a in s.scalars(select(StepAttempt).order_by(StepAttempt.id))
+            ]
         assert attempts == [(1, "slow", "expired"), (2, "fast", "succeeded")]
 
     def test_step_given_up_after_max_attempts(self, store: Database, clock: Clock) -> None:

@@ -30,7 +30,8 @@ class Decision:
     @property
     def fingerprint(self) -> str:
         body = json.dumps(
-            [self.verdict, self.rule, self.summary, self.deployment_id, self.release_id], default=str
+            [self.app, self.environment, self.verdict, self.rule, self.summary, self.deployment_id, self.release_id],
+            default=str,
         )
         return hashlib.sha256(body.encode()).hexdigest()[:32]
 

@@ -52,7 +52,7 @@ def _worth_recording(intent: Intent, snap: Snapshot) -> bool:
     if not isinstance(intent, Note) or intent.decision is None:
         return True
     d = intent.decision
-    return snap.decision_fingerprints.get((d.app, d.environment)) != d.fingerprint
+    return d.fingerprint not in snap.decision_fingerprints
 
 
 def _schedule_waiting(snap: Snapshot, now: datetime) -> list[Intent]:
@@ -135,6 +135,6 @@ def _lock_wait_decision(
 def _wait(d: DeploymentView, decision: Decision, snap: Snapshot) -> list[Intent]:
     if d.state == DeploymentState.PENDING:
         return [Wait(decision, deployment_id=d.id)]
-    if snap.decision_fingerprints.get((d.app, d.environment)) != decision.fingerprint:
+    if decision.fingerprint not in snap.decision_fingerprints:
         return [Note(decision)]
     return []

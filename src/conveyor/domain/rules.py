@@ -29,14 +29,17 @@ def _hhmm(at: datetime) -> str:
 
 
 def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | None:
-    """A newer release queued, running or done in the same (app, environment) replaces one not started."""
+    """A newer release queued, running or done in the same (app, environment) replaces one not started.
+
+    An operator's explicit deployment of an older release (a rollback by hand) is only replaced by a
+    newer one still to come, not by one already live: deploying an old version on purpose must work."""
     newer = [
         o.release_id
         for o in snap.open_deployments
         if o.app == d.app and o.environment == d.environment and o.release_id > d.release_id
     ]
     done = snap.latest_succeeded.get((d.app, d.environment))
-    if done and done.release_id > d.release_id:
+    if done and done.release_id > d.release_id and not d.explicit:
         newer.append(done.release_id)
     if not newer:
         return None
@@ -178,9 +181,11 @@ def promote_succeeded(app: str, environment: str, snap: Snapshot) -> Intent | No
     """After a release succeeds in an environment, send it to the next one (auto tier), or wait for a
     person before the last environment (manual tier)."""
     done = snap.latest_succeeded.get((app, environment))
-    target = snap.next_environment(environment)
     policy = snap.apps.get(app)
-    if done is None or target is None or policy is None:
+    if done is None or policy is None or environment not in snap.environments:
+        return None  # removed from config since: nothing to promote from there
+    target = snap.next_environment(environment)
+    if target is None:
         return None
     if (done.release_id, target) in snap.deployed_releases:
         return None

@@ -41,6 +41,7 @@ class DeploymentView:
     state: DeploymentState
     queued_at: datetime
     steps: tuple[StepView, ...] = ()
+    explicit: bool = False  # asked for by a person (deploy, promote), not by a release or promotion
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,9 @@ class Snapshot:
     deployed_releases: frozenset[tuple[int, str]]  # (release_id, environment) that have any deployment
     holds: tuple[HoldView, ...]
     locks: dict[str, int]  # lock name -> holding deployment id
-    decision_fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)
+    # fingerprints of the latest decision per (app, environment, deployment): a decision already
+    # standing is not recorded again
+    decision_fingerprints: frozenset[str] = frozenset()
 
     def env_index(self, environment: str) -> int:
         return self.environments.index(environment)

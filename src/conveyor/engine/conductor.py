@@ -192,7 +192,14 @@ class Conductor:
         heartbeat.start()
         try:
             while not stop.is_set():
-                progressed = self.tick()
+                try:
+                    progressed = self.tick()
+                except Exception:
+                    # A database blip or a bug in one intent must not stop the whole loop; the next
+                    # tick re-plans from the store, which holds every bit of state.
+                    log.exception("tick failed; retrying in %.1fs", self.poll_interval * 10)
+                    stop.wait(self.poll_interval * 10)
+                    continue
                 if exit_when_idle and not progressed and self.idle():
                     break
                 if not progressed:

@@ -89,7 +89,13 @@ class Orchestrator:
         return d
 
     def _event(
-        self, session: Session, d: Deployment, kind: str, now: datetime, message: str, **payload: Any
+        self,
+        session: Session,
+        d: Deployment,
+        kind: str,
+        now: datetime,
+        message: str,
+        payload: dict[str, Any] | None = None,
     ) -> None:
         record_event(
             session,
@@ -141,7 +147,7 @@ class Orchestrator:
         )
         session.flush()
         self._event(
-            session, d, "deployment.started", now, f"deploying to {d.environment}", locks=list(intent.locks)
+            session, d, "deployment.started", now, f"deploying to {d.environment}", {"locks": list(intent.locks)}
         )
         return True
 
@@ -161,7 +167,7 @@ class Orchestrator:
         if d is None:
             return False
         d.summary = intent.decision.summary if intent.decision else "superseded"
-        self._event(session, d, "deployment.superseded", now, d.summary, by_release=intent.by_release_id)
+        self._event(session, d, "deployment.superseded", now, d.summary, {"by_release": intent.by_release_id})
         return True
 
     def _verify(self, session: Session, intent: Verify, now: datetime) -> bool:
@@ -215,7 +221,7 @@ class Orchestrator:
             .where(Step.deployment_id == d.id, Step.state == StepState.QUEUED.value)
             .values(state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: deployment failed")
         )
-        self._event(session, d, "deployment.failed", now, intent.summary, **intent.evidence)
+        self._event(session, d, "deployment.failed", now, intent.summary, intent.evidence)
         older = session.scalars(
             select(Hold).where(
                 Hold.kind == HoldKind.BLOCK.value,

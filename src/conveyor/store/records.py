@@ -54,8 +54,19 @@ def latest_decision(session: Session, app: str, environment: str) -> Decision | 
 
 
 def record_decision(session: Session, decision: DecisionRecord, at: datetime) -> bool:
-    """Store ``decision`` unless the latest one for its (app, environment) says the same thing."""
-    last = latest_decision(session, decision.app, decision.environment)
+    """Store ``decision`` unless the latest one for its (app, environment, deployment) says the same."""
+    last = session.scalars(
+        select(Decision)
+        .where(
+            Decision.app == decision.app,
+            Decision.environment == decision.environment,
+            Decision.deployment_id.is_(None)
+            if decision.deployment_id is None
+            else Decision.deployment_id == decision.deployment_id,
+        )
+        .order_by(Decision.id.desc())
+        .limit(1)
+    ).first()
     if last is not None and last.fingerprint == decision.fingerprint:
         return False
     session.add(

@@ -72,6 +72,7 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
             DeploymentState(d.state),
             d.queued_at,
             tuple(steps.get(d.id, ())),
+            explicit=d.origin_key is None,
         )
         for d, label in rows
     )
@@ -148,9 +149,6 @@ def _holds(session: Session) -> tuple[HoldView, ...]:
     )
 
 
-def _fingerprints(session: Session) -> dict[tuple[str, str], str]:
-    latest = select(func.max(Decision.id)).group_by(Decision.app, Decision.environment)
-    rows = session.execute(
-        select(Decision.app, Decision.environment, Decision.fingerprint).where(Decision.id.in_(latest))
-    ).all()
-    return {(app, env): fp for app, env, fp in rows}
+def _fingerprints(session: Session) -> frozenset[str]:
+    latest = select(func.max(Decision.id)).group_by(Decision.app, Decision.environment, Decision.deployment_id)
+    return frozenset(session.scalars(select(Decision.fingerprint).where(Decision.id.in_(latest))))
