@@ -20,15 +20,32 @@ from conveyor.store.migrate import upgrade
 from conveyor.store.tables import Base
 
 POSTGRES_URL = os.environ.get("CONVEYOR_TEST_POSTGRES_URL")
+REQUIRE_POSTGRES = os.environ.get("CONVEYOR_REQUIRE_POSTGRES") == "1"
+_postgres_passed = 0
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if REQUIRE_POSTGRES and not POSTGRES_URL:
+        raise pytest.UsageError("CONVEYOR_REQUIRE_POSTGRES=1 but CONVEYOR_TEST_POSTGRES_URL is not set")
     if POSTGRES_URL:
         return
     skip = pytest.mark.skip(reason="PostgreSQL tests need CONVEYOR_TEST_POSTGRES_URL (CI sets it)")
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    global _postgres_passed
+    if report.when == "call" and report.passed and "postgres" in report.keywords:
+        _postgres_passed += 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI PostgreSQL is mandatory: a run where no PostgreSQL test passed is a failure."""
+    if REQUIRE_POSTGRES and exitstatus == 0 and _postgres_passed == 0:
+        session.exitstatus = 1
+        print("\nCONVEYOR_REQUIRE_POSTGRES=1 but no PostgreSQL test passed", flush=True)
 
 
 @pytest.fixture(scope="session")

@@ -154,9 +154,7 @@ class Operations:
             live = _live_releases(session, app)
             target = self.config.check_environment(to) if to else _promotion_target(envs, live)
             if target is None:
-                raise OperationError(
-                    f"nothing to promote for {app}: every environment has its newest release"
-                )
+                raise OperationError(f"nothing to promote for {app}: every environment has its newest release")
             i = envs.index(target)
             if i == 0:
                 raise OperationError(f"{target} is the first environment; cut a release instead", "conflict")
@@ -166,9 +164,7 @@ class Operations:
                 raise OperationError(f"no release of {app} has passed {source} yet", "conflict")
             current = live.get(target)
             if current is not None and current.id >= candidate.id:
-                raise OperationError(
-                    f"{target} already runs {current.label} (newest passed {source})", "conflict"
-                )
+                raise OperationError(f"{target} already runs {current.label} (newest passed {source})", "conflict")
             self._refuse_if_blocked(session, app, target, candidate)
             now = self.clock()
             d = create_deployment(
@@ -191,11 +187,7 @@ class Operations:
             if hold.environment is not None and hold.environment in envs:
                 if envs.index(target) < envs.index(hold.environment):
                     continue
-                if (
-                    hold.environment == target
-                    and hold.release_id is not None
-                    and release.id > hold.release_id
-                ):
+                if hold.environment == target and hold.release_id is not None and release.id > hold.release_id:
                     continue
             raise OperationError(
                 f"{app} is held in {hold.environment or 'every environment'}: {hold.reason} "
@@ -211,9 +203,7 @@ class Operations:
         if not reason.strip():
             raise OperationError("a reason is required to unblock")
         with self.db.write() as session:
-            stmt = select(Hold).where(
-                Hold.app == app, Hold.kind == HoldKind.BLOCK.value, Hold.lifted_at.is_(None)
-            )
+            stmt = select(Hold).where(Hold.app == app, Hold.kind == HoldKind.BLOCK.value, Hold.lifted_at.is_(None))
             if environment is not None:
                 stmt = stmt.where(Hold.environment == environment)
             holds = list(session.scalars(stmt))

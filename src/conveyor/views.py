@@ -162,14 +162,18 @@ def why(db: Database, config: Config, app: str, environment: str | None = None) 
             failed_step = None
             if current.state == DeploymentState.FAILED.value and current.deployment_id is not None:
                 failed_step = _failed_step(session, current.deployment_id)
-            decision_json = None if decision is None else {
-                "verdict": decision.verdict,
-                "rule": decision.rule,
-                "summary": decision.summary,
-                "at": _iso(decision.at),
-                "reasons": decision.reasons,
-                "evidence": decision.evidence,
-            }
+            decision_json = (
+                None
+                if decision is None
+                else {
+                    "verdict": decision.verdict,
+                    "rule": decision.rule,
+                    "summary": decision.summary,
+                    "at": _iso(decision.at),
+                    "reasons": decision.reasons,
+                    "evidence": decision.evidence,
+                }
+            )
             out["environments"][env] = {
                 "state": current.state,
                 "release": current.release,
@@ -184,10 +188,7 @@ def why(db: Database, config: Config, app: str, environment: str | None = None) 
 
 def _failed_step(session: Session, deployment_id: int) -> dict[str, Any] | None:
     step = session.scalars(
-        select(Step)
-        .where(Step.deployment_id == deployment_id, Step.state == "failed")
-        .order_by(Step.id)
-        .limit(1)
+        select(Step).where(Step.deployment_id == deployment_id, Step.state == "failed").order_by(Step.id).limit(1)
     ).first()
     if step is None:
         return None
@@ -220,7 +221,7 @@ def explain(
         for h in holds
         if h["kind"] == "block" and h["environment"] in environments and environments.index(h["environment"]) < idx
     ]
-    summary = decision["summary"] if decision else None
+    summary: str | None = decision["summary"] if decision else None
     if current.state in (DeploymentState.PENDING.value, DeploymentState.WAITING.value) and summary:
         return summary
     if here:

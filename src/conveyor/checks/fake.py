@@ -60,6 +60,5 @@ class FakeCheck(Check):
 
 def _marked_to_fail(request: CheckRequest, fail_versions: list[str]) -> bool:
     return any(
-        prefix and (request.version.startswith(prefix) or request.sha.startswith(prefix))
-        for prefix in fail_versions
+        prefix and (request.version.startswith(prefix) or request.sha.startswith(prefix)) for prefix in fail_versions
     )

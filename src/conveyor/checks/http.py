@@ -79,9 +79,7 @@ class HttpCheck(Check):
 def _judge_response(response: httpx.Response, opts: HttpOptions) -> Measurement:
     status = str(response.status_code)
     if response.status_code != opts.expect_status:
-        return Measurement.failed(
-            f"HTTP {status} from {opts.url} (expected {opts.expect_status})", value=status
-        )
+        return Measurement.failed(f"HTTP {status} from {opts.url} (expected {opts.expect_status})", value=status)
     if opts.expect_body is not None and opts.expect_body not in response.text:
         return Measurement.failed(
             f"HTTP {status} from {opts.url} but the body lacks {opts.expect_body!r}", value=status

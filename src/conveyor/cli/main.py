@@ -78,9 +78,7 @@ def check(config_path: Path) -> None:
         tier = app.tier if app.tier == "auto" else f"manual ({app.reason})"
         groups = f", groups {', '.join(app.groups)}" if app.groups else ""
         drivers = sorted({e.deploy.driver for e in app.environments.values()})
-        out.print(
-            f"  {app.name}: team {app.team}, tier {tier}{groups}, driver {', '.join(drivers)}", markup=False
-        )
+        out.print(f"  {app.name}: team {app.team}, tier {tier}{groups}, driver {', '.join(drivers)}", markup=False)
 
 
 @cli.group()
@@ -98,7 +96,7 @@ def db_upgrade(config_path: Path) -> None:
     out.print(f"database at {opened.db.safe_url} is up to date")
 
 
-def _run_conductor(opened: Opened, *, concurrency: int, exit_when_idle: bool, quiet: bool) -> None:
+def _run_conductor(opened: Opened, *, concurrency: int, lease: float, exit_when_idle: bool, quiet: bool) -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -107,7 +105,7 @@ def _run_conductor(opened: Opened, *, concurrency: int, exit_when_idle: bool, qu
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    conductor = Conductor(opened.config, opened.db, concurrency=concurrency)
+    conductor = Conductor(opened.config, opened.db, concurrency=concurrency, lease_seconds=lease)
     narrator_stop = threading.Event()
     narrator = None
     if not quiet:
@@ -130,29 +128,41 @@ concurrency_option = click.option(
     help="Most steps this process runs at once.",
 )
 
+lease_option = click.option(
+    "--lease",
+    type=click.FloatRange(min=1.0),
+    default=15.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Step lease length: a running step is heartbeated every third of it, and re-queued for another "
+    "worker when its worker stays silent this long (crashed or cut off).",
+)
+
 
 @cli.command()
 @config_option
 @concurrency_option
+@lease_option
 @click.option("--quiet", is_flag=True, help="Do not narrate events.")
 @friendly_errors
-def serve(config_path: Path, concurrency: int, quiet: bool) -> None:
+def serve(config_path: Path, concurrency: int, lease: float, quiet: bool) -> None:
     """Run planner and runner until stopped (SIGTERM or Ctrl-C stops gracefully)."""
     opened = open_project(config_path)
     out.print(f"conveyor {__version__} serving {len(opened.config.apps)} app(s) on {opened.db.safe_url}")
-    _run_conductor(opened, concurrency=concurrency, exit_when_idle=False, quiet=quiet)
+    _run_conductor(opened, concurrency=concurrency, lease=lease, exit_when_idle=False, quiet=quiet)
 
 
 @cli.command()
 @config_option
 @concurrency_option
+@lease_option
 @click.option("--exit-when-idle", is_flag=True, help="Exit 0 once nothing is pending, running or promotable.")
 @click.option("--quiet", is_flag=True, help="Do not narrate events.")
 @friendly_errors
-def worker(config_path: Path, concurrency: int, exit_when_idle: bool, quiet: bool) -> None:
+def worker(config_path: Path, concurrency: int, lease: float, exit_when_idle: bool, quiet: bool) -> None:
     """Run planner and runner without the HTTP side (any number may share one PostgreSQL database)."""
     opened = open_project(config_path)
-    _run_conductor(opened, concurrency=concurrency, exit_when_idle=exit_when_idle, quiet=quiet)
+    _run_conductor(opened, concurrency=concurrency, lease=lease, exit_when_idle=exit_when_idle, quiet=quiet)
 
 
 @cli.command()

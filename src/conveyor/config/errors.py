@@ -70,7 +70,5 @@ def _redact(text: str, secrets: Sequence[str]) -> str:
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when a candidate is close to ``word``, else the empty string."""
     options = list(candidates)
-    close = difflib.get_close_matches(word, options, n=1) or [
-        c for c in options if word and c.startswith(word)
-    ]
+    close = difflib.get_close_matches(word, options, n=1) or [c for c in options if word and c.startswith(word)]
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -121,16 +121,12 @@ def _resolve(
     )
 
 
-def _validate_top_level(
-    data: dict[str, Any], doc: PositionedDocument, log: ProblemLog
-) -> tuple[FileSection, set[str]]:
+def _validate_top_level(data: dict[str, Any], doc: PositionedDocument, log: ProblemLog) -> tuple[FileSection, set[str]]:
     file, broken = _validate_leniently(FileSection, data, (), doc, log)
     return file or FileSection(), broken
 
 
-def _validate_apps(
-    raw: Any, doc: PositionedDocument, log: ProblemLog
-) -> dict[str, tuple[AppSection, set[str]]]:
+def _validate_apps(raw: Any, doc: PositionedDocument, log: ProblemLog) -> dict[str, tuple[AppSection, set[str]]]:
     """Each app on its own, so a mistake in one app hides nothing about the others."""
     if not isinstance(raw, dict):
         return {}  # a wrong type is reported with the top level

@@ -73,9 +73,7 @@ class PluginSpecs:
         try:
             check = CheckEntry.model_validate({k: v for k, v in entry.items() if k in own_keys})
         except ValidationError as exc:
-            self._report(
-                exc, Subject(lambda loc: (*path, *loc), lambda loc: the_path(label, loc), lambda _: own_keys)
-            )
+            self._report(exc, Subject(lambda loc: (*path, *loc), lambda loc: the_path(label, loc), lambda _: own_keys))
         kind = entry.get("type")
         if kind is None:
             return None
@@ -89,9 +87,7 @@ class PluginSpecs:
         limits = CheckLimits(**check.model_dump(exclude={"name", "type"}))
         return CheckSpec(name=check.name, type=check.type, options=options, limits=limits)
 
-    def _plugin(
-        self, kind: str, name: Any, path: YamlPath, lookup: Callable[[str], Any]
-    ) -> type[BaseModel] | None:
+    def _plugin(self, kind: str, name: Any, path: YamlPath, lookup: Callable[[str], Any]) -> type[BaseModel] | None:
         if not isinstance(name, str):
             self.log.add(self.doc.at(path), f"the {kind} must be a string")
             return None

@@ -70,13 +70,9 @@ def _explain_one(error: ErrorDetails, subject: Subject) -> Explained:
     if kind == "extra_forbidden":
         key = str(last)
         hint = did_you_mean(key, subject.known_keys(container))
-        return Explained(
-            subject.path_of(loc), True, f"unknown key {key!r} in {subject.describe(container)}{hint}"
-        )
+        return Explained(subject.path_of(loc), True, f"unknown key {key!r} in {subject.describe(container)}{hint}")
     if kind == "missing":
-        return Explained(
-            subject.path_of(loc), True, f"missing required key {last!r} in {subject.describe(container)}"
-        )
+        return Explained(subject.path_of(loc), True, f"missing required key {last!r} in {subject.describe(container)}")
     if kind == "string_pattern_mismatch":
         return Explained(subject.path_of(loc), False, _bad_name(error, subject.describe(container)))
     return Explained(subject.path_of(loc), False, f"{_label(loc, subject)}: {_short(error)}")

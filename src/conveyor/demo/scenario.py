@@ -14,6 +14,7 @@ With ``--once`` every expectation is checked and the exit code says whether all 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import signal
 import sys
@@ -166,7 +167,7 @@ class Demo:
         self.say("1. Three apps released at once")
         labels = {app: self.release(app) for app in APPS}
         for app, label in labels.items():
-            self.wait_for(f"{app} {label} live in production", lambda a=app, v=label: self.live(a, "production", v))
+            self.wait_for(f"{app} {label} live in production", functools.partial(self.live, app, "production", label))
         for env in ENVIRONMENTS:
             if self.overlapped("web", "api", env):
                 raise DemoFailed(f"web and api (group edge) deployed to {env} at the same time")

@@ -47,8 +47,7 @@ def judge(measurements: Sequence[Measurement], limits: CheckLimits) -> CheckOutc
     if counts["inconclusive"] > limits.inconclusive_limit:
         return _outcome(
             "inconclusive",
-            f"{counts['inconclusive']} of {total} measurements inconclusive "
-            f"(limit {limits.inconclusive_limit})",
+            f"{counts['inconclusive']} of {total} measurements inconclusive (limit {limits.inconclusive_limit})",
             _latest(measurements, "inconclusive"),
             counts,
         )
@@ -60,9 +59,7 @@ def judge(measurements: Sequence[Measurement], limits: CheckLimits) -> CheckOutc
     return CheckOutcome("successful", f"{counts['pass']} of {total} measurements passed", counts)
 
 
-def _outcome(
-    phase: CheckPhase, summary: str, evidence: Measurement | None, counts: dict[str, int]
-) -> CheckOutcome:
+def _outcome(phase: CheckPhase, summary: str, evidence: Measurement | None, counts: dict[str, int]) -> CheckOutcome:
     reason = f"{summary}: {evidence.message}" if evidence and evidence.message else summary
     return CheckOutcome(phase, reason, counts)
 

@@ -44,9 +44,7 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
     if not newer:
         return None
     by = max(newer)
-    summary = (
-        f"superseded: a newer release (#{by}) is going to {d.environment}; {d.label} will not deploy there"
-    )
+    summary = f"superseded: a newer release (#{by}) is going to {d.environment}; {d.label} will not deploy there"
     decision = Decision(
         d.app,
         d.environment,

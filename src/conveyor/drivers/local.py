@@ -237,9 +237,7 @@ def _git_environ() -> dict[str, str]:
 # --- processes --------------------------------------------------------------------------------------
 
 
-def _start(
-    request: DeployRequest, opts: LocalOptions, port: int, checkout: Path, ctx: StepContext
-) -> ProcessRecord:
+def _start(request: DeployRequest, opts: LocalOptions, port: int, checkout: Path, ctx: StepContext) -> ProcessRecord:
     if ctx.cancelled.is_set():
         raise _DeployFailed("cancelled")
     log_path = request.state_dir / "logs" / f"{_file_safe(request.version)}-{request.attempt}.log"
@@ -276,9 +274,7 @@ def _wait_ready(record: ProcessRecord, opts: LocalOptions, ctx: StepContext, sta
     _fail_with_log(problem, Path(record.log), ctx)
 
 
-def _readiness_problem(
-    client: httpx.Client, record: ProcessRecord, opts: LocalOptions, ctx: StepContext
-) -> str | None:
+def _readiness_problem(client: httpx.Client, record: ProcessRecord, opts: LocalOptions, ctx: StepContext) -> str | None:
     url = f"http://127.0.0.1:{record.port}{opts.ready_path}"
     deadline = time.monotonic() + opts.ready_timeout
     while True:

@@ -224,9 +224,7 @@ def _proc_identity(pid: int) -> str | None:
 
 def _ps_identity(pid: int) -> str | None:
     try:
-        out = subprocess.run(
-            ["ps", "-o", "stat=,lstart=", "-p", str(pid)], capture_output=True, text=True, timeout=10
-        )
+        out = subprocess.run(["ps", "-o", "stat=,lstart=", "-p", str(pid)], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     state, _, started = out.stdout.strip().partition(" ")

@@ -94,9 +94,7 @@ class Conductor:
             with self.db.planning():
                 plan = plan_next(load_snapshot(self.db, self.config, self.policies), self.clock())
                 applied = [self.orchestrator.apply(i) for i in plan.intents]
-            progressed = any(
-                ok for ok, i in zip(applied, plan.intents, strict=True) if not isinstance(i, Note)
-            )
+            progressed = any(ok for ok, i in zip(applied, plan.intents, strict=True) if not isinstance(i, Note))
             if not progressed:
                 break
             changed = True
@@ -128,9 +126,7 @@ class Conductor:
             if running.ctx.cancelled.is_set() and result.ok:
                 result = StepResult(False, "cancelled", result.measurements, result.result)
             if not self.leases.finish(step.step_id, step.attempt, result, running.log.drain()):
-                log.warning(
-                    "step %s attempt %s: result refused, the lease was lost", step.step_id, step.attempt
-                )
+                log.warning("step %s attempt %s: result refused, the lease was lost", step.step_id, step.attempt)
         except Exception:
             log.exception("step %s: could not record its result; the reaper will re-queue it", step.step_id)
         finally:
@@ -186,9 +182,7 @@ class Conductor:
 
     def run(self, stop: threading.Event, *, exit_when_idle: bool = False) -> None:
         hb_stop = threading.Event()
-        heartbeat = threading.Thread(
-            target=self._heartbeat_loop, args=(hb_stop,), name="heartbeat", daemon=True
-        )
+        heartbeat = threading.Thread(target=self._heartbeat_loop, args=(hb_stop,), name="heartbeat", daemon=True)
         heartbeat.start()
         try:
             while not stop.is_set():

@@ -81,9 +81,7 @@ class Leases:
                 step.lease_owner = self.owner
                 step.lease_expires_at = now + self.lease
                 step.started_at = step.started_at or now
-                session.add(
-                    StepAttempt(step_id=step.id, attempt=step.attempt, owner=self.owner, started_at=now)
-                )
+                session.add(StepAttempt(step_id=step.id, attempt=step.attempt, owner=self.owner, started_at=now))
                 record_event(
                     session,
                     "step.started",
@@ -194,9 +192,7 @@ class Leases:
                 )
             return True
 
-    def _close_attempt(
-        self, session: Session, step_id: int, attempt: int, outcome: str, now: datetime
-    ) -> None:
+    def _close_attempt(self, session: Session, step_id: int, attempt: int, outcome: str, now: datetime) -> None:
         session.execute(
             update(StepAttempt)
             .where(StepAttempt.step_id == step_id, StepAttempt.attempt == attempt)

@@ -263,16 +263,12 @@ class Orchestrator:
         result = session.execute(
             update(Step)
             .where(Step.id.in_(intent.step_ids), Step.state == StepState.QUEUED.value)
-            .values(
-                state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: a sibling check failed"
-            )
+            .values(state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: a sibling check failed")
         )
         return bool(getattr(result, "rowcount", 0))
 
     def _promote(self, session: Session, intent: Promote, now: datetime) -> bool:
-        exists = session.scalars(
-            select(Deployment.id).where(Deployment.origin_key == intent.origin_key)
-        ).first()
+        exists = session.scalars(select(Deployment.id).where(Deployment.origin_key == intent.origin_key)).first()
         if exists is not None:
             return False
         d = create_deployment(

@@ -118,9 +118,7 @@ def _deployed_releases(session: Session) -> frozenset[tuple[int, str]]:
         .group_by(Deployment.app, Deployment.environment)
     )
     rows = session.execute(
-        select(Deployment.release_id, Deployment.environment)
-        .where(Deployment.release_id.in_(succeeded))
-        .distinct()
+        select(Deployment.release_id, Deployment.environment).where(Deployment.release_id.in_(succeeded)).distinct()
     ).all()
     return frozenset((rid, env) for rid, env in rows)
 

@@ -53,9 +53,7 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(length=200), nullable=False),
         sa.Column("summary", sa.Text(), nullable=False),
         sa.Column("evidence", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["release_id"], ["releases.id"], name=op.f("fk_deployments_release_id_releases")
-        ),
+        sa.ForeignKeyConstraint(["release_id"], ["releases.id"], name=op.f("fk_deployments_release_id_releases")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deployments")),
         sa.UniqueConstraint("origin_key", name=op.f("uq_deployments_origin_key")),
     )
@@ -81,9 +79,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["deployment_id"], ["deployments.id"], name=op.f("fk_decisions_deployment_id_deployments")
         ),
-        sa.ForeignKeyConstraint(
-            ["release_id"], ["releases.id"], name=op.f("fk_decisions_release_id_releases")
-        ),
+        sa.ForeignKeyConstraint(["release_id"], ["releases.id"], name=op.f("fk_decisions_release_id_releases")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_decisions")),
     )
     with op.batch_alter_table("decisions", schema=None) as batch_op:
@@ -127,9 +123,7 @@ def upgrade() -> None:
         sa.Column("lifted_at", sa.DateTime(), nullable=True),
         sa.Column("lifted_by", sa.String(length=200), nullable=True),
         sa.Column("lift_reason", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["deployment_id"], ["deployments.id"], name=op.f("fk_holds_deployment_id_deployments")
-        ),
+        sa.ForeignKeyConstraint(["deployment_id"], ["deployments.id"], name=op.f("fk_holds_deployment_id_deployments")),
         sa.ForeignKeyConstraint(["release_id"], ["releases.id"], name=op.f("fk_holds_release_id_releases")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_holds")),
     )
@@ -142,9 +136,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=300), nullable=False),
         sa.Column("deployment_id", sa.Integer(), nullable=False),
         sa.Column("acquired_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["deployment_id"], ["deployments.id"], name=op.f("fk_locks_deployment_id_deployments")
-        ),
+        sa.ForeignKeyConstraint(["deployment_id"], ["deployments.id"], name=op.f("fk_locks_deployment_id_deployments")),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_locks")),
     )
     with op.batch_alter_table("locks", schema=None) as batch_op:
@@ -167,9 +159,7 @@ def upgrade() -> None:
         sa.Column("log", sa.Text(), nullable=False),
         sa.Column("measurements", sa.JSON(), nullable=False),
         sa.Column("result", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["deployment_id"], ["deployments.id"], name=op.f("fk_steps_deployment_id_deployments")
-        ),
+        sa.ForeignKeyConstraint(["deployment_id"], ["deployments.id"], name=op.f("fk_steps_deployment_id_deployments")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_steps")),
     )
     with op.batch_alter_table("steps", schema=None) as batch_op:
