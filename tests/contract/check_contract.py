@@ -80,16 +80,12 @@ class CheckContract:
         with pytest.raises(ValidationError):
             check.Options.model_validate({"no_such_option": 1})
 
-    def test_passing_target_passes(
-        self, check: Check, passing_request: CheckRequest, ctx: StepContext
-    ) -> None:
+    def test_passing_target_passes(self, check: Check, passing_request: CheckRequest, ctx: StepContext) -> None:
         measurement = check.measure(passing_request, ctx)
         assert isinstance(measurement, Measurement)
         assert measurement.phase == "pass", measurement.message
 
-    def test_failing_target_fails(
-        self, check: Check, failing_request: CheckRequest, ctx: StepContext
-    ) -> None:
+    def test_failing_target_fails(self, check: Check, failing_request: CheckRequest, ctx: StepContext) -> None:
         measurement = check.measure(failing_request, ctx)
         assert measurement.phase == "fail", measurement.message
         assert measurement.message
@@ -108,9 +104,7 @@ class CheckContract:
         assert check.measure(passing_request, ctx).phase == "pass"
         assert check.measure(passing_request, ctx).phase == "pass"
 
-    def test_cancel_returns_promptly(
-        self, check: Check, slow_request: CheckRequest, ctx: StepContext
-    ) -> None:
+    def test_cancel_returns_promptly(self, check: Check, slow_request: CheckRequest, ctx: StepContext) -> None:
         result: list[Measurement | BaseException] = []
 
         def measure() -> None:

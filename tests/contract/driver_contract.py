@@ -113,17 +113,13 @@ class DriverContract:
         assert first.ok and second.ok, (first.message, second.message)
         self.same_deployment(first, second)
 
-    def test_failure_is_a_result_not_an_exception(
-        self, driver: Driver, failing_request: DeployRequest
-    ) -> None:
+    def test_failure_is_a_result_not_an_exception(self, driver: Driver, failing_request: DeployRequest) -> None:
         ctx, _ = new_context()
         result = driver.deploy(failing_request, ctx)
         assert not result.ok
         assert result.message
 
-    def test_timeout_fails_and_keeps_the_log(
-        self, driver: Driver, timing_out_request: DeployRequest | None
-    ) -> None:
+    def test_timeout_fails_and_keeps_the_log(self, driver: Driver, timing_out_request: DeployRequest | None) -> None:
         if timing_out_request is None:
             pytest.skip("this driver has no timeout")
         ctx, log = new_context()
@@ -144,9 +140,7 @@ class DriverContract:
         assert "cancel" in result.message
         assert elapsed < CANCEL_WITHIN
 
-    def test_already_cancelled_step_does_not_succeed(
-        self, driver: Driver, long_request: DeployRequest
-    ) -> None:
+    def test_already_cancelled_step_does_not_succeed(self, driver: Driver, long_request: DeployRequest) -> None:
         ctx, _ = new_context()
         ctx.cancelled.set()
         started = time.monotonic()

@@ -47,9 +47,7 @@ class StoreContract:
 
     def _release(self, db: Database, clock: Clock, app: str = "web", sha: str = "a" * 40) -> int:
         with db.write() as s:
-            r = Release(
-                app=app, sha=sha, label=sha[:7], ref="main", commits=[], created_at=clock(), created_by="t"
-            )
+            r = Release(app=app, sha=sha, label=sha[:7], ref="main", commits=[], created_at=clock(), created_by="t")
             s.add(r)
             s.flush()
             return r.id
@@ -88,12 +86,8 @@ class StoreContract:
         rid = self._release(store, clock)
         first = self._deployment(store, clock, rid)
         second = self._deployment(store, clock, rid, env="integration")
-        assert orch.apply(
-            Start(None, deployment_id=first, locks=("app:web:integration", "group:g:integration"))
-        )
-        assert not orch.apply(
-            Start(None, deployment_id=second, locks=("app:other:integration", "group:g:integration"))
-        )
+        assert orch.apply(Start(None, deployment_id=first, locks=("app:web:integration", "group:g:integration")))
+        assert not orch.apply(Start(None, deployment_id=second, locks=("app:other:integration", "group:g:integration")))
         with store.read() as s:
             locks = {lock.name: lock.deployment_id for lock in s.scalars(select(Lock))}
         assert locks == {"app:web:integration": first, "group:g:integration": first}
@@ -139,9 +133,7 @@ class StoreContract:
     def test_promotion_is_idempotent(self, store: Database, clock: Clock) -> None:
         orch = Orchestrator(store, clock)
         rid = self._release(store, clock)
-        promote = Promote(
-            None, app="web", release_id=rid, environment="staging", origin_key=f"auto:{rid}:staging"
-        )
+        promote = Promote(None, app="web", release_id=rid, environment="staging", origin_key=f"auto:{rid}:staging")
         assert orch.apply(promote)
         assert not orch.apply(promote)
         with store.read() as s:
@@ -152,18 +144,14 @@ class StoreContract:
         with store.write() as s:
             assert record_decision(s, d, clock())
             assert not record_decision(s, d, clock())
-            assert record_decision(
-                s, Decision("web", "staging", Verdict.WAIT, "WaitForLock", "other"), clock()
-            )
+            assert record_decision(s, Decision("web", "staging", Verdict.WAIT, "WaitForLock", "other"), clock())
 
     def _started_step(self, store: Database, clock: Clock) -> int:
         with store.read() as s:
             n = len(list(s.scalars(select(Release.id))))
         rid = self._release(store, clock, sha=f"{n:040x}")
         did = self._deployment(store, clock, rid)
-        assert Orchestrator(store, clock).apply(
-            Start(None, deployment_id=did, locks=(f"app:web:integration:{n}",))
-        )
+        assert Orchestrator(store, clock).apply(Start(None, deployment_id=did, locks=(f"app:web:integration:{n}",)))
         return did
 
     def test_claim_gives_each_step_to_one_worker(self, store: Database, clock: Clock) -> None:
@@ -202,8 +190,7 @@ class StoreContract:
             step = s.get(Step, first.step_id)
             assert step is not None and step.state == StepState.SUCCEEDED and "late" not in step.log
             attempts = [
-                (a.attempt, a.owner, a.outcome)
-                for a in s.scalars(select(StepAttempt).order_by(StepAttempt.id))
+                (a.attempt, a.owner, a.outcome) for a in s.scalars(select(StepAttempt).order_by(StepAttempt.id))
             ]
         assert attempts == [(1, "slow", "expired"), (2, "fast", "succeeded")]
 

@@ -65,12 +65,7 @@ def test_exit_status_and_last_output_line_in_the_message(tmp_path: Path) -> None
 
 def test_output_lines_go_to_the_log(tmp_path: Path) -> None:
     log = ListLog()
-    code = (
-        "import sys\n"
-        "print('one', flush=True)\n"
-        "print('two', file=sys.stderr, flush=True)\n"
-        "print('three', end='')\n"
-    )
+    code = "import sys\nprint('one', flush=True)\nprint('two', file=sys.stderr, flush=True)\nprint('three', end='')\n"
     assert measure(request_for(tmp_path, python(code)), log).phase == "pass"
     assert log.lines == ["one", "two", "three"]
 
@@ -179,9 +174,7 @@ def test_a_process_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize(
-    "options", [{"argv": []}, {}, {"argv": ["x"], "shell": True}, {"argv": ["x"], "timeout": -1}]
-)
+@pytest.mark.parametrize("options", [{"argv": []}, {}, {"argv": ["x"], "shell": True}, {"argv": ["x"], "timeout": -1}])
 def test_invalid_options(options: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         CommandOptions.model_validate(options)

@@ -86,15 +86,11 @@ def test_counter_is_thread_safe(tmp_path: Path) -> None:
 def test_fail_versions_match_version_or_sha_prefix(tmp_path: Path) -> None:
     check = FakeCheck()
     assert check.measure(request_for(tmp_path, fail_versions=["1.2"]), StepContext()).phase == "fail"
-    assert (
-        check.measure(request_for(tmp_path, fail_versions=["0123abc", "0123"]), StepContext()).phase == "fail"
-    )
+    assert check.measure(request_for(tmp_path, fail_versions=["0123abc", "0123"]), StepContext()).phase == "fail"
     assert check.measure(request_for(tmp_path, fail_versions=["2.0"]), StepContext()).phase == "pass"
 
 
-@pytest.mark.parametrize(
-    "options", [{"phases": []}, {"phases": ["maybe"]}, {"duration": -1}, {"fail_version": ["1"]}]
-)
+@pytest.mark.parametrize("options", [{"phases": []}, {"phases": ["maybe"]}, {"duration": -1}, {"fail_version": ["1"]}])
 def test_invalid_options(options: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         FakeOptions.model_validate(options)

@@ -89,9 +89,7 @@ def test_timeout_message_names_the_limit(tmp_path: Path) -> None:
 def test_timeout_ends_the_whole_process_group(tmp_path: Path) -> None:
     marker = tmp_path / "survivor"
     child = f"import time; time.sleep(1.5); open({str(marker)!r}, 'w')"
-    code = (
-        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(30)"
-    )
+    code = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(30)"
     result = CommandDriver().deploy(request_for(tmp_path, python(code), timeout=0.5), new_context()[0])
     assert not result.ok
     time.sleep(2)
@@ -112,9 +110,7 @@ def test_missing_working_directory_is_a_clear_failure(tmp_path: Path) -> None:
     assert "working directory not found" in result.message
 
 
-def test_release_facts_and_env_reach_the_command_as_variables(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_release_facts_and_env_reach_the_command_as_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVEYOR_TEST_SECRET", "must-not-leak")
     out = tmp_path / "env.txt"
     code = f"import os, json; open({str(out)!r}, 'w').write(json.dumps(dict(os.environ)))"
@@ -132,9 +128,7 @@ def test_release_facts_and_env_reach_the_command_as_variables(
     assert "CONVEYOR_TEST_SECRET" not in env
 
 
-@pytest.mark.parametrize(
-    "fields", [{"argv": []}, {"argv": ["x"], "timeout": 0}, {"argv": ["x"], "shell": True}]
-)
+@pytest.mark.parametrize("fields", [{"argv": []}, {"argv": ["x"], "timeout": 0}, {"argv": ["x"], "shell": True}])
 def test_options_are_validated(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         CommandOptions.model_validate(fields)

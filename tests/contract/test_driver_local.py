@@ -298,7 +298,11 @@ def test_stop_all_stops_every_recorded_process(repo: Repo, tmp_path: Path) -> No
         state = tmp_path / "all" / "shop" / environment
         options = LocalOptions(start=[sys.executable, "app.py"], ready_path="/health")
         request = make_request(
-            options, state, sha=repo.v1, repo=str(repo.mirror), environment=environment,
+            options,
+            state,
+            sha=repo.v1,
+            repo=str(repo.mirror),
+            environment=environment,
             vars={"port": str(free_port())},
         )
         result = driver.deploy(request, new_context()[0])

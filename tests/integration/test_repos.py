@@ -139,9 +139,7 @@ def test_resolve_branch_tag_and_shas(mirror: RepoMirror, upstream: Upstream) -> 
     assert mirror.resolve("HEAD") == sha
 
 
-@pytest.mark.parametrize(
-    "ref", ["nope", "feature/missing", "0000000000000000000000000000000000000000", "abcd"]
-)
+@pytest.mark.parametrize("ref", ["nope", "feature/missing", "0000000000000000000000000000000000000000", "abcd"])
 def test_unknown_ref(mirror: RepoMirror, ref: str) -> None:
     with pytest.raises(UnknownRef) as raised:
         mirror.resolve(ref)
@@ -303,6 +301,4 @@ def test_ignores_git_dir_from_the_environment(
     other = Upstream(tmp_path / "other")
     other.commit("other\n")
     monkeypatch.setenv("GIT_DIR", str(other.path / ".git"))  # as inside a git hook
-    assert mirror.resolve("main") == upstream.git(
-        "--git-dir", str(upstream.path / ".git"), "rev-parse", "HEAD"
-    )
+    assert mirror.resolve("main") == upstream.git("--git-dir", str(upstream.path / ".git"), "rev-parse", "HEAD")

@@ -89,9 +89,7 @@ def dep(
     queued_at_offset: float = 0,
     steps: Iterable[StepView] = (),
 ) -> DeploymentView:
-    return DeploymentView(
-        id, app, env, release, f"v{release}", state, minutes(queued_at_offset), tuple(steps)
-    )
+    return DeploymentView(id, app, env, release, f"v{release}", state, minutes(queued_at_offset), tuple(steps))
 
 
 def block(

@@ -30,9 +30,7 @@ class TickingClock:
 
 def test_takes_count_measurements_and_succeeds(tmp_path: Path) -> None:
     log = ListLog()
-    measurements, outcome = run_check(
-        FakeCheck(), fake_request(tmp_path), CheckLimits(count=3), StepContext(log=log)
-    )
+    measurements, outcome = run_check(FakeCheck(), fake_request(tmp_path), CheckLimits(count=3), StepContext(log=log))
     assert [m.phase for m in measurements] == ["pass"] * 3
     assert outcome.phase == "successful"
     assert outcome.counts["pass"] == 3
@@ -61,9 +59,7 @@ def test_tolerated_errors_then_success(tmp_path: Path) -> None:
 
 def test_each_measurement_is_stamped_by_the_clock(tmp_path: Path) -> None:
     clock = TickingClock()
-    measurements, _ = run_check(
-        FakeCheck(), fake_request(tmp_path), CheckLimits(count=2), StepContext(), clock
-    )
+    measurements, _ = run_check(FakeCheck(), fake_request(tmp_path), CheckLimits(count=2), StepContext(), clock)
     assert [m.at for m in measurements] == [
         datetime(2030, 1, 1, 0, 0, 1, tzinfo=UTC),
         datetime(2030, 1, 1, 0, 0, 2, tzinfo=UTC),
@@ -113,9 +109,7 @@ def test_cancel_during_the_interval(tmp_path: Path) -> None:
     ctx = StepContext()
     threading.Timer(0.2, ctx.cancelled.set).start()
     started = time.monotonic()
-    measurements, outcome = run_check(
-        FakeCheck(), fake_request(tmp_path), CheckLimits(count=5, interval=30), ctx
-    )
+    measurements, outcome = run_check(FakeCheck(), fake_request(tmp_path), CheckLimits(count=5, interval=30), ctx)
     assert time.monotonic() - started < 5
     assert len(measurements) == 1
     assert (outcome.phase, outcome.reason) == ("error", "cancelled")
@@ -133,8 +127,6 @@ def test_cancel_during_the_initial_delay(tmp_path: Path) -> None:
 def test_cancel_during_a_measurement(tmp_path: Path) -> None:
     ctx = StepContext()
     threading.Timer(0.2, ctx.cancelled.set).start()
-    measurements, outcome = run_check(
-        FakeCheck(), fake_request(tmp_path, duration=30), CheckLimits(count=3), ctx
-    )
+    measurements, outcome = run_check(FakeCheck(), fake_request(tmp_path, duration=30), CheckLimits(count=3), ctx)
     assert [m.phase for m in measurements] == ["error"]
     assert outcome.reason == "cancelled"

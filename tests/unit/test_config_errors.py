@@ -92,10 +92,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "unknown driver",
         BASE + "  web:\n    repo: ./web\n    team: publishing\n    deploy: {driver: comand, argv: [x]}\n",
-        [
-            "conveyor.yaml:12:22: unknown driver 'comand' (did you mean 'command'?)"
-            " (known: command, fake, local)"
-        ],
+        ["conveyor.yaml:12:22: unknown driver 'comand' (did you mean 'command'?) (known: command, fake, local)"],
     ),
     (
         "unknown check type",
@@ -119,10 +116,7 @@ CASES: list[tuple[str, str, list[str]]] = [
         BASE
         + "  web:\n    repo: ./web\n    team: publishing\n    checks:\n"
         + "      - name: up\n        type: http\n        url: http://x\n        expect_statu: 200\n",
-        [
-            "conveyor.yaml:16:9: unknown key 'expect_statu' in check 'up' (type 'http')"
-            " (did you mean 'expect_status'?)"
-        ],
+        ["conveyor.yaml:16:9: unknown key 'expect_statu' in check 'up' (type 'http') (did you mean 'expect_status'?)"],
     ),
     (
         "wrong check option type",
@@ -216,8 +210,7 @@ CASES: list[tuple[str, str, list[str]]] = [
         "unbalanced brace",
         APP + "    checks: [{name: up, type: http, url: 'x}'}]\n",
         [
-            f"conveyor.yaml:12:42: unbalanced '}}' in app 'web' environment '{env}'"
-            " (write '}}' for a literal brace)"
+            f"conveyor.yaml:12:42: unbalanced '}}' in app 'web' environment '{env}' (write '}}}}' for a literal brace)"
             for env in ("integration", "staging", "production")
         ],
     ),
@@ -275,9 +268,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_a_broken_section_does_not_cascade() -> None:
-    text = (
-        "teams: [publishing]\ndefaults: {deploy: {driver: fake}}\napps:\n  web: {repo: ., team: publishing}\n"
-    )
+    text = "teams: [publishing]\ndefaults: {deploy: {driver: fake}}\napps:\n  web: {repo: ., team: publishing}\n"
     assert problems(text) == ["conveyor.yaml:1:8: 'teams' in the top level: expected a mapping"]
 
 

@@ -90,9 +90,7 @@ def test_an_unset_environment_variable_is_a_problem() -> None:
 
 
 def test_a_secret_never_appears_in_an_error() -> None:
-    text = (
-        APP + "    branch: ${BRANCH_TOKEN}\n    deploy: {driver: command, argv: [x], timeout: '${TOKEN}'}\n"
-    )
+    text = APP + "    branch: ${BRANCH_TOKEN}\n    deploy: {driver: command, argv: [x], timeout: '${TOKEN}'}\n"
     with pytest.raises(ConfigError) as caught:
         load(text, {"TOKEN": "hunter2", "BRANCH_TOKEN": "hunter2-branch"})
     report = str(caught.value)

@@ -42,8 +42,7 @@ def only(plan: Plan, kind: type[Intent], deployment_id: int | None = None) -> In
     found = [
         i
         for i in plan.intents
-        if isinstance(i, kind)
-        and (deployment_id is None or getattr(i, "deployment_id", None) == deployment_id)
+        if isinstance(i, kind) and (deployment_id is None or getattr(i, "deployment_id", None) == deployment_id)
     ]
     assert len(found) == 1, plan.intents
     return found[0]
@@ -107,9 +106,7 @@ def test_a_lock_held_by_an_active_deployment() -> None:
     decision = decision_of(wait)
     assert (decision.verdict, decision.rule) == (Verdict.WAIT, "WaitForLock")
     assert decision.evidence == {"lock": "group:payments:staging", "holder_deployment": 3}
-    assert decision.summary == (
-        "waiting for lock group:payments:staging, held by deployment #3 (api v5, deploying)"
-    )
+    assert decision.summary == ("waiting for lock group:payments:staging, held by deployment #3 (api v5, deploying)")
 
 
 def test_a_lock_held_by_a_deployment_no_longer_open_still_names_it() -> None:
@@ -150,9 +147,7 @@ def test_independent_apps_all_start_in_one_pass() -> None:
     deployments = [dep(i, name, "integration", 10 + i, queued_at_offset=i) for i, name in enumerate(names, 1)]
     plan = plan_next(snap(deployments=deployments), NOW)
     assert [brief(i) for i in plan.intents] == [("Start", i) for i in range(1, 6)]
-    assert [i.locks for i in plan.intents if isinstance(i, Start)] == [
-        (f"app:{n}:integration",) for n in names
-    ]
+    assert [i.locks for i in plan.intents if isinstance(i, Start)] == [(f"app:{n}:integration",) for n in names]
 
 
 def test_a_held_deployment_does_not_reserve_its_locks() -> None:
@@ -181,9 +176,7 @@ def test_a_superseded_deployment_does_not_reserve_its_locks() -> None:
         pytest.param(DEPLOYING, [("Wait", 2, "WaitForLock")], id="older already deploying: the newer waits"),
     ],
 )
-def test_newer_release_and_older_one_in_the_same_place(
-    older_state: DeploymentState, expected: list[object]
-) -> None:
+def test_newer_release_and_older_one_in_the_same_place(older_state: DeploymentState, expected: list[object]) -> None:
     older = dep(1, "api", "staging", 5, older_state, queued_at_offset=-10)
     newer = dep(2, "api", "staging", 6, PENDING, queued_at_offset=-5)
     locks = locks_held(older) if older.state.active else {}
@@ -196,9 +189,7 @@ def test_fix_forward_starts_despite_the_block() -> None:
 
 
 def test_a_freeze_holds_a_pending_deployment() -> None:
-    plan = plan_next(
-        snap(deployments=[dep(1, "api", "production", 6)], holds=[freeze(env="production")]), NOW
-    )
+    plan = plan_next(snap(deployments=[dep(1, "api", "production", 6)], holds=[freeze(env="production")]), NOW)
     assert [brief(i) for i in plan.intents] == [("Wait", 1, "HoldWhileFrozen")]
     assert decision_of(plan.intents[0]).verdict == Verdict.HOLD
 
@@ -214,9 +205,7 @@ def test_deployments_of_apps_or_environments_no_longer_configured_are_left_alone
 # -- decisions recorded only when they change -------------------------------------------------------
 
 
-def held_in_production(
-    state: DeploymentState, fingerprints: dict[tuple[str, str], str] | None = None
-) -> Snapshot:
+def held_in_production(state: DeploymentState, fingerprints: dict[tuple[str, str], str] | None = None) -> Snapshot:
     d = dep(1, "api", "production", 6, state)
     return snap(deployments=[d], holds=[freeze(env="production")], fingerprints=fingerprints)
 
@@ -318,9 +307,7 @@ def _same_release_queued_twice_behind_a_freeze() -> Snapshot:
 @pytest.mark.parametrize(
     "situation",
     [
-        pytest.param(
-            _manual_release_waits_while_an_older_one_is_frozen, id="manual note and a frozen waiter"
-        ),
+        pytest.param(_manual_release_waits_while_an_older_one_is_frozen, id="manual note and a frozen waiter"),
         pytest.param(_same_release_queued_twice_behind_a_freeze, id="two waiters in one place"),
     ],
 )
@@ -339,9 +326,7 @@ def test_unchanged_situation_settles_after_one_pass(situation: Callable[[], Snap
 
 
 def test_one_pass_advances_then_promotes_then_schedules() -> None:
-    verifying = dep(
-        1, "api", "staging", 5, VERIFYING, -30, steps=[deploy_step(PASSED), check("smoke", PASSED, id=21)]
-    )
+    verifying = dep(1, "api", "staging", 5, VERIFYING, -30, steps=[deploy_step(PASSED), check("smoke", PASSED, id=21)])
     pending = dep(2, "web", "integration", 8, PENDING, -5)
     s = snap(
         apps=[app("api", checks={"staging": ("smoke",)}), app("web"), app("docs")],
@@ -424,9 +409,7 @@ def test_fingerprint_differs_when_the_decision_says_something_else(changes: dict
     "changes",
     [
         pytest.param({"reasons": ("still busy",)}, id="reasons"),
-        pytest.param(
-            {"evidence": {"holder_deployment": 3, "lock": "app:api:staging", "at": "12:01"}}, id="evidence"
-        ),
+        pytest.param({"evidence": {"holder_deployment": 3, "lock": "app:api:staging", "at": "12:01"}}, id="evidence"),
     ],
 )
 def test_fingerprint_ignores_supporting_detail(changes: dict[str, object]) -> None:

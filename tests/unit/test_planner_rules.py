@@ -389,10 +389,7 @@ def test_promote_from_an_environment_no_longer_configured_is_ignored() -> None:
 def test_explicit_rollback_is_not_superseded_by_the_live_release() -> None:
     rollback = replace(dep(1, "api", "staging", 3, PENDING), explicit=True)
     assert (
-        rules.supersede_older_release(
-            rollback, snap(deployments=[rollback], succeeded={("api", "staging"): 5})
-        )
-        is None
+        rules.supersede_older_release(rollback, snap(deployments=[rollback], succeeded={("api", "staging"): 5})) is None
     )
 
 
