@@ -1,0 +1,41 @@
+"""`conveyor demo --once` end to end: real git repositories, real processes, real HTTP checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
+    keep = tmp_path / "demo"
+    started = time.monotonic()
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "conveyor", "demo", "--once", "--keep", str(keep)],
+        capture_output=True, text=True, timeout=170, env=env,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    out = result.stdout
+    for expected in (
+        "web and api never deployed to the same environment at once",
+        "failed staging, was blocked; production kept v1",
+        "blocked since",
+        "conveyor unblock api --env staging",
+        "hold.lifted",
+        "the block lifted, production runs the fix",
+        "demo complete",
+    ):
+        assert expected in out, f"missing {expected!r} in:\n{out[-4000:]}"
+    assert "Traceback" not in result.stderr
+    # every app process it started was stopped
+    assert "stopped 9 app process(es)" in out
+    assert (keep / "conveyor.db").exists()
+    print(f"demo took {elapsed:.1f}s")
