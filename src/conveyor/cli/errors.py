@@ -54,7 +54,8 @@ def friendly_errors(func: F) -> F:
                 err.print(f"{len(exc.problems)} problem(s) in the configuration", markup=False)
                 sys.exit(2)
             code = 2 if isinstance(exc, UnknownName) else 1
-            err.print(f"error: {exc}", markup=False)
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            err.print(f"error: {lines[0]}", markup=False)
             sys.exit(code)
 
     return wrapper  # type: ignore[return-value]

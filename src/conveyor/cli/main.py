@@ -243,7 +243,7 @@ def status(config_path: Path, app: str | None, as_json: bool) -> None:
 @cli.command()
 @config_option
 @click.argument("app")
-@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True, help="Most deployments to show.")
 @json_option
 @friendly_errors
 def history(config_path: Path, app: str, limit: int, as_json: bool) -> None:

@@ -29,6 +29,7 @@ from conveyor.config.resolved import Config, TeamConfig
 from conveyor.config.schema import AppSection, FileSection, keys_of
 from conveyor.config.validation import Subject, describe_path, explain
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
+from conveyor.store.database import database_url_problem
 
 DATABASE_URL_VARIABLE = "CONVEYOR_DATABASE_URL"
 M = TypeVar("M", bound=BaseModel)
@@ -103,6 +104,10 @@ def _resolve(
     resolver = AppResolver(doc, log, folder, file, broken)
     resolved_apps = {name: resolver.resolve(name, app, bad) for name, (app, bad) in apps.items()}
     database_url = _database_url(file.database_url, folder, environ)
+    if file.database_url and not environ.get(DATABASE_URL_VARIABLE):
+        problem = database_url_problem(database_url)
+        if problem is not None:
+            log.add(doc.at(("database_url",)), problem)
     secrets = set(doc.secrets)
     password = urlsplit(database_url).password
     if password:

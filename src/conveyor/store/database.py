@@ -15,15 +15,34 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 PLANNER_LOCK_KEY = 7_305_011  # advisory lock id for planner passes (PostgreSQL)
 
 
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
 class DatabaseUnreachable(RuntimeError):
     """The database could not be opened or reached; the message says which and why."""
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a conveyor database, or None when it can."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        return f"database_url {url!r} is not a database URL (expected sqlite:///PATH or postgresql+psycopg://...)"
+    if backend not in SUPPORTED_BACKENDS:
+        return f"database_url uses {backend!r}; conveyor supports {' and '.join(SUPPORTED_BACKENDS)}"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -47,7 +66,17 @@ class Database:
     """One engine plus the transaction helpers every other module uses."""
 
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
+        problem = database_url_problem(url)
+        if problem is not None:
+            raise DatabaseUnreachable(problem)
         self.url = url
+        try:
+            self._connect(url, pool_size)
+        except (ArgumentError, ImportError, OSError, NoSuchModuleError) as exc:
+            raise DatabaseUnreachable(f"cannot open the database at {self.safe_url}: {_first_line(exc)}") from exc
+        self._planner_mutex = threading.Lock()
+
+    def _connect(self, url: str, pool_size: int) -> None:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {}
@@ -66,7 +95,6 @@ class Database:
         self.engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _sqlite_setup(self.engine)
-        self._planner_mutex = threading.Lock()
 
     @property
     def is_postgres(self) -> bool:
@@ -77,7 +105,7 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except OperationalError as exc:
-            raise DatabaseUnreachable(f"cannot reach the database at {self.safe_url}: {exc.orig}") from exc
+            raise DatabaseUnreachable(f"cannot reach the database at {self.safe_url}: {_first_line(exc)}") from exc
 
     @property
     def safe_url(self) -> str:
