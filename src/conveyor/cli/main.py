@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +99,54 @@ def db_upgrade(config_path: Path) -> None:
     out.print(f"database at {opened.db.safe_url} is up to date")
 
 
-def _run_conductor(opened: Opened, *, concurrency: int, lease: float, exit_when_idle: bool, quiet: bool) -> None:
+@dataclass(frozen=True)
+class RunOptions:
+    concurrency: int
+    lease: float
+    grace: float
+    quiet: bool
+
+
+def runner_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by serve and worker, gathered into one RunOptions argument ``run``."""
+    options = [
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 1024),
+            default=64,
+            show_default=True,
+            help="Most steps this process runs at once.",
+        ),
+        click.option(
+            "--lease",
+            type=click.FloatRange(min=1.0),
+            default=15.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="Step lease length: a running step is heartbeated every third of it, and re-queued for another "
+            "worker when its worker stays silent this long (crashed or cut off).",
+        ),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0.0),
+            default=30.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="On SIGTERM or Ctrl-C, how long running steps may finish before they are handed back to the queue.",
+        ),
+        click.option("--quiet", is_flag=True, help="Do not narrate events."),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, concurrency: int, lease: float, grace: float, quiet: bool, **kwargs: Any) -> Any:
+        return func(*args, run=RunOptions(concurrency, lease, grace, quiet), **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _run_conductor(opened: Opened, run: RunOptions, *, exit_when_idle: bool) -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -105,10 +155,12 @@ def _run_conductor(opened: Opened, *, concurrency: int, lease: float, exit_when_
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    conductor = Conductor(opened.config, opened.db, concurrency=concurrency, lease_seconds=lease)
+    conductor = Conductor(
+        opened.config, opened.db, concurrency=run.concurrency, lease_seconds=run.lease, grace_seconds=run.grace
+    )
     narrator_stop = threading.Event()
     narrator = None
-    if not quiet:
+    if not run.quiet:
         tail = EventTail(opened.db)
         narrator = threading.Thread(target=tail.follow, args=(out, narrator_stop), daemon=True)
         narrator.start()
@@ -120,49 +172,26 @@ def _run_conductor(opened: Opened, *, concurrency: int, lease: float, exit_when_
             narrator.join(timeout=5)
 
 
-concurrency_option = click.option(
-    "--concurrency",
-    type=click.IntRange(1, 1024),
-    default=64,
-    show_default=True,
-    help="Most steps this process runs at once.",
-)
-
-lease_option = click.option(
-    "--lease",
-    type=click.FloatRange(min=1.0),
-    default=15.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Step lease length: a running step is heartbeated every third of it, and re-queued for another "
-    "worker when its worker stays silent this long (crashed or cut off).",
-)
-
-
 @cli.command()
 @config_option
-@concurrency_option
-@lease_option
-@click.option("--quiet", is_flag=True, help="Do not narrate events.")
+@runner_options
 @friendly_errors
-def serve(config_path: Path, concurrency: int, lease: float, quiet: bool) -> None:
+def serve(config_path: Path, run: RunOptions) -> None:
     """Run planner and runner until stopped (SIGTERM or Ctrl-C stops gracefully)."""
     opened = open_project(config_path)
     out.print(f"conveyor {__version__} serving {len(opened.config.apps)} app(s) on {opened.db.safe_url}")
-    _run_conductor(opened, concurrency=concurrency, lease=lease, exit_when_idle=False, quiet=quiet)
+    _run_conductor(opened, run, exit_when_idle=False)
 
 
 @cli.command()
 @config_option
-@concurrency_option
-@lease_option
+@runner_options
 @click.option("--exit-when-idle", is_flag=True, help="Exit 0 once nothing is pending, running or promotable.")
-@click.option("--quiet", is_flag=True, help="Do not narrate events.")
 @friendly_errors
-def worker(config_path: Path, concurrency: int, lease: float, exit_when_idle: bool, quiet: bool) -> None:
-    """Run planner and runner without the HTTP side (any number may share one PostgreSQL database)."""
+def worker(config_path: Path, run: RunOptions, exit_when_idle: bool) -> None:
+    """Run planner and runner in this process; any number of workers may share one PostgreSQL database."""
     opened = open_project(config_path)
-    _run_conductor(opened, concurrency=concurrency, lease=lease, exit_when_idle=exit_when_idle, quiet=quiet)
+    _run_conductor(opened, run, exit_when_idle=exit_when_idle)
 
 
 @cli.command()

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -84,6 +85,7 @@ class Conductor:
         self._running_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop_claiming = threading.Event()
+        self._last_reap = float("-inf")
 
     # -- one tick ---------------------------------------------------------------------------------
 
@@ -101,10 +103,18 @@ class Conductor:
         return changed
 
     def tick(self) -> bool:
-        reaped = self.leases.reap()
+        reaped = self._reap_if_due()
         changed = self.plan()
         claimed = 0 if self._stop_claiming.is_set() else self._claim()
         return bool(reaped or changed or claimed)
+
+    def _reap_if_due(self) -> int:
+        """Expired leases are looked for about once a second, not on every tick: a lease lasts many seconds."""
+        now = time.monotonic()
+        if now - self._last_reap < min(1.0, self.lease_seconds / 3):
+            return 0
+        self._last_reap = now
+        return self.leases.reap()
 
     def _claim(self) -> int:
         with self._running_lock:
@@ -219,7 +229,8 @@ class Conductor:
             left = list(self._running.values())
         if left:
             log.warning("grace period over: handing %d running step(s) back to the queue", len(left))
+            # Hand the steps back first, so the cancelled runs' own results are refused by the fencing.
+            self.leases.release((r.claimed.step_id, r.claimed.attempt) for r in left)
             for r in left:
                 r.ctx.cancelled.set()
-            self.leases.release((r.claimed.step_id, r.claimed.attempt) for r in left)
         self._pool.shutdown(wait=True, cancel_futures=True)
