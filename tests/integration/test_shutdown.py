@@ -78,7 +78,7 @@ def test_sigterm_lets_a_running_step_finish_within_grace(tmp_path: Path) -> None
     worker = _start_worker(config, "--grace", "20")
     _wait_for_running_step(tmp_path)
     worker.send_signal(signal.SIGTERM)
-    out, err = worker.communicate(timeout=30)
+    _out, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
     assert "finishing running steps" in err
     first = _attempts(tmp_path)

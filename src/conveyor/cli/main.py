@@ -146,7 +146,9 @@ def runner_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _run_conductor(opened: Opened, run: RunOptions, *, exit_when_idle: bool) -> None:
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM and Ctrl-C ask for a graceful stop; installed before anything is printed, so a signal sent
+    as soon as the process announces itself is never fatal."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -155,6 +157,10 @@ def _run_conductor(opened: Opened, run: RunOptions, *, exit_when_idle: bool) -> 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _run_conductor(opened: Opened, run: RunOptions, stop: threading.Event, *, exit_when_idle: bool) -> None:
     conductor = Conductor(
         opened.config, opened.db, concurrency=run.concurrency, lease_seconds=run.lease, grace_seconds=run.grace
     )
@@ -178,9 +184,10 @@ def _run_conductor(opened: Opened, run: RunOptions, *, exit_when_idle: bool) -> 
 @friendly_errors
 def serve(config_path: Path, run: RunOptions) -> None:
     """Run planner and runner until stopped (SIGTERM or Ctrl-C stops gracefully)."""
+    stop = _stop_on_signals()
     opened = open_project(config_path)
     out.print(f"conveyor {__version__} serving {len(opened.config.apps)} app(s) on {opened.db.safe_url}")
-    _run_conductor(opened, run, exit_when_idle=False)
+    _run_conductor(opened, run, stop, exit_when_idle=False)
 
 
 @cli.command()
@@ -190,8 +197,9 @@ def serve(config_path: Path, run: RunOptions) -> None:
 @friendly_errors
 def worker(config_path: Path, run: RunOptions, exit_when_idle: bool) -> None:
     """Run planner and runner in this process; any number of workers may share one PostgreSQL database."""
+    stop = _stop_on_signals()
     opened = open_project(config_path)
-    _run_conductor(opened, run, exit_when_idle=exit_when_idle)
+    _run_conductor(opened, run, stop, exit_when_idle=exit_when_idle)
 
 
 @cli.command()

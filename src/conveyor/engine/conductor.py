@@ -156,8 +156,11 @@ class Conductor:
         pairs = [(r.claimed.step_id, r.claimed.attempt) for r in running]
         logs = {r.claimed.step_id: r.log.drain() for r in running}
         lost = self.leases.heartbeat(pairs, logs)
+        with self._running_lock:
+            still_running = set(self._running)
         for r in running:
-            if r.claimed.step_id in lost:
+            # a step that finished between our snapshot and the heartbeat is not lost, just done
+            if r.claimed.step_id in lost and r.claimed.step_id in still_running:
                 log.warning("step %s: lease lost; stopping it", r.claimed.step_id)
                 r.ctx.cancelled.set()
 

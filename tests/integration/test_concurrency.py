@@ -1,0 +1,71 @@
+"""Steps run in parallel: 30 independent apps with a 1 s fake deploy finish in about 1 s, not 30.
+
+One environment, no checks, concurrency 64: every deploy can run at once. The bound asserted is
+generous for a noisy machine; the measured wall time is printed (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conveyor.operations import Operations
+from conveyor.store.database import Database
+from tests.integration.harness import (
+    any_overlap,
+    attempts,
+    deployments,
+    load,
+    make_app_repo,
+    run_until_idle,
+    write_config,
+)
+
+APPS = 30
+DEPLOY_SECONDS = 1.0
+
+
+def config_text() -> str:
+    apps = "\n".join(f"  app{i:02d}: {{repo: ./repos/shared, team: publishing}}" for i in range(APPS))
+    return f"""\
+environments: [production]
+teams: {{publishing: {{notify: []}}}}
+defaults:
+  deploy: {{driver: fake, duration: {DEPLOY_SECONDS}}}
+  checks: []
+apps:
+{apps}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_thirty_independent_deploys_run_at_once(tmp_path: Path, db_url: str) -> None:
+    make_app_repo(tmp_path / "repos" / "shared")
+    config = load(write_config(tmp_path, config_text()))
+    db = Database(db_url)
+    try:
+        ops = Operations(config, db)
+        for app in config.apps:
+            ops.create_release(app)
+
+        wall = run_until_idle(config, db_url, concurrency=64, timeout=60)
+        print(
+            f"\n{APPS} deploys of {DEPLOY_SECONDS:g}s with concurrency 64: {wall:.2f}s wall "
+            f"(serial would be {APPS * DEPLOY_SECONDS:g}s)"
+        )
+
+        done = deployments(db)
+        assert len(done) == APPS and {d.state for d, _ in done} == {"succeeded"}
+        rows = attempts(db)
+        assert len(rows) == APPS and {a.outcome for a in rows} == {"succeeded"}
+        assert any_overlap((a.started_at, a.finished_at) for a in rows if a.finished_at)
+        started = [a.started_at for a in rows]
+        finished = [a.finished_at for a in rows if a.finished_at]
+        span = (max(finished) - min(started)).total_seconds()
+        print(f"first step start to last step end: {span:.2f}s")
+        assert span < 4 * DEPLOY_SECONDS, f"steps ran {span:.2f}s end to end: not in parallel"
+        assert wall < 8.0, f"{APPS} parallel deploys took {wall:.2f}s"
+    finally:
+        db.dispose()

@@ -1,0 +1,91 @@
+"""Releases queued while an older one deploys: the middle one is superseded where it had not started,
+the running one is never interrupted, and the newest reaches production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from conveyor.operations import Operations
+from conveyor.store.database import Database
+from conveyor.store.tables import Decision, Event, Step
+from tests.integration.harness import (
+    add_commit,
+    attempts,
+    conductor_running,
+    deployment_state,
+    deployments,
+    load,
+    make_app_repo,
+    wait_for,
+    write_config,
+)
+
+CONFIG = """\
+environments: [integration, staging, production]
+teams: {publishing: {notify: []}}
+defaults:
+  deploy: {driver: fake, duration: 0.2}
+  checks: [{name: smoke, type: fake, count: 1}]
+apps:
+  web:
+    repo: ./repos/web
+    team: publishing
+    environments:
+      integration: {deploy: {duration: 3}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_newer_release_supersedes_one_that_has_not_started(tmp_path: Path, db_url: str) -> None:
+    repo = tmp_path / "repos" / "web"
+    make_app_repo(repo, {"v": "1\n"}, "one")
+    config = load(write_config(tmp_path, CONFIG))
+    db = Database(db_url)
+    try:
+        ops = Operations(config, db)
+        first = ops.create_release("web").release_id
+        with conductor_running(config, db_url, concurrency=8, timeout=60):
+            wait_for(lambda: deployment_state(db, "web", "integration", first) == "deploying", 10, "deploying")
+            add_commit(repo, {"v": "2\n"}, "two")
+            middle = ops.create_release("web").release_id
+            add_commit(repo, {"v": "3\n"}, "three")
+            newest = ops.create_release("web").release_id
+            # All three were queued while the first was still deploying.
+            assert deployment_state(db, "web", "integration", first) == "deploying"
+
+        assert deployment_state(db, "web", "integration", first) == "succeeded"
+        assert deployment_state(db, "web", "integration", middle) == "superseded"
+        assert [deployment_state(db, "web", env, newest) for env in ("integration", "staging", "production")] == [
+            "succeeded"
+        ] * 3
+        rows = deployments(db, "web")
+        assert [d.environment for d, _ in rows if d.release_id == middle] == ["integration"]
+        superseded = next(d for d, _ in rows if d.release_id == middle)
+        assert superseded.started_at is None, "the superseded deployment had started"
+
+        # The running deployment was never interrupted: one attempt of its deploy, which succeeded.
+        first_deploy = [a for a in attempts(db) if a.release == rows[0][1].label and a.environment == "integration"]
+        assert [(a.kind, a.attempt, a.outcome) for a in first_deploy] == [
+            ("deploy", 1, "succeeded"),
+            ("check", 1, "succeeded"),
+        ]
+        with db.read() as session:
+            assert session.scalars(select(Step).where(Step.deployment_id == superseded.id)).all() == []
+            event = session.scalars(
+                select(Event).where(Event.kind == "deployment.superseded", Event.deployment_id == superseded.id)
+            ).one()
+            decision = session.scalars(
+                select(Decision).where(
+                    Decision.deployment_id == superseded.id, Decision.rule == "SupersedeOlderRelease"
+                )
+            ).one()
+        assert event.payload["by_release"] == newest
+        assert decision.verdict == "supersede" and decision.evidence["by_release"] == newest
+        live = {d.environment: d.release_id for d, _ in rows if d.state == "succeeded"}
+        assert live["production"] == newest
+    finally:
+        db.dispose()
