@@ -36,11 +36,12 @@ from conveyor.engine.orchestrator import Orchestrator
 from conveyor.steps import StepContext
 from conveyor.store.database import Database
 from conveyor.store.snapshot import app_policies, load_snapshot
-from conveyor.store.tables import Deployment, Step
+from conveyor.store.tables import Deployment, Event, Step
 
 log = logging.getLogger(__name__)
 
 MAX_PLAN_ROUNDS = 10
+REPLAN_SECONDS = 2.0
 
 
 def worker_id() -> str:
@@ -86,21 +87,37 @@ class Conductor:
         self._wake = threading.Event()
         self._stop_claiming = threading.Event()
         self._last_reap = float("-inf")
+        self._settled_marker = -1
+        self._replan_at = 0.0
 
     # -- one tick ---------------------------------------------------------------------------------
 
     def plan(self) -> bool:
-        """Plan and apply until nothing changes; True if any state changed."""
+        """Plan and apply until nothing changes; True if any state changed.
+
+        Every change of state writes an Event, so when no Event was appended (by any process) since the
+        last pass that changed nothing, the plan would be the same: the pass is skipped, except once every
+        ``REPLAN_SECONDS`` for what time alone changes (a hold's ``until`` passing).
+        """
         changed = False
         for _ in range(MAX_PLAN_ROUNDS):
+            marker = self._change_marker()
+            if not changed and marker == self._settled_marker and time.monotonic() < self._replan_at:
+                return False
             with self.db.planning():
                 plan = plan_next(load_snapshot(self.db, self.config, self.policies), self.clock())
                 applied = [self.orchestrator.apply(i) for i in plan.intents]
             progressed = any(ok for ok, i in zip(applied, plan.intents, strict=True) if not isinstance(i, Note))
             if not progressed:
+                self._settled_marker = marker
+                self._replan_at = time.monotonic() + REPLAN_SECONDS
                 break
             changed = True
         return changed
+
+    def _change_marker(self) -> int:
+        with self.db.read() as session:
+            return session.scalar(select(func.max(Event.id))) or 0
 
     def tick(self) -> bool:
         reaped = self._reap_if_due()

@@ -62,8 +62,16 @@ class Leases:
             stmt = stmt.with_for_update(skip_locked=True)
         return list(session.scalars(stmt))
 
+    def anything_due(self) -> bool:
+        """A cheap read, so an idle worker does not open a write transaction on every tick."""
+        with self.db.read() as session:
+            due = session.scalar(
+                select(Step.id).where(Step.state == StepState.QUEUED.value, Step.due_at <= self.clock()).limit(1)
+            )
+            return due is not None
+
     def claim(self, limit: int) -> list[ClaimedStep]:
-        if limit <= 0:
+        if limit <= 0 or not self.anything_due():
             return []
         claimed: list[ClaimedStep] = []
         with self.db.write() as session:
@@ -211,6 +219,14 @@ class Leases:
                 )
                 if getattr(result, "rowcount", 0):
                     self._close_attempt(session, step_id, attempt, "released", now)
+                    record_event(
+                        session,
+                        "step.released",
+                        at=now,
+                        actor=self.owner,
+                        message="handed back to the queue on shutdown",
+                        payload={"step_id": step_id, "attempt": attempt},
+                    )
 
     def reap(self, limit: int = 100) -> int:
         """Re-queue steps whose lease expired: their worker died or stalled."""

@@ -260,12 +260,18 @@ class Orchestrator:
         return True
 
     def _cancel_steps(self, session: Session, intent: CancelSteps, now: datetime) -> bool:
+        d = self._lock_deployment(session, intent.deployment_id)
+        if d is None:
+            return False
         result = session.execute(
             update(Step)
             .where(Step.id.in_(intent.step_ids), Step.state == StepState.QUEUED.value)
             .values(state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: a sibling check failed")
         )
-        return bool(getattr(result, "rowcount", 0))
+        if not getattr(result, "rowcount", 0):
+            return False
+        self._event(session, d, "step.cancelled", now, "a sibling check failed", {"step_ids": list(intent.step_ids)})
+        return True
 
     def _promote(self, session: Session, intent: Promote, now: datetime) -> bool:
         exists = session.scalars(select(Deployment.id).where(Deployment.origin_key == intent.origin_key)).first()
