@@ -106,7 +106,7 @@ class Conductor:
                 return False
             with self.db.planning():
                 plan = plan_next(load_snapshot(self.db, self.config, self.policies), self.clock())
-                applied = [self.orchestrator.apply(i) for i in plan.intents]
+                applied = self.orchestrator.apply_all(plan.intents)
             progressed = any(ok for ok, i in zip(applied, plan.intents, strict=True) if not isinstance(i, Note))
             if not progressed:
                 self._settled_marker = marker

@@ -9,11 +9,11 @@ its Decision are written together. A precondition that no longer holds makes the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
 ACTIVE = (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, DeploymentState.BAKING.value)
 SYSTEM = "conveyor"
+BATCH_SIZE = 50
 
 
 class Orchestrator:
@@ -50,17 +51,36 @@ class Orchestrator:
 
     def apply(self, intent: Intent) -> bool:
         """Apply one intent in one transaction; False when its precondition no longer held."""
-        handler = _HANDLERS[type(intent)]
-        try:
+        return self.apply_all([intent])[0]
+
+    def apply_all(self, intents: Sequence[Intent]) -> list[bool]:
+        """Apply a plan's intents, each atomically on its own (a savepoint), committed in batches.
+
+        Each intent either happens whole (state, Event and Decision together) or not at all; one whose
+        precondition no longer holds, that loses a race, or that hits a bug is skipped and re-planned,
+        without undoing the others. Batching saves a transaction per intent when a pass starts or
+        finishes a hundred deployments at once.
+        """
+        results: list[bool] = []
+        for start in range(0, len(intents), BATCH_SIZE):
             with self.db.write() as session:
                 now = self.clock()
+                results.extend(self._apply_one(session, intent, now) for intent in intents[start : start + BATCH_SIZE])
+        return results
+
+    def _apply_one(self, session: Session, intent: Intent, now: datetime) -> bool:
+        handler = _HANDLERS[type(intent)]
+        try:
+            with session.begin_nested():
                 applied = handler(self, session, intent, now)
                 if applied and intent.decision is not None:
                     record_decision(session, intent.decision, now)
                 return applied
         except IntegrityError:
             log.debug("intent %r lost a race; it will be re-planned", intent)
-            return False
+        except Exception:
+            log.exception("could not apply %r; it will be re-planned", intent)
+        return False
 
     def _lock_deployment(self, session: Session, deployment_id: int) -> Deployment | None:
         stmt = select(Deployment).where(Deployment.id == deployment_id)
@@ -76,15 +96,20 @@ class Orchestrator:
         new: DeploymentState,
         now: datetime,
     ) -> Deployment | None:
-        d = self._lock_deployment(session, deployment_id)
-        if d is None or d.state not in expected:
-            return None
-        d.state = new.value
-        d.updated_at = now
-        if new.active and d.started_at is None:
-            d.started_at = now
+        """Compare-and-set in one statement: the row changes only if it is still in an expected state."""
+        values: dict[str, Any] = {"state": new.value, "updated_at": now}
+        if new.active:
+            values["started_at"] = func.coalesce(Deployment.started_at, now)
         if new.terminal:
-            d.finished_at = now
+            values["finished_at"] = now
+        d = session.scalars(
+            update(Deployment)
+            .where(Deployment.id == deployment_id, Deployment.state.in_(expected))
+            .values(**values)
+            .returning(Deployment),
+            execution_options={"synchronize_session": False},
+        ).first()
+        if d is not None and new.terminal:
             session.execute(delete(Lock).where(Lock.deployment_id == d.id))
         return d
 
