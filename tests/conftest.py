@@ -84,3 +84,11 @@ def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url)
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_database: Database) -> str:
+    """An emptied PostgreSQL database, for tests that are about PostgreSQL alone (several processes)."""
+    clear_tables(postgres_database)
+    assert POSTGRES_URL
+    return POSTGRES_URL

@@ -16,7 +16,7 @@ from sqlalchemy import inspect, select
 
 from conveyor.domain.decisions import Decision, Fail, Promote, Start, Succeed, Supersede, Verify
 from conveyor.domain.model import DeploymentState, StepKind, StepState, Verdict
-from conveyor.engine.leases import Leases, StepResult
+from conveyor.engine.leases import MAX_ATTEMPTS, Leases, StepResult
 from conveyor.engine.orchestrator import Orchestrator, create_deployment
 from conveyor.store.database import Database
 from conveyor.store.records import record_decision
@@ -197,14 +197,14 @@ class StoreContract:
     def test_step_given_up_after_max_attempts(self, store: Database, clock: Clock) -> None:
         did = self._started_step(store, clock)
         leases = Leases(store, clock, "w", 1)
-        for _ in range(3):
+        for _ in range(MAX_ATTEMPTS):
             assert leases.claim(1)
             clock.advance(2)
             leases.reap()
         assert leases.claim(1) == []
         with store.read() as s:
             step = s.scalars(select(Step).where(Step.deployment_id == did)).one()
-            assert step.state == StepState.FAILED and "gave up after 3 attempts" in step.outcome
+            assert step.state == StepState.FAILED and f"gave up after {MAX_ATTEMPTS} attempts" in step.outcome
 
     def test_release_hands_steps_back(self, store: Database, clock: Clock) -> None:
         self._started_step(store, clock)

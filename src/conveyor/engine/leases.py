@@ -22,7 +22,7 @@ from conveyor.store.database import Database
 from conveyor.store.records import record_event
 from conveyor.store.tables import Deployment, Release, Step, StepAttempt
 
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)

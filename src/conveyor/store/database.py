@@ -19,6 +19,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from conveyor.store.records import ROUTER_INFO_KEY, NotificationRouter
+
 PLANNER_LOCK_KEY = 7_305_011  # advisory lock id for planner passes (PostgreSQL)
 
 
@@ -65,7 +67,7 @@ def _sqlite_setup(engine: Engine) -> None:
 class Database:
     """One engine plus the transaction helpers every other module uses."""
 
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
         problem = database_url_problem(url)
         if problem is not None:
             raise DatabaseUnreachable(problem)
@@ -75,6 +77,8 @@ class Database:
         except (ArgumentError, ImportError, OSError, NoSuchModuleError) as exc:
             raise DatabaseUnreachable(f"cannot open the database at {self.safe_url}: {_first_line(exc)}") from exc
         self._planner_mutex = threading.Lock()
+        # who hears about the events written here; see conveyor.notify.routing.install
+        self.router: NotificationRouter | None = None
         self._sqlite_writer: AbstractContextManager[object] = (
             threading.RLock() if self.dialect == "sqlite" else nullcontext()
         )
@@ -94,7 +98,10 @@ class Database:
                 kwargs["pool_size"] = pool_size
                 kwargs["max_overflow"] = pool_size * 4
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+            # Transactions are short, so steps queue for a connection rather than each holding one: a
+            # process stays within pool_size + max_overflow connections however many steps it runs, and
+            # many workers fit under PostgreSQL's default max_connections of 100.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=60, pool_pre_ping=True)
         self.engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _sqlite_setup(self.engine)
@@ -126,7 +133,7 @@ class Database:
         with (
             self._sqlite_writer,
             self.engine.connect() as conn,
-            Session(bind=conn, expire_on_commit=False) as session,
+            Session(bind=conn, expire_on_commit=False, info={ROUTER_INFO_KEY: self.router}) as session,
             session.begin(),
         ):
             yield session
