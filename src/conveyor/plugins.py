@@ -1,8 +1,8 @@
-"""Plugin discovery: drivers and checks are found through Python entry points.
+"""Plugin discovery: drivers, checks and notifiers are found through Python entry points.
 
 Built-ins register exactly as a third-party package would, in pyproject.toml under the groups
-``conveyor.drivers`` and ``conveyor.checks``. A third-party package adds its own entry point and
-conveyor finds it once installed; nothing in conveyor names the built-ins specially.
+``conveyor.drivers``, ``conveyor.checks`` and ``conveyor.notifiers``. A third-party package adds its own
+entry point and conveyor finds it once installed; nothing in conveyor names the built-ins specially.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from conveyor.checks.base import Check
     from conveyor.drivers.base import Driver
+    from conveyor.notifiers.base import Notifier
 
 DRIVER_GROUP = "conveyor.drivers"
 CHECK_GROUP = "conveyor.checks"
+NOTIFIER_GROUP = "conveyor.notifiers"
 
 
 class UnknownPlugin(LookupError):
-    """A config names a driver or check type that no installed package provides."""
+    """A config names a driver, check or notifier type that no installed package provides."""
 
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         self.kind, self.name, self.known = kind, name, known
@@ -53,4 +55,16 @@ def check_class(name: str) -> type[Check]:
     if name not in plugins:
         raise UnknownPlugin("check type", name, sorted(plugins))
     cls: type[Check] = plugins[name]
+    return cls
+
+
+def notifier_names() -> list[str]:
+    return sorted(_load(NOTIFIER_GROUP))
+
+
+def notifier_class(name: str) -> type[Notifier]:
+    plugins = _load(NOTIFIER_GROUP)
+    if name not in plugins:
+        raise UnknownPlugin("notifier type", name, sorted(plugins))
+    cls: type[Notifier] = plugins[name]
     return cls

@@ -58,6 +58,9 @@ REGISTRY: dict[str, dict[str, Any]] = {
         "command": _plugin("command", CommandOptions),
         "fake": _plugin("fake", FakeOptions),
     },
+    plugins.NOTIFIER_GROUP: {
+        "log": _plugin("log", _Options),
+    },
 }
 
 

@@ -19,6 +19,8 @@ def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 EXAMPLE = textwrap.dedent(
     """\
+    notifiers:
+      chat: {type: log}
     teams:
       publishing:
         notify: [chat]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.config import Config, load_config
+from conveyor.notify.routing import install as install_router
 from conveyor.store.database import Database
 from conveyor.store.migrate import current_revision, head_revision, upgrade
 
@@ -20,6 +21,7 @@ def open_project(config_path: Path, *, migrate: bool = True) -> Opened:
     config = load_config(config_path)
     db = Database(config.database_url)
     db.ping()
+    install_router(db, config)  # events this process writes notify whom the config says
     if migrate and current_revision(db) != head_revision():
         upgrade(db)
     return Opened(config, db)

@@ -4,7 +4,8 @@ The steps, each reporting into one :class:`~conveyor.config.errors.ProblemLog`:
 
 1. read and parse the YAML, keeping positions and filling ``${VAR}`` (:mod:`.yaml_positions`);
 2. check the shape with pydantic models (:mod:`.schema`), the top level and each app separately;
-3. check references: environments, an app's team, groups, per-environment keys, manual tier reasons;
+3. check references: environments, an app's team, groups, per-environment keys, manual tier reasons,
+   notifiers (:mod:`.notifiers`) and the team ``notify`` lists that name them;
 4. for every app in every environment, apply inheritance (:mod:`.inheritance`) and validate deploy
    and check options against their plugins (:mod:`.plugin_specs`).
 
@@ -13,6 +14,7 @@ Nothing is returned unless the log is empty; otherwise :class:`ConfigError` list
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -25,7 +27,8 @@ from pydantic import BaseModel, ValidationError
 from conveyor.config import schema
 from conveyor.config.apps import AppResolver
 from conveyor.config.errors import ConfigError, Position, Problem, ProblemLog
-from conveyor.config.resolved import Config, TeamConfig
+from conveyor.config.notifiers import NotifierResolver
+from conveyor.config.resolved import ApiToken, Config, TeamConfig
 from conveyor.config.schema import AppSection, FileSection, keys_of
 from conveyor.config.validation import Subject, describe_path, explain
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
@@ -108,7 +111,13 @@ def _resolve(
         problem = database_url_problem(database_url)
         if problem is not None:
             log.add(doc.at(("database_url",)), problem)
-    secrets = set(doc.secrets)
+    api_tokens = _api_tokens(file.api, doc, log)
+    notifiers = NotifierResolver(doc, log)
+    resolved_notifiers = notifiers.resolve(file.notifiers)
+    if not broken & {"teams", "notifiers"}:
+        notifiers.check_teams(file.teams, list(file.notifiers))
+    secrets = set(doc.secrets) | notifiers.secrets
+    secrets.update(token.token for token in file.api.tokens)
     password = urlsplit(database_url).password
     if password:
         secrets.add(password)
@@ -123,6 +132,8 @@ def _resolve(
         state_dir=(folder / os.path.expanduser(file.state_dir or ".conveyor")).resolve(),
         database_url=database_url,
         secrets=frozenset(secrets),
+        api_tokens=api_tokens,
+        notifiers=resolved_notifiers,
     )
 
 
@@ -190,7 +201,26 @@ def _known_keys(path: tuple[Any, ...]) -> list[str]:
             return keys_of(schema.AppSection)
         case ("apps", _, "environments", _):
             return keys_of(schema.EnvironmentSection)
+        case ("api",):
+            return keys_of(schema.ApiSection)
+        case ("api", "tokens", _):
+            return keys_of(schema.ApiTokenSection)
     return []
+
+
+def _api_tokens(api: schema.ApiSection, doc: PositionedDocument, log: ProblemLog) -> tuple[ApiToken, ...]:
+    """The API tokens as digests; a name given twice is a problem (it would make the actor ambiguous)."""
+    first: dict[str, int] = {}
+    for index, entry in enumerate(api.tokens):
+        if entry.name in first:
+            line = doc.at(("api", "tokens", first[entry.name], "name")).line
+            log.add(
+                doc.at(("api", "tokens", index, "name")),
+                f"duplicate API token name {entry.name!r} (first at line {line})",
+            )
+        else:
+            first[entry.name] = index
+    return tuple(ApiToken(e.name, hashlib.sha256(e.token.encode()).digest()) for e in api.tokens)
 
 
 def _check_environments(environments: list[str], doc: PositionedDocument, log: ProblemLog) -> None:

@@ -45,6 +45,17 @@ class TeamConfig:
 
 
 @dataclass(frozen=True)
+class NotifierConfig:
+    """One entry of ``notifiers``: a notifier plugin (``type``) with its validated options."""
+
+    name: str
+    type: str
+    options: BaseModel  # the notifier's own Options model, validated
+    is_global: bool = False  # gets every app's events, not only those of teams that list it
+    events: frozenset[str] = frozenset()  # the event kinds it is sent
+
+
+@dataclass(frozen=True)
 class AppConfig:
     name: str
     repo: str  # as written: a local path (resolved against the config's folder), file:// or https URL
@@ -61,6 +72,14 @@ class AppConfig:
 
 
 @dataclass(frozen=True)
+class ApiToken:
+    """A bearer token of the HTTP API, kept as its SHA-256 digest only; ``name`` makes the actor ``api:<name>``."""
+
+    name: str
+    sha256: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     environments: tuple[str, ...]
@@ -70,6 +89,8 @@ class Config:
     state_dir: Path  # mirrors, checkouts, pid files, logs
     database_url: str  # CONVEYOR_DATABASE_URL, or sqlite beside the config file
     secrets: frozenset[str] = field(default_factory=frozenset)  # values that came from ${VAR}
+    notifiers: dict[str, NotifierConfig] = field(default_factory=dict)
+    api_tokens: tuple[ApiToken, ...] = ()
 
     def app(self, name: str) -> AppConfig:
         try:

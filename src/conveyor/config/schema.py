@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    model_validator,
+)
 
 from conveyor.config.durations import Duration
 from conveyor.domain.model import Tier
@@ -56,6 +64,14 @@ class TeamSection(Section):
     notify: list[str] = Field(default_factory=list)
 
 
+class NotifierEntry(Section):
+    """The keys of a ``notifiers`` entry that conveyor itself reads; every other key belongs to the type."""
+
+    type: str
+    global_: bool = Field(default=False, alias="global", strict=True)
+    events: list[str] | None = None
+
+
 class GroupSection(Section):
     description: str = ""
 
@@ -87,6 +103,26 @@ class AppSection(Layer):
     environments: dict[str, EnvironmentSection] = Field(default_factory=dict)
 
 
+API_TOKEN_MIN_LENGTH = 16
+
+
+def _long_enough(token: str) -> str:
+    if len(token) < API_TOKEN_MIN_LENGTH:
+        raise ValueError(f"an API token must be at least {API_TOKEN_MIN_LENGTH} characters")
+    return token
+
+
+class ApiTokenSection(Section):
+    """One bearer token for the HTTP API; ``name`` is recorded as the actor ``api:<name>``."""
+
+    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+    token: Annotated[str, AfterValidator(_long_enough)]
+
+
+class ApiSection(Section):
+    tokens: list[ApiTokenSection] = Field(default_factory=list)
+
+
 class FileSection(Section):
     """The top level. ``apps`` are validated one by one (:class:`AppSection`) so one bad app hides nothing."""
 
@@ -95,8 +131,10 @@ class FileSection(Section):
     groups: dict[Name, GroupSection] = Field(default_factory=dict)
     state_dir: str | None = None
     database_url: str | None = None
+    notifiers: dict[Name, Block] = Field(default_factory=dict)
     defaults: DefaultsSection = Field(default_factory=DefaultsSection)
     apps: dict[Name, Any] = Field(default_factory=dict)
+    api: ApiSection = Field(default_factory=ApiSection)
 
 
 class CheckEntry(Section):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -33,6 +34,8 @@ from conveyor.domain.planner import plan_next
 from conveyor.engine.executor import Executor, StepLog
 from conveyor.engine.leases import ClaimedStep, Leases, StepResult
 from conveyor.engine.orchestrator import Orchestrator
+from conveyor.notify.routing import install as install_router
+from conveyor.notify.sender import Sender
 from conveyor.steps import StepContext
 from conveyor.store.database import Database
 from conveyor.store.snapshot import app_policies, load_snapshot
@@ -41,6 +44,7 @@ from conveyor.store.tables import Deployment, Event, Step
 log = logging.getLogger(__name__)
 
 MAX_PLAN_ROUNDS = 10
+RESULT_BATCH = 100
 REPLAN_SECONDS = 2.0
 
 
@@ -69,6 +73,7 @@ class Conductor:
         owner: str | None = None,
         clock: Callable[[], datetime] = utc_now,
         on_step: Callable[[ClaimedStep, StepResult | None], None] | None = None,
+        sender: Sender | None = None,
     ) -> None:
         self.config, self.db, self.clock = config, db, clock
         self.concurrency = concurrency
@@ -81,9 +86,14 @@ class Conductor:
         self.executor = Executor(config)
         self.policies = app_policies(config)
         self.on_step = on_step
+        install_router(db, config)  # events written from here on notify whom the config says
+        self.sender = sender or Sender(config, db, owner=self.owner)  # delivers notifications, apart from steps
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="step")
         self._running: dict[int, RunningStep] = {}
         self._running_lock = threading.Lock()
+        self._results: queue.SimpleQueue[tuple[RunningStep, StepResult]] = queue.SimpleQueue()
+        self._writer_stop = threading.Event()
+        self._writer = threading.Thread(target=self._write_results, name="results", daemon=True)
         self._wake = threading.Event()
         self._stop_claiming = threading.Event()
         self._last_reap = float("-inf")
@@ -146,22 +156,41 @@ class Conductor:
         return len(steps)
 
     def _run_step(self, running: RunningStep) -> None:
-        step = running.claimed
-        result: StepResult | None = None
+        """Run one step on a pool thread and queue its result for the result writer."""
+        result = self.executor.run(running.claimed, running.ctx)  # never raises: a crash is a failed result
+        if running.ctx.cancelled.is_set() and result.ok:
+            result = StepResult(False, "cancelled", result.measurements, result.result)
+        self._results.put((running, result))
+
+    def _write_results(self) -> None:
+        """The one thread that records step results, in batches: whatever finished meanwhile goes into
+        one transaction. The step stays "running" here (and heartbeated) until its result is stored."""
+        while not (self._writer_stop.is_set() and self._results.empty()):
+            try:
+                batch = [self._results.get(timeout=0.1)]
+            except queue.Empty:
+                continue
+            while not self._results.empty() and len(batch) < RESULT_BATCH:
+                batch.append(self._results.get_nowait())
+            self._record(batch)
+
+    def _record(self, batch: list[tuple[RunningStep, StepResult]]) -> None:
+        items = [(r.claimed, result, r.log.drain()) for r, result in batch]
         try:
-            result = self.executor.run(step, running.ctx)
-            if running.ctx.cancelled.is_set() and result.ok:
-                result = StepResult(False, "cancelled", result.measurements, result.result)
-            if not self.leases.finish(step.step_id, step.attempt, result, running.log.drain()):
-                log.warning("step %s attempt %s: result refused, the lease was lost", step.step_id, step.attempt)
+            accepted = self.leases.finish_claimed(items)
         except Exception:
-            log.exception("step %s: could not record its result; the reaper will re-queue it", step.step_id)
-        finally:
-            with self._running_lock:
-                self._running.pop(step.step_id, None)
+            log.exception("could not record %d step result(s); the reaper will re-queue them", len(batch))
+            accepted = [False] * len(batch)
+        with self._running_lock:
+            for r, _ in batch:
+                self._running.pop(r.claimed.step_id, None)
+        for (r, result), ok in zip(batch, accepted, strict=True):
+            if not ok:
+                step = r.claimed
+                log.warning("step %s attempt %s: result refused, the lease was lost", step.step_id, step.attempt)
             if self.on_step is not None:
-                self.on_step(step, result)
-            self._wake.set()
+                self.on_step(r.claimed, result if ok else None)
+        self._wake.set()
 
     # -- heartbeat ----------------------------------------------------------------------------------
 
@@ -214,6 +243,8 @@ class Conductor:
         hb_stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat_loop, args=(hb_stop,), name="heartbeat", daemon=True)
         heartbeat.start()
+        self._writer.start()
+        self.sender.start()
         try:
             while not stop.is_set():
                 try:
@@ -233,6 +264,7 @@ class Conductor:
             self.shutdown()
             hb_stop.set()
             heartbeat.join(timeout=5)
+            self.sender.stop(drain=5.0 if exit_when_idle and not stop.is_set() else 0.0)
 
     def shutdown(self) -> None:
         """Stop claiming; let running steps finish within the grace period; hand back the rest."""
@@ -254,3 +286,6 @@ class Conductor:
             for r in left:
                 r.ctx.cancelled.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._writer_stop.set()
+        if self._writer.is_alive():
+            self._writer.join(timeout=30)

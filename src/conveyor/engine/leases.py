@@ -9,7 +9,7 @@ A step whose workers keep dying is failed after ``MAX_ATTEMPTS`` instead of loop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -199,6 +199,48 @@ class Leases:
                     payload={"step_id": step_id, "attempt": attempt, "ok": result.ok},
                 )
             return True
+
+    def finish_claimed(self, items: Sequence[tuple[ClaimedStep, StepResult, str]]) -> list[bool]:
+        """Record many results in one transaction, each fenced like :meth:`finish` (refused when its
+        attempt no longer holds the lease). One writer doing this for a whole process replaces a
+        transaction per step thread contending for the database."""
+        accepted: list[bool] = []
+        with self.db.write() as session:
+            now = self.clock()
+            for claimed, result, log_tail in items:
+                state = StepState.SUCCEEDED if result.ok else StepState.FAILED
+                updated = session.execute(
+                    update(Step)
+                    .where(*self._fenced(claimed.step_id, claimed.attempt))
+                    .values(
+                        state=state.value,
+                        finished_at=now,
+                        outcome=result.outcome,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        measurements=result.measurements,
+                        result=result.result,
+                        log=Step.log + log_tail,
+                    )
+                )
+                ok = bool(getattr(updated, "rowcount", 0))
+                accepted.append(ok)
+                if not ok:
+                    continue
+                self._close_attempt(session, claimed.step_id, claimed.attempt, state.value, now)
+                record_event(
+                    session,
+                    "step.finished",
+                    at=now,
+                    actor=self.owner,
+                    app=claimed.app,
+                    environment=claimed.environment,
+                    release_id=claimed.release_id,
+                    deployment_id=claimed.deployment_id,
+                    message=f"{claimed.kind} {claimed.name}: {result.outcome}",
+                    payload={"step_id": claimed.step_id, "attempt": claimed.attempt, "ok": result.ok},
+                )
+        return accepted
 
     def _close_attempt(self, session: Session, step_id: int, attempt: int, outcome: str, now: datetime) -> None:
         session.execute(

@@ -1,19 +1,32 @@
 """Appending to the audit trail: Events (who did what, when, why) and Decisions (verdicts with reasons).
 
 Both are written inside the caller's transaction, so a state change, its Event and its Decision commit
-together or not at all.
+together or not at all. So are the Event's notifications: one ``outbox`` row per notifier the
+:class:`NotificationRouter` routes it to. The router is installed on the Database at process start
+(:func:`conveyor.notify.routing.install`) and reaches this module through the session's ``info``, so
+every writer of events (orchestrator, leases, operations) notifies alike without knowing the config.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Decision as DecisionRecord
-from conveyor.store.tables import Decision, Event
+from conveyor.store.tables import Decision, Event, Outbox
+
+ROUTER_INFO_KEY = "notification_router"  # where Database.write() puts its router in Session.info
+
+
+class NotificationRouter(Protocol):
+    def notifiers_for(self, kind: str, app: str | None) -> Sequence[str]:
+        """The names of the notifiers that get an event of ``kind`` about ``app``."""
+        ...
 
 
 def record_event(
@@ -41,6 +54,20 @@ def record_event(
         payload=payload or {},
     )
     session.add(event)
+    router: NotificationRouter | None = session.info.get(ROUTER_INFO_KEY)
+    if router is not None:
+        for notifier in router.notifiers_for(kind, app):
+            session.add(
+                Outbox(
+                    event=event,
+                    notifier=notifier,
+                    release_id=release_id,
+                    delivery_id=str(uuid.uuid4()),
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=at,
+                )
+            )
     return event
 
 

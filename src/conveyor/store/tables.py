@@ -1,5 +1,5 @@
 """The tables: one per noun of the architecture (releases, deployments, steps and their attempts,
-holds, locks, decisions, events, outbox).
+holds, locks, decisions, events, outbox, and what notifiers remember per release).
 
 Only :mod:`conveyor.engine.orchestrator` changes a deployment's or step's status; everything else here
 is read by queries or appended to (events, decisions). Times are stored as naive UTC and read back as
@@ -24,7 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -191,10 +191,18 @@ class Event(Base):
 
 
 class Outbox(Base):
-    """A notification waiting to be delivered; written in the same transaction as its Event."""
+    """A notification waiting to be delivered; written in the same transaction as its Event.
+
+    ``state`` is ``pending`` until delivered (claimed rows stay ``pending`` under a lease), then
+    ``delivered`` or, after too many attempts, ``failed``. ``attempts`` is also the fencing token of a
+    claim. ``release_id`` is the ordering key: one notifier gets one release's rows in event order.
+    """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_next", "state", "next_attempt_at"),
+        Index("ix_outbox_order", "notifier", "release_id", "state"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
@@ -204,3 +212,21 @@ class Outbox(Base):
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    delivery_id: Mapped[str] = mapped_column(String(36), unique=True)  # X-Conveyor-Delivery, same on retries
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+
+    event: Mapped[Event] = relationship()  # lets an outbox row be added before its event has an id
+
+
+class NotifierMemory(Base):
+    """What a notifier remembered about one release, e.g. the chat thread its first message started."""
+
+    __tablename__ = "notifier_memory"
+
+    notifier: Mapped[str] = mapped_column(String(100), primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]

@@ -1,0 +1,39 @@
+"""The event kinds conveyor records, and the ones that notify unless a notifier lists its own."""
+
+from __future__ import annotations
+
+EVENT_KINDS = frozenset(
+    {
+        "release.created",
+        "deployment.created",
+        "deployment.waiting",
+        "deployment.started",
+        "deployment.verifying",
+        "deployment.succeeded",
+        "deployment.failed",
+        "deployment.superseded",
+        "step.started",
+        "step.finished",
+        "step.requeued",
+        "step.abandoned",
+        "step.released",
+        "step.cancelled",
+        "hold.created",
+        "hold.lifted",
+        "promotion.waiting",
+    }
+)
+
+# What a person wants to hear about: a release, its outcomes in each environment, and what stops it.
+NOTIFYING_KINDS = frozenset(
+    {
+        "release.created",
+        "deployment.started",
+        "deployment.succeeded",
+        "deployment.failed",
+        "deployment.superseded",
+        "promotion.waiting",
+        "hold.created",
+        "hold.lifted",
+    }
+)

@@ -1,0 +1,226 @@
+"""The outbox as a queue: claiming due deliveries under a lease, finishing them, listing them.
+
+A row is ``pending`` until it is ``delivered`` or ``failed``; a claimed row stays ``pending`` with a
+lease (``lease_owner``, ``lease_expires_at``), and a row whose lease ran out (its sender died) is due
+again: nothing else is needed to retry it. Every claim bumps ``attempts``, the fencing token: the
+result of a sender that lost its lease is refused.
+
+Ordering: a row is claimable only while no older ``pending`` row has the same notifier and release
+(rows without a release form one queue per notifier). So one notifier gets one release's notifications
+in event order, one at a time, and a receiver that is down holds back only what it has not yet taken.
+Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write transaction is ``BEGIN
+IMMEDIATE``, which serialises claimers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from conveyor.notifiers.base import DeliveryContext, DeliveryResult, Notification, ReleaseRef
+from conveyor.notify.retry import RetryPolicy
+from conveyor.store.database import Database
+from conveyor.store.tables import Event, NotifierMemory, Outbox, Release
+
+log = logging.getLogger(__name__)
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+MAX_ERROR_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    row_id: int
+    attempt: int
+    notification: Notification
+    ctx: DeliveryContext
+
+    @property
+    def notifier(self) -> str:
+        return self.ctx.notifier
+
+
+class OutboxQueue:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        owner: str,
+        clock: Callable[[], datetime],
+        lease_seconds: float,
+        retry: RetryPolicy,
+        team_of: Callable[[str | None], str | None],
+        redact: Callable[[str], str] = lambda text: text,
+    ) -> None:
+        self.db, self.owner, self.clock = db, owner, clock
+        self.lease = timedelta(seconds=lease_seconds)
+        self.retry, self.team_of, self.redact = retry, team_of, redact
+
+    def _due(self, notifiers: Collection[str], now: datetime) -> tuple[Any, ...]:
+        earlier = aliased(Outbox)
+        blocked = exists().where(
+            earlier.state == PENDING,
+            earlier.notifier == Outbox.notifier,
+            earlier.release_id.is_not_distinct_from(Outbox.release_id),
+            earlier.id < Outbox.id,
+        )
+        return (
+            Outbox.state == PENDING,
+            Outbox.notifier.in_(notifiers),
+            Outbox.next_attempt_at <= now,
+            or_(Outbox.lease_expires_at.is_(None), Outbox.lease_expires_at < now),
+            ~blocked,
+        )
+
+    def anything_due(self, notifiers: Collection[str]) -> bool:
+        """A cheap read, so an idle sender does not open a write transaction on every poll."""
+        with self.db.read() as session:
+            return session.scalar(select(Outbox.id).where(*self._due(notifiers, self.clock())).limit(1)) is not None
+
+    def claim(self, notifiers: Collection[str], limit: int) -> list[ClaimedDelivery]:
+        if limit <= 0 or not notifiers or not self.anything_due(notifiers):
+            return []
+        with self.db.write() as session:
+            now = self.clock()
+            stmt = select(Outbox).where(*self._due(notifiers, now)).order_by(Outbox.id).limit(limit)
+            if self.db.is_postgres:
+                stmt = stmt.with_for_update(skip_locked=True, of=Outbox)
+            rows = list(session.scalars(stmt))
+            for row in rows:
+                row.attempts += 1
+                row.lease_owner = self.owner
+                row.lease_expires_at = now + self.lease
+            return [self._claimed(session, row) for row in rows]
+
+    def _claimed(self, session: Session, row: Outbox) -> ClaimedDelivery:
+        event = session.get_one(Event, row.event_id)
+        release = session.get(Release, event.release_id) if event.release_id is not None else None
+        memory: dict[str, str] = {}
+        if row.release_id is not None:
+            stmt = select(NotifierMemory.key, NotifierMemory.value).where(
+                NotifierMemory.notifier == row.notifier, NotifierMemory.release_id == row.release_id
+            )
+            memory = {key: value for key, value in session.execute(stmt)}
+        notification = Notification(
+            id=event.id,
+            kind=event.kind,
+            at=event.at,
+            actor=event.actor,
+            app=event.app,
+            environment=event.environment,
+            release=ReleaseRef(release.id, release.label, release.sha) if release else None,
+            deployment_id=event.deployment_id,
+            message=event.message,
+            team=self.team_of(event.app),
+            data=event.payload,
+        )
+        ctx = DeliveryContext(notifier=row.notifier, delivery_id=row.delivery_id, attempt=row.attempts, memory=memory)
+        return ClaimedDelivery(row.id, row.attempts, notification, ctx)
+
+    def finish(self, claimed: ClaimedDelivery, result: DeliveryResult) -> bool:
+        """Record an attempt's result; False when the lease was lost (another sender owns the row now)."""
+        with self.db.write() as session:
+            now = self.clock()
+            values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+            if result.ok:
+                values.update(state=DELIVERED, delivered_at=now, last_error=None)
+            else:
+                values["last_error"] = self.redact(result.message or "failed")[:MAX_ERROR_LENGTH]
+                age = (now - claimed.notification.at).total_seconds()
+                if self.retry.gives_up(claimed.attempt, age):
+                    values["state"] = FAILED
+                else:
+                    values["next_attempt_at"] = now + timedelta(seconds=self.retry.delay(claimed.attempt))
+            updated = session.execute(
+                update(Outbox)
+                .where(
+                    Outbox.id == claimed.row_id,
+                    Outbox.attempts == claimed.attempt,
+                    Outbox.lease_owner == self.owner,
+                    Outbox.state == PENDING,
+                )
+                .values(**values)
+            )
+            if not getattr(updated, "rowcount", 0):
+                return False
+            release = claimed.notification.release
+            if result.ok and result.remember and release is not None:
+                _remember(session, claimed.notifier, release.id, result.remember, now)
+            if values.get("state") == FAILED:
+                log.warning(
+                    "gave up notifying %s of event %s after %d attempt(s): %s",
+                    claimed.notifier,
+                    claimed.notification.id,
+                    claimed.attempt,
+                    values["last_error"],
+                )
+            return True
+
+    def give_up_stale(self) -> int:
+        """Fail pending rows whose event is older than the policy's ``max_age``, whoever their notifier
+        (including notifiers no longer configured, which no sender claims)."""
+        with self.db.write() as session:
+            now = self.clock()
+            cutoff = now - timedelta(seconds=self.retry.max_age)
+            age = f"{self.retry.max_age / 3600:g}h after the event"
+            stale = select(Event.id).where(Event.at < cutoff).scalar_subquery()
+            result = session.execute(
+                update(Outbox)
+                .where(
+                    Outbox.state == PENDING,
+                    Outbox.event_id.in_(stale),
+                    or_(Outbox.lease_expires_at.is_(None), Outbox.lease_expires_at < now),
+                )
+                .values(state=FAILED, last_error=func.coalesce(Outbox.last_error + "; ", "") + f"gave up {age}")
+                .execution_options(synchronize_session=False)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _remember(session: Session, notifier: str, release_id: int, values: Mapping[str, str], now: datetime) -> None:
+    for key, value in values.items():
+        row = session.get(NotifierMemory, (notifier, release_id, key))
+        if row is None:
+            session.add(NotifierMemory(notifier=notifier, release_id=release_id, key=key, value=value, updated_at=now))
+        else:
+            row.value, row.updated_at = value, now
+
+
+def deliveries(db: Database, *, failed_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+    """Outbox rows with their event, newest first, as JSON-ready dicts (for ``conveyor notifications``)."""
+    stmt = (
+        select(Outbox, Event, Release.label)
+        .join(Event, Event.id == Outbox.event_id)
+        .outerjoin(Release, Release.id == Outbox.release_id)
+        .order_by(Outbox.id.desc())
+        .limit(limit)
+    )
+    if failed_only:
+        stmt = stmt.where(Outbox.state == FAILED)
+    with db.read() as session:
+        rows = session.execute(stmt).all()
+    return [
+        {
+            "id": row.id,
+            "delivery_id": row.delivery_id,
+            "event_id": event.id,
+            "kind": event.kind,
+            "at": event.at.isoformat(),
+            "app": event.app,
+            "environment": event.environment,
+            "release": label,
+            "notifier": row.notifier,
+            "state": row.state,
+            "attempts": row.attempts,
+            "last_error": row.last_error,
+            "next_attempt_at": row.next_attempt_at.isoformat() if row.state == PENDING else None,
+            "delivered_at": row.delivered_at.isoformat() if row.delivered_at else None,
+        }
+        for row, event, label in rows
+    ]
