@@ -25,6 +25,8 @@ from conveyor.store.database import Database
 from conveyor.store.records import record_event
 from conveyor.store.tables import Deployment, Hold, Release
 
+OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
+
 
 class OperationError(Exception):
     """A request conveyor refuses, with the reason in words; ``code`` is a stable machine name."""
@@ -154,7 +156,9 @@ class Operations:
             live = _live_releases(session, app)
             target = self.config.check_environment(to) if to else _promotion_target(envs, live)
             if target is None:
-                raise OperationError(f"nothing to promote for {app}: every environment has its newest release")
+                raise OperationError(
+                    f"nothing to promote for {app}: every environment has its newest release", "conflict"
+                )
             i = envs.index(target)
             if i == 0:
                 raise OperationError(f"{target} is the first environment; cut a release instead", "conflict")
@@ -166,6 +170,18 @@ class Operations:
             if current is not None and current.id >= candidate.id:
                 raise OperationError(f"{target} already runs {current.label} (newest passed {source})", "conflict")
             self._refuse_if_blocked(session, app, target, candidate)
+            queued = session.scalars(
+                select(Deployment.id).where(
+                    Deployment.app == app,
+                    Deployment.environment == target,
+                    Deployment.release_id == candidate.id,
+                    Deployment.state.in_(OPEN_STATES),
+                )
+            ).first()
+            if queued is not None:
+                raise OperationError(
+                    f"{candidate.label} is already on its way to {target} (deployment #{queued})", "conflict"
+                )
             now = self.clock()
             d = create_deployment(
                 session,

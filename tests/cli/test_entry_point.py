@@ -81,7 +81,7 @@ def test_debug_shows_the_traceback(project: Project) -> None:
 
 def test_serve_stops_gracefully_on_sigterm(project: Project) -> None:
     serve = subprocess.Popen(
-        [conveyor_script(), "serve", "-c", str(project.config), "--quiet"],
+        [conveyor_script(), "serve", "-c", str(project.config), "--quiet", "--port", "0"],
         cwd=project.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -147,7 +147,7 @@ def test_check_rejects_a_database_url_that_cannot_be_parsed(project: Project) ->
 
 def test_every_command_is_walked() -> None:
     expected = {"init", "check", "db", "db upgrade", "serve", "worker", "release", "deploy", "promote"}
-    expected |= {"unblock", "status", "history", "why", "demo"}
+    expected |= {"unblock", "status", "history", "why", "notifications", "demo"}
     assert {" ".join(path) for path in ALL_COMMANDS} == expected
 
 

@@ -59,6 +59,8 @@ def test_manual_tier_waits_for_promotion_before_production(tmp_path: Path, db_ur
         assert deployment_state(db, "publisher", "production", release.release_id) is None
 
         deployment_id = ops.promote("publisher", actor="release-manager")
+        with pytest.raises(OperationError, match="already on its way to production"):
+            ops.promote("publisher")  # a second click before any work must not queue it twice
         run_until_idle(config, db_url, timeout=60)
         assert deployment_state(db, "publisher", "production", release.release_id) == "succeeded"
         with db.read() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,11 +21,14 @@ from conveyor import __version__, views
 from conveyor.cli.context import Opened, open_project
 from conveyor.cli.errors import err, fail, friendly_errors
 from conveyor.cli.narrate import EventTail
+from conveyor.cli.notifications import notifications_table
 from conveyor.cli.render import history_table, print_why, status_table
 from conveyor.config import STARTER_CONFIG, load_config
 from conveyor.engine.conductor import Conductor
+from conveyor.notify.outbox import deliveries
 from conveyor.operations import Operations
 from conveyor.store.migrate import upgrade
+from conveyor.web.client import TOKEN_VARIABLE, URL_VARIABLE, ApiClient, RemoteError
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -76,6 +80,8 @@ def check(config_path: Path) -> None:
     out.print(f"environments: {' → '.join(config.environments)}")
     out.print(f"teams: {', '.join(config.teams) or 'none'}")
     out.print(f"groups: {', '.join(config.groups) or 'none'}")
+    notifiers = [f"{n.name} ({n.type}{', global' if n.is_global else ''})" for n in config.notifiers.values()]
+    out.print(f"notifiers: {', '.join(notifiers) or 'none'}", markup=False)
     out.print(f"apps ({len(config.apps)}):")
     for app in config.apps.values():
         tier = app.tier if app.tier == "auto" else f"manual ({app.reason})"
@@ -160,10 +166,16 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _run_conductor(opened: Opened, run: RunOptions, stop: threading.Event, *, exit_when_idle: bool) -> None:
-    conductor = Conductor(
+def _conductor(opened: Opened, run: RunOptions) -> Conductor:
+    return Conductor(
         opened.config, opened.db, concurrency=run.concurrency, lease_seconds=run.lease, grace_seconds=run.grace
     )
+
+
+def _run_conductor(
+    opened: Opened, run: RunOptions, stop: threading.Event, *, exit_when_idle: bool, conductor: Conductor | None = None
+) -> None:
+    conductor = conductor or _conductor(opened, run)
     narrator_stop = threading.Event()
     narrator = None
     if not run.quiet:
@@ -181,13 +193,47 @@ def _run_conductor(opened: Opened, run: RunOptions, stop: threading.Event, *, ex
 @cli.command()
 @config_option
 @runner_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the HTTP API listens on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port of the HTTP API.")
 @friendly_errors
-def serve(config_path: Path, run: RunOptions) -> None:
-    """Run planner and runner until stopped (SIGTERM or Ctrl-C stops gracefully)."""
+def serve(config_path: Path, run: RunOptions, host: str, port: int) -> None:
+    """Run the HTTP API, planner and runner until stopped (SIGTERM or Ctrl-C stops gracefully)."""
+    from conveyor.web import create_app
+    from conveyor.web.server import CannotListen, listen, serve_http
+
     stop = _stop_on_signals()
     opened = open_project(config_path)
+    try:
+        sock = listen(host, port)
+    except CannotListen as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
     out.print(f"conveyor {__version__} serving {len(opened.config.apps)} app(s) on {opened.db.safe_url}")
-    _run_conductor(opened, run, stop, exit_when_idle=False)
+    conductor = _conductor(opened, run)
+    app = create_app(opened.config, opened.db, conductor=conductor)
+    # The HTTP server runs in this (main) thread and the conductor beside it. A signal sets ``stop``:
+    # the server drains its requests first, then the conductor is stopped and finishes its steps.
+    conductor_stop = threading.Event()
+
+    def conduct() -> None:
+        try:
+            _run_conductor(opened, run, conductor_stop, exit_when_idle=False, conductor=conductor)
+        finally:
+            stop.set()  # a conductor that ends takes the server down with it
+
+    thread = threading.Thread(target=conduct, name="conductor")
+    thread.start()
+    try:
+        serve_http(
+            app,
+            sock,
+            until=stop,
+            grace=run.grace,
+            on_listening=lambda url: out.print(f"listening on {url}", markup=False),
+        )
+    finally:
+        conductor_stop.set()
+        thread.join()
 
 
 @cli.command()
@@ -202,23 +248,49 @@ def worker(config_path: Path, run: RunOptions, exit_when_idle: bool) -> None:
     _run_conductor(opened, run, stop, exit_when_idle=exit_when_idle)
 
 
+server_option = click.option(
+    "--server",
+    envvar=URL_VARIABLE,
+    metavar="URL",
+    help=f"Ask the conveyor serve at URL (token from {TOKEN_VARIABLE}) instead of the local database; "
+    f"default: {URL_VARIABLE}.",
+)
+
+
+def _remote(server: str, call: Callable[[ApiClient], dict[str, Any]]) -> dict[str, Any]:
+    """One request to the API; a failure exits as the local command would (see conveyor.web.client)."""
+    client = ApiClient(server, os.environ.get(TOKEN_VARIABLE))
+    try:
+        return call(client)
+    except RemoteError as exc:
+        if click.get_current_context().find_root().params.get("debug"):
+            raise
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(exc.exit_code)
+    finally:
+        client.close()
+
+
 @cli.command()
 @config_option
 @click.argument("app")
 @click.option("--ref", help="Branch, tag or commit (default: the app's branch).")
+@server_option
 @friendly_errors
-def release(config_path: Path, app: str, ref: str | None) -> None:
+def release(config_path: Path, app: str, ref: str | None, server: str | None) -> None:
     """Cut a release of APP from its repository; it heads for the first environment."""
-    opened = open_project(config_path)
-    result = Operations(opened.config, opened.db).create_release(app, ref)
-    if result.created:
-        out.print(
-            f"release {result.label} of {app} ({result.sha[:12]}, {result.commits} commit(s)) "
-            f"heads for {opened.config.environments[0]}",
-            markup=False,
-        )
+    if server:
+        answer = _remote(server, lambda api: api.release(app, ref))
+        created, label, sha, commits, first = (answer[k] for k in ("created", "label", "sha", "commits", "environment"))
     else:
-        out.print(f"{app} {result.label} ({result.sha[:12]}) is already a release; nothing new", markup=False)
+        opened = open_project(config_path)
+        result = Operations(opened.config, opened.db).create_release(app, ref)
+        created, label, sha, commits = result.created, result.label, result.sha, result.commits
+        first = opened.config.environments[0]
+    if created:
+        out.print(f"release {label} of {app} ({sha[:12]}, {commits} commit(s)) heads for {first}", markup=False)
+    else:
+        out.print(f"{app} {label} ({sha[:12]}) is already a release; nothing new", markup=False)
 
 
 @cli.command()
@@ -226,11 +298,15 @@ def release(config_path: Path, app: str, ref: str | None) -> None:
 @click.argument("app")
 @click.argument("version")
 @click.option("--to", "environment", required=True, help="Environment to deploy to.")
+@server_option
 @friendly_errors
-def deploy(config_path: Path, app: str, version: str, environment: str) -> None:
+def deploy(config_path: Path, app: str, version: str, environment: str, server: str | None) -> None:
     """Deploy an existing release VERSION (label or SHA) of APP to an environment."""
-    opened = open_project(config_path)
-    deployment_id = Operations(opened.config, opened.db).deploy(app, version, environment)
+    if server:
+        deployment_id = _remote(server, lambda api: api.deploy(app, version, environment))["deployment_id"]
+    else:
+        opened = open_project(config_path)
+        deployment_id = Operations(opened.config, opened.db).deploy(app, version, environment)
     out.print(f"deployment #{deployment_id} of {app} {version} to {environment} queued", markup=False)
 
 
@@ -238,11 +314,15 @@ def deploy(config_path: Path, app: str, version: str, environment: str) -> None:
 @config_option
 @click.argument("app")
 @click.option("--to", "environment", help="Target environment (default: the next one behind).")
+@server_option
 @friendly_errors
-def promote(config_path: Path, app: str, environment: str | None) -> None:
+def promote(config_path: Path, app: str, environment: str | None, server: str | None) -> None:
     """Promote the newest release that passed the previous environment (the manual tier's gate)."""
-    opened = open_project(config_path)
-    deployment_id = Operations(opened.config, opened.db).promote(app, environment)
+    if server:
+        deployment_id = _remote(server, lambda api: api.promote(app, environment))["deployment_id"]
+    else:
+        opened = open_project(config_path)
+        deployment_id = Operations(opened.config, opened.db).promote(app, environment)
     out.print(f"deployment #{deployment_id} of {app} queued (promoted)", markup=False)
 
 
@@ -251,11 +331,15 @@ def promote(config_path: Path, app: str, environment: str | None) -> None:
 @click.argument("app")
 @click.option("--env", "environment", help="Only the block in this environment.")
 @click.option("--reason", required=True, help="Why it is safe to go on (recorded).")
+@server_option
 @friendly_errors
-def unblock(config_path: Path, app: str, environment: str | None, reason: str) -> None:
+def unblock(config_path: Path, app: str, environment: str | None, reason: str, server: str | None) -> None:
     """Lift the automatic block on APP after a failure."""
-    opened = open_project(config_path)
-    lifted = Operations(opened.config, opened.db).unblock(app, environment, reason)
+    if server:
+        lifted = _remote(server, lambda api: api.unblock(app, environment, reason))["lifted"]
+    else:
+        opened = open_project(config_path)
+        lifted = Operations(opened.config, opened.db).unblock(app, environment, reason)
     out.print(f"lifted {lifted} block(s) on {app}", markup=False)
 
 
@@ -307,6 +391,22 @@ def why(config_path: Path, app: str, environment: str | None, as_json: bool) -> 
         _json(answer)
     else:
         print_why(out, answer)
+
+
+@cli.command()
+@config_option
+@click.option("--failed", "failed_only", is_flag=True, help="Only notifications conveyor gave up on.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True, help="Most deliveries to show.")
+@json_option
+@friendly_errors
+def notifications(config_path: Path, failed_only: bool, limit: int, as_json: bool) -> None:
+    """Deliveries of events to notifiers, newest first: state, attempts and the last error."""
+    opened = open_project(config_path)
+    rows = deliveries(opened.db, failed_only=failed_only, limit=limit)
+    if as_json:
+        _json({"notifications": rows})
+    else:
+        out.print(notifications_table(rows, failed_only=failed_only))
 
 
 @cli.command()

@@ -1,0 +1,82 @@
+"""The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote`` and ``unblock`` sent to a
+``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``).
+
+Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
+app or environment, 1 for anything refused, unauthorized or unreachable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+TOKEN_VARIABLE = "CONVEYOR_TOKEN"  # noqa: S105 (the variable's name, not a token)
+URL_VARIABLE = "CONVEYOR_URL"
+
+
+class RemoteError(Exception):
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ApiClient:
+    def __init__(
+        self, base_url: str, token: str | None, *, timeout: float = 300.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token or None
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def release(self, app: str, ref: str | None) -> dict[str, Any]:
+        return self._post(
+            app, "releases", {"ref": ref} if ref else {}, "created", "label", "sha", "commits", "environment"
+        )
+
+    def deploy(self, app: str, version: str, environment: str) -> dict[str, Any]:
+        return self._post(app, "deploy", {"version": version, "environment": environment}, "deployment_id")
+
+    def promote(self, app: str, to: str | None) -> dict[str, Any]:
+        return self._post(app, "promote", {"to": to} if to else {}, "deployment_id")
+
+    def unblock(self, app: str, environment: str | None, reason: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"reason": reason}
+        if environment:
+            body["environment"] = environment
+        return self._post(app, "unblock", body, "lifted")
+
+    def _post(self, app: str, action: str, body: dict[str, Any], *expected: str) -> dict[str, Any]:
+        """POST to ``/api/apps/APP/ACTION``; the answer must be a JSON object with the ``expected`` keys."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = self._client.post(f"/api/apps/{quote(app, safe='')}/{action}", json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"cannot reach conveyor at {self.base_url}: {exc}") from exc
+        data = _json(response)
+        if response.is_success:
+            missing = [key for key in expected if key not in data]
+            if missing:
+                raise RemoteError(f"{self.base_url} answered without {', '.join(missing)}: is it a conveyor server?")
+            return data
+        found = data.get("error")
+        error: dict[str, Any] = found if isinstance(found, dict) else {}
+        message = str(error.get("message") or f"HTTP {response.status_code} from {self.base_url}")
+        if response.status_code == 401:
+            if self.token:
+                raise RemoteError(f"unauthorized: set {TOKEN_VARIABLE} to a token the server accepts ({message})")
+            raise RemoteError(f"unauthorized: set {TOKEN_VARIABLE} to one of the server's api.tokens")
+        unknown_name = error.get("code") in ("not_found", "invalid") and error.get("field") in ("app", "environment")
+        raise RemoteError(message.splitlines()[0] if message else message, 2 if unknown_name else 1)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

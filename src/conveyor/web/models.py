@@ -1,0 +1,243 @@
+"""The JSON the API reads and writes, as pydantic models, so ``/openapi.json`` describes every shape.
+
+Read models mirror the CLI's ``--json`` output (``status``, ``why``, ``history``); times are ISO 8601
+strings in UTC. Request bodies forbid unknown keys, so a misspelt field is a 422 naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# No control characters: values reach git (refs) and the database, and PostgreSQL refuses NUL in text.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_PRINTABLE)]
+Version = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
+EnvironmentName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+
+# -- reads ---------------------------------------------------------------------------------------------
+
+
+class EnvironmentStatus(BaseModel):
+    release: str | None
+    sha: str | None
+    state: str | None
+    since: str | None
+    live: str | None = Field(description="the newest release that succeeded in this environment")
+    summary: str
+    deployment_id: int | None
+
+
+class HoldModel(BaseModel):
+    id: int
+    kind: str
+    app: str | None
+    environment: str | None
+    release: str | None
+    reason: str
+    actor: str
+    since: str | None
+    until: str | None
+    evidence: dict[str, Any]
+
+
+class AppStatusModel(BaseModel):
+    name: str
+    team: str
+    tier: str
+    groups: list[str]
+    environments: dict[str, EnvironmentStatus]
+    holds: list[HoldModel]
+
+
+class AppList(BaseModel):
+    apps: list[AppStatusModel]
+
+
+class DecisionModel(BaseModel):
+    verdict: str
+    rule: str
+    summary: str
+    at: str | None
+    reasons: list[Any]
+    evidence: dict[str, Any]
+
+
+class FailedStep(BaseModel):
+    kind: str
+    name: str
+    outcome: str
+    measurements: list[Any]
+    log_tail: list[str]
+
+
+class WhyEnvironment(BaseModel):
+    state: str | None
+    release: str | None
+    live: str | None
+    summary: str
+    decision: DecisionModel | None
+    failed_step: FailedStep | None
+    explanation: str
+
+
+class WhyModel(BaseModel):
+    app: str
+    tier: str
+    environments: dict[str, WhyEnvironment]
+    holds: list[HoldModel]
+
+
+class HistoryEntry(BaseModel):
+    deployment_id: int
+    release: str
+    sha: str
+    environment: str
+    state: str
+    queued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    created_by: str
+    summary: str
+    commits: list[str] = Field(description="subjects of the release's last five commits")
+
+
+class HistoryModel(BaseModel):
+    app: str
+    deployments: list[HistoryEntry]
+
+
+class CommitModel(BaseModel):
+    sha: str = ""
+    author: str = ""
+    email: str = ""
+    at: str = ""
+    subject: str = ""
+    message: str = ""
+
+
+class DeploymentSummary(BaseModel):
+    id: int
+    environment: str
+    state: str
+    queued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    created_by: str
+    summary: str
+
+
+class ReleaseModel(BaseModel):
+    id: int
+    app: str
+    sha: str
+    label: str
+    ref: str
+    previous_release_id: int | None
+    created_at: str | None
+    created_by: str
+    commits: list[CommitModel]
+    deployments: list[DeploymentSummary]
+
+
+class ReleaseRef(BaseModel):
+    id: int
+    label: str
+    sha: str
+
+
+class AttemptModel(BaseModel):
+    attempt: int
+    owner: str
+    started_at: str | None
+    finished_at: str | None
+    outcome: str
+
+
+class StepModel(BaseModel):
+    id: int
+    kind: str
+    name: str
+    state: str
+    attempt: int
+    due_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    duration_seconds: float | None
+    lease_owner: str | None
+    lease_expires_at: str | None
+    outcome: str
+    measurements: list[Any]
+    result: dict[str, Any]
+    log: str
+    attempts: list[AttemptModel]
+
+
+class DeploymentModel(BaseModel):
+    id: int
+    app: str
+    environment: str
+    state: str
+    release: ReleaseRef
+    queued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str | None
+    created_by: str
+    summary: str
+    evidence: dict[str, Any]
+    steps: list[StepModel]
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+
+
+# -- writes --------------------------------------------------------------------------------------------
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReleaseRequest(Body):
+    ref: Ref | None = Field(default=None, description="branch, tag or commit; default: the app's branch")
+
+
+class DeployRequest(Body):
+    version: Version = Field(description="a release label or (a prefix of at least 4 characters of) its SHA")
+    environment: EnvironmentName
+
+
+class PromoteRequest(Body):
+    to: EnvironmentName | None = Field(default=None, description="default: the first environment that is behind")
+
+
+class UnblockRequest(Body):
+    environment: EnvironmentName | None = Field(default=None, description="default: every environment")
+    reason: Reason = Field(description="why it is safe to go on; recorded")
+
+
+class ReleaseCreated(BaseModel):
+    id: int
+    app: str
+    label: str
+    sha: str
+    created: bool = Field(description="false when the commit already was a release (answered with 200)")
+    commits: int
+    environment: str = Field(description="the environment the release heads for")
+
+
+class DeploymentQueued(BaseModel):
+    deployment_id: int
+    app: str
+    environment: str
+    release: str
+
+
+class Unblocked(BaseModel):
+    app: str
+    lifted: int

@@ -1,0 +1,41 @@
+"""What every route needs, attached to the app once: config, database, operations, tokens, conductor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Request
+from prometheus_client import CollectorRegistry
+
+from conveyor.config.resolved import Config
+from conveyor.operations import Operations
+from conveyor.store.database import Database
+from conveyor.web.auth import TokenCheck
+
+
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ApiState:
+    config: Config
+    db: Database
+    operations: Operations
+    tokens: TokenCheck
+    registry: CollectorRegistry
+    conductor: Wakeable | None = None
+
+    def wake(self) -> None:
+        """Let an attached conductor start on a write at once instead of at its next poll."""
+        if self.conductor is not None:
+            self.conductor.wake()
+
+
+def _state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.conveyor
+    return state
+
+
+State = Annotated[ApiState, Depends(_state)]
