@@ -8,6 +8,10 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
   bound, where the bound is max(3 s, the busiest lock's serial work plus the environments after it:
   5 x 1 s + 2 x 1 s = 7 s).
 - ``overhead_ms_per_step_sqlite`` / ``_postgres``: no-op fake deploys, 300 steps, engine wall time per step.
+- ``webhook_to_start_p99_ms``: from ``POST /api/apps/{app}/releases`` returning to the first deploy
+  command starting, p99 over 200 releases, against a real ``conveyor serve`` on SQLite (negative when the
+  deploy starts before the response reaches the client); ``webhook_request_to_start_p99_ms`` counts from
+  the request being sent instead, so it includes resolving the ref and recording the release.
 - ``scaleout_ratio_4_workers``: 200 deployments of 0.5 s fake (I/O-bound) deploys on PostgreSQL;
   throughput with 4 ``conveyor worker`` processes / with 1, at the same per-worker concurrency (8).
 
@@ -26,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from api_latency import p99, release_to_start_ms
 from engine import makespan, scaleout
 from scratch import postgres_scratch
 
@@ -43,6 +48,9 @@ def main() -> int:
     figure("makespan_ratio_independent", lambda: makespan("sqlite", apps=100, groups=0, duration=1.0) / 3.0)
     figure("makespan_ratio_groups", lambda: makespan("sqlite", apps=50, groups=10, duration=1.0) / 7.0)
     figure("overhead_ms_per_step_sqlite", lambda: makespan("sqlite", apps=100, groups=0, duration=0.0) / 300 * 1000)
+    from_return, from_send = release_to_start_ms(200)
+    figure("webhook_to_start_p99_ms", lambda: p99(from_return))
+    figure("webhook_request_to_start_p99_ms", lambda: p99(from_send))
     if ADMIN_URL:
         with postgres_scratch(ADMIN_URL) as url:
             figure(
