@@ -184,8 +184,8 @@ class StoreContract:
         assert second.step_id == first.step_id and second.attempt == 2
         # the paused worker wakes up: its heartbeat and its result are refused
         assert slow.heartbeat([(first.step_id, first.attempt)], {first.step_id: "late\n"}) == {first.step_id}
-        assert not slow.finish(first.step_id, first.attempt, StepResult(True, "late", [], {}), "")
-        assert fast.finish(second.step_id, second.attempt, StepResult(True, "deployed", [], {}), "ok\n")
+        assert not slow.finish(first, StepResult(True, "late", [], {}), "")
+        assert fast.finish(second, StepResult(True, "deployed", [], {}), "ok\n")
         with store.read() as s:
             step = s.get(Step, first.step_id)
             assert step is not None and step.state == StepState.SUCCEEDED and "late" not in step.log

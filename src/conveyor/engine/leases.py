@@ -161,44 +161,9 @@ class Leases:
                     lost.add(step_id)
         return lost
 
-    def finish(self, step_id: int, attempt: int, result: StepResult, log_tail: str) -> bool:
-        """Record a step's result; refused (False) when this attempt no longer holds the lease."""
-        with self.db.write() as session:
-            now = self.clock()
-            state = StepState.SUCCEEDED if result.ok else StepState.FAILED
-            updated = session.execute(
-                update(Step)
-                .where(*self._fenced(step_id, attempt))
-                .values(
-                    state=state.value,
-                    finished_at=now,
-                    outcome=result.outcome,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    measurements=result.measurements,
-                    result=result.result,
-                    log=Step.log + log_tail,
-                )
-            )
-            if not getattr(updated, "rowcount", 0):
-                return False
-            self._close_attempt(session, step_id, attempt, state.value, now)
-            step = session.get(Step, step_id)
-            d = session.get(Deployment, step.deployment_id) if step else None
-            if step is not None and d is not None:
-                record_event(
-                    session,
-                    "step.finished",
-                    at=now,
-                    actor=self.owner,
-                    app=d.app,
-                    environment=d.environment,
-                    release_id=d.release_id,
-                    deployment_id=d.id,
-                    message=f"{step.kind} {step.name}: {result.outcome}",
-                    payload={"step_id": step_id, "attempt": attempt, "ok": result.ok},
-                )
-            return True
+    def finish(self, claimed: ClaimedStep, result: StepResult, log_tail: str) -> bool:
+        """Record one step's result; refused (False) when its attempt no longer holds the lease."""
+        return self.finish_claimed([(claimed, result, log_tail)])[0]
 
     def finish_claimed(self, items: Sequence[tuple[ClaimedStep, StepResult, str]]) -> list[bool]:
         """Record many results in one transaction, each fenced like :meth:`finish` (refused when its
