@@ -207,14 +207,17 @@ class Demo:
             raise DemoFailed("production should answer with api version 3")
         self.console.print(f"[green]✔ {fix} passed staging, the block lifted, production runs the fix[/]")
 
-    def act_four(self) -> None:
+    def act_four(self, *, kept: bool) -> None:
         self.say("4. Where things stand")
         self.shell("conveyor status")
         self.console.print(status_table(views.status(self.db, self.config), self.config.environments))
         self.console.print(f"config:   {self.config.path}")
         self.console.print(f"database: {self.db.safe_url}")
         self.console.print(f"logs:     {self.config.state_dir / 'envs'}/<app>/<environment>/logs/")
-        self.console.print(f"try:      conveyor why api -c {self.config.path}   (or status, history api)")
+        if kept:
+            self.console.print(f"try:      conveyor why api -c {self.config.path}   (or status, history api)")
+        else:
+            self.console.print("this folder is removed on exit; run `conveyor demo --keep DIR` to keep it and explore")
 
     def start(self) -> None:
         for t in self.threads:
@@ -245,7 +248,7 @@ def run_demo(console: Console, *, once: bool, keep: Path | None = None) -> int:
         demo.act_one()
         bad = demo.act_two()
         demo.act_three(bad)
-        demo.act_four()
+        demo.act_four(kept=keep is not None or not once)
         console.print(f"[bold green]demo complete in {time.monotonic() - started:.1f}s[/]")
         if not once:
             _wait_for_interrupt(console)
