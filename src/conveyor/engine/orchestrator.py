@@ -74,7 +74,8 @@ class Orchestrator:
             with session.begin_nested():
                 applied = handler(self, session, intent, now)
                 if applied and intent.decision is not None:
-                    record_decision(session, intent.decision, now)
+                    # the intent changed state, so its decision is news: no need to compare with the last
+                    record_decision(session, intent.decision, now, only_if_changed=isinstance(intent, Note))
                 return applied
         except IntegrityError:
             log.debug("intent %r lost a race; it will be re-planned", intent)
@@ -170,7 +171,6 @@ class Orchestrator:
                 due_at=now,
             )
         )
-        session.flush()
         self._event(
             session, d, "deployment.started", now, f"deploying to {d.environment}", {"locks": list(intent.locks)}
         )

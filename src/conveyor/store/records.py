@@ -80,8 +80,13 @@ def latest_decision(session: Session, app: str, environment: str) -> Decision | 
     ).first()
 
 
-def record_decision(session: Session, decision: DecisionRecord, at: datetime) -> bool:
-    """Store ``decision`` unless the latest one for its (app, environment, deployment) says the same."""
+def record_decision(session: Session, decision: DecisionRecord, at: datetime, *, only_if_changed: bool = True) -> bool:
+    """Store ``decision`` unless the latest one for its (app, environment, deployment) says the same.
+
+    ``only_if_changed=False`` skips that comparison, for a decision that came with a change of state."""
+    if not only_if_changed:
+        _add_decision(session, decision, at)
+        return True
     last = session.scalars(
         select(Decision)
         .where(
@@ -96,6 +101,11 @@ def record_decision(session: Session, decision: DecisionRecord, at: datetime) ->
     ).first()
     if last is not None and last.fingerprint == decision.fingerprint:
         return False
+    _add_decision(session, decision, at)
+    return True
+
+
+def _add_decision(session: Session, decision: DecisionRecord, at: datetime) -> None:
     session.add(
         Decision(
             app=decision.app,
@@ -111,4 +121,3 @@ def record_decision(session: Session, decision: DecisionRecord, at: datetime) ->
             at=at,
         )
     )
-    return True
