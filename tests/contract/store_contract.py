@@ -139,6 +139,62 @@ class StoreContract:
         with store.read() as s:
             assert len(list(s.scalars(select(Deployment)))) == 1
 
+    def test_a_batch_of_starts_grants_a_shared_lock_once(self, store: Database, clock: Clock) -> None:
+        orch = Orchestrator(store, clock)
+        rid = self._release(store, clock)
+        first, second, third = (self._deployment(store, clock, rid, env=env) for env in ("a", "b", "c"))
+        results = orch.apply_all(
+            [
+                Start(None, deployment_id=first, locks=("app:web:a", "group:g:x")),
+                Start(None, deployment_id=second, locks=("app:web:b", "group:g:x")),  # same group lock
+                Start(None, deployment_id=third, locks=("app:web:c",)),
+            ]
+        )
+        assert results == [True, False, True]
+        assert [self._state(store, d) for d in (first, second, third)] == ["deploying", "pending", "deploying"]
+        with store.read() as s:
+            assert {lock.name: lock.deployment_id for lock in s.scalars(select(Lock))} == {
+                "app:web:a": first,
+                "group:g:x": first,
+                "app:web:c": third,
+            }
+            kinds = [e.kind for e in s.scalars(select(Event).where(Event.kind == "deployment.started"))]
+            steps = list(s.scalars(select(Step)))
+        assert len(kinds) == 2 and sorted(st.deployment_id for st in steps) == [first, third]
+
+    def test_a_batch_of_successes_lifts_the_blocks_they_fix(self, store: Database, clock: Clock) -> None:
+        orch = Orchestrator(store, clock)
+        bad = self._release(store, clock, sha="b" * 40)
+        good = self._release(store, clock, sha="c" * 40)
+        failing = self._deployment(store, clock, bad)
+        assert orch.apply(Start(None, deployment_id=failing, locks=("app:web:integration",)))
+        assert orch.apply(Fail(None, deployment_id=failing, step_id=1, summary="release bbbbbbb failed"))
+        fixes = [self._deployment(store, clock, good), self._deployment(store, clock, good, env="staging")]
+        assert orch.apply_all([Start(None, deployment_id=d, locks=(f"app:web:{d}",)) for d in fixes]) == [True, True]
+        assert orch.apply_all([Succeed(None, deployment_id=d) for d in [*fixes, failing]]) == [True, True, False]
+        assert [self._state(store, d) for d in fixes] == ["succeeded", "succeeded"]
+        with store.read() as s:
+            hold = s.scalars(select(Hold)).one()
+            assert hold.lifted_at is not None and hold.lift_reason == "fixed forward: ccccccc passed integration"
+            assert not list(s.scalars(select(Lock)))
+            assert {d.summary for d in s.scalars(select(Deployment).where(Deployment.id.in_(fixes)))} == {
+                "ccccccc is live in integration",
+                "ccccccc is live in staging",
+            }
+
+    def test_a_batch_of_promotions_creates_each_once(self, store: Database, clock: Clock) -> None:
+        orch = Orchestrator(store, clock)
+        rid = self._release(store, clock)
+        promotions = [
+            Promote(None, app="web", release_id=rid, environment=env, origin_key=f"auto:{rid}:{env}")
+            for env in ("staging", "production", "staging")
+        ]
+        assert orch.apply_all(promotions) == [True, True, False]
+        assert orch.apply_all(promotions[:2]) == [False, False]
+        with store.read() as s:
+            assert sorted(d.environment for d in s.scalars(select(Deployment))) == ["production", "staging"]
+            assert len(list(s.scalars(select(Event).where(Event.kind == "deployment.created")))) == 2
+
     def test_decisions_are_recorded_only_when_they_change(self, store: Database, clock: Clock) -> None:
         d = Decision("web", "staging", Verdict.WAIT, "WaitForLock", "waiting for lock x")
         with store.write() as s:

@@ -30,6 +30,7 @@ from conveyor.domain.decisions import (
     Wait,
 )
 from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
+from conveyor.engine import bulk
 from conveyor.store.database import Database
 from conveyor.store.records import record_decision, record_event
 from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
@@ -65,8 +66,21 @@ class Orchestrator:
         for start in range(0, len(intents), BATCH_SIZE):
             with self.db.write() as session:
                 now = self.clock()
-                results.extend(self._apply_one(session, intent, now) for intent in intents[start : start + BATCH_SIZE])
+                for group in _runs_of_one_type(intents[start : start + BATCH_SIZE]):
+                    results.extend(self._apply_group(session, group, now))
         return results
+
+    def _apply_group(self, session: Session, group: Sequence[Intent], now: datetime) -> list[bool]:
+        """Intents of one type: set-based when there is a bulk handler and more than one of them; should
+        that fail, undone and applied one at a time, so each still happens whole or not at all."""
+        handler = _BULK.get(type(group[0]))
+        if handler is not None and len(group) > 1:
+            try:
+                with session.begin_nested():
+                    return handler(session, group, now)
+            except Exception:
+                log.debug("bulk %s failed; applying one at a time", type(group[0]).__name__, exc_info=True)
+        return [self._apply_one(session, intent, now) for intent in group]
 
     def _apply_one(self, session: Session, intent: Intent, now: datetime) -> bool:
         handler = _HANDLERS[type(intent)]
@@ -313,6 +327,24 @@ class Orchestrator:
             message=intent.decision.summary if intent.decision else "promoted",
         )
         return d is not None
+
+
+_BULK: dict[type[Intent], Callable[[Session, Any, datetime], list[bool]]] = {
+    Start: bulk.start_all,
+    Succeed: bulk.succeed_all,
+    Promote: bulk.promote_all,
+}
+
+
+def _runs_of_one_type(intents: Sequence[Intent]) -> list[list[Intent]]:
+    """Consecutive intents of the same type, in plan order (the order matters: a Succeed before a Start)."""
+    runs: list[list[Intent]] = []
+    for intent in intents:
+        if runs and type(runs[-1][0]) is type(intent):
+            runs[-1].append(intent)
+        else:
+            runs.append([intent])
+    return runs
 
 
 _HANDLERS: dict[type[Intent], Callable[[Orchestrator, Session, Any, datetime], bool]] = {

@@ -1,0 +1,184 @@
+"""Set-based versions of the three intents a busy pass applies by the hundred: Start, Succeed, Promote.
+
+They do what the one-at-a-time handlers in :mod:`conveyor.engine.orchestrator` do, with the same
+preconditions and the same records, but as a handful of statements for the whole group (one
+compare-and-set UPDATE ... RETURNING, batched INSERTs) instead of several statements per intent. The
+orchestrator runs a group inside a savepoint and, if anything goes wrong, undoes it and falls back to the
+one-at-a-time handlers, so each intent still happens whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from conveyor.domain.decisions import Promote, Start, Succeed
+from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
+from conveyor.store.records import record_decision, record_event
+from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
+
+SYSTEM = "conveyor"
+NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
+ACTIVE = (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, DeploymentState.BAKING.value)
+
+
+def _compare_and_set(
+    session: Session, ids: Sequence[int], expected: Sequence[str], values: dict[str, Any]
+) -> dict[int, Any]:
+    """Move the deployments among ``ids`` that are still in an ``expected`` state; returns their rows."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        update(Deployment)
+        .where(Deployment.id.in_(ids), Deployment.state.in_(expected))
+        .values(**values)
+        .returning(Deployment.id, Deployment.app, Deployment.environment, Deployment.release_id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    return {row.id: row for row in rows}
+
+
+def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list[bool]:
+    wanted = {name for intent in intents for name in intent.locks}
+    taken = dict(session.execute(select(Lock.name, Lock.deployment_id).where(Lock.name.in_(wanted))).tuples().all())
+    chosen: list[Start] = []
+    granted: set[str] = set()
+    for intent in intents:
+        if any(taken.get(n, intent.deployment_id) != intent.deployment_id or n in granted for n in intent.locks):
+            continue  # a lock is held, or an earlier intent of this group takes it: re-planned next pass
+        granted.update(intent.locks)
+        chosen.append(intent)
+    values = {
+        "state": DeploymentState.DEPLOYING.value,
+        "updated_at": now,
+        "started_at": func.coalesce(Deployment.started_at, now),
+    }
+    started = _compare_and_set(session, [i.deployment_id for i in chosen], NOT_STARTED, values)
+    for intent in chosen:
+        row = started.get(intent.deployment_id)
+        if row is None:
+            continue
+        session.add_all(Lock(name=name, deployment_id=row.id, acquired_at=now) for name in intent.locks)
+        session.add(
+            Step(
+                deployment_id=row.id,
+                kind=StepKind.DEPLOY.value,
+                name="deploy",
+                state=StepState.QUEUED.value,
+                due_at=now,
+            )
+        )
+        _event(
+            session, row, "deployment.started", now, f"deploying to {row.environment}", {"locks": list(intent.locks)}
+        )
+        if intent.decision is not None:
+            record_decision(session, intent.decision, now, only_if_changed=False)
+    return [i.deployment_id in started for i in intents]
+
+
+def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> list[bool]:
+    values = {"state": DeploymentState.SUCCEEDED.value, "updated_at": now, "finished_at": now}
+    done = _compare_and_set(session, [i.deployment_id for i in intents], ACTIVE, values)
+    if done:
+        session.execute(delete(Lock).where(Lock.deployment_id.in_(list(done))))
+        labels = dict(
+            session.execute(
+                select(Release.id, Release.label).where(Release.id.in_({r.release_id for r in done.values()}))
+            )
+            .tuples()
+            .all()
+        )
+        summaries = {
+            rid: f"{labels.get(r.release_id, r.release_id)} is live in {r.environment}" for rid, r in done.items()
+        }
+        session.execute(update(Deployment), [{"id": did, "summary": text} for did, text in summaries.items()])
+        for did, row in done.items():
+            _event(session, row, "deployment.succeeded", now, summaries[did])
+        _lift_fixed_blocks(session, list(done.values()), labels, now)
+    return _first_of_each(intents, done)
+
+
+def _first_of_each(intents: Sequence[Succeed], done: dict[int, Any]) -> list[bool]:
+    """True for the first intent about each deployment that changed; a repeat in one group did nothing."""
+    seen: set[int] = set()
+    results = []
+    for intent in intents:
+        results.append(intent.deployment_id in done and intent.deployment_id not in seen)
+        seen.add(intent.deployment_id)
+    return results
+
+
+def _lift_fixed_blocks(session: Session, rows: list[Any], labels: dict[int, str], now: datetime) -> None:
+    """A release passing an environment lifts the blocks older releases left there (fix-forward)."""
+    from conveyor.engine.orchestrator import lift_hold  # the one place holds are lifted
+
+    holds = session.scalars(
+        select(Hold).where(
+            Hold.kind == HoldKind.BLOCK.value, Hold.lifted_at.is_(None), Hold.app.in_({r.app for r in rows})
+        )
+    ).all()
+    for hold in holds:
+        fixer = next(
+            (
+                r
+                for r in rows
+                if r.app == hold.app and r.environment == hold.environment and (hold.release_id or 0) < r.release_id
+            ),
+            None,
+        )
+        if fixer is not None:
+            label = labels.get(fixer.release_id, str(fixer.release_id))
+            lift_hold(session, hold, now, SYSTEM, f"fixed forward: {label} passed {fixer.environment}")
+
+
+def promote_all(session: Session, intents: Sequence[Promote], now: datetime) -> list[bool]:
+    keys = [i.origin_key for i in intents]
+    existing = set(session.scalars(select(Deployment.origin_key).where(Deployment.origin_key.in_(keys))))
+    created: dict[str, Deployment] = {}
+    applied: list[bool] = []
+    for intent in intents:
+        applied.append(intent.origin_key not in existing and intent.origin_key not in created)
+        if not applied[-1]:
+            continue  # already promoted, or twice in this group: once is enough
+        created[intent.origin_key] = Deployment(
+            release_id=intent.release_id,
+            app=intent.app,
+            environment=intent.environment,
+            state=DeploymentState.PENDING.value,
+            origin_key=intent.origin_key,
+            queued_at=now,
+            updated_at=now,
+            created_by=SYSTEM,
+            summary=intent.decision.summary if intent.decision else "promoted",
+        )
+    session.add_all(created.values())
+    session.flush()  # one batched INSERT; the ids are needed by the events
+    for intent, ok in zip(intents, applied, strict=True):
+        if not ok:
+            continue
+        d = created[intent.origin_key]
+        _event(session, d, "deployment.created", now, d.summary)
+        if intent.decision is not None:
+            record_decision(session, intent.decision, now, only_if_changed=False)
+    return applied
+
+
+def _event(
+    session: Session, d: Any, kind: str, now: datetime, message: str, payload: dict[str, Any] | None = None
+) -> None:
+    record_event(
+        session,
+        kind,
+        at=now,
+        actor=SYSTEM,
+        message=message,
+        app=d.app,
+        environment=d.environment,
+        release_id=d.release_id,
+        deployment_id=d.id,
+        payload=payload,
+    )
