@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.model import StepKind, StepState
@@ -76,9 +76,12 @@ class Leases:
         claimed: list[ClaimedStep] = []
         with self.db.write() as session:
             now = self.clock()
-            for step in self._due(session, now, limit, expired=False):
-                d = session.get(Deployment, step.deployment_id)
-                release = session.get(Release, d.release_id) if d else None
+            due = self._due(session, now, limit, expired=False)
+            deployments = _by_id(session, Deployment, {s.deployment_id for s in due})
+            releases = _by_id(session, Release, {d.release_id for d in deployments.values()})
+            for step in due:
+                d = deployments.get(step.deployment_id)
+                release = releases.get(d.release_id) if d else None
                 if d is None or release is None:
                     continue
                 if step.attempt >= MAX_ATTEMPTS:
@@ -166,46 +169,70 @@ class Leases:
         return self.finish_claimed([(claimed, result, log_tail)])[0]
 
     def finish_claimed(self, items: Sequence[tuple[ClaimedStep, StepResult, str]]) -> list[bool]:
-        """Record many results in one transaction, each fenced like :meth:`finish` (refused when its
-        attempt no longer holds the lease). One writer doing this for a whole process replaces a
-        transaction per step thread contending for the database."""
-        accepted: list[bool] = []
+        """Record many results in one transaction, each fenced like :meth:`finish`: refused when its
+        attempt no longer holds the lease. The rows still ours are read (and, on PostgreSQL, locked)
+        first, then all of them are written with one statement per table."""
+        if not items:
+            return []
         with self.db.write() as session:
             now = self.clock()
-            for claimed, result, log_tail in items:
-                state = StepState.SUCCEEDED if result.ok else StepState.FAILED
-                updated = session.execute(
-                    update(Step)
-                    .where(*self._fenced(claimed.step_id, claimed.attempt))
-                    .values(
-                        state=state.value,
-                        finished_at=now,
-                        outcome=result.outcome,
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        measurements=result.measurements,
-                        result=result.result,
-                        log=Step.log + log_tail,
-                    )
-                )
-                ok = bool(getattr(updated, "rowcount", 0))
-                accepted.append(ok)
-                if not ok:
-                    continue
-                self._close_attempt(session, claimed.step_id, claimed.attempt, state.value, now)
-                record_event(
-                    session,
-                    "step.finished",
-                    at=now,
-                    actor=self.owner,
-                    app=claimed.app,
-                    environment=claimed.environment,
-                    release_id=claimed.release_id,
-                    deployment_id=claimed.deployment_id,
-                    message=f"{claimed.kind} {claimed.name}: {result.outcome}",
-                    payload={"step_id": claimed.step_id, "attempt": claimed.attempt, "ok": result.ok},
-                )
+            stmt = select(Step.id, Step.attempt, Step.log).where(
+                Step.id.in_([c.step_id for c, _, _ in items]),
+                Step.lease_owner == self.owner,
+                Step.state == StepState.RUNNING.value,
+            )
+            if self.db.is_postgres:
+                stmt = stmt.with_for_update()
+            ours = {row.id: row for row in session.execute(stmt)}
+            accepted = [c.step_id in ours and ours[c.step_id].attempt == c.attempt for c, _, _ in items]
+            done = [item for item, ok in zip(items, accepted, strict=True) if ok]
+            if done:
+                self._write_results(session, done, {sid: row.log for sid, row in ours.items()}, now)
         return accepted
+
+    def _write_results(
+        self, session: Session, done: list[tuple[ClaimedStep, StepResult, str]], logs: dict[int, str], now: datetime
+    ) -> None:
+        def state(result: StepResult) -> str:
+            return (StepState.SUCCEEDED if result.ok else StepState.FAILED).value
+
+        session.execute(
+            update(Step),
+            [
+                {
+                    "id": c.step_id,
+                    "state": state(r),
+                    "finished_at": now,
+                    "outcome": r.outcome,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "measurements": r.measurements,
+                    "result": r.result,
+                    "log": logs[c.step_id] + tail,
+                }
+                for c, r, tail in done
+            ],
+        )
+        table = cast(Table, StepAttempt.__table__)
+        session.execute(
+            update(table)
+            .where(table.c.step_id == bindparam("sid"), table.c.attempt == bindparam("n"))
+            .values(finished_at=bindparam("at"), outcome=bindparam("out")),
+            [{"sid": c.step_id, "n": c.attempt, "at": now, "out": state(r)} for c, r, _ in done],
+        )
+        for c, r, _ in done:
+            record_event(
+                session,
+                "step.finished",
+                at=now,
+                actor=self.owner,
+                app=c.app,
+                environment=c.environment,
+                release_id=c.release_id,
+                deployment_id=c.deployment_id,
+                message=f"{c.kind} {c.name}: {r.outcome}",
+                payload={"step_id": c.step_id, "attempt": c.attempt, "ok": r.ok},
+            )
 
     def _close_attempt(self, session: Session, step_id: int, attempt: int, outcome: str, now: datetime) -> None:
         session.execute(
@@ -259,3 +286,10 @@ class Leases:
                 step.lease_expires_at = None
                 step.due_at = now
             return len(expired)
+
+
+def _by_id(session: Session, table: type[Any], ids: set[int]) -> dict[int, Any]:
+    """Rows of ``table`` by primary key, in one query."""
+    if not ids:
+        return {}
+    return {row.id: row for row in session.scalars(select(table).where(table.id.in_(ids)))}
