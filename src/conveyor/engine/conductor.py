@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 MAX_PLAN_ROUNDS = 10
 RESULT_BATCH = 100
 REPLAN_SECONDS = 2.0
+RETRY_SECONDS = 0.02  # when another process held the planner lock
 
 
 def worker_id() -> str:
@@ -98,6 +99,7 @@ class Conductor:
         self._stop_claiming = threading.Event()
         self._last_reap = float("-inf")
         self._settled_marker = -1
+        self._retry_soon = False
         self._replan_at = 0.0
 
     # -- one tick ---------------------------------------------------------------------------------
@@ -114,7 +116,10 @@ class Conductor:
             marker = self._change_marker()
             if not changed and marker == self._settled_marker and time.monotonic() < self._replan_at:
                 return False
-            with self.db.planning():
+            with self.db.planning() as may_plan:
+                if not may_plan:
+                    self._retry_soon = True  # another process is planning; look again in a moment
+                    return changed
                 plan = plan_next(load_snapshot(self.db, self.config, self.policies), self.clock())
                 applied = self.orchestrator.apply_all(plan.intents)
             progressed = any(ok for ok, i in zip(applied, plan.intents, strict=True) if not isinstance(i, Note))
@@ -249,16 +254,17 @@ class Conductor:
             while not stop.is_set():
                 try:
                     progressed = self.tick()
+                    retry_soon, self._retry_soon = self._retry_soon, False
+                    if exit_when_idle and not progressed and not retry_soon and self.idle():
+                        break
                 except Exception:
                     # A database blip or a bug in one intent must not stop the whole loop; the next
                     # tick re-plans from the store, which holds every bit of state.
                     log.exception("tick failed; retrying in %.1fs", self.poll_interval * 10)
                     stop.wait(self.poll_interval * 10)
                     continue
-                if exit_when_idle and not progressed and self.idle():
-                    break
                 if not progressed:
-                    self._wake.wait(self.poll_interval)
+                    self._wake.wait(min(self.poll_interval, RETRY_SECONDS) if retry_soon else self.poll_interval)
                     self._wake.clear()
         finally:
             self.shutdown()

@@ -52,8 +52,8 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")  # first, so the pragmas below wait rather than fail
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -149,20 +149,30 @@ class Database:
                 session.close()  # ends the transaction; loaded objects stay readable, detached
 
     @contextmanager
-    def planning(self) -> Iterator[None]:
-        """Serialise planner passes across threads and, on PostgreSQL, across processes and machines."""
-        with self._planner_mutex:
+    def planning(self) -> Iterator[bool]:
+        """Serialise planner passes across threads and, on PostgreSQL, across processes and machines.
+
+        Yields whether this caller may plan. It never waits for another process: when one is planning,
+        its pass covers everyone's changes, and the caller simply tries again on its next tick.
+        """
+        if not self._planner_mutex.acquire(blocking=False):
+            yield False
+            return
+        try:
             if not self.is_postgres:
-                yield
+                yield True
                 return
             with self.engine.connect() as conn:
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": PLANNER_LOCK_KEY})
+                acquired = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PLANNER_LOCK_KEY}).scalar())
                 conn.commit()
                 try:
-                    yield
+                    yield acquired
                 finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PLANNER_LOCK_KEY})
-                    conn.commit()
+                    if acquired:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PLANNER_LOCK_KEY})
+                        conn.commit()
+        finally:
+            self._planner_mutex.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
