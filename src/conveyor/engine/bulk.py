@@ -1,4 +1,4 @@
-"""Set-based versions of the three intents a busy pass applies by the hundred: Start, Succeed, Promote.
+"""Set-based versions of two intents a busy pass applies by the hundred: Start and Promote.
 
 They do what the one-at-a-time handlers in :mod:`conveyor.engine.orchestrator` do, with the same
 preconditions and the same records, but as a handful of statements for the whole group (one
@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from conveyor.domain.decisions import Promote, Start, Succeed
-from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
+from conveyor.domain.decisions import Promote, Start
+from conveyor.domain.model import DeploymentState, StepKind, StepState
 from conveyor.store.records import record_decision, record_event
-from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
+from conveyor.store.tables import Deployment, Lock, Step
 
 SYSTEM = "conveyor"
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
@@ -78,61 +78,6 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
         if intent.decision is not None:
             record_decision(session, intent.decision, now, only_if_changed=False)
     return [i.deployment_id in started for i in intents]
-
-
-def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> list[bool]:
-    values = {"state": DeploymentState.SUCCEEDED.value, "updated_at": now, "finished_at": now}
-    done = _compare_and_set(session, [i.deployment_id for i in intents], ACTIVE, values)
-    if done:
-        session.execute(delete(Lock).where(Lock.deployment_id.in_(list(done))))
-        labels = dict(
-            session.execute(
-                select(Release.id, Release.label).where(Release.id.in_({r.release_id for r in done.values()}))
-            )
-            .tuples()
-            .all()
-        )
-        summaries = {
-            rid: f"{labels.get(r.release_id, r.release_id)} is live in {r.environment}" for rid, r in done.items()
-        }
-        session.execute(update(Deployment), [{"id": did, "summary": text} for did, text in summaries.items()])
-        for did, row in done.items():
-            _event(session, row, "deployment.succeeded", now, summaries[did])
-        _lift_fixed_blocks(session, list(done.values()), labels, now)
-    return _first_of_each(intents, done)
-
-
-def _first_of_each(intents: Sequence[Succeed], done: dict[int, Any]) -> list[bool]:
-    """True for the first intent about each deployment that changed; a repeat in one group did nothing."""
-    seen: set[int] = set()
-    results = []
-    for intent in intents:
-        results.append(intent.deployment_id in done and intent.deployment_id not in seen)
-        seen.add(intent.deployment_id)
-    return results
-
-
-def _lift_fixed_blocks(session: Session, rows: list[Any], labels: dict[int, str], now: datetime) -> None:
-    """A release passing an environment lifts the blocks older releases left there (fix-forward)."""
-    from conveyor.engine.orchestrator import lift_hold  # the one place holds are lifted
-
-    holds = session.scalars(
-        select(Hold).where(
-            Hold.kind == HoldKind.BLOCK.value, Hold.lifted_at.is_(None), Hold.app.in_({r.app for r in rows})
-        )
-    ).all()
-    for hold in holds:
-        fixer = next(
-            (
-                r
-                for r in rows
-                if r.app == hold.app and r.environment == hold.environment and (hold.release_id or 0) < r.release_id
-            ),
-            None,
-        )
-        if fixer is not None:
-            label = labels.get(fixer.release_id, str(fixer.release_id))
-            lift_hold(session, hold, now, SYSTEM, f"fixed forward: {label} passed {fixer.environment}")
 
 
 def promote_all(session: Session, intents: Sequence[Promote], now: datetime) -> list[bool]:

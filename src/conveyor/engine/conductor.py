@@ -241,6 +241,16 @@ class Conductor:
             )
         return not steps and not deployments
 
+    def _confirmed_idle(self) -> bool:
+        """Idle, and still idle after a full planner pass that ignores the change marker: a worker about to
+        exit must not leave behind a promotion or start that a skipped pass would have made."""
+        if not self.idle():
+            return False
+        self._settled_marker = -1
+        if self.plan() or self._retry_soon:
+            return False
+        return self.idle()
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -255,7 +265,7 @@ class Conductor:
                 try:
                     progressed = self.tick()
                     retry_soon, self._retry_soon = self._retry_soon, False
-                    if exit_when_idle and not progressed and not retry_soon and self.idle():
+                    if exit_when_idle and not progressed and not retry_soon and self._confirmed_idle():
                         break
                 except Exception:
                     # A database blip or a bug in one intent must not stop the whole loop; the next

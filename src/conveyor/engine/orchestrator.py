@@ -331,7 +331,6 @@ class Orchestrator:
 
 _BULK: dict[type[Intent], Callable[[Session, Any, datetime], list[bool]]] = {
     Start: bulk.start_all,
-    Succeed: bulk.succeed_all,
     Promote: bulk.promote_all,
 }
 
