@@ -102,8 +102,10 @@ def test_the_database_variable_is_in_the_cli_reference() -> None:
 
 # -- docs/concepts.md: event kinds ------------------------------------------------------------------------
 
-# record_event(session, "kind", ...) and the orchestrator's self._event(session, d, "kind", ...)
-EVENT_CALL = re.compile(r"\b(?:record_event\(\s*session\s*,|self\._event\(\s*session\s*,\s*\w+\s*,)\s*(?P<kind>[^,)]+)")
+# record_event(session, "kind", ...) and deployment_event(session, d, "kind", ...)
+EVENT_CALL = re.compile(
+    r"\b(?:record_event\(\s*session\s*,|deployment_event\(\s*session\s*,\s*\w+\s*,)\s*(?P<kind>[^,)]+)"
+)
 
 
 def event_calls() -> list[tuple[str, str]]:
@@ -120,8 +122,8 @@ def event_kinds() -> list[str]:
 
 
 def test_every_event_call_names_its_kind_literally() -> None:
-    """The scan below only sees literal kinds; forwarding a parameter called ``kind`` (the orchestrator's
-    ``_event`` helper) is the one exception, because its callers pass literals."""
+    """The scan below only sees literal kinds; forwarding a parameter called ``kind`` (the
+    ``deployment_event`` helper) is the one exception, because its callers pass literals."""
     assert event_kinds(), "no event kinds found: has record_event moved?"
     hidden = [(file, arg) for file, arg in event_calls() if arg[:1] not in "\"'" and arg != "kind"]
     assert not hidden, f"event kinds the docs test cannot see: {hidden}"

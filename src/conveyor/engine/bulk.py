@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Promote, Start
 from conveyor.domain.model import DeploymentState, StepKind, StepState
-from conveyor.store.records import record_decision, record_event
+from conveyor.store.records import deployment_event, record_decision
 from conveyor.store.tables import Deployment, Lock, Step
 
 SYSTEM = "conveyor"
@@ -72,7 +72,7 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
                 due_at=now,
             )
         )
-        _event(
+        deployment_event(
             session, row, "deployment.started", now, f"deploying to {row.environment}", {"locks": list(intent.locks)}
         )
         if intent.decision is not None:
@@ -106,24 +106,7 @@ def promote_all(session: Session, intents: Sequence[Promote], now: datetime) -> 
         if not ok:
             continue
         d = created[intent.origin_key]
-        _event(session, d, "deployment.created", now, d.summary)
+        deployment_event(session, d, "deployment.created", now, d.summary)
         if intent.decision is not None:
             record_decision(session, intent.decision, now, only_if_changed=False)
     return applied
-
-
-def _event(
-    session: Session, d: Any, kind: str, now: datetime, message: str, payload: dict[str, Any] | None = None
-) -> None:
-    record_event(
-        session,
-        kind,
-        at=now,
-        actor=SYSTEM,
-        message=message,
-        app=d.app,
-        environment=d.environment,
-        release_id=d.release_id,
-        deployment_id=d.id,
-        payload=payload,
-    )

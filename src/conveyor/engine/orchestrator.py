@@ -32,7 +32,7 @@ from conveyor.domain.decisions import (
 from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
 from conveyor.engine import bulk
 from conveyor.store.database import Database
-from conveyor.store.records import record_decision, record_event
+from conveyor.store.records import deployment_event, record_decision, record_event
 from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
 
 log = logging.getLogger(__name__)
@@ -128,28 +128,6 @@ class Orchestrator:
             session.execute(delete(Lock).where(Lock.deployment_id == d.id))
         return d
 
-    def _event(
-        self,
-        session: Session,
-        d: Deployment,
-        kind: str,
-        now: datetime,
-        message: str,
-        payload: dict[str, Any] | None = None,
-    ) -> None:
-        record_event(
-            session,
-            kind,
-            at=now,
-            actor=SYSTEM,
-            message=message,
-            app=d.app,
-            environment=d.environment,
-            release_id=d.release_id,
-            deployment_id=d.id,
-            payload=payload,
-        )
-
     def _note(self, session: Session, intent: Note, now: datetime) -> bool:
         decision = intent.decision
         if decision is not None and decision.rule == "ManualTierWaitsForPromotion":
@@ -185,7 +163,7 @@ class Orchestrator:
                 due_at=now,
             )
         )
-        self._event(
+        deployment_event(
             session, d, "deployment.started", now, f"deploying to {d.environment}", {"locks": list(intent.locks)}
         )
         return True
@@ -198,7 +176,7 @@ class Orchestrator:
             return False
         summary = intent.decision.summary if intent.decision else ""
         d.summary = summary
-        self._event(session, d, "deployment.waiting", now, summary)
+        deployment_event(session, d, "deployment.waiting", now, summary)
         return True
 
     def _supersede(self, session: Session, intent: Supersede, now: datetime) -> bool:
@@ -206,7 +184,7 @@ class Orchestrator:
         if d is None:
             return False
         d.summary = intent.decision.summary if intent.decision else "superseded"
-        self._event(session, d, "deployment.superseded", now, d.summary, {"by_release": intent.by_release_id})
+        deployment_event(session, d, "deployment.superseded", now, d.summary, {"by_release": intent.by_release_id})
         return True
 
     def _verify(self, session: Session, intent: Verify, now: datetime) -> bool:
@@ -225,7 +203,7 @@ class Orchestrator:
                     due_at=now,
                 )
             )
-        self._event(session, d, "deployment.verifying", now, f"checking {', '.join(intent.checks)}")
+        deployment_event(session, d, "deployment.verifying", now, f"checking {', '.join(intent.checks)}")
         return True
 
     def _succeed(self, session: Session, intent: Succeed, now: datetime) -> bool:
@@ -235,7 +213,7 @@ class Orchestrator:
         release = session.get(Release, d.release_id)
         label = release.label if release else str(d.release_id)
         d.summary = f"{label} is live in {d.environment}"
-        self._event(session, d, "deployment.succeeded", now, d.summary)
+        deployment_event(session, d, "deployment.succeeded", now, d.summary)
         blocks = session.scalars(
             select(Hold).where(
                 Hold.kind == HoldKind.BLOCK.value,
@@ -260,7 +238,7 @@ class Orchestrator:
             .where(Step.deployment_id == d.id, Step.state == StepState.QUEUED.value)
             .values(state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: deployment failed")
         )
-        self._event(session, d, "deployment.failed", now, intent.summary, intent.evidence)
+        deployment_event(session, d, "deployment.failed", now, intent.summary, intent.evidence)
         older = session.scalars(
             select(Hold).where(
                 Hold.kind == HoldKind.BLOCK.value,
@@ -309,7 +287,9 @@ class Orchestrator:
         )
         if not getattr(result, "rowcount", 0):
             return False
-        self._event(session, d, "step.cancelled", now, "a sibling check failed", {"step_ids": list(intent.step_ids)})
+        deployment_event(
+            session, d, "step.cancelled", now, "a sibling check failed", {"step_ids": list(intent.step_ids)}
+        )
         return True
 
     def _promote(self, session: Session, intent: Promote, now: datetime) -> bool:

@@ -71,6 +71,24 @@ def record_event(
     return event
 
 
+def deployment_event(
+    session: Session, d: Any, kind: str, now: datetime, message: str, payload: dict[str, Any] | None = None
+) -> Event:
+    """An Event by conveyor itself about deployment ``d`` (a Deployment or a row with the same fields)."""
+    return record_event(
+        session,
+        kind,
+        at=now,
+        actor="conveyor",
+        message=message,
+        app=d.app,
+        environment=d.environment,
+        release_id=d.release_id,
+        deployment_id=d.id,
+        payload=payload,
+    )
+
+
 def latest_decision(session: Session, app: str, environment: str) -> Decision | None:
     return session.scalars(
         select(Decision)
