@@ -1,10 +1,10 @@
 """Set-based versions of two intents a busy pass applies by the hundred: Start and Promote.
 
-They do what the one-at-a-time handlers in :mod:`conveyor.engine.orchestrator` do, with the same
-preconditions and the same records, but as a handful of statements for the whole group (one
-compare-and-set UPDATE ... RETURNING, batched INSERTs) instead of several statements per intent. The
-orchestrator runs a group inside a savepoint and, if anything goes wrong, undoes it and falls back to the
-one-at-a-time handlers, so each intent still happens whole or not at all.
+They are also the orchestrator's handlers for a single Start or Promote (a group of one), so there is one
+implementation of each: a handful of statements for the whole group (one compare-and-set UPDATE ...
+RETURNING, batched INSERTs) instead of several statements per intent. The orchestrator records the
+intents' decisions, runs a group inside a savepoint and, if anything goes wrong, undoes it and applies
+the intents one at a time, so each still happens whole or not at all.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Promote, Start
 from conveyor.domain.model import DeploymentState, StepKind, StepState
-from conveyor.store.records import deployment_event, record_decision
+from conveyor.store.records import deployment_event
 from conveyor.store.tables import Deployment, Lock, Step
 
 SYSTEM = "conveyor"
@@ -44,7 +44,7 @@ def _compare_and_set(
 
 def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list[bool]:
     wanted = {name for intent in intents for name in intent.locks}
-    taken = dict(session.execute(select(Lock.name, Lock.deployment_id).where(Lock.name.in_(wanted))).tuples().all())
+    taken = dict(session.execute(select(Lock.name, Lock.deployment_id).where(Lock.name.in_(wanted))).all())
     chosen: list[Start] = []
     granted: set[str] = set()
     for intent in intents:
@@ -75,8 +75,6 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
         deployment_event(
             session, row, "deployment.started", now, f"deploying to {row.environment}", {"locks": list(intent.locks)}
         )
-        if intent.decision is not None:
-            record_decision(session, intent.decision, now, only_if_changed=False)
     return [i.deployment_id in started for i in intents]
 
 
@@ -107,6 +105,4 @@ def promote_all(session: Session, intents: Sequence[Promote], now: datetime) -> 
             continue
         d = created[intent.origin_key]
         deployment_event(session, d, "deployment.created", now, d.summary)
-        if intent.decision is not None:
-            record_decision(session, intent.decision, now, only_if_changed=False)
     return applied

@@ -77,7 +77,11 @@ class Orchestrator:
         if handler is not None and len(group) > 1:
             try:
                 with session.begin_nested():
-                    return handler(session, group, now)
+                    applied = handler(session, group, now)
+                    for intent, ok in zip(group, applied, strict=True):
+                        if ok and intent.decision is not None:
+                            record_decision(session, intent.decision, now, only_if_changed=False)
+                    return applied
             except Exception:
                 log.debug("bulk %s failed; applying one at a time", type(group[0]).__name__, exc_info=True)
         return [self._apply_one(session, intent, now) for intent in group]
@@ -146,27 +150,7 @@ class Orchestrator:
         return True
 
     def _start(self, session: Session, intent: Start, now: datetime) -> bool:
-        taken = session.scalars(select(Lock).where(Lock.name.in_(intent.locks))).all()
-        if any(lock.deployment_id != intent.deployment_id for lock in taken):
-            return False
-        d = self._transition(session, intent.deployment_id, NOT_STARTED, DeploymentState.DEPLOYING, now)
-        if d is None:
-            return False
-        for name in intent.locks:
-            session.add(Lock(name=name, deployment_id=d.id, acquired_at=now))
-        session.add(
-            Step(
-                deployment_id=d.id,
-                kind=StepKind.DEPLOY.value,
-                name="deploy",
-                state=StepState.QUEUED.value,
-                due_at=now,
-            )
-        )
-        deployment_event(
-            session, d, "deployment.started", now, f"deploying to {d.environment}", {"locks": list(intent.locks)}
-        )
-        return True
+        return bulk.start_all(session, [intent], now)[0]
 
     def _wait(self, session: Session, intent: Wait, now: datetime) -> bool:
         d = self._transition(
@@ -293,20 +277,7 @@ class Orchestrator:
         return True
 
     def _promote(self, session: Session, intent: Promote, now: datetime) -> bool:
-        exists = session.scalars(select(Deployment.id).where(Deployment.origin_key == intent.origin_key)).first()
-        if exists is not None:
-            return False
-        d = create_deployment(
-            session,
-            release_id=intent.release_id,
-            app=intent.app,
-            environment=intent.environment,
-            now=now,
-            actor=SYSTEM,
-            origin_key=intent.origin_key,
-            message=intent.decision.summary if intent.decision else "promoted",
-        )
-        return d is not None
+        return bulk.promote_all(session, [intent], now)[0]
 
 
 _BULK: dict[type[Intent], Callable[[Session, Any, datetime], list[bool]]] = {
