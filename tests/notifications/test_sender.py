@@ -4,6 +4,7 @@ reach their notifiers, threaded per release; a notifier that raises is a failed 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from conveyor.notifiers.base import DeliveryContext, DeliveryResult, Notification, Notifier
 from conveyor.notifiers.fake import FakeNotifier
+from conveyor.notify.outbox import ClaimedDelivery
 from conveyor.notify.routing import install
 from conveyor.notify.sender import Sender
 from conveyor.operations import Operations
@@ -95,6 +97,32 @@ def test_a_worker_exiting_when_idle_first_delivers_what_is_due(tmp_path: Path, d
         Operations(config, db).create_release("api")
         run_until_idle(config, db_url)  # the conductor exactly as `worker --exit-when-idle` builds it
         assert outbox_states(db) == {"delivered": 6}  # release.created, started/succeeded x 2, promotion.waiting
+    finally:
+        db.dispose()
+
+
+def test_rows_being_claimed_count_as_busy_so_a_drain_waits_for_them(tmp_path: Path, db_url: str) -> None:
+    """Between the claim's commit (the rows are leased, so no longer due) and their hand-over to the
+    pool, the sender must already look busy, or a draining stop() sees nothing to wait for and leaves."""
+    config = project(tmp_path, CONFIG, ("web",), {})
+    db = Database(db_url)
+    install(db, config)
+    sender = Sender(config, db, owner="test", poll_interval=0.02, retry=FAST_RETRY)
+    seen_busy: list[bool] = []
+    try:
+        Operations(config, db).create_release("web")
+        claim = sender.queue.claim
+
+        def watched_claim(notifiers: Collection[str], limit: int) -> list[ClaimedDelivery]:
+            claimed = claim(notifiers, limit)
+            seen_busy.append(sender._busy())
+            return claimed
+
+        sender.queue.claim = watched_claim  # type: ignore[method-assign]
+        sender.start()
+        sender.stop(drain=5.0)
+        assert seen_busy and all(seen_busy)
+        assert outbox_states(db) == {"delivered": 1}  # release.created, to the team's chat
     finally:
         db.dispose()
 

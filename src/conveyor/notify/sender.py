@@ -130,11 +130,17 @@ class Sender:
         if time.monotonic() - self._last_sweep >= SWEEP_SECONDS:
             self._last_sweep = time.monotonic()
             self.queue.give_up_stale()
+        # The free slots count as in flight while the claim runs, so a drain in stop() never sees rows
+        # that are already leased to us (no longer due) while nothing looks busy, and leaves too early.
         with self._lock:
             free = self.workers - self._in_flight
-        claimed = self.queue.claim(list(self.notifiers), free)
-        with self._lock:
-            self._in_flight += len(claimed)
+            self._in_flight += free
+        claimed: list[ClaimedDelivery] = []
+        try:
+            claimed = self.queue.claim(list(self.notifiers), free)
+        finally:
+            with self._lock:
+                self._in_flight -= free - len(claimed)
         for delivery in claimed:
             self._pool.submit(self._deliver, delivery)
         return len(claimed)
