@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
 from conveyor.domain.model import DeploymentState, HoldKind
-from conveyor.engine.orchestrator import create_deployment, lift_hold
+from conveyor.engine.orchestrator import create_deployment
 from conveyor.repos import Commit, RepoMirror, mirror_path_for
 from conveyor.store.database import Database
-from conveyor.store.records import record_event
+from conveyor.store.records import lift_hold, record_event
 from conveyor.store.tables import Deployment, Hold, Release
 
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]

@@ -7,6 +7,7 @@ terminal deployment never changes state again.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,13 @@ class StoreContract:
     @pytest.fixture
     def clock(self) -> Clock:
         return Clock()
+
+    @pytest.fixture
+    def set_based(self, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+        """The batch really went the set-based way: no fallback to one intent at a time."""
+        with caplog.at_level(logging.DEBUG, logger="conveyor.engine.orchestrator"):
+            yield
+        assert not [r for r in caplog.get_records("call") if "one at a time" in r.getMessage()]
 
     def _release(self, db: Database, clock: Clock, app: str = "web", sha: str = "a" * 40) -> int:
         with db.write() as s:
@@ -139,7 +147,7 @@ class StoreContract:
         with store.read() as s:
             assert len(list(s.scalars(select(Deployment)))) == 1
 
-    def test_a_batch_of_starts_grants_a_shared_lock_once(self, store: Database, clock: Clock) -> None:
+    def test_a_batch_of_starts_grants_a_shared_lock_once(self, store: Database, clock: Clock, set_based: None) -> None:
         orch = Orchestrator(store, clock)
         rid = self._release(store, clock)
         first, second, third = (self._deployment(store, clock, rid, env=env) for env in ("a", "b", "c"))
@@ -162,7 +170,9 @@ class StoreContract:
             steps = list(s.scalars(select(Step)))
         assert len(kinds) == 2 and sorted(st.deployment_id for st in steps) == [first, third]
 
-    def test_a_batch_of_successes_lifts_the_blocks_they_fix(self, store: Database, clock: Clock) -> None:
+    def test_a_batch_of_successes_lifts_the_blocks_they_fix(
+        self, store: Database, clock: Clock, set_based: None
+    ) -> None:
         orch = Orchestrator(store, clock)
         bad = self._release(store, clock, sha="b" * 40)
         good = self._release(store, clock, sha="c" * 40)
@@ -182,7 +192,7 @@ class StoreContract:
                 "ccccccc is live in staging",
             }
 
-    def test_a_batch_of_promotions_creates_each_once(self, store: Database, clock: Clock) -> None:
+    def test_a_batch_of_promotions_creates_each_once(self, store: Database, clock: Clock, set_based: None) -> None:
         orch = Orchestrator(store, clock)
         rid = self._release(store, clock)
         promotions = [

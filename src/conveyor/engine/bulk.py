@@ -1,6 +1,6 @@
-"""Set-based versions of two intents a busy pass applies by the hundred: Start and Promote.
+"""Set-based versions of the three intents a busy pass applies by the hundred: Start, Succeed, Promote.
 
-They are also the orchestrator's handlers for a single Start or Promote (a group of one), so there is one
+They are also the orchestrator's handlers for a single one of them (a group of one), so there is one
 implementation of each: a handful of statements for the whole group (one compare-and-set UPDATE ...
 RETURNING, batched INSERTs) instead of several statements per intent. The orchestrator records the
 intents' decisions, runs a group inside a savepoint and, if anything goes wrong, undoes it and applies
@@ -9,17 +9,19 @@ the intents one at a time, so each still happens whole or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from conveyor.domain.decisions import Promote, Start
-from conveyor.domain.model import DeploymentState, StepKind, StepState
-from conveyor.store.records import deployment_event
-from conveyor.store.tables import Deployment, Lock, Step
+from conveyor.domain.decisions import Promote, Start, Succeed
+from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
+from conveyor.store.records import deployment_event, lift_hold
+from conveyor.store.tables import Deployment, Hold, LatestSuccess, Lock, Release, Step
 
 SYSTEM = "conveyor"
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
@@ -76,6 +78,88 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
             session, row, "deployment.started", now, f"deploying to {row.environment}", {"locks": list(intent.locks)}
         )
     return [i.deployment_id in started for i in intents]
+
+
+def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> list[bool]:
+    """Mark the deployments live, free their locks, and lift the blocks older releases left behind."""
+    values = {"state": DeploymentState.SUCCEEDED.value, "updated_at": now, "finished_at": now}
+    done = _compare_and_set(session, [i.deployment_id for i in intents], ACTIVE, values)
+    if not done:
+        return [False] * len(intents)
+    session.execute(delete(Lock).where(Lock.deployment_id.in_(list(done))))
+    release_ids = {row.release_id for row in done.values()}
+    labels = {
+        r.id: r.label for r in session.execute(select(Release.id, Release.label).where(Release.id.in_(release_ids)))
+    }
+    summaries = {did: f"{labels.get(r.release_id, r.release_id)} is live in {r.environment}" for did, r in done.items()}
+    session.execute(update(Deployment), [{"id": did, "summary": text} for did, text in summaries.items()])
+    for did, row in done.items():
+        deployment_event(session, row, "deployment.succeeded", now, summaries[did])
+    newest = _newest_per_place(done.values())
+    _record_latest(session, newest, now)
+    _lift_fixed_blocks(session, newest, labels, now)
+    seen: set[int] = set()  # an intent repeated within the group changed nothing the second time
+    applied = []
+    for intent in intents:
+        applied.append(intent.deployment_id in done and intent.deployment_id not in seen)
+        seen.add(intent.deployment_id)
+    return applied
+
+
+def _newest_per_place(rows: Iterable[Any]) -> dict[tuple[str, str], Any]:
+    """The newest release (then the latest deployment of it) per (app, environment) among ``rows``."""
+    newest: dict[tuple[str, str], Any] = {}
+    for r in rows:
+        key = (r.app, r.environment)
+        if key not in newest or (newest[key].release_id, newest[key].id) < (r.release_id, r.id):
+            newest[key] = r
+    return newest
+
+
+def _record_latest(session: Session, newest: dict[tuple[str, str], Any], now: datetime) -> None:
+    """Keep ``latest_successes`` pointing at the newest release that succeeded in each place; an older
+    release succeeding late (deployed explicitly) does not move it back."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(LatestSuccess).values(
+        [
+            {
+                "app": r.app,
+                "environment": r.environment,
+                "release_id": r.release_id,
+                "deployment_id": r.id,
+                "since": now,
+            }
+            for r in newest.values()
+        ]
+    )
+    table = LatestSuccess.__table__.c
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.app, table.environment],
+            set_={"release_id": stmt.excluded.release_id, "deployment_id": stmt.excluded.deployment_id, "since": now},
+            where=tuple_(table.release_id, table.deployment_id)
+            <= tuple_(stmt.excluded.release_id, stmt.excluded.deployment_id),
+        )
+    )
+
+
+def _lift_fixed_blocks(
+    session: Session, fixers: dict[tuple[str, str], Any], labels: dict[int, str], now: datetime
+) -> None:
+    """A release passing an environment lifts the blocks older releases left there (fixed forward)."""
+    holds = session.scalars(
+        select(Hold).where(
+            Hold.kind == HoldKind.BLOCK.value,
+            Hold.lifted_at.is_(None),
+            Hold.app.in_({app for app, _ in fixers}),
+        )
+    ).all()
+    for hold in holds:
+        fixer = fixers.get((hold.app or "", hold.environment or ""))
+        if fixer is None or hold.release_id is None or hold.release_id >= fixer.release_id:
+            continue
+        label = labels.get(fixer.release_id, str(fixer.release_id))
+        lift_hold(session, hold, now, SYSTEM, f"fixed forward: {label} passed {fixer.environment}")
 
 
 def promote_all(session: Session, intents: Sequence[Promote], now: datetime) -> list[bool]:

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
-from conveyor.domain.decisions import Note
+from conveyor.domain.decisions import Note, Start
 from conveyor.domain.model import DeploymentState, StepState
 from conveyor.domain.planner import plan_next
 from conveyor.engine.executor import Executor, StepLog
@@ -104,12 +104,15 @@ class Conductor:
 
     # -- one tick ---------------------------------------------------------------------------------
 
-    def plan(self) -> bool:
+    def plan(self, *, claim: bool = False) -> bool:
         """Plan and apply until nothing changes; True if any state changed.
 
         Every change of state writes an Event, so when no Event was appended (by any process) since the
         last pass that changed nothing, the plan would be the same: the pass is skipped, except once every
         ``REPLAN_SECONDS`` for what time alone changes (a hold's ``until`` passing).
+
+        With ``claim``, a pass that started deployments is followed at once by claiming their steps, so
+        they begin while the successes that came in meanwhile are still being planned.
         """
         changed = False
         for _ in range(MAX_PLAN_ROUNDS):
@@ -122,12 +125,14 @@ class Conductor:
                     return changed
                 plan = plan_next(load_snapshot(self.db, self.config, self.policies), self.clock())
                 applied = self.orchestrator.apply_all(plan.intents)
-            progressed = any(ok for ok, i in zip(applied, plan.intents, strict=True) if not isinstance(i, Note))
-            if not progressed:
+            done = [i for ok, i in zip(applied, plan.intents, strict=True) if ok and not isinstance(i, Note)]
+            if not done:
                 self._settled_marker = marker
                 self._replan_at = time.monotonic() + REPLAN_SECONDS
                 break
             changed = True
+            if claim and any(isinstance(i, Start) for i in done):
+                self._claim()
         return changed
 
     def _change_marker(self) -> int:
@@ -136,8 +141,8 @@ class Conductor:
 
     def tick(self) -> bool:
         reaped = self._reap_if_due()
-        changed = self.plan()
-        claimed = 0 if self._stop_claiming.is_set() else self._claim()
+        changed = self.plan(claim=True)
+        claimed = self._claim()
         return bool(reaped or changed or claimed)
 
     def _reap_if_due(self) -> int:
@@ -149,6 +154,8 @@ class Conductor:
         return self.leases.reap()
 
     def _claim(self) -> int:
+        if self._stop_claiming.is_set():
+            return 0
         with self._running_lock:
             free = self.concurrency - len(self._running)
         steps = self.leases.claim(free)

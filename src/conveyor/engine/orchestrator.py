@@ -32,8 +32,8 @@ from conveyor.domain.decisions import (
 from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
 from conveyor.engine import bulk
 from conveyor.store.database import Database
-from conveyor.store.records import deployment_event, record_decision, record_event
-from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
+from conveyor.store.records import deployment_event, lift_hold, record_decision, record_event
+from conveyor.store.tables import Deployment, Hold, Lock, Step
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,10 @@ class Orchestrator:
                         if ok and intent.decision is not None:
                             record_decision(session, intent.decision, now, only_if_changed=False)
                     return applied
+            except IntegrityError:
+                log.debug("bulk %s lost a race; applying one at a time", type(group[0]).__name__, exc_info=True)
             except Exception:
-                log.debug("bulk %s failed; applying one at a time", type(group[0]).__name__, exc_info=True)
+                log.warning("bulk %s failed; applying one at a time", type(group[0]).__name__, exc_info=True)
         return [self._apply_one(session, intent, now) for intent in group]
 
     def _apply_one(self, session: Session, intent: Intent, now: datetime) -> bool:
@@ -191,25 +193,7 @@ class Orchestrator:
         return True
 
     def _succeed(self, session: Session, intent: Succeed, now: datetime) -> bool:
-        d = self._transition(session, intent.deployment_id, ACTIVE, DeploymentState.SUCCEEDED, now)
-        if d is None:
-            return False
-        release = session.get(Release, d.release_id)
-        label = release.label if release else str(d.release_id)
-        d.summary = f"{label} is live in {d.environment}"
-        deployment_event(session, d, "deployment.succeeded", now, d.summary)
-        blocks = session.scalars(
-            select(Hold).where(
-                Hold.kind == HoldKind.BLOCK.value,
-                Hold.app == d.app,
-                Hold.environment == d.environment,
-                Hold.lifted_at.is_(None),
-                Hold.release_id < d.release_id,
-            )
-        ).all()
-        for hold in blocks:
-            lift_hold(session, hold, now, SYSTEM, f"fixed forward: {label} passed {d.environment}")
-        return True
+        return bulk.succeed_all(session, [intent], now)[0]
 
     def _fail(self, session: Session, intent: Fail, now: datetime) -> bool:
         d = self._transition(session, intent.deployment_id, ACTIVE, DeploymentState.FAILED, now)
@@ -282,6 +266,7 @@ class Orchestrator:
 
 _BULK: dict[type[Intent], Callable[[Session, Any, datetime], list[bool]]] = {
     Start: bulk.start_all,
+    Succeed: bulk.succeed_all,
     Promote: bulk.promote_all,
 }
 
@@ -347,20 +332,3 @@ def create_deployment(
         deployment_id=d.id,
     )
     return d
-
-
-def lift_hold(session: Session, hold: Hold, now: datetime, actor: str, reason: str) -> None:
-    hold.lifted_at = now
-    hold.lifted_by = actor
-    hold.lift_reason = reason
-    record_event(
-        session,
-        "hold.lifted",
-        at=now,
-        actor=actor,
-        message=reason,
-        app=hold.app,
-        environment=hold.environment,
-        release_id=hold.release_id,
-        payload={"hold_id": hold.id, "kind": hold.kind},
-    )

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Decision as DecisionRecord
-from conveyor.store.tables import Decision, Event, Outbox
+from conveyor.store.tables import Decision, Event, Hold, Outbox
 
 ROUTER_INFO_KEY = "notification_router"  # where Database.write() puts its router in Session.info
 
@@ -138,4 +138,22 @@ def _add_decision(session: Session, decision: DecisionRecord, at: datetime) -> N
             fingerprint=decision.fingerprint,
             at=at,
         )
+    )
+
+
+def lift_hold(session: Session, hold: Hold, now: datetime, actor: str, reason: str) -> None:
+    """Lift ``hold`` and record who did and why, in the caller's transaction."""
+    hold.lifted_at = now
+    hold.lifted_by = actor
+    hold.lift_reason = reason
+    record_event(
+        session,
+        "hold.lifted",
+        at=now,
+        actor=actor,
+        message=reason,
+        app=hold.app,
+        environment=hold.environment,
+        release_id=hold.release_id,
+        payload={"hold_id": hold.id, "kind": hold.kind},
     )

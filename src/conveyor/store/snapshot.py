@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from conveyor.config.resolved import Config
@@ -19,7 +19,7 @@ from conveyor.domain.snapshot import (
     Succeeded,
 )
 from conveyor.store.database import Database
-from conveyor.store.tables import Decision, Deployment, Hold, Lock, Release, Step
+from conveyor.store.tables import Decision, Deployment, Hold, LatestSuccess, Lock, Release, Step
 
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
 
@@ -43,15 +43,40 @@ def load_snapshot(db: Database, config: Config, policies: dict[str, AppPolicy] |
 
 
 def build_snapshot(session: Session, config: Config, policies: dict[str, AppPolicy]) -> Snapshot:
+    """Only what is open or current, never the whole history: every query here is bounded by the number
+    of open deployments, places (app x environment), live holds and locks, however long conveyor has run."""
     rows = session.execute(
-        select(Deployment, Release.label)
+        select(
+            Deployment.id,
+            Deployment.app,
+            Deployment.environment,
+            Deployment.release_id,
+            Release.label,
+            Deployment.state,
+            Deployment.queued_at,
+            Deployment.origin_key,
+        )
         .join(Release, Release.id == Deployment.release_id)
         .where(Deployment.state.in_(OPEN_STATES))
     ).all()
-    active_ids = [d.id for d, _ in rows if DeploymentState(d.state).active]
+    active_ids = [r.id for r in rows if DeploymentState(r.state).active]
     steps: dict[int, list[StepView]] = defaultdict(list)
     if active_ids:
-        for s in session.scalars(select(Step).where(Step.deployment_id.in_(active_ids)).order_by(Step.id)):
+        found = session.execute(
+            select(
+                Step.id,
+                Step.deployment_id,
+                Step.kind,
+                Step.name,
+                Step.state,
+                Step.outcome,
+                Step.measurements,
+                Step.result,
+            )
+            .where(Step.deployment_id.in_(active_ids))
+            .order_by(Step.id)
+        )
+        for s in found:
             steps[s.deployment_id].append(
                 StepView(
                     s.id,
@@ -64,63 +89,52 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
             )
     open_deployments = tuple(
         DeploymentView(
-            d.id,
-            d.app,
-            d.environment,
-            d.release_id,
-            label,
-            DeploymentState(d.state),
-            d.queued_at,
-            tuple(steps.get(d.id, ())),
-            explicit=d.origin_key is None,
+            r.id,
+            r.app,
+            r.environment,
+            r.release_id,
+            r.label,
+            DeploymentState(r.state),
+            r.queued_at,
+            tuple(steps.get(r.id, ())),
+            explicit=r.origin_key is None,
         )
-        for d, label in rows
+        for r in rows
     )
+    latest = _latest_succeeded(session)
     return Snapshot(
         environments=config.environments,
         apps=policies,
         open_deployments=open_deployments,
-        latest_succeeded=_latest_succeeded(session),
-        deployed_releases=_deployed_releases(session),
+        latest_succeeded=latest,
+        deployed_releases=_deployed_releases(session, {s.release_id for s in latest.values()}),
         holds=_holds(session),
-        locks={lock.name: lock.deployment_id for lock in session.scalars(select(Lock))},
-        decision_fingerprints=_fingerprints(session),
+        locks={r.name: r.deployment_id for r in session.execute(select(Lock.name, Lock.deployment_id))},
+        decision_fingerprints=_fingerprints(session, [r.id for r in rows]),
     )
 
 
 def _latest_succeeded(session: Session) -> dict[tuple[str, str], Succeeded]:
-    newest = (
-        select(Deployment.app, Deployment.environment, func.max(Deployment.release_id).label("rid"))
-        .where(Deployment.state == DeploymentState.SUCCEEDED.value)
-        .group_by(Deployment.app, Deployment.environment)
-        .subquery()
-    )
     rows = session.execute(
-        select(Deployment.app, Deployment.environment, func.max(Deployment.id), Release.id, Release.label)
-        .join(
-            newest,
-            (newest.c.app == Deployment.app)
-            & (newest.c.environment == Deployment.environment)
-            & (newest.c.rid == Deployment.release_id),
-        )
-        .join(Release, Release.id == Deployment.release_id)
-        .where(Deployment.state == DeploymentState.SUCCEEDED.value)
-        .group_by(Deployment.app, Deployment.environment, Release.id, Release.label)
+        select(
+            LatestSuccess.app,
+            LatestSuccess.environment,
+            LatestSuccess.deployment_id,
+            LatestSuccess.release_id,
+            Release.label,
+        ).join(Release, Release.id == LatestSuccess.release_id)
     ).all()
-    return {(app, env): Succeeded(did, rid, label) for app, env, did, rid, label in rows}
+    return {(r.app, r.environment): Succeeded(r.deployment_id, r.release_id, r.label) for r in rows}
 
 
-def _deployed_releases(session: Session) -> frozenset[tuple[int, str]]:
-    """(release, environment) pairs with any deployment, limited to each app's newest successes."""
-    succeeded = (
-        select(func.max(Deployment.release_id))
-        .where(Deployment.state == DeploymentState.SUCCEEDED.value)
-        .group_by(Deployment.app, Deployment.environment)
-    )
+def _deployed_releases(session: Session, release_ids: set[int]) -> frozenset[tuple[int, str]]:
+    """(release, environment) pairs with any deployment, limited to the releases current somewhere."""
+    if not release_ids:
+        return frozenset()
     rows = session.execute(
-        select(Deployment.release_id, Deployment.environment).where(Deployment.release_id.in_(succeeded)).distinct()
+        select(Deployment.release_id, Deployment.environment).where(Deployment.release_id.in_(release_ids)).distinct()
     ).all()
-    return frozenset((rid, env) for rid, env in rows)
+    return frozenset((r.release_id, r.environment) for r in rows)
 
 
 def _holds(session: Session) -> tuple[HoldView, ...]:
@@ -147,6 +161,11 @@ def _holds(session: Session) -> tuple[HoldView, ...]:
     )
 
 
-def _fingerprints(session: Session) -> frozenset[str]:
-    latest = select(func.max(Decision.id)).group_by(Decision.app, Decision.environment, Decision.deployment_id)
+def _fingerprints(session: Session, open_ids: list[int]) -> frozenset[str]:
+    """The latest decision's fingerprint per (app, environment, deployment), for the open deployments and
+    for decisions about no deployment (a manual tier waiting for promotion): the only ones a pass compares."""
+    about = or_(Decision.deployment_id.is_(None), Decision.deployment_id.in_(open_ids))
+    latest = (
+        select(func.max(Decision.id)).where(about).group_by(Decision.app, Decision.environment, Decision.deployment_id)
+    )
     return frozenset(session.scalars(select(Decision.fingerprint).where(Decision.id.in_(latest))))

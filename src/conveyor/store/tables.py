@@ -155,9 +155,25 @@ class Lock(Base):
     acquired_at: Mapped[datetime]
 
 
+class LatestSuccess(Base):
+    """The newest release that succeeded in each (app, environment), kept by the orchestrator as it marks
+    deployments succeeded, so a planner pass reads one row per place instead of the whole history."""
+
+    __tablename__ = "latest_successes"
+
+    app: Mapped[str] = mapped_column(String(100), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(100), primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
+    since: Mapped[datetime]
+
+
 class Decision(Base):
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_app_env_id", "app", "environment", "id"),)
+    __table_args__ = (
+        Index("ix_decisions_app_env_id", "app", "environment", "id"),
+        Index("ix_decisions_deployment_id", "deployment_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     app: Mapped[str] = mapped_column(String(100))

@@ -1,0 +1,61 @@
+"""latest successes: the newest success per (app, environment); decisions indexed by deployment
+
+A planner pass used to find the newest success of every (app, environment) and the latest decision of
+every deployment by grouping the whole history, which grows with every deploy. This revision keeps the
+former in its own table, filled here from the history, and indexes decisions by deployment.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "latest_successes",
+        sa.Column("app", sa.String(length=100), nullable=False),
+        sa.Column("environment", sa.String(length=100), nullable=False),
+        sa.Column("release_id", sa.Integer(), nullable=False),
+        sa.Column("deployment_id", sa.Integer(), nullable=False),
+        sa.Column("since", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["deployment_id"], ["deployments.id"], name=op.f("fk_latest_successes_deployment_id_deployments")
+        ),
+        sa.ForeignKeyConstraint(["release_id"], ["releases.id"], name=op.f("fk_latest_successes_release_id_releases")),
+        sa.PrimaryKeyConstraint("app", "environment", name=op.f("pk_latest_successes")),
+    )
+    with op.batch_alter_table("decisions", schema=None) as batch_op:
+        batch_op.create_index("ix_decisions_deployment_id", ["deployment_id", "id"], unique=False)
+    # From the history: per (app, environment), the newest succeeded release and its latest deployment.
+    op.execute(
+        """
+        INSERT INTO latest_successes (app, environment, release_id, deployment_id, since)
+        SELECT d.app, d.environment, d.release_id, d.id, COALESCE(d.finished_at, d.updated_at)
+        FROM deployments d
+        WHERE d.state = 'succeeded'
+          AND d.id = (
+            SELECT MAX(o.id) FROM deployments o
+            WHERE o.app = d.app AND o.environment = d.environment AND o.state = 'succeeded'
+              AND o.release_id = (
+                SELECT MAX(n.release_id) FROM deployments n
+                WHERE n.app = d.app AND n.environment = d.environment AND n.state = 'succeeded'
+              )
+          )
+        """
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("decisions", schema=None) as batch_op:
+        batch_op.drop_index("ix_decisions_deployment_id")
+    op.drop_table("latest_successes")
