@@ -102,9 +102,11 @@ def test_the_database_variable_is_in_the_cli_reference() -> None:
 
 # -- docs/concepts.md: event kinds ------------------------------------------------------------------------
 
-# record_event(session, "kind", ...) and deployment_event(session, d, "kind", ...)
+# record_event(session, "kind", ...), record_events(session, "kind", ...), deployment_events(session, "kind",
+# ...) and deployment_event(session, d, "kind", ...)
 EVENT_CALL = re.compile(
-    r"\b(?:record_event\(\s*session\s*,|deployment_event\(\s*session\s*,\s*\w+\s*,)\s*(?P<kind>[^,)]+)"
+    r"\b(?:(?:record_events?|deployment_events)\(\s*session\s*,|deployment_event\(\s*session\s*,\s*\w+\s*,)"
+    r"\s*(?P<kind>[^,)]+)"
 )
 
 

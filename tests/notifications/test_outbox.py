@@ -59,9 +59,7 @@ def add_release(db: Database, app: str = "web") -> int:
 
 def add_event(db: Database, kind: str, release_id: int | None, at: datetime = T0, app: str | None = "web") -> int:
     with db.write() as session:
-        event = record_event(session, kind, at=at, actor="test", app=app, release_id=release_id, message=kind)
-        session.flush()
-        return event.id
+        return record_event(session, kind, at=at, actor="test", app=app, release_id=release_id, message=kind)
 
 
 def count(db: Database, table: Any) -> int:

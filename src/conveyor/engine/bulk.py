@@ -13,14 +13,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Promote, Start, Succeed
 from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
-from conveyor.store.records import deployment_event, lift_hold
+from conveyor.store.records import deployment_events, lift_hold
 from conveyor.store.tables import Deployment, Hold, LatestSuccess, Lock, Release, Step
 
 SYSTEM = "conveyor"
@@ -60,22 +60,27 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
         "started_at": func.coalesce(Deployment.started_at, now),
     }
     started = _compare_and_set(session, [i.deployment_id for i in chosen], NOT_STARTED, values)
-    for intent in chosen:
-        row = started.get(intent.deployment_id)
-        if row is None:
-            continue
-        session.add_all(Lock(name=name, deployment_id=row.id, acquired_at=now) for name in intent.locks)
-        session.add(
-            Step(
-                deployment_id=row.id,
-                kind=StepKind.DEPLOY.value,
-                name="deploy",
-                state=StepState.QUEUED.value,
-                due_at=now,
-            )
-        )
-        deployment_event(
-            session, row, "deployment.started", now, f"deploying to {row.environment}", {"locks": list(intent.locks)}
+    went = [(intent, started[intent.deployment_id]) for intent in chosen if intent.deployment_id in started]
+    if went:
+        locks = [{"name": n, "deployment_id": row.id, "acquired_at": now} for intent, row in went for n in intent.locks]
+        if locks:
+            session.execute(insert(Lock), locks)
+        steps = [
+            {
+                "deployment_id": row.id,
+                "kind": StepKind.DEPLOY.value,
+                "name": "deploy",
+                "state": StepState.QUEUED.value,
+                "due_at": now,
+            }
+            for _, row in went
+        ]
+        session.execute(insert(Step), steps)
+        deployment_events(
+            session,
+            "deployment.started",
+            now,
+            [(row, f"deploying to {row.environment}", {"locks": list(intent.locks)}) for intent, row in went],
         )
     return [i.deployment_id in started for i in intents]
 
@@ -93,8 +98,7 @@ def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> 
     }
     summaries = {did: f"{labels.get(r.release_id, r.release_id)} is live in {r.environment}" for did, r in done.items()}
     session.execute(update(Deployment), [{"id": did, "summary": text} for did, text in summaries.items()])
-    for did, row in done.items():
-        deployment_event(session, row, "deployment.succeeded", now, summaries[did])
+    deployment_events(session, "deployment.succeeded", now, [(row, summaries[did], None) for did, row in done.items()])
     newest = _newest_per_place(done.values())
     _record_latest(session, newest, now)
     _lift_fixed_blocks(session, newest, labels, now)
@@ -119,28 +123,20 @@ def _newest_per_place(rows: Iterable[Any]) -> dict[tuple[str, str], Any]:
 def _record_latest(session: Session, newest: dict[tuple[str, str], Any], now: datetime) -> None:
     """Keep ``latest_successes`` pointing at the newest release that succeeded in each place; an older
     release succeeding late (deployed explicitly) does not move it back."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(LatestSuccess).values(
-        [
-            {
-                "app": r.app,
-                "environment": r.environment,
-                "release_id": r.release_id,
-                "deployment_id": r.id,
-                "since": now,
-            }
-            for r in newest.values()
-        ]
-    )
+    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = dialect_insert(LatestSuccess)
     table = LatestSuccess.__table__.c
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[table.app, table.environment],
-            set_={"release_id": stmt.excluded.release_id, "deployment_id": stmt.excluded.deployment_id, "since": now},
-            where=tuple_(table.release_id, table.deployment_id)
-            <= tuple_(stmt.excluded.release_id, stmt.excluded.deployment_id),
-        )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[table.app, table.environment],
+        set_={"release_id": stmt.excluded.release_id, "deployment_id": stmt.excluded.deployment_id, "since": now},
+        where=tuple_(table.release_id, table.deployment_id)
+        <= tuple_(stmt.excluded.release_id, stmt.excluded.deployment_id),
     )
+    rows = [
+        {"app": r.app, "environment": r.environment, "release_id": r.release_id, "deployment_id": r.id, "since": now}
+        for r in newest.values()
+    ]
+    session.execute(upsert, rows)  # one statement, compiled once and cached, for the whole group
 
 
 def _lift_fixed_blocks(
@@ -165,28 +161,27 @@ def _lift_fixed_blocks(
 def promote_all(session: Session, intents: Sequence[Promote], now: datetime) -> list[bool]:
     keys = [i.origin_key for i in intents]
     existing = set(session.scalars(select(Deployment.origin_key).where(Deployment.origin_key.in_(keys))))
-    created: dict[str, Deployment] = {}
+    created: dict[str, dict[str, Any]] = {}
     applied: list[bool] = []
     for intent in intents:
         applied.append(intent.origin_key not in existing and intent.origin_key not in created)
         if not applied[-1]:
             continue  # already promoted, or twice in this group: once is enough
-        created[intent.origin_key] = Deployment(
-            release_id=intent.release_id,
-            app=intent.app,
-            environment=intent.environment,
-            state=DeploymentState.PENDING.value,
-            origin_key=intent.origin_key,
-            queued_at=now,
-            updated_at=now,
-            created_by=SYSTEM,
-            summary=intent.decision.summary if intent.decision else "promoted",
-        )
-    session.add_all(created.values())
-    session.flush()  # one batched INSERT; the ids are needed by the events
-    for intent, ok in zip(intents, applied, strict=True):
-        if not ok:
-            continue
-        d = created[intent.origin_key]
-        deployment_event(session, d, "deployment.created", now, d.summary)
+        created[intent.origin_key] = {
+            "release_id": intent.release_id,
+            "app": intent.app,
+            "environment": intent.environment,
+            "state": DeploymentState.PENDING.value,
+            "origin_key": intent.origin_key,
+            "queued_at": now,
+            "updated_at": now,
+            "created_by": SYSTEM,
+            "summary": intent.decision.summary if intent.decision else "promoted",
+            "evidence": {},
+        }
+    if created:
+        returning = (Deployment.id, Deployment.app, Deployment.environment, Deployment.release_id, Deployment.summary)
+        found = session.execute(insert(Deployment).returning(*returning), list(created.values())).all()
+        rows = sorted(found, key=lambda row: int(row.id))  # asked unordered, so batched on SQLite too
+        deployment_events(session, "deployment.created", now, [(row, row.summary, None) for row in rows])
     return applied

@@ -92,8 +92,8 @@ class Conductor:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="step")
         self._running: dict[int, RunningStep] = {}
         self._running_lock = threading.Lock()
-        self._results: queue.SimpleQueue[tuple[RunningStep, StepResult]] = queue.SimpleQueue()
-        self._writer_stop = threading.Event()
+        # step results for the writer thread; None tells it to finish what is queued and stop
+        self._results: queue.SimpleQueue[tuple[RunningStep, StepResult] | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_results, name="results", daemon=True)
         self._wake = threading.Event()
         self._stop_claiming = threading.Event()
@@ -177,14 +177,19 @@ class Conductor:
     def _write_results(self) -> None:
         """The one thread that records step results, in batches: whatever finished meanwhile goes into
         one transaction. The step stays "running" here (and heartbeated) until its result is stored."""
-        while not (self._writer_stop.is_set() and self._results.empty()):
-            try:
-                batch = [self._results.get(timeout=0.1)]
-            except queue.Empty:
-                continue
+        stopping = False
+        while not stopping:
+            item = self._results.get()
+            batch = [] if item is None else [item]
+            stopping = item is None
             while not self._results.empty() and len(batch) < RESULT_BATCH:
-                batch.append(self._results.get_nowait())
-            self._record(batch)
+                item = self._results.get_nowait()
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+            if batch:
+                self._record(batch)
 
     def _record(self, batch: list[tuple[RunningStep, StepResult]]) -> None:
         items = [(r.claimed, result, r.log.drain()) for r, result in batch]
@@ -309,6 +314,6 @@ class Conductor:
             for r in left:
                 r.ctx.cancelled.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._writer_stop.set()
+        self._results.put(None)  # after the pool's shutdown, so every result is queued before it
         if self._writer.is_alive():
             self._writer.join(timeout=30)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.model import StepKind, StepState
 from conveyor.store.database import Database
-from conveyor.store.records import record_event
+from conveyor.store.records import About, record_event, record_events
 from conveyor.store.tables import Deployment, Release, Step, StepAttempt
 
 MAX_ATTEMPTS = 5
@@ -92,19 +92,6 @@ class Leases:
                 step.lease_owner = self.owner
                 step.lease_expires_at = now + self.lease
                 step.started_at = step.started_at or now
-                session.add(StepAttempt(step_id=step.id, attempt=step.attempt, owner=self.owner, started_at=now))
-                record_event(
-                    session,
-                    "step.started",
-                    at=now,
-                    actor=self.owner,
-                    app=d.app,
-                    environment=d.environment,
-                    release_id=d.release_id,
-                    deployment_id=d.id,
-                    message=f"{step.kind} {step.name}",
-                    payload={"step_id": step.id, "attempt": step.attempt},
-                )
                 claimed.append(
                     ClaimedStep(
                         step.id,
@@ -119,6 +106,25 @@ class Leases:
                         release.label,
                     )
                 )
+            if claimed:
+                session.flush()  # the steps' new attempt numbers, before their attempt rows
+                attempts = [
+                    {"step_id": c.step_id, "attempt": c.attempt, "owner": self.owner, "started_at": now}
+                    for c in claimed
+                ]
+                session.execute(insert(StepAttempt), attempts)
+                about = [
+                    About(
+                        f"{c.kind} {c.name}",
+                        c.app,
+                        c.environment,
+                        c.release_id,
+                        c.deployment_id,
+                        {"step_id": c.step_id, "attempt": c.attempt},
+                    )
+                    for c in claimed
+                ]
+                record_events(session, "step.started", at=now, actor=self.owner, about=about)
         return claimed
 
     def _give_up(self, session: Session, step: Step, d: Deployment, now: datetime) -> None:
@@ -220,19 +226,18 @@ class Leases:
             .values(finished_at=bindparam("at"), outcome=bindparam("out")),
             [{"sid": c.step_id, "n": c.attempt, "at": now, "out": state(r)} for c, r, _ in done],
         )
-        for c, r, _ in done:
-            record_event(
-                session,
-                "step.finished",
-                at=now,
-                actor=self.owner,
-                app=c.app,
-                environment=c.environment,
-                release_id=c.release_id,
-                deployment_id=c.deployment_id,
-                message=f"{c.kind} {c.name}: {r.outcome}",
-                payload={"step_id": c.step_id, "attempt": c.attempt, "ok": r.ok},
+        about = [
+            About(
+                f"{c.kind} {c.name}: {r.outcome}",
+                c.app,
+                c.environment,
+                c.release_id,
+                c.deployment_id,
+                {"step_id": c.step_id, "attempt": c.attempt, "ok": r.ok},
             )
+            for c, r, _ in done
+        ]
+        record_events(session, "step.finished", at=now, actor=self.owner, about=about)
 
     def _close_attempt(self, session: Session, step_id: int, attempt: int, outcome: str, now: datetime) -> None:
         session.execute(

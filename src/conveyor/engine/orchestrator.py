@@ -32,7 +32,7 @@ from conveyor.domain.decisions import (
 from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
 from conveyor.engine import bulk
 from conveyor.store.database import Database
-from conveyor.store.records import deployment_event, lift_hold, record_decision, record_event
+from conveyor.store.records import deployment_event, lift_hold, record_decision, record_decisions, record_event
 from conveyor.store.tables import Deployment, Hold, Lock, Step
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,8 @@ class Orchestrator:
             try:
                 with session.begin_nested():
                     applied = handler(session, group, now)
-                    for intent, ok in zip(group, applied, strict=True):
-                        if ok and intent.decision is not None:
-                            record_decision(session, intent.decision, now, only_if_changed=False)
+                    news = [i.decision for i, ok in zip(group, applied, strict=True) if ok and i.decision is not None]
+                    record_decisions(session, news, now)
                     return applied
             except IntegrityError:
                 log.debug("bulk %s lost a race; applying one at a time", type(group[0]).__name__, exc_info=True)

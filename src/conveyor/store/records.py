@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Decision as DecisionRecord
@@ -29,6 +30,65 @@ class NotificationRouter(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class About:
+    """What one Event is about, for :func:`record_events`."""
+
+    message: str = ""
+    app: str | None = None
+    environment: str | None = None
+    release_id: int | None = None
+    deployment_id: int | None = None
+    payload: dict[str, Any] | None = None
+
+
+def record_events(session: Session, kind: str, *, at: datetime, actor: str, about: Sequence[About]) -> list[int]:
+    """Append one Event of ``kind`` per item of ``about`` and their notifications; returns the Event ids
+    in ascending order (which need not be the order of ``about``).
+
+    One INSERT for the events and one for their outbox rows, however many there are: a pass that starts
+    or finishes a hundred deployments writes a hundred events of each kind. The rows come back unordered
+    (asking SQLite for them in order would make it insert them one by one), which is enough: an outbox
+    row depends only on its event's app and release, and they are added in event id order, the order
+    one release's notifications are delivered in."""
+    if not about:
+        return []
+    rows = [
+        {
+            "kind": kind,
+            "app": a.app,
+            "environment": a.environment,
+            "release_id": a.release_id,
+            "deployment_id": a.deployment_id,
+            "actor": actor,
+            "at": at,
+            "message": a.message,
+            "payload": a.payload or {},
+        }
+        for a in about
+    ]
+    returning = insert(Event).returning(Event.id, Event.app, Event.release_id)
+    events = sorted(session.execute(returning, rows).all(), key=lambda e: int(e.id))
+    router: NotificationRouter | None = session.info.get(ROUTER_INFO_KEY)
+    if router is not None:
+        outbox = [
+            {
+                "event_id": event.id,
+                "notifier": notifier,
+                "release_id": event.release_id,
+                "delivery_id": str(uuid.uuid4()),
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": at,
+            }
+            for event in events
+            for notifier in router.notifiers_for(kind, event.app)
+        ]
+        if outbox:
+            session.execute(insert(Outbox), outbox)
+    return [int(e.id) for e in events]
+
+
 def record_event(
     session: Session,
     kind: str,
@@ -41,52 +101,26 @@ def record_event(
     release_id: int | None = None,
     deployment_id: int | None = None,
     payload: dict[str, Any] | None = None,
-) -> Event:
-    event = Event(
-        kind=kind,
-        app=app,
-        environment=environment,
-        release_id=release_id,
-        deployment_id=deployment_id,
-        actor=actor,
-        at=at,
-        message=message,
-        payload=payload or {},
-    )
-    session.add(event)
-    router: NotificationRouter | None = session.info.get(ROUTER_INFO_KEY)
-    if router is not None:
-        for notifier in router.notifiers_for(kind, app):
-            session.add(
-                Outbox(
-                    event=event,
-                    notifier=notifier,
-                    release_id=release_id,
-                    delivery_id=str(uuid.uuid4()),
-                    state="pending",
-                    attempts=0,
-                    next_attempt_at=at,
-                )
-            )
-    return event
+) -> int:
+    """Append one Event and its notifications; returns its id."""
+    about = About(message, app, environment, release_id, deployment_id, payload)
+    return record_events(session, kind, at=at, actor=actor, about=[about])[0]
+
+
+def deployment_events(
+    session: Session, kind: str, now: datetime, items: Sequence[tuple[Any, str, dict[str, Any] | None]]
+) -> list[int]:
+    """Events by conveyor itself about deployments: ``items`` are (deployment or a row with the same
+    fields, message, payload)."""
+    about = [About(message, d.app, d.environment, d.release_id, d.id, payload) for d, message, payload in items]
+    return record_events(session, kind, at=now, actor="conveyor", about=about)
 
 
 def deployment_event(
     session: Session, d: Any, kind: str, now: datetime, message: str, payload: dict[str, Any] | None = None
-) -> Event:
+) -> int:
     """An Event by conveyor itself about deployment ``d`` (a Deployment or a row with the same fields)."""
-    return record_event(
-        session,
-        kind,
-        at=now,
-        actor="conveyor",
-        message=message,
-        app=d.app,
-        environment=d.environment,
-        release_id=d.release_id,
-        deployment_id=d.id,
-        payload=payload,
-    )
+    return deployment_events(session, kind, now, [(d, message, payload)])[0]
 
 
 def latest_decision(session: Session, app: str, environment: str) -> Decision | None:
@@ -124,20 +158,31 @@ def record_decision(session: Session, decision: DecisionRecord, at: datetime, *,
 
 
 def _add_decision(session: Session, decision: DecisionRecord, at: datetime) -> None:
-    session.add(
-        Decision(
-            app=decision.app,
-            environment=decision.environment,
-            deployment_id=decision.deployment_id,
-            release_id=decision.release_id,
-            verdict=decision.verdict.value,
-            rule=decision.rule,
-            summary=decision.summary,
-            reasons=list(decision.reasons),
-            evidence=decision.evidence,
-            fingerprint=decision.fingerprint,
-            at=at,
-        )
+    record_decisions(session, [decision], at)
+
+
+def record_decisions(session: Session, decisions: Sequence[DecisionRecord], at: datetime) -> None:
+    """Store decisions that came with a change of state (so are news), with one INSERT."""
+    if not decisions:
+        return
+    session.execute(
+        insert(Decision),
+        [
+            {
+                "app": d.app,
+                "environment": d.environment,
+                "deployment_id": d.deployment_id,
+                "release_id": d.release_id,
+                "verdict": d.verdict.value,
+                "rule": d.rule,
+                "summary": d.summary,
+                "reasons": list(d.reasons),
+                "evidence": d.evidence,
+                "fingerprint": d.fingerprint,
+                "at": at,
+            }
+            for d in decisions
+        ],
     )
 
 
