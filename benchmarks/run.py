@@ -8,6 +8,10 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
   bound, where the bound is max(3 s, the busiest lock's serial work plus the environments after it:
   5 x 1 s + 2 x 1 s = 7 s).
 - ``overhead_ms_per_step_sqlite`` / ``_postgres``: no-op fake deploys, 300 steps, engine wall time per step.
+- ``planner_pass_ms`` / ``planner_pass_ms_100k_history``: one planner pass (read the snapshot, plan) for
+  100 apps with a new release each, on SQLite, behind 300 finished deployments (each app live once in
+  each of 3 environments) and behind 100,000; ``planner_pass_history_ratio`` is the second over the first
+  (about 1: a long history costs a pass nothing).
 - ``webhook_to_start_p99_ms``: from ``POST /api/apps/{app}/releases`` returning to the first deploy
   command starting, p99 over 200 releases, against a real ``conveyor serve`` on SQLite (negative when the
   deploy starts before the response reaches the client); ``webhook_request_to_start_p99_ms`` counts from
@@ -32,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api_latency import p99, release_to_start_ms
 from engine import makespan, scaleout
+from history import planner_pass_ms
 from scratch import postgres_scratch
 
 ADMIN_URL = os.environ.get("CONVEYOR_BENCH_POSTGRES_URL")
@@ -48,6 +53,11 @@ def main() -> int:
     figure("makespan_ratio_independent", lambda: makespan("sqlite", apps=100, groups=0, duration=1.0) / 3.0)
     figure("makespan_ratio_groups", lambda: makespan("sqlite", apps=50, groups=10, duration=1.0) / 7.0)
     figure("overhead_ms_per_step_sqlite", lambda: makespan("sqlite", apps=100, groups=0, duration=0.0) / 300 * 1000)
+    fresh = planner_pass_ms("sqlite", history=300)
+    figure("planner_pass_ms", lambda: fresh)
+    aged = planner_pass_ms("sqlite", history=100_000)
+    figure("planner_pass_ms_100k_history", lambda: aged)
+    figure("planner_pass_history_ratio", lambda: aged / fresh)
     from_return, from_send = release_to_start_ms(200)
     figure("webhook_to_start_p99_ms", lambda: p99(from_return))
     figure("webhook_request_to_start_p99_ms", lambda: p99(from_send))

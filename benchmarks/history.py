@@ -1,0 +1,168 @@
+"""Measuring a planner pass against a long history: a pass must cost the same after a year of deploys
+as on the first day, because it reads only what is open or current."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from engine import write_project
+from sqlalchemy import insert
+
+from conveyor.config import load_config
+from conveyor.domain.planner import plan_next
+from conveyor.engine.orchestrator import create_deployment
+from conveyor.store.database import Database
+from conveyor.store.migrate import upgrade
+from conveyor.store.snapshot import app_policies, load_snapshot
+from conveyor.store.tables import Decision, Deployment, Event, LatestSuccess, Release
+
+ENVIRONMENTS = ("integration", "staging", "production")
+CHUNK = len(ENVIRONMENTS) * 2000  # whole releases per chunk
+
+
+def planner_pass_ms(database: str, *, apps: int = 100, history: int = 0, passes: int = 30) -> float:
+    """Median milliseconds of one planner pass (read the snapshot, plan) with one new release per app
+    and ``history`` finished deployments of older releases (each with its Decision and Event) behind them."""
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
+        config = load_config(write_project(Path(tmp), apps, 0, 0.0, ENVIRONMENTS), {})
+        db = Database(config.database_url if database == "sqlite" else database)
+        upgrade(db)
+        if history:
+            _write_history(db, sorted(config.apps), history)
+        _open_releases(db, sorted(config.apps), first=history // len(ENVIRONMENTS) + 1)
+        policies = app_policies(config)
+        timings = []
+        for _ in range(passes):
+            started = time.perf_counter()
+            plan_next(load_snapshot(db, config, policies), datetime.now(UTC))
+            timings.append((time.perf_counter() - started) * 1000)
+        db.dispose()
+        return statistics.median(timings)
+
+
+def _open_releases(db: Database, apps: list[str], first: int) -> None:
+    """A new release per app, waiting to go to the first environment (as a merge leaves it)."""
+    now = datetime.now(UTC)
+    with db.write() as session:
+        for i, app in enumerate(apps):
+            release = Release(
+                app=app,
+                sha=f"{first + i:040x}",
+                label="new",
+                ref="main",
+                commits=[],
+                created_at=now,
+                created_by="bench",
+            )
+            session.add(release)
+            session.flush()
+            create_deployment(
+                session,
+                release_id=release.id,
+                app=app,
+                environment=ENVIRONMENTS[0],
+                now=now,
+                actor="bench",
+                origin_key=f"release:{release.id}",
+                message="new release",
+            )
+
+
+def _write_history(db: Database, apps: list[str], count: int) -> None:
+    """``count`` succeeded deployments, oldest first: each app's releases in turn, each release through
+    every environment, as a year of deploys leaves them."""
+    start = datetime.now(UTC) - timedelta(days=365)
+    with db.write() as session:
+        newest: dict[tuple[str, str], tuple[int, int]] = {}
+        for offset in range(0, count, CHUNK):
+            numbers = range(offset // len(ENVIRONMENTS), (min(count, offset + CHUNK) - 1) // len(ENVIRONMENTS) + 1)
+            releases = session.execute(
+                insert(Release).returning(Release.id, Release.app),
+                [
+                    {
+                        "app": apps[n % len(apps)],
+                        "sha": f"{n:040x}",
+                        "label": f"h{n}",
+                        "ref": "main",
+                        "commits": [],
+                        "created_at": start,
+                        "created_by": "bench",
+                    }
+                    for n in numbers
+                ],
+            ).all()
+            by_number = dict(zip(numbers, releases, strict=True))
+            rows = []
+            for i in range(offset, min(count, offset + CHUNK)):
+                release = by_number[i // len(ENVIRONMENTS)]
+                at = start + timedelta(minutes=i)
+                rows.append(
+                    {
+                        "release_id": release.id,
+                        "app": release.app,
+                        "environment": ENVIRONMENTS[i % len(ENVIRONMENTS)],
+                        "state": "succeeded",
+                        "origin_key": f"history:{i}",
+                        "queued_at": at,
+                        "started_at": at,
+                        "finished_at": at,
+                        "updated_at": at,
+                        "created_by": "bench",
+                        "summary": "history",
+                    }
+                )
+            done = session.execute(
+                insert(Deployment).returning(
+                    Deployment.id, Deployment.app, Deployment.environment, Deployment.release_id
+                ),
+                rows,
+            ).all()
+            session.execute(
+                insert(Decision),
+                [
+                    {
+                        "app": d.app,
+                        "environment": d.environment,
+                        "deployment_id": d.id,
+                        "release_id": d.release_id,
+                        "verdict": "proceed",
+                        "rule": "StartWhenLocksFree",
+                        "summary": "history",
+                        "reasons": [],
+                        "evidence": {},
+                        "fingerprint": f"{d.id:032x}",
+                        "at": start,
+                    }
+                    for d in done
+                ],
+            )
+            session.execute(
+                insert(Event),
+                [
+                    {
+                        "kind": "deployment.succeeded",
+                        "app": d.app,
+                        "environment": d.environment,
+                        "release_id": d.release_id,
+                        "deployment_id": d.id,
+                        "actor": "conveyor",
+                        "at": start,
+                        "message": "history",
+                        "payload": {},
+                    }
+                    for d in done
+                ],
+            )
+            for d in done:
+                newest[(d.app, d.environment)] = max(newest.get((d.app, d.environment), (0, 0)), (d.release_id, d.id))
+        session.execute(
+            insert(LatestSuccess),
+            [
+                {"app": app, "environment": env, "release_id": rid, "deployment_id": did, "since": start}
+                for (app, env), (rid, did) in newest.items()
+            ],
+        )
