@@ -1,18 +1,23 @@
-"""Measuring a planner pass against a long history: a pass must cost the same after a year of deploys
-as on the first day, because it reads only what is open or current."""
+"""Measuring reads against a long history: a planner pass and ``conveyor status`` must cost about the same
+after a year of deploys as on the first day, because they read only what is open or current."""
 
 from __future__ import annotations
 
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine import write_project
 from sqlalchemy import insert
 
+from conveyor import views
 from conveyor.config import load_config
+from conveyor.config.resolved import Config
 from conveyor.domain.planner import plan_next
 from conveyor.engine.orchestrator import create_deployment
 from conveyor.store.database import Database
@@ -24,24 +29,50 @@ ENVIRONMENTS = ("integration", "staging", "production")
 CHUNK = len(ENVIRONMENTS) * 2000  # whole releases per chunk
 
 
-def planner_pass_ms(database: str, *, apps: int = 100, history: int = 0, passes: int = 30) -> float:
-    """Median milliseconds of one planner pass (read the snapshot, plan) with one new release per app
-    and ``history`` finished deployments of older releases (each with its Decision and Event) behind them."""
+@dataclass
+class Aged:
+    """A project of ``apps`` apps with one new release each behind ``history`` finished deployments."""
+
+    config: Config
+    db: Database
+
+
+@contextmanager
+def aged_project(*, apps: int = 100, history: int = 0) -> Iterator[Aged]:
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
         config = load_config(write_project(Path(tmp), apps, 0, 0.0, ENVIRONMENTS), {})
-        db = Database(config.database_url if database == "sqlite" else database)
+        db = Database(config.database_url)
         upgrade(db)
         if history:
             _write_history(db, sorted(config.apps), history)
         _open_releases(db, sorted(config.apps), first=history // len(ENVIRONMENTS) + 1)
-        policies = app_policies(config)
-        timings = []
-        for _ in range(passes):
-            started = time.perf_counter()
-            plan_next(load_snapshot(db, config, policies), datetime.now(UTC))
-            timings.append((time.perf_counter() - started) * 1000)
-        db.dispose()
-        return statistics.median(timings)
+        try:
+            yield Aged(config, db)
+        finally:
+            db.dispose()
+
+
+def median_ms(measure: Callable[[], object], runs: int) -> float:
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        measure()
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def planner_pass_ms(*, history: int) -> float:
+    """Median milliseconds of one planner pass (read the snapshot, plan) on SQLite for 100 apps with a new
+    release each and ``history`` finished deployments of older releases (each with its Decision and Event)."""
+    with aged_project(history=history) as p:
+        policies = app_policies(p.config)
+        return median_ms(lambda: plan_next(load_snapshot(p.db, p.config, policies), datetime.now(UTC)), 30)
+
+
+def status_ms(*, history: int) -> float:
+    """Median milliseconds of ``conveyor status`` (and ``GET /api/apps``) for the same 100 apps."""
+    with aged_project(history=history) as p:
+        return median_ms(lambda: views.status(p.db, p.config), 10)
 
 
 def _open_releases(db: Database, apps: list[str], first: int) -> None:

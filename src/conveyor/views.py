@@ -17,7 +17,7 @@ from conveyor.config.resolved import Config
 from conveyor.domain.model import DeploymentState
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
-from conveyor.store.tables import Deployment, Hold, Release, Step
+from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release, Step
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -63,62 +63,84 @@ def hold_json(h: Hold, label: str | None) -> dict[str, Any]:
     }
 
 
-def open_holds(session: Session, app: str) -> list[dict[str, Any]]:
+def open_holds(session: Session, app: str | None = None) -> list[dict[str, Any]]:
+    """Holds not lifted yet, oldest first: those on ``app`` and on every app, or all of them."""
+    stmt = select(Hold, Release.label).outerjoin(Release, Release.id == Hold.release_id).where(Hold.lifted_at.is_(None))
+    if app is not None:
+        stmt = stmt.where((Hold.app == app) | Hold.app.is_(None))
+    return [hold_json(h, label) for h, label in session.execute(stmt.order_by(Hold.id)).all()]
+
+
+def _live_labels(session: Session) -> dict[tuple[str, str], str]:
+    """The newest release that succeeded in each (app, environment)."""
     rows = session.execute(
-        select(Hold, Release.label)
-        .outerjoin(Release, Release.id == Hold.release_id)
-        .where(Hold.lifted_at.is_(None), (Hold.app == app) | Hold.app.is_(None))
-        .order_by(Hold.id)
-    ).all()
-    return [hold_json(h, label) for h, label in rows]
+        select(LatestSuccess.app, LatestSuccess.environment, Release.label).join(
+            Release, Release.id == LatestSuccess.release_id
+        )
+    )
+    return {(r.app, r.environment): r.label for r in rows}
 
 
-def app_status(session: Session, config: Config, app: str) -> AppStatus:
+def _newest_deployment(session: Session, app: str, environment: str) -> Any:
+    """The newest deployment in a place that was not superseded (an index seek, whatever the history)."""
+    return session.execute(
+        select(
+            Deployment.id,
+            Deployment.state,
+            Deployment.summary,
+            Deployment.queued_at,
+            Deployment.started_at,
+            Deployment.finished_at,
+            Release.label,
+            Release.sha,
+        )
+        .join(Release, Release.id == Deployment.release_id)
+        .where(
+            Deployment.app == app,
+            Deployment.environment == environment,
+            Deployment.state != DeploymentState.SUPERSEDED.value,
+        )
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    ).first()
+
+
+def app_status(
+    session: Session,
+    config: Config,
+    app: str,
+    live: dict[tuple[str, str], str] | None = None,
+    holds: list[dict[str, Any]] | None = None,
+) -> AppStatus:
+    """One app's place in every environment; ``live`` and ``holds`` may be read once for many apps."""
     cfg = config.app(app)
+    live = _live_labels(session) if live is None else live
     envs: dict[str, EnvStatus] = {}
     for env in config.environments:
-        latest = session.execute(
-            select(Deployment, Release)
-            .join(Release, Release.id == Deployment.release_id)
-            .where(
-                Deployment.app == app,
-                Deployment.environment == env,
-                Deployment.state != DeploymentState.SUPERSEDED.value,
-            )
-            .order_by(Deployment.id.desc())
-            .limit(1)
-        ).first()
-        live = session.execute(
-            select(Release.label)
-            .join(Deployment, Deployment.release_id == Release.id)
-            .where(
-                Deployment.app == app,
-                Deployment.environment == env,
-                Deployment.state == DeploymentState.SUCCEEDED.value,
-            )
-            .order_by(Release.id.desc())
-            .limit(1)
-        ).scalar()
-        status = EnvStatus(live=live)
-        if latest is not None:
-            d, r = latest
-            status = EnvStatus(
-                r.label,
-                r.sha,
+        label = live.get((cfg.name, env))
+        d = _newest_deployment(session, cfg.name, env)
+        envs[env] = (
+            EnvStatus(live=label)
+            if d is None
+            else EnvStatus(
+                d.label,
+                d.sha,
                 d.state,
                 _iso(d.finished_at or d.started_at or d.queued_at),
-                live,
+                label,
                 d.summary,
                 d.id,
             )
-        envs[env] = status
-    return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, open_holds(session, app))
+        )
+    holds = open_holds(session, cfg.name) if holds is None else [h for h in holds if h["app"] in (cfg.name, None)]
+    return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, holds)
 
 
 def status(db: Database, config: Config, app: str | None = None) -> list[AppStatus]:
     names = [config.app(app).name] if app else list(config.apps)
     with db.read() as session:
-        return [app_status(session, config, name) for name in names]
+        live, holds = _live_labels(session), open_holds(session)
+        return [app_status(session, config, name, live, holds) for name in names]
 
 
 def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dict[str, Any]]:

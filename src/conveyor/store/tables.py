@@ -72,7 +72,10 @@ class Release(Base):
 
 class Deployment(Base):
     __tablename__ = "deployments"
-    __table_args__ = (Index("ix_deployments_app_env_state", "app", "environment", "state"),)
+    __table_args__ = (
+        Index("ix_deployments_app_env_state", "app", "environment", "state"),
+        Index("ix_deployments_app_env_id", "app", "environment", "id"),  # the newest deployment per place
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"), index=True)

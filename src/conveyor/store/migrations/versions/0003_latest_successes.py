@@ -1,8 +1,10 @@
-"""latest successes: the newest success per (app, environment); decisions indexed by deployment
+"""latest successes: the newest success per (app, environment); indexes for the newest deployment per
+place and for decisions by deployment
 
 A planner pass used to find the newest success of every (app, environment) and the latest decision of
-every deployment by grouping the whole history, which grows with every deploy. This revision keeps the
-former in its own table, filled here from the history, and indexes decisions by deployment.
+every deployment by grouping the whole history, and ``status`` scanned each place's history for its
+newest deployment; all of that grew with every deploy. This revision keeps the newest successes in their
+own table, filled here from the history, and adds the indexes the other two need.
 
 Revision ID: 0003
 Revises: 0002
@@ -36,6 +38,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("decisions", schema=None) as batch_op:
         batch_op.create_index("ix_decisions_deployment_id", ["deployment_id", "id"], unique=False)
+    with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.create_index("ix_deployments_app_env_id", ["app", "environment", "id"], unique=False)
     # From the history: per (app, environment), the newest succeeded release and its latest deployment.
     op.execute(
         """
@@ -56,6 +60,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.drop_index("ix_deployments_app_env_id")
     with op.batch_alter_table("decisions", schema=None) as batch_op:
         batch_op.drop_index("ix_decisions_deployment_id")
     op.drop_table("latest_successes")
