@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import inspect, select
 
-from conveyor.domain.decisions import Decision, Fail, Promote, Start, Succeed, Supersede, Verify
+from conveyor.domain.decisions import Decision, Fail, Note, Promote, Start, Succeed, Supersede, Verify
 from conveyor.domain.model import DeploymentState, StepKind, StepState, Verdict
 from conveyor.engine.leases import MAX_ATTEMPTS, Leases, StepResult
 from conveyor.engine.orchestrator import Orchestrator, create_deployment
 from conveyor.store.database import Database
-from conveyor.store.records import record_decision
 from conveyor.store.tables import Base, Deployment, Event, Hold, Lock, Release, Step, StepAttempt
+from conveyor.store.tables import Decision as DecisionRow
 
 
 class Clock:
@@ -205,12 +205,23 @@ class StoreContract:
             assert sorted(d.environment for d in s.scalars(select(Deployment))) == ["production", "staging"]
             assert len(list(s.scalars(select(Event).where(Event.kind == "deployment.created")))) == 2
 
-    def test_decisions_are_recorded_only_when_they_change(self, store: Database, clock: Clock) -> None:
-        d = Decision("web", "staging", Verdict.WAIT, "WaitForLock", "waiting for lock x")
-        with store.write() as s:
-            assert record_decision(s, d, clock())
-            assert not record_decision(s, d, clock())
-            assert record_decision(s, Decision("web", "staging", Verdict.WAIT, "WaitForLock", "other"), clock())
+    def test_decisions_are_recorded_only_when_they_change(self, store: Database, clock: Clock, set_based: None) -> None:
+        orch = Orchestrator(store, clock)
+        rid = self._release(store, clock)
+        did = self._deployment(store, clock, rid, env="staging")
+        waiting = Decision("web", "staging", Verdict.WAIT, "WaitForLock", "waiting for lock x", deployment_id=did)
+        other = Decision("web", "staging", Verdict.WAIT, "WaitForLock", "waiting for lock y", deployment_id=did)
+        assert orch.apply(Note(waiting))
+        assert not orch.apply(Note(waiting))
+        assert orch.apply_all([Note(other), Note(other), Note(waiting)]) == [True, False, True]
+        manual = Decision("web", "production", Verdict.WAIT, "ManualTierWaitsForPromotion", "promote by hand")
+        assert orch.apply_all([Note(manual), Note(manual)]) == [True, False]
+        assert not orch.apply(Note(manual))
+        with store.read() as s:
+            summaries = [d.summary for d in s.scalars(select(DecisionRow).order_by(DecisionRow.id))]
+            waits = list(s.scalars(select(Event).where(Event.kind == "promotion.waiting")))
+        assert summaries == ["waiting for lock x", "waiting for lock y", "waiting for lock x", "promote by hand"]
+        assert [(e.app, e.environment, e.message) for e in waits] == [("web", "production", "promote by hand")]
 
     def _started_step(self, store: Database, clock: Clock) -> int:
         with store.read() as s:

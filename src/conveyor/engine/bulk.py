@@ -1,4 +1,4 @@
-"""Set-based versions of the three intents a busy pass applies by the hundred: Start, Succeed, Promote.
+"""Set-based versions of the intents a busy pass applies by the hundred: Start, Succeed, Promote, Note.
 
 They are also the orchestrator's handlers for a single one of them (a group of one), so there is one
 implementation of each: a handful of statements for the whole group (one compare-and-set UPDATE ...
@@ -18,10 +18,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from conveyor.domain.decisions import Promote, Start, Succeed
+from conveyor.domain.decisions import Decision as DecisionRecord
+from conveyor.domain.decisions import Note, Promote, Start, Succeed
 from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
-from conveyor.store.records import deployment_events, lift_hold
-from conveyor.store.tables import Deployment, Hold, LatestSuccess, Lock, Release, Step
+from conveyor.store.records import About, deployment_events, lift_hold, record_decisions, record_events
+from conveyor.store.tables import Decision, Deployment, Hold, LatestSuccess, Lock, Release, Step
 
 SYSTEM = "conveyor"
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
@@ -156,6 +157,47 @@ def _lift_fixed_blocks(
             continue
         label = labels.get(fixer.release_id, str(fixer.release_id))
         lift_hold(session, hold, now, SYSTEM, f"fixed forward: {label} passed {fixer.environment}")
+
+
+def note_all(session: Session, intents: Sequence[Note], now: datetime) -> list[bool]:
+    """Record the decisions that differ from the latest one stored for their place (app, environment and
+    deployment); True for those recorded. A manual tier's wait for promotion is also a
+    ``promotion.waiting`` Event, once per change, so a chat hears it once."""
+    notes = [i.decision for i in intents]
+    bound = {d.deployment_id for d in notes if d is not None and d.deployment_id is not None}
+    unbound = {(d.app, d.environment) for d in notes if d is not None and d.deployment_id is None}
+    latest: dict[tuple[str, str, int | None], str] = {}
+    if bound:
+        newest = select(func.max(Decision.id)).where(Decision.deployment_id.in_(bound)).group_by(Decision.deployment_id)
+        for r in session.execute(
+            select(Decision.app, Decision.environment, Decision.deployment_id, Decision.fingerprint).where(
+                Decision.id.in_(newest)
+            )
+        ):
+            latest[(r.app, r.environment, r.deployment_id)] = r.fingerprint
+    if unbound:
+        newest = (
+            select(func.max(Decision.id))
+            .where(Decision.deployment_id.is_(None), Decision.app.in_({app for app, _ in unbound}))
+            .group_by(Decision.app, Decision.environment)
+        )
+        for u in session.execute(
+            select(Decision.app, Decision.environment, Decision.fingerprint).where(Decision.id.in_(newest))
+        ):
+            latest[(u.app, u.environment, None)] = u.fingerprint
+    news: list[DecisionRecord] = []
+    recorded: list[bool] = []
+    for d in notes:
+        key = (d.app, d.environment, d.deployment_id) if d is not None else None
+        recorded.append(d is not None and key is not None and latest.get(key) != d.fingerprint)
+        if recorded[-1] and d is not None and key is not None:
+            latest[key] = d.fingerprint  # the same decision twice in one group is recorded once
+            news.append(d)
+    record_decisions(session, news, now)
+    waiting = [d for d in news if d.rule == "ManualTierWaitsForPromotion"]
+    about = [About(d.summary, d.app, d.environment, d.release_id) for d in waiting]
+    record_events(session, "promotion.waiting", at=now, actor=SYSTEM, about=about)
+    return recorded
 
 
 def promote_all(session: Session, intents: Sequence[Promote], now: datetime) -> list[bool]:

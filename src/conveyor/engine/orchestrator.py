@@ -32,7 +32,7 @@ from conveyor.domain.decisions import (
 from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
 from conveyor.engine import bulk
 from conveyor.store.database import Database
-from conveyor.store.records import deployment_event, lift_hold, record_decision, record_decisions, record_event
+from conveyor.store.records import deployment_event, lift_hold, record_decisions, record_event
 from conveyor.store.tables import Deployment, Hold, Lock, Step
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,9 @@ class Orchestrator:
             try:
                 with session.begin_nested():
                     applied = handler(session, group, now)
-                    news = [i.decision for i, ok in zip(group, applied, strict=True) if ok and i.decision is not None]
-                    record_decisions(session, news, now)
+                    if not isinstance(group[0], Note):  # a Note is its decision: recorded by its handler
+                        news = [i.decision for i, ok in zip(group, applied, strict=True) if ok and i.decision]
+                        record_decisions(session, news, now)
                     return applied
             except IntegrityError:
                 log.debug("bulk %s lost a race; applying one at a time", type(group[0]).__name__, exc_info=True)
@@ -92,9 +93,9 @@ class Orchestrator:
         try:
             with session.begin_nested():
                 applied = handler(self, session, intent, now)
-                if applied and intent.decision is not None:
+                if applied and intent.decision is not None and not isinstance(intent, Note):
                     # the intent changed state, so its decision is news: no need to compare with the last
-                    record_decision(session, intent.decision, now, only_if_changed=isinstance(intent, Note))
+                    record_decisions(session, [intent.decision], now)
                 return applied
         except IntegrityError:
             log.debug("intent %r lost a race; it will be re-planned", intent)
@@ -134,21 +135,7 @@ class Orchestrator:
         return d
 
     def _note(self, session: Session, intent: Note, now: datetime) -> bool:
-        decision = intent.decision
-        if decision is not None and decision.rule == "ManualTierWaitsForPromotion":
-            if record_decision(session, decision, now):
-                record_event(
-                    session,
-                    "promotion.waiting",
-                    at=now,
-                    actor=SYSTEM,
-                    message=decision.summary,
-                    app=decision.app,
-                    environment=decision.environment,
-                    release_id=decision.release_id,
-                )
-            return False  # already recorded
-        return True
+        return bulk.note_all(session, [intent], now)[0]
 
     def _start(self, session: Session, intent: Start, now: datetime) -> bool:
         return bulk.start_all(session, [intent], now)[0]
@@ -264,6 +251,7 @@ class Orchestrator:
 
 
 _BULK: dict[type[Intent], Callable[[Session, Any, datetime], list[bool]]] = {
+    Note: bulk.note_all,
     Start: bulk.start_all,
     Succeed: bulk.succeed_all,
     Promote: bulk.promote_all,

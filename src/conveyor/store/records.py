@@ -132,35 +132,6 @@ def latest_decision(session: Session, app: str, environment: str) -> Decision | 
     ).first()
 
 
-def record_decision(session: Session, decision: DecisionRecord, at: datetime, *, only_if_changed: bool = True) -> bool:
-    """Store ``decision`` unless the latest one for its (app, environment, deployment) says the same.
-
-    ``only_if_changed=False`` skips that comparison, for a decision that came with a change of state."""
-    if not only_if_changed:
-        _add_decision(session, decision, at)
-        return True
-    last = session.scalars(
-        select(Decision)
-        .where(
-            Decision.app == decision.app,
-            Decision.environment == decision.environment,
-            Decision.deployment_id.is_(None)
-            if decision.deployment_id is None
-            else Decision.deployment_id == decision.deployment_id,
-        )
-        .order_by(Decision.id.desc())
-        .limit(1)
-    ).first()
-    if last is not None and last.fingerprint == decision.fingerprint:
-        return False
-    _add_decision(session, decision, at)
-    return True
-
-
-def _add_decision(session: Session, decision: DecisionRecord, at: datetime) -> None:
-    record_decisions(session, [decision], at)
-
-
 def record_decisions(session: Session, decisions: Sequence[DecisionRecord], at: datetime) -> None:
     """Store decisions that came with a change of state (so are news), with one INSERT."""
     if not decisions:
