@@ -46,6 +46,8 @@ def aged_project(*, apps: int = 100, history: int = 0) -> Iterator[Aged]:
         if history:
             _write_history(db, sorted(config.apps), history)
         _open_releases(db, sorted(config.apps), first=history // len(ENVIRONMENTS) + 1)
+        db.dispose()  # as a running store would be: its write-ahead log checkpointed (on last close)
+        db = Database(config.database_url)
         try:
             yield Aged(config, db)
         finally:

@@ -1,6 +1,7 @@
-"""Revision 0003 and the ``latest_successes`` table it adds, on SQLite and PostgreSQL: the newest
-release that succeeded per (app, environment), filled from the history on upgrade and kept by the
-orchestrator afterwards, so a planner pass never groups the whole history."""
+"""Revision 0003 and the tables it adds, on SQLite and PostgreSQL: ``latest_successes`` (the newest
+release that succeeded per (app, environment)) and ``step_durations`` (finished steps counted per
+histogram bucket), each filled from the history on upgrade and kept up to date afterwards, so neither a
+planner pass nor a metrics scrape reads the whole history."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from conveyor.domain.decisions import Start, Succeed
 from conveyor.engine.orchestrator import Orchestrator
 from conveyor.store.database import Database
 from conveyor.store.migrate import _alembic_config, current_revision, head_revision, upgrade
-from conveyor.store.tables import Deployment, LatestSuccess, Release
+from conveyor.store.step_durations import BUCKETS, bucket_of, count_finished
+from conveyor.store.tables import Deployment, LatestSuccess, Release, Step, StepDuration
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -94,3 +96,52 @@ def test_successes_move_the_latest_success_forward_only(db: Database) -> None:
         True,
     ]
     assert _latest(db) == {("api", "staging"): (newer, redeploy)}
+
+
+def _step(db: Database, deployment_id: int, kind: str, state: str, seconds: float | None) -> None:
+    with db.write() as s:
+        s.execute(
+            insert(Step).values(
+                deployment_id=deployment_id,
+                kind=kind,
+                name=kind,
+                state=state,
+                due_at=T0,
+                started_at=None if seconds is None else T0,
+                finished_at=None if seconds is None else T0 + timedelta(seconds=seconds),
+            )
+        )
+
+
+def _durations(db: Database) -> dict[tuple[str, int], tuple[int, float]]:
+    with db.read() as s:
+        return {(r.kind, r.bucket): (r.steps, round(r.seconds, 3)) for r in s.scalars(select(StepDuration))}
+
+
+def test_upgrade_counts_finished_steps_per_bucket(db: Database) -> None:
+    cfg = _alembic_config()
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    (rid,) = _releases(db, "web", 1)
+    did = _deployment(db, rid, "web", "integration", "succeeded")
+    _step(db, did, "deploy", "succeeded", 0.1)  # on a bound: that bucket
+    _step(db, did, "deploy", "failed", 0.3)
+    _step(db, did, "check", "succeeded", 7200)  # past the last bound: +Inf
+    _step(db, did, "check", "cancelled", None)  # cancelled before it ran: not a duration
+    _step(db, did, "check", "running", 1.0)  # not finished
+    upgrade(db)
+    assert _durations(db) == {
+        ("deploy", bucket_of(0.1)): (1, 0.1),
+        ("deploy", bucket_of(0.3)): (1, 0.3),
+        ("check", len(BUCKETS)): (1, 7200.0),
+    }
+    assert bucket_of(0.1) == 0 and bucket_of(0.3) == 1
+
+
+def test_finished_steps_are_added_to_their_buckets(db: Database) -> None:
+    with db.write() as s:
+        count_finished(s, [("deploy", T0, T0 + timedelta(seconds=2)), ("deploy", None, T0)])
+    with db.write() as s:
+        count_finished(s, [("deploy", T0, T0 + timedelta(seconds=3)), ("check", T0, T0 + timedelta(seconds=0.05))])
+    assert _durations(db) == {("deploy", bucket_of(2)): (2, 5.0), ("check", 0): (1, 0.05)}

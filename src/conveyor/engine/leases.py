@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from conveyor.domain.model import StepKind, StepState
 from conveyor.store.database import Database
 from conveyor.store.records import About, record_event, record_events
+from conveyor.store.step_durations import count_finished
 from conveyor.store.tables import Deployment, Release, Step, StepAttempt
 
 MAX_ATTEMPTS = 5
@@ -130,6 +131,7 @@ class Leases:
     def _give_up(self, session: Session, step: Step, d: Deployment, now: datetime) -> None:
         step.state = StepState.FAILED.value
         step.finished_at = now
+        count_finished(session, [(step.kind, step.started_at, now)])
         step.outcome = f"gave up after {step.attempt} attempts: the worker running it was lost each time"
         record_event(
             session,
@@ -182,7 +184,7 @@ class Leases:
             return []
         with self.db.write() as session:
             now = self.clock()
-            stmt = select(Step.id, Step.attempt, Step.log).where(
+            stmt = select(Step.id, Step.attempt, Step.log, Step.started_at).where(
                 Step.id.in_([c.step_id for c, _, _ in items]),
                 Step.lease_owner == self.owner,
                 Step.state == StepState.RUNNING.value,
@@ -194,6 +196,7 @@ class Leases:
             done = [item for item, ok in zip(items, accepted, strict=True) if ok]
             if done:
                 self._write_results(session, done, {sid: row.log for sid, row in ours.items()}, now)
+                count_finished(session, [(c.kind.value, ours[c.step_id].started_at, now) for c, _, _ in done])
         return accepted
 
     def _write_results(

@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -127,6 +128,18 @@ class StepAttempt(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     outcome: Mapped[str] = mapped_column(String(20), default="running")  # running|succeeded|failed|expired
+
+
+class StepDuration(Base):
+    """How many finished steps of a kind fell in one histogram bucket, and their seconds: counted as steps
+    finish (:mod:`conveyor.store.step_durations`), so a metrics scrape never reads every step."""
+
+    __tablename__ = "step_durations"
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # see BUCKETS
+    steps: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
 
 
 class Hold(Base):

@@ -6,7 +6,8 @@ nothing. Each app gets its own :class:`~prometheus_client.CollectorRegistry`.
 
 - ``conveyor_deployments_total{state}`` (gauge): deployments in the store by their current state.
 - ``conveyor_step_duration_seconds{kind}`` (histogram): duration of every finished step in the store,
-  bucketed by one aggregate query (so it is cumulative, as a Prometheus histogram must be).
+  counted into buckets as steps finish (:mod:`conveyor.store.step_durations`), so it is cumulative, as a
+  Prometheus histogram must be, and a scrape costs the same however many steps the store has seen.
 - ``conveyor_steps{state}`` (gauge): steps ``queued`` and ``running`` now.
 - ``conveyor_holds_active`` (gauge): holds in force (not lifted, ``until`` not passed).
 - ``conveyor_outbox_backlog`` (gauge): notifications waiting to be delivered (outbox rows ``pending``).
@@ -16,21 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, Float, case, cast, func, literal_column, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from conveyor.clock import utc_now
 from conveyor.domain.model import DeploymentState, StepState
 from conveyor.store.database import Database
-from conveyor.store.tables import Deployment, Hold, Outbox, Step
-
-STEP_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-FINISHED_STEP_STATES = [s.value for s in StepState if s.terminal]
+from conveyor.store.step_durations import BUCKETS
+from conveyor.store.tables import Deployment, Hold, Outbox, Step, StepDuration
 
 
 class StoreCollector(Collector):
@@ -49,7 +47,7 @@ class StoreCollector(Collector):
             by_state = dict(session.execute(select(Deployment.state, func.count()).group_by(Deployment.state)).all())
             for state in DeploymentState:
                 deployments.add_metric([state.value], float(by_state.get(state.value, 0)))
-            for kind, buckets, total in _step_durations(session, self.db.dialect):
+            for kind, buckets, total in _step_durations(session):
                 duration.add_metric([kind], buckets, total)
             queued_or_running = dict(
                 session.execute(
@@ -95,26 +93,20 @@ def _families() -> tuple[
     )
 
 
-def _seconds_between(start: Any, end: Any, dialect: str) -> ColumnElement[float]:
-    if dialect == "postgresql":
-        return cast(func.extract("epoch", end - start), Float)
-    return cast((func.julianday(end) - func.julianday(start)) * literal_column("86400.0"), Float)
-
-
-def _step_durations(session: Session, dialect: str) -> Iterator[tuple[str, list[tuple[str, float]], float]]:
-    """Per step kind: cumulative bucket counts, the count and the sum of durations, in one query."""
-    seconds = _seconds_between(Step.started_at, Step.finished_at, dialect)
-    columns = [func.sum(case((seconds <= bound, 1), else_=0)) for bound in STEP_BUCKETS]
-    rows = session.execute(
-        select(Step.kind, func.count(), func.coalesce(func.sum(seconds), 0.0), *columns)
-        .where(Step.state.in_(FINISHED_STEP_STATES), Step.started_at.is_not(None), Step.finished_at.is_not(None))
-        .group_by(Step.kind)
-        .order_by(Step.kind)
-    ).all()
-    for kind, count, total, *counts in rows:
-        buckets = [(_bound(b), float(c or 0)) for b, c in zip(STEP_BUCKETS, counts, strict=True)]
-        buckets.append(("+Inf", float(count)))
-        yield kind, buckets, float(total or 0.0)
+def _step_durations(session: Session) -> Iterator[tuple[str, list[tuple[str, float]], float]]:
+    """Per step kind: cumulative bucket counts and the sum of durations, from the counted rows."""
+    per_kind: dict[str, dict[int, tuple[int, float]]] = {}
+    for row in session.execute(
+        select(StepDuration.kind, StepDuration.bucket, StepDuration.steps, StepDuration.seconds)
+    ):
+        per_kind.setdefault(row.kind, {})[row.bucket] = (row.steps, row.seconds)
+    for kind in sorted(per_kind):
+        counted = per_kind[kind]
+        buckets, running = [], 0
+        for index, bound in enumerate([*BUCKETS, None]):
+            running += counted.get(index, (0, 0.0))[0]
+            buckets.append(("+Inf" if bound is None else _bound(bound), float(running)))
+        yield kind, buckets, float(sum(seconds for _, seconds in counted.values()))
 
 
 def _bound(value: float) -> str:
