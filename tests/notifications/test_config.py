@@ -19,9 +19,7 @@ apps:
 """
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("in_tmp_path")
 
 
 def problems(folder: Path, text: str, environ: dict[str, str] | None = None) -> list[str]:

@@ -1,15 +1,16 @@
 """The ``notifiers`` section, and the team ``notify`` lists that name its entries.
 
 Each entry names a notifier plugin in ``type`` (looked up through :mod:`conveyor.plugins`), may set
-``global`` and ``events`` (read by conveyor's routing) and passes every other key to the plugin's
-``Options`` model. Duration strings given for ``float`` options become seconds. Every secret option
-(a pydantic ``SecretStr``, like the webhook's ``secret``) joins ``Config.secrets`` whether or not it
-came from ``${VAR}``, so logs redact it. Every error points at the line where the offending value is.
+``global`` and ``events`` (read by conveyor's routing) and ``retry`` (read by the sender's outbox), and
+passes every other key to the plugin's ``Options`` model. Duration strings given for ``float`` options
+become seconds. Every secret option (a pydantic ``SecretStr``, like the webhook's ``secret``) joins
+``Config.secrets`` whether or not it came from ``${VAR}``, so logs redact it. Every error points at the
+line where the offending value is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -18,7 +19,7 @@ from conveyor import plugins
 from conveyor.config.durations import convert_duration_fields
 from conveyor.config.errors import ProblemLog, did_you_mean
 from conveyor.config.resolved import NotifierConfig
-from conveyor.config.schema import NotifierEntry, TeamSection, keys_of
+from conveyor.config.schema import NotifierEntry, RetrySection, TeamSection, keys_of
 from conveyor.config.validation import Subject, explain, the_path
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 from conveyor.notify.kinds import EVENT_KINDS, NOTIFYING_KINDS
@@ -58,19 +59,21 @@ class NotifierResolver:
         try:
             options = model.model_validate(convert_duration_fields(model, raw))
         except ValidationError as exc:
-            self._report(exc, path, f"{label} (type {kind!r})", [*keys_of(model), *own_keys])
+            self._report(exc, path, f"{label} (type {kind!r})", lambda _: [*keys_of(model), *own_keys])
             return None
         self.secrets.update(_secret_values(options))
         if own is None or events is None or broken:
             return None
-        return NotifierConfig(name=name, type=kind, options=options, is_global=own.global_, events=events)
+        return NotifierConfig(
+            name=name, type=kind, options=options, is_global=own.global_, events=events, retry=own.retry.policy()
+        )
 
     def _own_keys(self, values: dict[str, Any], path: YamlPath, label: str) -> tuple[NotifierEntry | None, set[str]]:
         """The entry's own keys, and those that failed (reported, then left out so the rest is checked)."""
         try:
             return NotifierEntry.model_validate(values), set()
         except ValidationError as exc:
-            self._report(exc, path, label, keys_of(NotifierEntry))
+            self._report(exc, path, label, _own_keys_at)
             broken = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
         try:
             return NotifierEntry.model_validate({k: v for k, v in values.items() if k not in broken}), broken
@@ -100,11 +103,19 @@ class NotifierResolver:
             return None
         return model
 
-    def _report(self, exc: ValidationError, path: YamlPath, label: str, known: list[str]) -> None:
-        subject = Subject(lambda loc: (*path, *loc), lambda loc: the_path(label, loc), lambda _: known)
+    def _report(
+        self, exc: ValidationError, path: YamlPath, label: str, known: Callable[[tuple[Any, ...]], Sequence[str]]
+    ) -> None:
+        """Report each error at its place; ``known`` gives the keys allowed in a mapping, for did-you-mean."""
+        subject = Subject(lambda loc: (*path, *loc), lambda loc: the_path(label, loc), known)
         for explained in explain(exc, subject):
             where = self.doc.key_at(explained.path) if explained.on_key else self.doc.at(explained.path)
             self.log.add(where, explained.message)
+
+
+def _own_keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys conveyor reads at ``loc`` of a notifier entry: the entry's own, or those of its ``retry``."""
+    return keys_of(RetrySection) if loc == ("retry",) else keys_of(NotifierEntry)
 
 
 def _secret_values(options: BaseModel) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from conveyor.domain.model import CheckLimits, Tier
+from conveyor.notify.retry import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class NotifierConfig:
     options: BaseModel  # the notifier's own Options model, validated
     is_global: bool = False  # gets every app's events, not only those of teams that list it
     events: frozenset[str] = frozenset()  # the event kinds it is sent
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # when its failed deliveries are tried again
 
 
 @dataclass(frozen=True)

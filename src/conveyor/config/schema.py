@@ -16,11 +16,14 @@ from pydantic import (
     Field,
     PlainValidator,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from conveyor.config.durations import Duration
 from conveyor.domain.model import Tier
+from conveyor.notify.retry import RetryPolicy
 
 DEFAULT_ENVIRONMENTS = ("integration", "staging", "production")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"  # app, environment and group names become lock and file names
@@ -31,6 +34,7 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 VarName = Annotated[str, StringConstraints(pattern=VAR_NAME_PATTERN)]
 Count = Annotated[int, Field(strict=True, ge=1)]
 Limit = Annotated[int, Field(strict=True, ge=0)]
+PositiveDuration = Annotated[Duration, Field(gt=0)]
 Block = dict[str, Any]  # a deploy block or a check entry: validated later against the plugin's Options
 
 
@@ -64,12 +68,38 @@ class TeamSection(Section):
     notify: list[str] = Field(default_factory=list)
 
 
+DEFAULT_RETRY = RetryPolicy()
+
+
+class RetrySection(Section):
+    """A notifier's ``retry``: its backoff and when it gives up; a key left out keeps the default."""
+
+    first_delay: PositiveDuration = DEFAULT_RETRY.first_delay
+    # Checked even when left out, so that ``first_delay: 10m`` alone is refused (the default cap is 5m).
+    max_delay: PositiveDuration = Field(default=DEFAULT_RETRY.max_delay, validate_default=True)
+    max_attempts: Count = DEFAULT_RETRY.max_attempts
+    max_age: PositiveDuration = DEFAULT_RETRY.max_age
+
+    @field_validator("max_delay")
+    @classmethod
+    def _not_below_first_delay(cls, max_delay: float, info: ValidationInfo) -> float:
+        first_delay = info.data.get("first_delay")  # absent when invalid: reported on its own
+        if first_delay is not None and max_delay < first_delay:
+            raise ValueError(f"must be at least first_delay ({first_delay:g}s), got {max_delay:g}s")
+        return max_delay
+
+    def policy(self) -> RetryPolicy:
+        """The policy the sender applies; jitter is not the user's to set."""
+        return RetryPolicy(**self.model_dump())
+
+
 class NotifierEntry(Section):
     """The keys of a ``notifiers`` entry that conveyor itself reads; every other key belongs to the type."""
 
     type: str
     global_: bool = Field(default=False, alias="global", strict=True)
     events: list[str] | None = None
+    retry: RetrySection = Field(default_factory=RetrySection)
 
 
 class GroupSection(Section):

@@ -10,6 +10,10 @@ Ordering: a row is claimable only while no older ``pending`` row has the same no
 in event order, one at a time, and a receiver that is down holds back only what it has not yet taken.
 Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write transaction is ``BEGIN
 IMMEDIATE``, which serialises claimers.
+
+Each notifier's failures are retried and given up by its own :class:`~conveyor.notify.retry.RetryPolicy`
+(its ``retry`` in the config); a notifier without one, such as one no longer configured, goes by the
+queue's default policy.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from conveyor.notifiers.base import DeliveryContext, DeliveryResult, Notification, ReleaseRef
@@ -57,10 +61,16 @@ class OutboxQueue:
         retry: RetryPolicy,
         team_of: Callable[[str | None], str | None],
         redact: Callable[[str], str] = lambda text: text,
+        policies: Mapping[str, RetryPolicy] | None = None,
     ) -> None:
         self.db, self.owner, self.clock = db, owner, clock
         self.lease = timedelta(seconds=lease_seconds)
         self.retry, self.team_of, self.redact = retry, team_of, redact
+        self.policies = dict(policies or {})
+
+    def policy(self, notifier: str) -> RetryPolicy:
+        """The notifier's own policy, or the default ``retry`` for a notifier that has none."""
+        return self.policies.get(notifier, self.retry)
 
     def _due(self, notifiers: Collection[str], now: datetime) -> tuple[Any, ...]:
         earlier = aliased(Outbox)
@@ -133,10 +143,11 @@ class OutboxQueue:
             else:
                 values["last_error"] = self.redact(result.message or "failed")[:MAX_ERROR_LENGTH]
                 age = (now - claimed.notification.at).total_seconds()
-                if self.retry.gives_up(claimed.attempt, age):
+                policy = self.policy(claimed.notifier)
+                if policy.gives_up(claimed.attempt, age):
                     values["state"] = FAILED
                 else:
-                    values["next_attempt_at"] = now + timedelta(seconds=self.retry.delay(claimed.attempt))
+                    values["next_attempt_at"] = now + timedelta(seconds=policy.delay(claimed.attempt))
             updated = session.execute(
                 update(Outbox)
                 .where(
@@ -163,24 +174,36 @@ class OutboxQueue:
             return True
 
     def give_up_stale(self) -> int:
-        """Fail pending rows whose event is older than the policy's ``max_age``, whoever their notifier
-        (including notifiers no longer configured, which no sender claims)."""
+        """Fail pending rows whose event is older than their notifier's ``max_age``, one update per policy;
+        rows of a notifier no longer configured (which no sender claims) go by the default policy."""
         with self.db.write() as session:
             now = self.clock()
-            cutoff = now - timedelta(seconds=self.retry.max_age)
-            age = f"{self.retry.max_age / 3600:g}h after the event"
-            stale = select(Event.id).where(Event.at < cutoff).scalar_subquery()
-            result = session.execute(
-                update(Outbox)
-                .where(
-                    Outbox.state == PENDING,
-                    Outbox.event_id.in_(stale),
-                    or_(Outbox.lease_expires_at.is_(None), Outbox.lease_expires_at < now),
-                )
-                .values(state=FAILED, last_error=func.coalesce(Outbox.last_error + "; ", "") + f"gave up {age}")
-                .execution_options(synchronize_session=False)
+            own = sum(
+                _give_up_older(session, now, policy.max_age, Outbox.notifier == name)
+                for name, policy in self.policies.items()
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+            return own + _give_up_older(session, now, self.retry.max_age, Outbox.notifier.not_in(list(self.policies)))
+
+
+def _give_up_older(session: Session, now: datetime, max_age: float, whose: ColumnElement[bool]) -> int:
+    """Fail ``whose`` pending, unleased rows whose event is more than ``max_age`` seconds old."""
+    # probed per pending row (by the events' primary key), so the sweep never reads the whole event history
+    stale = exists().where(Event.id == Outbox.event_id, Event.at < now - timedelta(seconds=max_age))
+    result = session.execute(
+        update(Outbox)
+        .where(
+            whose,
+            Outbox.state == PENDING,
+            stale,
+            or_(Outbox.lease_expires_at.is_(None), Outbox.lease_expires_at < now),
+        )
+        .values(
+            state=FAILED,
+            last_error=func.coalesce(Outbox.last_error + "; ", "") + f"gave up {max_age / 3600:g}h after the event",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _remember(session: Session, notifier: str, release_id: int, values: Mapping[str, str], now: datetime) -> None:

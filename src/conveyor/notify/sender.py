@@ -2,10 +2,11 @@
 
 Every ``serve`` and ``worker`` process runs one (started by the Conductor). Each pass claims as many due
 rows as its pool has free workers, hands them to the pool and goes back to waiting; a finished
-delivery wakes it. A failed attempt is retried with backoff (:class:`~conveyor.notify.retry.RetryPolicy`)
-and given up after too many attempts or too long. Several senders, in one process or on many machines,
-share the outbox safely (:mod:`conveyor.notify.outbox`). Nothing a notifier does, raising included,
-escapes the sender: a broken notifier is a failed delivery, never a failed deployment.
+delivery wakes it. A failed attempt is retried with backoff (:class:`~conveyor.notify.retry.RetryPolicy`,
+each notifier's ``retry`` in the config) and given up after too many attempts or too long. Several
+senders, in one process or on many machines, share the outbox safely (:mod:`conveyor.notify.outbox`).
+Nothing a notifier does, raising included, escapes the sender: a broken notifier is a failed delivery,
+never a failed deployment.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from conveyor.store.database import Database
 
 log = logging.getLogger(__name__)
 
-SWEEP_SECONDS = 60.0  # how often rows older than the retry policy's max_age are given up
+SWEEP_SECONDS = 60.0  # how often rows older than their notifier's max_age are given up
 
 
 def build_notifiers(config: Config) -> dict[str, Notifier]:
@@ -37,6 +38,9 @@ def build_notifiers(config: Config) -> dict[str, Notifier]:
 
 
 class Sender:
+    """Delivers every configured notifier's due rows; ``retry``, when given, replaces every notifier's
+    configured policy (tests use it to make backoff fast)."""
+
     def __init__(
         self,
         config: Config,
@@ -63,6 +67,7 @@ class Sender:
             retry=retry or RetryPolicy(),
             team_of=Router.from_config(config).team,
             redact=config.redact,
+            policies={} if retry else {name: n.retry for name, n in config.notifiers.items()},
         )
         self._in_flight = 0
         self._lock = threading.Lock()
