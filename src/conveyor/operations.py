@@ -23,7 +23,7 @@ from conveyor.engine.orchestrator import create_deployment
 from conveyor.repos import Commit, RepoMirror, mirror_path_for
 from conveyor.store.database import Database
 from conveyor.store.records import lift_hold, record_event
-from conveyor.store.tables import Deployment, Hold, Release
+from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release
 
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
 
@@ -250,10 +250,9 @@ def _release_by_sha(session: Session, app: str, sha: str) -> Release | None:
 def _live_releases(session: Session, app: str) -> dict[str, Release]:
     """Per environment, the newest release of ``app`` that succeeded there."""
     rows = session.execute(
-        select(Deployment.environment, Release)
-        .join(Release, Release.id == Deployment.release_id)
-        .where(Deployment.app == app, Deployment.state == DeploymentState.SUCCEEDED.value)
-        .order_by(Release.id)
+        select(LatestSuccess.environment, Release)
+        .join(Release, Release.id == LatestSuccess.release_id)
+        .where(LatestSuccess.app == app)
     ).all()
     return {env: release for env, release in rows}
 
