@@ -20,7 +20,7 @@ from conveyor.domain.model import DeploymentState, StepKind, StepState, Verdict
 from conveyor.engine.leases import MAX_ATTEMPTS, Leases, StepResult
 from conveyor.engine.orchestrator import Orchestrator, create_deployment
 from conveyor.store.database import Database
-from conveyor.store.tables import Base, Deployment, Event, Hold, Lock, Release, Step, StepAttempt
+from conveyor.store.tables import Base, Deployment, Event, Hold, Lock, Release, Step, StepAttempt, StepDuration
 from conveyor.store.tables import Decision as DecisionRow
 
 
@@ -282,6 +282,8 @@ class StoreContract:
         with store.read() as s:
             step = s.scalars(select(Step).where(Step.deployment_id == did)).one()
             assert step.state == StepState.FAILED and f"gave up after {MAX_ATTEMPTS} attempts" in step.outcome
+            counted = s.scalars(select(StepDuration)).one()  # a step given up still took its time
+            assert (counted.kind, counted.steps, counted.seconds) == ("deploy", 1, 2.0 * MAX_ATTEMPTS)
 
     def test_release_hands_steps_back(self, store: Database, clock: Clock) -> None:
         self._started_step(store, clock)

@@ -75,6 +75,7 @@ class Leases:
         if limit <= 0 or not self.anything_due():
             return []
         claimed: list[ClaimedStep] = []
+        abandoned: list[tuple[str, datetime | None, datetime]] = []
         with self.db.write() as session:
             now = self.clock()
             due = self._due(session, now, limit, expired=False)
@@ -87,6 +88,7 @@ class Leases:
                     continue
                 if step.attempt >= MAX_ATTEMPTS:
                     self._give_up(session, step, d, now)
+                    abandoned.append((step.kind, step.started_at, now))
                     continue
                 step.attempt += 1
                 step.state = StepState.RUNNING.value
@@ -126,12 +128,12 @@ class Leases:
                     for c in claimed
                 ]
                 record_events(session, "step.started", at=now, actor=self.owner, about=about)
+            count_finished(session, abandoned)  # last, like every writer of those counters
         return claimed
 
     def _give_up(self, session: Session, step: Step, d: Deployment, now: datetime) -> None:
         step.state = StepState.FAILED.value
         step.finished_at = now
-        count_finished(session, [(step.kind, step.started_at, now)])
         step.outcome = f"gave up after {step.attempt} attempts: the worker running it was lost each time"
         record_event(
             session,
