@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from conveyor.notify.routing import install
+from conveyor.notify.sender import IN_FLIGHT_GRACE, Sender
 from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.store.migrate import upgrade
@@ -143,3 +144,35 @@ def test_a_receiver_that_fails_or_is_slow(receiver: Receiver, broken: Mode, tmp_
     if broken == "error":
         retried = [r for r in receiver.received() if r.answered == 500]
         assert retried, "the receiver was never tried while it answered 500"
+
+
+@pytest.mark.timeout(60)
+def test_stopping_hands_a_slow_delivery_back_instead_of_waiting_for_it(tmp_path: Path, db_url: str) -> None:
+    """A receiver holding a request for the webhook's whole timeout (10 s here) does not hold up a
+    stopping process: after the short grace the row is pending again, unleased, and the next sender
+    delivers it under the same delivery id."""
+    receiver = Receiver(free_port(), SECRET, mode="slow", hold_seconds=15).start()
+    config = project(tmp_path, CONFIG.format(url=receiver.url, timeout="10s"), ("web", "api"), {"HOOK_SECRET": SECRET})
+    db = Database(db_url)
+    install(db, config)
+    try:
+        Operations(config, db).create_release("web")  # release.created: one row for the team's hook
+        first = Sender(config, db, owner="first", poll_interval=0.02)
+        first.start()
+        wait_for(lambda: len(receiver.received()) == 1, 10, "the slow receiver holding the first attempt")
+        started = time.monotonic()
+        first.stop()
+        assert time.monotonic() - started < IN_FLIGHT_GRACE + 2.0  # not the webhook's 10 s timeout
+        with db.read() as session:
+            row = session.scalars(select(Outbox)).one()
+        assert (row.state, row.lease_owner, row.attempts) == ("pending", None, 1)
+
+        receiver.mode = "ok"
+        second = Sender(config, db, owner="second", poll_interval=0.02)
+        second.start()
+        wait_for(lambda: outbox_states(db) == {"delivered": 1}, 10, "the row delivered by the next sender")
+        second.stop()
+        assert {r.delivery_id for r in receiver.received()} == {row.delivery_id}
+    finally:
+        receiver.close()
+        db.dispose()

@@ -173,6 +173,23 @@ class OutboxQueue:
                 )
             return True
 
+    def release(self, deliveries: list[ClaimedDelivery]) -> None:
+        """Hand rows still being delivered back at once (a stopping sender), instead of leaving them to
+        their lease; a late result of those attempts is then refused, as the lease is no longer ours."""
+        with self.db.write() as session:
+            for claimed in deliveries:
+                session.execute(
+                    update(Outbox)
+                    .where(
+                        Outbox.id == claimed.row_id,
+                        Outbox.attempts == claimed.attempt,
+                        Outbox.lease_owner == self.owner,
+                        Outbox.state == PENDING,
+                    )
+                    .values(lease_owner=None, lease_expires_at=None)
+                    .execution_options(synchronize_session=False)
+                )
+
     def give_up_stale(self) -> int:
         """Fail pending rows whose event is older than their notifier's ``max_age``, one update per policy;
         rows of a notifier no longer configured (which no sender claims) go by the default policy."""

@@ -7,15 +7,20 @@ each notifier's ``retry`` in the config) and given up after too many attempts or
 senders, in one process or on many machines, share the outbox safely (:mod:`conveyor.notify.outbox`).
 Nothing a notifier does, raising included, escapes the sender: a broken notifier is a failed delivery,
 never a failed deployment.
+
+Stopping never waits on a slow receiver for long: deliveries under way get ``IN_FLIGHT_GRACE`` seconds
+to end, then their rows are handed back to the outbox (another process, or the next start, delivers
+them: at least once, with the same delivery id) and the process may exit, since delivery threads are
+daemons.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from conveyor import plugins
@@ -30,6 +35,7 @@ from conveyor.store.database import Database
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 60.0  # how often rows older than their notifier's max_age are given up
+IN_FLIGHT_GRACE = 2.0  # seconds stop() waits for deliveries under way before handing their rows back
 
 
 def build_notifiers(config: Config) -> dict[str, Notifier]:
@@ -69,12 +75,15 @@ class Sender:
             redact=config.redact,
             policies={} if retry else {name: n.retry for name, n in config.notifiers.items()},
         )
-        self._in_flight = 0
+        self._in_flight = 0  # claimed or being claimed, not yet finished
+        self._delivering: dict[int, ClaimedDelivery] = {}  # by outbox row id
+        self._handed_back: set[int] = set()  # rows stop() released while their delivery was under way
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._jobs: queue.SimpleQueue[ClaimedDelivery | None] = queue.SimpleQueue()  # None: a worker ends
+        self._pool: list[threading.Thread] = []
         self._last_sweep = float("-inf")
 
     @property
@@ -86,17 +95,19 @@ class Sender:
         if not self.enabled or self._thread is not None:
             return
         self.notifiers = dict(self._given) if self._given is not None else build_notifiers(self.config)
-        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="notify")
+        self._pool = [threading.Thread(target=self._work, name=f"notify-{i}", daemon=True) for i in range(self.workers)]
+        for worker in self._pool:
+            worker.start()
         self._thread = threading.Thread(target=self._loop, name="notify-sender", daemon=True)
         self._thread.start()
 
     def stop(self, drain: float = 0.0) -> None:
-        """Stop claiming, let deliveries under way end (each is bounded by its notifier's timeout), close.
+        """Stop claiming, give deliveries under way ``IN_FLIGHT_GRACE`` seconds, hand back the rest, close.
 
         With ``drain``, first keep delivering for up to that many seconds while anything is due or under
         way (``worker --exit-when-idle`` uses it); rows waiting out a backoff are left for later.
         """
-        if self._thread is None or self._pool is None:
+        if self._thread is None:
             return
         deadline = time.monotonic() + drain
         while time.monotonic() < deadline and (self._busy() or self.queue.anything_due(list(self.notifiers))):
@@ -104,13 +115,24 @@ class Sender:
         self._stop.set()
         self._wake.set()
         self._thread.join()
-        self._pool.shutdown(wait=True)
+        for _ in self._pool:
+            self._jobs.put(None)  # each worker ends after the delivery it is on
+        grace = time.monotonic() + IN_FLIGHT_GRACE
+        while self._busy() and time.monotonic() < grace:
+            time.sleep(0.02)
+        with self._lock:
+            left = list(self._delivering.values())
+        if left:
+            log.warning("handing %d delivery(ies) still under way back to the outbox", len(left))
+            with self._lock:
+                self._handed_back.update(d.row_id for d in left)
+            self.queue.release(left)
         for notifier in self.notifiers.values():
             try:
                 notifier.close()
             except Exception:
                 log.exception("closing notifier %s failed", type(notifier).__name__)
-        self._thread = self._pool = None
+        self._thread, self._pool = None, []
 
     def _busy(self) -> bool:
         with self._lock:
@@ -131,7 +153,7 @@ class Sender:
 
     def tick(self) -> int:
         """Claim what is due and free workers can take, and hand it to the pool; returns how many."""
-        assert self._pool is not None, "start() the sender first"
+        assert self._pool, "start() the sender first"
         if time.monotonic() - self._last_sweep >= SWEEP_SECONDS:
             self._last_sweep = time.monotonic()
             self.queue.give_up_stale()
@@ -147,8 +169,19 @@ class Sender:
             with self._lock:
                 self._in_flight -= free - len(claimed)
         for delivery in claimed:
-            self._pool.submit(self._deliver, delivery)
+            with self._lock:
+                self._delivering[delivery.row_id] = delivery
+            self._jobs.put(delivery)
         return len(claimed)
+
+    def _work(self) -> None:
+        """One delivery thread: takes claimed rows until told to end."""
+        while (claimed := self._jobs.get()) is not None:
+            if self._stop.is_set():  # stopping: not started, so left in _delivering for stop() to hand back
+                with self._lock:
+                    self._in_flight -= 1
+                continue
+            self._deliver(claimed)
 
     def _deliver(self, claimed: ClaimedDelivery) -> None:
         try:
@@ -160,11 +193,16 @@ class Sender:
                 result = DeliveryResult(False, f"the notifier raised {type(exc).__name__}: {exc}")
             if not result.ok:
                 log.info("notifying %s failed (attempt %d): %s", claimed.notifier, claimed.attempt, result.message)
-            if not self.queue.finish(claimed, result):
+            with self._lock:
+                handed_back = claimed.row_id in self._handed_back
+            if handed_back:  # after stop(): the row is no longer ours, and the store may be closed
+                log.info("delivery %s ended after it was handed back; not recorded", claimed.ctx.delivery_id)
+            elif not self.queue.finish(claimed, result):
                 log.warning("delivery %s: result refused, the lease was lost", claimed.ctx.delivery_id)
         except Exception:
             log.exception("delivery %s: could not record its result; it will be retried", claimed.ctx.delivery_id)
         finally:
             with self._lock:
                 self._in_flight -= 1
+                self._delivering.pop(claimed.row_id, None)
             self._wake.set()
