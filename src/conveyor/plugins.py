@@ -43,18 +43,12 @@ def check_names() -> list[str]:
 
 
 def driver_class(name: str) -> type[Driver]:
-    plugins = _load(DRIVER_GROUP)
-    if name not in plugins:
-        raise UnknownPlugin("driver", name, sorted(plugins))
-    cls: type[Driver] = plugins[name]
+    cls: type[Driver] = _plugin(DRIVER_GROUP, "driver", name)
     return cls
 
 
 def check_class(name: str) -> type[Check]:
-    plugins = _load(CHECK_GROUP)
-    if name not in plugins:
-        raise UnknownPlugin("check type", name, sorted(plugins))
-    cls: type[Check] = plugins[name]
+    cls: type[Check] = _plugin(CHECK_GROUP, "check type", name)
     return cls
 
 
@@ -63,8 +57,13 @@ def notifier_names() -> list[str]:
 
 
 def notifier_class(name: str) -> type[Notifier]:
-    plugins = _load(NOTIFIER_GROUP)
-    if name not in plugins:
-        raise UnknownPlugin("notifier type", name, sorted(plugins))
-    cls: type[Notifier] = plugins[name]
+    cls: type[Notifier] = _plugin(NOTIFIER_GROUP, "notifier type", name)
     return cls
+
+
+def _plugin(group: str, kind: str, name: str) -> Any:
+    """The class registered as ``name`` in ``group``; ``kind`` names it in the error."""
+    plugins = _load(group)
+    if name not in plugins:
+        raise UnknownPlugin(kind, name, sorted(plugins))
+    return plugins[name]

@@ -14,15 +14,21 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Decision as DecisionRecord
 from conveyor.domain.decisions import Note, Promote, Start, Succeed
 from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
-from conveyor.store.records import About, deployment_events, lift_hold, record_decisions, record_events
-from conveyor.store.tables import Decision, Deployment, Hold, LatestSuccess, Lock, Release, Step
+from conveyor.store.database import dialect_insert
+from conveyor.store.records import (
+    About,
+    deployment_events,
+    latest_fingerprints,
+    lift_hold,
+    record_decisions,
+    record_events,
+)
+from conveyor.store.tables import Deployment, Hold, LatestSuccess, Lock, Release, Step
 
 SYSTEM = "conveyor"
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
@@ -124,8 +130,7 @@ def _newest_per_place(rows: Iterable[Any]) -> dict[tuple[str, str], Any]:
 def _record_latest(session: Session, newest: dict[tuple[str, str], Any], now: datetime) -> None:
     """Keep ``latest_successes`` pointing at the newest release that succeeded in each place; an older
     release succeeding late (deployed explicitly) does not move it back."""
-    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = dialect_insert(LatestSuccess)
+    stmt = dialect_insert(session, LatestSuccess)
     table = LatestSuccess.__table__.c
     upsert = stmt.on_conflict_do_update(
         index_elements=[table.app, table.environment],
@@ -163,36 +168,20 @@ def note_all(session: Session, intents: Sequence[Note], now: datetime) -> list[b
     """Record the decisions that differ from the latest one stored for their place (app, environment and
     deployment); True for those recorded. A manual tier's wait for promotion is also a
     ``promotion.waiting`` Event, once per change, so a chat hears it once."""
-    notes = [i.decision for i in intents]
-    bound = {d.deployment_id for d in notes if d is not None and d.deployment_id is not None}
-    unbound = {(d.app, d.environment) for d in notes if d is not None and d.deployment_id is None}
-    latest: dict[tuple[str, str, int | None], str] = {}
-    if bound:
-        newest = select(func.max(Decision.id)).where(Decision.deployment_id.in_(bound)).group_by(Decision.deployment_id)
-        for r in session.execute(
-            select(Decision.app, Decision.environment, Decision.deployment_id, Decision.fingerprint).where(
-                Decision.id.in_(newest)
-            )
-        ):
-            latest[(r.app, r.environment, r.deployment_id)] = r.fingerprint
-    if unbound:
-        newest = (
-            select(func.max(Decision.id))
-            .where(Decision.deployment_id.is_(None), Decision.app.in_({app for app, _ in unbound}))
-            .group_by(Decision.app, Decision.environment)
-        )
-        for u in session.execute(
-            select(Decision.app, Decision.environment, Decision.fingerprint).where(Decision.id.in_(newest))
-        ):
-            latest[(u.app, u.environment, None)] = u.fingerprint
+    notes = [i.decision for i in intents if i.decision is not None]
+    bound = {d.deployment_id for d in notes if d.deployment_id is not None}
+    unbound = {d.app for d in notes if d.deployment_id is None}
+    latest = latest_fingerprints(session, bound, unbound) if notes else {}
     news: list[DecisionRecord] = []
     recorded: list[bool] = []
-    for d in notes:
-        key = (d.app, d.environment, d.deployment_id) if d is not None else None
-        recorded.append(d is not None and key is not None and latest.get(key) != d.fingerprint)
-        if recorded[-1] and d is not None and key is not None:
-            latest[key] = d.fingerprint  # the same decision twice in one group is recorded once
-            news.append(d)
+    for intent in intents:
+        d = intent.decision
+        if d is None or latest.get(place := (d.app, d.environment, d.deployment_id)) == d.fingerprint:
+            recorded.append(False)
+            continue
+        latest[place] = d.fingerprint  # the same decision twice in one group is recorded once
+        news.append(d)
+        recorded.append(True)
     record_decisions(session, news, now)
     waiting = [d for d in news if d.rule == "ManualTierWaitsForPromotion"]
     about = [About(d.summary, d.app, d.environment, d.release_id) for d in waiting]

@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
@@ -176,3 +180,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def dialect_insert(session: Session, table: Any) -> SqliteInsert | PostgresInsert:
+    """An INSERT for ``table`` in the session's dialect, so a caller can add ``ON CONFLICT DO UPDATE``
+    (an upsert) the same way on SQLite and PostgreSQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgres_insert(table)
+    return sqlite_insert(table)

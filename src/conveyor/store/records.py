@@ -10,12 +10,12 @@ every writer of events (orchestrator, leases, operations) notifies alike without
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Decision as DecisionRecord
@@ -121,6 +121,31 @@ def deployment_event(
 ) -> int:
     """An Event by conveyor itself about deployment ``d`` (a Deployment or a row with the same fields)."""
     return deployment_events(session, kind, now, [(d, message, payload)])[0]
+
+
+Place = tuple[str, str, int | None]  # (app, environment, deployment): where a decision stands
+
+
+def latest_fingerprints(
+    session: Session, deployment_ids: Collection[int], unbound_apps: Collection[str] | None = None
+) -> dict[Place, str]:
+    """The fingerprint of the latest decision per place, for ``deployment_ids`` and for decisions about no
+    deployment (a manual tier waiting for promotion) of ``unbound_apps``, or of every app when None.
+    Bounded by the places asked about, whatever the history (decisions are indexed by deployment)."""
+    unbound: ColumnElement[bool] = Decision.deployment_id.is_(None)
+    if unbound_apps is not None:
+        unbound = and_(unbound, Decision.app.in_(unbound_apps))
+    newest = (
+        select(func.max(Decision.id))
+        .where(or_(Decision.deployment_id.in_(deployment_ids), unbound))
+        .group_by(Decision.app, Decision.environment, Decision.deployment_id)
+    )
+    rows = session.execute(
+        select(Decision.app, Decision.environment, Decision.deployment_id, Decision.fingerprint).where(
+            Decision.id.in_(newest)
+        )
+    )
+    return {(r.app, r.environment, r.deployment_id): r.fingerprint for r in rows}
 
 
 def latest_decision(session: Session, app: str, environment: str) -> Decision | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.config.resolved import Config
@@ -19,7 +19,8 @@ from conveyor.domain.snapshot import (
     Succeeded,
 )
 from conveyor.store.database import Database
-from conveyor.store.tables import Decision, Deployment, Hold, LatestSuccess, Lock, Release, Step
+from conveyor.store.records import latest_fingerprints
+from conveyor.store.tables import Deployment, Hold, LatestSuccess, Lock, Release, Step
 
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
 
@@ -110,7 +111,7 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
         deployed_releases=_deployed_releases(session, {s.release_id for s in latest.values()}),
         holds=_holds(session),
         locks={r.name: r.deployment_id for r in session.execute(select(Lock.name, Lock.deployment_id))},
-        decision_fingerprints=_fingerprints(session, [r.id for r in rows]),
+        decision_fingerprints=frozenset(latest_fingerprints(session, [r.id for r in rows]).values()),
     )
 
 
@@ -159,13 +160,3 @@ def _holds(session: Session) -> tuple[HoldView, ...]:
         )
         for h, label in rows
     )
-
-
-def _fingerprints(session: Session, open_ids: list[int]) -> frozenset[str]:
-    """The latest decision's fingerprint per (app, environment, deployment), for the open deployments and
-    for decisions about no deployment (a manual tier waiting for promotion): the only ones a pass compares."""
-    about = or_(Decision.deployment_id.is_(None), Decision.deployment_id.in_(open_ids))
-    latest = (
-        select(func.max(Decision.id)).where(about).group_by(Decision.app, Decision.environment, Decision.deployment_id)
-    )
-    return frozenset(session.scalars(select(Decision.fingerprint).where(Decision.id.in_(latest))))

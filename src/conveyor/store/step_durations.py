@@ -15,10 +15,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from conveyor.store.database import dialect_insert
 from conveyor.store.tables import StepDuration
 
 BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)  # seconds; then +Inf
@@ -41,8 +40,7 @@ def count_finished(session: Session, steps: Iterable[tuple[str, datetime | None,
         total[1] += seconds
     if not totals:
         return
-    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = dialect_insert(StepDuration)
+    stmt = dialect_insert(session, StepDuration)
     table = StepDuration.__table__.c
     add = stmt.on_conflict_do_update(
         index_elements=[table.kind, table.bucket],
