@@ -92,3 +92,12 @@ def postgres_url(postgres_database: Database) -> str:
     clear_tables(postgres_database)
     assert POSTGRES_URL
     return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_store(postgres_url: str) -> Iterator[Database]:
+    """The test's own handle on the emptied PostgreSQL database, closed however the test ends (an
+    unclosed one is collected later, in some other test, as an unraisable ResourceWarning)."""
+    db = Database(postgres_url)
+    yield db
+    db.dispose()

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,25 +91,17 @@ def _newest_live_everywhere(db: Database, newest: dict[str, int]) -> bool:
     return all(live.get((app, "production")) == rid for app, rid in newest.items())
 
 
-@pytest.fixture
-def store(postgres_url: str) -> Iterator[Database]:
-    """The test's own view of the database, closed however the test ends."""
-    db = Database(postgres_url)
-    yield db
-    db.dispose()
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_workers_killed_at_random_lose_nothing_and_never_overlap(
-    tmp_path: Path, postgres_url: str, store: Database
+    tmp_path: Path, postgres_url: str, postgres_store: Database
 ) -> None:
     for i in range(APPS):
         make_app_repo(tmp_path / "repos" / f"app{i:02d}")
     config_path = write_config(tmp_path, _config())
     config = load(config_path)
-    db = store
+    db = postgres_store
     ops = Operations(config, db)
     rng = random.Random(7)
     workers = [_worker(config_path, postgres_url, tmp_path / f"worker{i}.log") for i in range(WORKERS)]

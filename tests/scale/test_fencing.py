@@ -39,11 +39,13 @@ def _worker(config: Path, url: str, log: Path, *extra: str) -> subprocess.Popen[
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_a_paused_worker_wakes_to_find_its_writes_refused(tmp_path: Path, postgres_url: str) -> None:
+def test_a_paused_worker_wakes_to_find_its_writes_refused(
+    tmp_path: Path, postgres_url: str, postgres_store: Database
+) -> None:
     make_app_repo(tmp_path / "repos" / "web")
     record = tmp_path / "deploys.jsonl"
     config_path = write_config(tmp_path, CONFIG.format(record=record))
-    db = Database(postgres_url)
+    db = postgres_store
     Operations(load(config_path), db).create_release("web", actor="test")
     slow = _worker(config_path, postgres_url, tmp_path / "slow.log")
     other: subprocess.Popen[bytes] | None = None
@@ -73,4 +75,3 @@ def test_a_paused_worker_wakes_to_find_its_writes_refused(tmp_path: Path, postgr
     both = [json.loads(line) for line in record.read_text().splitlines()]
     assert sorted(r["attempt"] for r in both) == [1, 2]  # both runs happened; only attempt 2 counted
     assert "result refused" in (tmp_path / "slow.log").read_text()
-    db.dispose()

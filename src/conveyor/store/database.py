@@ -3,10 +3,17 @@
 Every write transaction on SQLite starts with ``BEGIN IMMEDIATE`` so two writers never interleave
 (the runner's claim relies on it); read transactions start deferred. On PostgreSQL, claims use
 ``FOR UPDATE SKIP LOCKED`` and planner passes take an advisory lock.
+
+A process can stall mid-transaction (a paused VM, ``SIGSTOP``, a long GC pause) while holding row locks
+or the planner lock. On PostgreSQL every connection therefore carries
+``idle_in_transaction_session_timeout``: the server ends a transaction left idle that long and frees its
+locks, so one stalled worker cannot stop every other from claiming or planning. The woken process finds
+its connection closed; its late writes are fenced like any other.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -19,13 +26,20 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from conveyor.store.records import ROUTER_INFO_KEY, NotificationRouter
 
 PLANNER_LOCK_KEY = 7_305_011  # advisory lock id for planner passes (PostgreSQL)
+# How long PostgreSQL lets a conveyor transaction sit idle before ending it (see the module docstring).
+# Transactions here last milliseconds; a planner pass holds its lock's transaction for the pass, well
+# under a second even for hundreds of apps. An operator may set their own value in the URL's options.
+IDLE_TRANSACTION_TIMEOUT = 10.0
+IDLE_TIMEOUT_SETTING = "idle_in_transaction_session_timeout"
+
+log = logging.getLogger(__name__)
 
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -71,13 +85,15 @@ def _sqlite_setup(engine: Engine) -> None:
 class Database:
     """One engine plus the transaction helpers every other module uses."""
 
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 8, idle_transaction_timeout: float = IDLE_TRANSACTION_TIMEOUT
+    ) -> None:
         problem = database_url_problem(url)
         if problem is not None:
             raise DatabaseUnreachable(problem)
         self.url = url
         try:
-            self._connect(url, pool_size)
+            self._connect(url, pool_size, idle_transaction_timeout)
         except (ArgumentError, ImportError, OSError, NoSuchModuleError) as exc:
             raise DatabaseUnreachable(f"cannot open the database at {self.safe_url}: {_first_line(exc)}") from exc
         self._planner_mutex = threading.Lock()
@@ -87,7 +103,7 @@ class Database:
             threading.RLock() if self.dialect == "sqlite" else nullcontext()
         )
 
-    def _connect(self, url: str, pool_size: int) -> None:
+    def _connect(self, url: str, pool_size: int, idle_transaction_timeout: float) -> None:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {}
@@ -106,6 +122,9 @@ class Database:
             # process stays within pool_size + max_overflow connections however many steps it runs, and
             # many workers fit under PostgreSQL's default max_connections of 100.
             kwargs.update(pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=60, pool_pre_ping=True)
+            kwargs["connect_args"] = {
+                "options": _with_idle_timeout(parsed.query.get("options"), idle_transaction_timeout)
+            }
         self.engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _sqlite_setup(self.engine)
@@ -167,19 +186,38 @@ class Database:
                 yield True
                 return
             with self.engine.connect() as conn:
-                acquired = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PLANNER_LOCK_KEY}).scalar())
-                conn.commit()
+                # Transaction-scoped, so it is freed with the transaction: by us after the pass, or by the
+                # server's idle timeout if this process stalls mid-pass (a session lock would stay held
+                # by a paused process and stop every other worker from planning until it woke).
+                acquired = bool(
+                    conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PLANNER_LOCK_KEY}).scalar()
+                )
                 try:
                     yield acquired
                 finally:
-                    if acquired:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PLANNER_LOCK_KEY})
-                        conn.commit()
+                    _end_quietly(conn)
         finally:
             self._planner_mutex.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _with_idle_timeout(options: str | tuple[str, ...] | None, seconds: float) -> str:
+    """libpq ``options`` carrying the idle-transaction timeout, unless the operator's URL sets its own."""
+    given = " ".join(options) if isinstance(options, tuple) else (options or "")
+    if IDLE_TIMEOUT_SETTING in given:
+        return given
+    return f"{given} -c {IDLE_TIMEOUT_SETTING}={round(seconds * 1000)}".strip()
+
+
+def _end_quietly(conn: Connection) -> None:
+    """End the planner lock's transaction. If the server already ended it (this process stalled past the
+    idle timeout), the lock is already free and the pass's writes stand on their own re-checks: say so."""
+    try:
+        conn.rollback()
+    except DBAPIError as exc:
+        log.warning("the planner lock was released by the database before the pass ended: %s", _first_line(exc))
 
 
 def dialect_insert(session: Session, table: Any) -> SqliteInsert | PostgresInsert:
