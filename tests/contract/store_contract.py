@@ -205,6 +205,42 @@ class StoreContract:
             assert sorted(d.environment for d in s.scalars(select(Deployment))) == ["production", "staging"]
             assert len(list(s.scalars(select(Event).where(Event.kind == "deployment.created")))) == 2
 
+    def test_a_pass_succeeds_promotes_and_hands_the_lock_on_in_order(
+        self, store: Database, clock: Clock, set_based: None
+    ) -> None:
+        """What one planner pass asks when a deployment finishes: its success, its promotion and the start
+        of the next waiter for its lock are applied together, in that order."""
+        orch = Orchestrator(store, clock)
+        rid = self._release(store, clock)
+        finished, waiter = self._deployment(store, clock, rid), self._deployment(store, clock, rid, env="other")
+        assert orch.apply(Start(None, deployment_id=finished, locks=("group:g:x",)))
+        promote = Promote(
+            None, app="web", release_id=rid, environment="staging", origin_key="a", from_deployment_id=finished
+        )
+        pass_ = [
+            Succeed(None, deployment_id=finished),
+            promote,
+            Start(None, deployment_id=waiter, locks=("group:g:x",)),
+        ]
+        assert orch.apply_all(pass_) == [True, True, True]
+        with store.read() as s:
+            assert {lock.name: lock.deployment_id for lock in s.scalars(select(Lock))} == {"group:g:x": waiter}
+
+    def test_a_promotion_from_a_success_that_was_not_written_is_refused(
+        self, store: Database, clock: Clock, set_based: None
+    ) -> None:
+        orch = Orchestrator(store, clock)
+        rid = self._release(store, clock)
+        never_started = self._deployment(store, clock, rid)
+        promotions = [
+            Promote(None, app="web", release_id=rid, environment=env, origin_key=env, from_deployment_id=never_started)
+            for env in ("staging", "production")
+        ]
+        assert orch.apply_all([Succeed(None, deployment_id=never_started), *promotions]) == [False, False, False]
+        assert not orch.apply(promotions[0])  # one at a time too
+        with store.read() as s:
+            assert [d.id for d in s.scalars(select(Deployment))] == [never_started]
+
     def test_decisions_are_recorded_only_when_they_change(self, store: Database, clock: Clock, set_based: None) -> None:
         orch = Orchestrator(store, clock)
         rid = self._release(store, clock)

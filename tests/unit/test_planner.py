@@ -8,15 +8,17 @@ they change, so a deployment that keeps waiting for the same reason produces not
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
-from conveyor.domain.decisions import Decision, Intent, Note, Start, Wait
+from conveyor.domain.decisions import Decision, Intent, Note, Promote, Start, Wait
 from conveyor.domain.model import DeploymentState, Verdict
 from conveyor.domain.planner import Plan, plan_next
 from conveyor.domain.snapshot import Snapshot
 from tests.unit.planner_builders import (
     DEPLOYING,
+    FAILED,
     NOW,
     PASSED,
     PENDING,
@@ -28,6 +30,7 @@ from tests.unit.planner_builders import (
     check,
     dep,
     deploy_step,
+    done,
     freeze,
     locks_held,
     snap,
@@ -326,6 +329,7 @@ def test_unchanged_situation_settles_after_one_pass(situation: Callable[[], Snap
 
 
 def test_one_pass_advances_then_promotes_then_schedules() -> None:
+    """The success planned in this pass is promoted in the same pass, after it."""
     verifying = dep(1, "api", "staging", 5, VERIFYING, -30, steps=[deploy_step(PASSED), check("smoke", PASSED, id=21)])
     pending = dep(2, "web", "integration", 8, PENDING, -5)
     s = snap(
@@ -334,12 +338,59 @@ def test_one_pass_advances_then_promotes_then_schedules() -> None:
         succeeded={("docs", "integration"): 3},
         locks=locks_held(verifying),
     )
-    assert briefs(s) == [("Succeed", 1), ("Promote", 3, "staging", "auto:3:staging"), ("Start", 2)]
+    assert briefs(s) == [
+        ("Succeed", 1),
+        ("Promote", 5, "production", "auto:5:production"),
+        ("Promote", 3, "staging", "auto:3:staging"),
+        ("Start", 2),
+    ]
+
+
+def test_a_promotion_names_the_success_it_follows() -> None:
+    done_now = dep(1, "api", "staging", 5, DEPLOYING, steps=[deploy_step(PASSED)])
+    s = snap(apps=[app("api"), DOCS], deployments=[done_now], succeeded={("docs", "integration"): done(3, 7)})
+    promotions = {i.app: i.from_deployment_id for i in plan_next(s, NOW).intents if isinstance(i, Promote)}
+    assert promotions == {"api": 1, "docs": 7}
+
+
+def test_a_lock_freed_by_a_success_goes_to_its_next_waiter_in_the_same_pass() -> None:
+    holder = dep(3, "api", "staging", 5, DEPLOYING, queued_at_offset=-30, steps=[deploy_step(PASSED)])
+    first = dep(4, "web", "staging", 8, WAITING, queued_at_offset=-20)
+    second = dep(5, "pay", "staging", 2, WAITING, queued_at_offset=-10)
+    s = snap(
+        apps=[API, WEB, app("pay", groups=["payments"])],
+        deployments=[holder, first, second],
+        locks=locks_held(holder, API),
+    )
+    assert [brief(i) for i in plan_next(s, NOW).intents] == [
+        ("Succeed", 3),
+        ("Promote", 5, "production", "auto:5:production"),
+        ("Start", 4),
+        ("Note", "pay", "staging", "WaitInArrivalOrder"),
+    ]
+
+
+def test_a_failure_in_this_pass_frees_nothing_until_it_is_written() -> None:
+    """A failure also blocks the app, which this pass does not foresee: its waiters wait one more pass."""
+    holder = dep(3, "api", "staging", 5, DEPLOYING, queued_at_offset=-30, steps=[deploy_step(FAILED)])
+    waiter = dep(4, "web", "staging", 8, WAITING, queued_at_offset=-20)
+    s = snap(apps=[API, WEB], deployments=[holder, waiter], locks=locks_held(holder, API))
+    assert [brief(i) for i in plan_next(s, NOW).intents] == [("Fail", 3, 11), ("Note", "web", "staging", "WaitForLock")]
+
+
+def test_an_older_release_succeeding_late_is_not_promoted_over_a_newer_one() -> None:
+    """An operator's rollback of web to v2 in staging, while v8 is live there: v8 stays the one promoted."""
+    late = replace(dep(6, "web", "staging", 2, DEPLOYING, steps=[deploy_step(PASSED)]), explicit=True)
+    s = snap(apps=[app("web")], deployments=[late], succeeded={("web", "staging"): 8})
+    assert briefs(s) == [("Succeed", 6), ("Promote", 8, "production", "auto:8:production")]
 
 
 def test_active_deployments_are_not_scheduled_again() -> None:
     d = dep(1, "api", "staging", 5, DEPLOYING, steps=[deploy_step(PASSED)])
-    assert briefs(snap(deployments=[d], locks=locks_held(d))) == [("Succeed", 1)]
+    assert briefs(snap(deployments=[d], locks=locks_held(d))) == [
+        ("Succeed", 1),
+        ("Promote", 5, "production", "auto:5:production"),
+    ]
 
 
 def test_a_promotion_is_planned_until_the_deployment_exists() -> None:

@@ -96,3 +96,5 @@ class Promote(Intent):
     release_id: int
     environment: str
     origin_key: str
+    # the success it follows: the promotion is refused unless that deployment has succeeded
+    from_deployment_id: int | None = None

@@ -8,19 +8,24 @@ Order of a pass:
    needs, so a later arrival never overtakes it (no starvation), while deployments needing other locks
    go ahead at once.
 
+Steps 2 and 3 see the successes of step 1 as done: a release that succeeds in this pass is promoted
+in the same pass, and the locks it frees go to their next waiter at once. The orchestrator applies a
+pass's intents in order, so the success is written first; should it not be, the promotion (which
+names the deployment it comes from) and the start (whose lock is still taken) are refused.
+
 The orchestrator re-checks every intent's precondition before applying it, so a plan computed from a
 slightly stale snapshot is harmless.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from conveyor.domain import rules
-from conveyor.domain.decisions import Decision, Intent, Note, Start, Wait
+from conveyor.domain.decisions import Decision, Intent, Note, Start, Succeed, Wait
 from conveyor.domain.model import DeploymentState, Verdict
-from conveyor.domain.snapshot import DeploymentView, Snapshot
+from conveyor.domain.snapshot import DeploymentView, Snapshot, Succeeded
 
 
 @dataclass
@@ -39,12 +44,30 @@ def plan_next(snap: Snapshot, now: datetime) -> Plan:
             intent = rules.advance_active(d, snap)
             if intent is not None:
                 plan.intents.append(intent)
+    snap = _after_successes(snap, [i.deployment_id for i in plan.intents if isinstance(i, Succeed)])
     for app, environment in sorted(snap.latest_succeeded):
         intent = rules.promote_succeeded(app, environment, snap)
         if intent is not None and _worth_recording(intent, snap):
             plan.intents.append(intent)
     plan.intents.extend(_schedule_waiting(snap, now))
     return plan
+
+
+def _after_successes(snap: Snapshot, succeeding: list[int]) -> Snapshot:
+    """The snapshot as it will be once these deployments have succeeded: each is the newest success of
+    its place unless a newer release already is, and holds no locks."""
+    if not succeeding:
+        return snap
+    ids = set(succeeding)
+    latest = dict(snap.latest_succeeded)
+    for d in snap.open_deployments:
+        if d.id not in ids:
+            continue
+        there = latest.get((d.app, d.environment))
+        if there is None or (there.release_id, there.deployment_id) <= (d.release_id, d.id):
+            latest[(d.app, d.environment)] = Succeeded(d.id, d.release_id, d.label)
+    locks = {name: holder for name, holder in snap.locks.items() if holder not in ids}
+    return replace(snap, latest_succeeded=latest, locks=locks)
 
 
 def _worth_recording(intent: Intent, snap: Snapshot) -> bool:

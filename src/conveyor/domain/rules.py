@@ -222,4 +222,5 @@ def promote_succeeded(app: str, environment: str, snap: Snapshot) -> Intent | No
         release_id=done.release_id,
         environment=target,
         origin_key=f"auto:{done.release_id}:{target}",
+        from_deployment_id=done.deployment_id,
     )

@@ -190,14 +190,25 @@ def note_all(session: Session, intents: Sequence[Note], now: datetime) -> list[b
 
 
 def promote_all(session: Session, intents: Sequence[Promote], now: datetime) -> list[bool]:
+    """Create the next environment's deployments; a promotion whose origin exists already, or whose
+    source deployment has not succeeded (its success was planned in the same pass and refused), is not."""
     keys = [i.origin_key for i in intents]
     existing = set(session.scalars(select(Deployment.origin_key).where(Deployment.origin_key.in_(keys))))
+    sources = {i.from_deployment_id for i in intents if i.from_deployment_id is not None}
+    succeeded = set(
+        session.scalars(
+            select(Deployment.id).where(Deployment.id.in_(sources), Deployment.state == DeploymentState.SUCCEEDED.value)
+        )
+        if sources
+        else ()
+    )
     created: dict[str, dict[str, Any]] = {}
     applied: list[bool] = []
     for intent in intents:
-        applied.append(intent.origin_key not in existing and intent.origin_key not in created)
+        source_ok = intent.from_deployment_id is None or intent.from_deployment_id in succeeded
+        applied.append(source_ok and intent.origin_key not in existing and intent.origin_key not in created)
         if not applied[-1]:
-            continue  # already promoted, or twice in this group: once is enough
+            continue  # not (yet) succeeded there, already promoted, or twice in this group: once is enough
         created[intent.origin_key] = {
             "release_id": intent.release_id,
             "app": intent.app,
