@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, column, select, values
 from sqlalchemy.orm import Session
 
 from conveyor.config.resolved import Config
@@ -81,11 +81,29 @@ def _live_labels(session: Session) -> dict[tuple[str, str], str]:
     return {(r.app, r.environment): r.label for r in rows}
 
 
-def _newest_deployment(session: Session, app: str, environment: str) -> Any:
-    """The newest deployment in a place that was not superseded (an index seek, whatever the history)."""
-    return session.execute(
+def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The newest deployment in each (app, environment) that was not superseded, in one statement: the
+    places are a VALUES list and each one's newest is an index seek, so the cost follows the number of
+    places, never the history."""
+    if not places:
+        return {}
+    wanted = values(column("app", String), column("environment", String), name="places").data(places).cte("places")
+    newest = (
+        select(Deployment.id)
+        .where(
+            Deployment.app == wanted.c.app,
+            Deployment.environment == wanted.c.environment,
+            Deployment.state != DeploymentState.SUPERSEDED.value,
+        )
+        .order_by(Deployment.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
         select(
             Deployment.id,
+            Deployment.app,
+            Deployment.environment,
             Deployment.state,
             Deployment.summary,
             Deployment.queued_at,
@@ -95,30 +113,23 @@ def _newest_deployment(session: Session, app: str, environment: str) -> Any:
             Release.sha,
         )
         .join(Release, Release.id == Deployment.release_id)
-        .where(
-            Deployment.app == app,
-            Deployment.environment == environment,
-            Deployment.state != DeploymentState.SUPERSEDED.value,
-        )
-        .order_by(Deployment.id.desc())
-        .limit(1)
-    ).first()
+        .where(Deployment.id.in_(select(newest).select_from(wanted)))
+    )
+    return {(r.app, r.environment): r for r in rows}
 
 
-def app_status(
-    session: Session,
+def _status_of(
     config: Config,
     app: str,
-    live: dict[tuple[str, str], str] | None = None,
-    holds: list[dict[str, Any]] | None = None,
+    live: dict[tuple[str, str], str],
+    newest: dict[tuple[str, str], Any],
+    holds: list[dict[str, Any]],
 ) -> AppStatus:
-    """One app's place in every environment; ``live`` and ``holds`` may be read once for many apps."""
     cfg = config.app(app)
-    live = _live_labels(session) if live is None else live
     envs: dict[str, EnvStatus] = {}
     for env in config.environments:
         label = live.get((cfg.name, env))
-        d = _newest_deployment(session, cfg.name, env)
+        d = newest.get((cfg.name, env))
         envs[env] = (
             EnvStatus(live=label)
             if d is None
@@ -132,15 +143,21 @@ def app_status(
                 d.id,
             )
         )
-    holds = open_holds(session, cfg.name) if holds is None else [h for h in holds if h["app"] in (cfg.name, None)]
-    return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, holds)
+    mine = [h for h in holds if h["app"] in (cfg.name, None)]
+    return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, mine)
+
+
+def _statuses(session: Session, config: Config, names: list[str]) -> list[AppStatus]:
+    """Apps' places in every environment: four statements however many apps and however long the history."""
+    places = [(name, env) for name in names for env in config.environments]
+    live, holds, newest = _live_labels(session), open_holds(session), _newest_deployments(session, places)
+    return [_status_of(config, name, live, newest, holds) for name in names]
 
 
 def status(db: Database, config: Config, app: str | None = None) -> list[AppStatus]:
     names = [config.app(app).name] if app else list(config.apps)
     with db.read() as session:
-        live, holds = _live_labels(session), open_holds(session)
-        return [app_status(session, config, name, live, holds) for name in names]
+        return _statuses(session, config, names)
 
 
 def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -175,7 +192,7 @@ def why(db: Database, config: Config, app: str, environment: str | None = None) 
     cfg = config.app(app)
     envs = [config.check_environment(environment)] if environment else list(config.environments)
     with db.read() as session:
-        st = app_status(session, config, app)
+        (st,) = _statuses(session, config, [cfg.name])
         order = list(config.environments)
         out: dict[str, Any] = {"app": app, "tier": cfg.tier, "environments": {}, "holds": st.holds}
         for env in envs:
