@@ -148,7 +148,7 @@ def _status_of(
 
 
 def _statuses(session: Session, config: Config, names: list[str]) -> list[AppStatus]:
-    """Apps' places in every environment: four statements however many apps and however long the history."""
+    """Apps' places in every environment: three statements however many apps and however long the history."""
     places = [(name, env) for name in names for env in config.environments]
     live, holds, newest = _live_labels(session), open_holds(session), _newest_deployments(session, places)
     return [_status_of(config, name, live, newest, holds) for name in names]
