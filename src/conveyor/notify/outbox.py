@@ -133,6 +133,15 @@ class OutboxQueue:
         ctx = DeliveryContext(notifier=row.notifier, delivery_id=row.delivery_id, attempt=row.attempts, memory=memory)
         return ClaimedDelivery(row.id, row.attempts, notification, ctx)
 
+    def _still_ours(self, claimed: ClaimedDelivery) -> tuple[ColumnElement[bool], ...]:
+        """The fence on a claimed row: still pending, leased to this sender, at the claimed attempt."""
+        return (
+            Outbox.id == claimed.row_id,
+            Outbox.attempts == claimed.attempt,
+            Outbox.lease_owner == self.owner,
+            Outbox.state == PENDING,
+        )
+
     def finish(self, claimed: ClaimedDelivery, result: DeliveryResult) -> bool:
         """Record an attempt's result; False when the lease was lost (another sender owns the row now)."""
         with self.db.write() as session:
@@ -148,16 +157,7 @@ class OutboxQueue:
                     values["state"] = FAILED
                 else:
                     values["next_attempt_at"] = now + timedelta(seconds=policy.delay(claimed.attempt))
-            updated = session.execute(
-                update(Outbox)
-                .where(
-                    Outbox.id == claimed.row_id,
-                    Outbox.attempts == claimed.attempt,
-                    Outbox.lease_owner == self.owner,
-                    Outbox.state == PENDING,
-                )
-                .values(**values)
-            )
+            updated = session.execute(update(Outbox).where(*self._still_ours(claimed)).values(**values))
             if not getattr(updated, "rowcount", 0):
                 return False
             release = claimed.notification.release
@@ -180,12 +180,7 @@ class OutboxQueue:
             for claimed in deliveries:
                 session.execute(
                     update(Outbox)
-                    .where(
-                        Outbox.id == claimed.row_id,
-                        Outbox.attempts == claimed.attempt,
-                        Outbox.lease_owner == self.owner,
-                        Outbox.state == PENDING,
-                    )
+                    .where(*self._still_ours(claimed))
                     .values(lease_owner=None, lease_expires_at=None)
                     .execution_options(synchronize_session=False)
                 )
