@@ -71,8 +71,32 @@ class StepState(enum.StrEnum):
 
 
 class HoldKind(enum.StrEnum):
-    BLOCK = "block"  # automatic, after a failure
-    FREEZE = "freeze"  # an operator stopped the line
+    """What stops automatic starts. Windows are not rows: they come from the config.
+
+    - ``block``: an (app, environment) after a failure there (automatic), or by hand; stops that
+      environment and every later one for the app; lifted by ``unblock`` or, when automatic, by a newer
+      release passing the environment (fix-forward).
+    - ``freeze``: an operator's pause, scoped to every app or one, every environment or one; may expire.
+    - ``stop``: stop-the-line, every app in one environment (an operator, or an alert).
+    - ``veto``: one release of one app in one environment, after it was rolled back there: never
+      started there again automatically.
+    """
+
+    BLOCK = "block"
+    FREEZE = "freeze"
+    STOP = "stop"
+    VETO = "veto"
+
+
+class Override(enum.StrEnum):
+    """What a deployment asked for by a person may pass that an automatic one may not.
+
+    ``rollback`` passes blocks, freezes, stops, windows and vetoes of its environment (it is the way out
+    of one); ``force`` (break-glass, ``--force``) passes freezes, stops and windows. Neither passes a lock.
+    """
+
+    ROLLBACK = "rollback"
+    FORCE = "force"
 
 
 class Verdict(enum.StrEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState, Tier
+from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState, Tier
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class DeploymentView:
     queued_at: datetime
     steps: tuple[StepView, ...] = ()
     explicit: bool = False  # asked for by a person (deploy, promote), not by a release or promotion
+    override: Override | None = None  # a rollback or a forced deployment: see Override
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from conveyor.domain.decisions import (
     Verify,
     Wait,
 )
-from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
+from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState
 from conveyor.engine import bulk
 from conveyor.store.database import Database
 from conveyor.store.records import deployment_event, lift_hold, record_decisions, record_event
@@ -292,6 +292,7 @@ def create_deployment(
     actor: str,
     origin_key: str | None,
     message: str,
+    override: Override | None = None,
 ) -> Deployment:
     """A new pending deployment and its Event, in the caller's transaction."""
     d = Deployment(
@@ -304,6 +305,7 @@ def create_deployment(
         updated_at=now,
         created_by=actor,
         summary=message,
+        override=override.value if override else None,
     )
     session.add(d)
     session.flush()

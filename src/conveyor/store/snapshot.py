@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.config.resolved import Config
-from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
+from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState
 from conveyor.domain.snapshot import (
     AppPolicy,
     DeploymentView,
@@ -56,6 +56,7 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
             Deployment.state,
             Deployment.queued_at,
             Deployment.origin_key,
+            Deployment.override,
         )
         .join(Release, Release.id == Deployment.release_id)
         .where(Deployment.state.in_(OPEN_STATES))
@@ -99,6 +100,7 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
             r.queued_at,
             tuple(steps.get(r.id, ())),
             explicit=r.origin_key is None,
+            override=Override(r.override) if r.override else None,
         )
         for r in rows
     )

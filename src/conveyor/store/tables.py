@@ -92,6 +92,7 @@ class Deployment(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text, default="")
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    override: Mapped[str | None] = mapped_column(String(20))  # domain.model.Override: rollback | force
 
 
 class Step(Base):
