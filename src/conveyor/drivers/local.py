@@ -34,16 +34,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conveyor.drivers.base import DeployRequest, DeployResult, Driver
-from conveyor.drivers.process import (
-    describe_start_error,
-    detached_exit_code,
-    minimal_environ,
-    process_identity,
-    run_process,
-    spawn_detached,
-    stop_group,
-)
+from conveyor.drivers.process import detached_exit_code, process_identity, spawn_detached, stop_group
 from conveyor.steps import StepContext
+from conveyor.supervisor import describe_start_error, minimal_environ, run_process
 
 RECORD_NAME = "current.json"
 GIT_TIMEOUT = 300.0
