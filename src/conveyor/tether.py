@@ -21,6 +21,10 @@ reaps every zombie. When the command ends, its wait status is reported on the co
 leftovers in the group (background jobs the command did not wait for) are ended too: a step's processes
 never outlive the step.
 
+The command's output (stdout and stderr, merged) goes through the tether to the worker, so that when the
+worker is gone the tether keeps reading and discarding it: a command cleaning up after SIGTERM is not
+killed by SIGPIPE for writing a line (``sh`` reports a terminated background job on stderr).
+
 The protocol on the control socket, tether to worker, one line each: ``started PID`` or ``error ERRNO``
 (the command could not be started), then ``exited STATUS`` (a raw wait status).
 """
@@ -36,6 +40,7 @@ import time
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+_CHUNK = 65536
 
 
 def main(args: list[str]) -> int:
@@ -48,40 +53,109 @@ def main(args: list[str]) -> int:
         # A handler, not SIG_IGN: the worker signals the whole group and the command acts on it; the tether
         # only wakes up. Handlers, unlike ignored signals, are reset for the command by exec.
         signal.signal(sig, _wake)
-    subreaper = _tie_to_worker(worker)
-    if _worker_gone(worker, control):
+    tether = Tether(worker, control, wake_read, grace, _tie_to_worker())
+    if tether.worker_gone():
         return 1
-    try:
-        pid = os.posix_spawnp(command[0], command, os.environ, setsigdef=_RESET_SIGNALS)
-    except OSError as exc:
-        _say(control, f"error {exc.errno or 0}")
-        return 127
-    _say(control, f"started {pid}")
-    status = None
-    while status is None:
-        status = _reap(pid)
-        if status is not None:
-            break
-        ready, _, _ = select.select([control, wake_read], [], [])
-        if wake_read in ready:
-            os.read(wake_read, 4096)
-        if _worker_gone(worker, control):
-            _end_group(grace, subreaper, wake_read)
-            return 1
-    _say(control, f"exited {status}")
-    if subreaper:
-        if _reap(None) is not False:  # leftovers in the group: end them too
-            _end_group(grace, subreaper, wake_read)
-    else:
-        _signal_group(signal.SIGTERM)  # elsewhere there is no telling whether anyone is left; ask them to go
-    return 0
+    return tether.run(command)
+
+
+class Tether:
+    def __init__(self, worker: int, control: int, wake_read: int, grace: float, subreaper: bool) -> None:
+        self.worker, self.control, self.wake_read, self.grace = worker, control, wake_read, grace
+        self.subreaper = subreaper
+        self.output: int | None = None
+
+    def run(self, command: list[str]) -> int:
+        output, into = os.pipe()
+        dup = [(os.POSIX_SPAWN_DUP2, into, 1), (os.POSIX_SPAWN_DUP2, into, 2)]
+        try:
+            pid = os.posix_spawnp(command[0], command, os.environ, file_actions=dup, setsigdef=_RESET_SIGNALS)
+        except OSError as exc:
+            self.say(f"error {exc.errno or 0}")
+            return 127
+        finally:
+            os.close(into)
+        os.set_blocking(output, False)
+        self.output = output
+        self.say(f"started {pid}")
+        status = None
+        while status is None:
+            status = _reap(pid)
+            if status is not None:
+                break
+            self.wait([self.control], None)
+            if self.worker_gone():
+                self.end_group()
+                return 1
+        self.say(f"exited {status}")
+        if not self.subreaper:
+            _signal_group(signal.SIGTERM)  # no telling whether anyone is left in the group; ask them to go
+        elif _reap(None) is not False:
+            self.end_group()  # leftovers in the group: background jobs the command did not wait for
+        until = time.monotonic() + 1.0  # the last of the output, unless a process that left the group holds it
+        while self.output is not None and time.monotonic() < until and self.wait([], 0.1):
+            pass
+        return 0
+
+    def wait(self, fds: list[int], timeout: float | None) -> bool:
+        """Wait for a signal, output or one of ``fds``; forward the output. False if nothing happened."""
+        watched = [self.wake_read, *fds, *([self.output] if self.output is not None else [])]
+        ready, _, _ = select.select(watched, [], [], timeout)
+        if self.wake_read in ready:
+            os.read(self.wake_read, 4096)
+        if self.output is not None and self.output in ready:
+            self.forward(self.output)
+        return bool(ready)
+
+    def forward(self, output: int) -> None:
+        try:
+            chunk = os.read(output, _CHUNK)
+        except BlockingIOError:
+            return
+        if not chunk:
+            os.close(output)
+            self.output = None
+            return
+        try:  # noqa: SIM105 - contextlib would be one more import to start the tether
+            os.write(1, chunk)
+        except OSError:
+            pass  # the worker is gone: the output is dropped, the command never sees a broken pipe
+
+    def worker_gone(self) -> bool:
+        if os.getppid() != self.worker:
+            return True  # reparented: the worker died (a parent-death signal, or before we could ask for one)
+        ready, _, _ = select.select([self.control], [], [], 0)
+        if not ready:
+            return False
+        try:
+            return os.read(self.control, 64) == b""  # end of file: the kernel closed the worker's end
+        except OSError:
+            return True
+
+    def end_group(self) -> None:
+        """SIGTERM the group; SIGKILL it (the tether included) if anyone may still be there after the grace.
+
+        Only a subreaper can tell that everyone is gone; elsewhere the tether waits the whole grace."""
+        _signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        while (left := deadline - time.monotonic()) > 0:
+            if self.subreaper and _reap(None) is False:
+                return
+            self.wait([], min(0.05, left))
+        _signal_group(signal.SIGKILL)
+
+    def say(self, line: str) -> None:
+        try:  # noqa: SIM105 - contextlib would be one more import to start the tether
+            os.write(self.control, f"{line}\n".encode())
+        except OSError:
+            pass  # the worker is gone; the main loop finds out
 
 
 def _wake(signum: int, frame: object) -> None:
     """Does nothing: the wakeup fd already woke the main loop."""
 
 
-def _tie_to_worker(worker: int) -> bool:
+def _tie_to_worker() -> bool:
     """Linux only: SIGHUP when the worker dies, and become a child subreaper. True if a subreaper."""
     if not sys.platform.startswith("linux"):
         return False
@@ -93,18 +167,6 @@ def _tie_to_worker(worker: int) -> bool:
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
-
-
-def _worker_gone(worker: int, control: int) -> bool:
-    if os.getppid() != worker:
-        return True  # reparented: the worker died (a parent-death signal, or before we could ask for one)
-    ready, _, _ = select.select([control], [], [], 0)
-    if not ready:
-        return False
-    try:
-        return os.read(control, 64) == b""  # end of file: the kernel closed the worker's end
-    except OSError:
-        return True
 
 
 def _reap(pid: int | None) -> int | bool | None:
@@ -122,32 +184,11 @@ def _reap(pid: int | None) -> int | bool | None:
             found = status
 
 
-def _end_group(grace: float, subreaper: bool, wake_read: int) -> None:
-    """SIGTERM the group; SIGKILL it (the tether included) if anyone may still be there after ``grace``.
-
-    Only a subreaper can tell that everyone is gone; elsewhere the tether waits the whole grace."""
-    _signal_group(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while (left := deadline - time.monotonic()) > 0:
-        if subreaper and _reap(None) is False:
-            return
-        if select.select([wake_read], [], [], min(0.05, left))[0]:
-            os.read(wake_read, 4096)
-    _signal_group(signal.SIGKILL)
-
-
 def _signal_group(sig: signal.Signals) -> None:
     try:  # noqa: SIM105 - contextlib would be one more import to start the tether
         os.killpg(0, sig)
     except OSError:
         pass
-
-
-def _say(control: int, line: str) -> None:
-    try:  # noqa: SIM105 - contextlib would be one more import to start the tether
-        os.write(control, f"{line}\n".encode())
-    except OSError:
-        pass  # the worker is gone; the main loop finds out
 
 
 if __name__ == "__main__":
