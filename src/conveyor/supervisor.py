@@ -38,6 +38,7 @@ KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL for a process group bein
 OUTPUT_GRACE = 2.0  # seconds to keep reading output after a command ended
 START_TIMEOUT = 30.0  # seconds the tether may take to report that the command started
 TETHER = Path(__file__).with_name("tether.py")
+_INTERPRETER_ADDS = ("LC_CTYPE",)  # Python's locale coercion sets it in the tether; the command must not see it
 _MAX_LINE = 64 * 1024
 _POLL = 0.05
 
@@ -140,7 +141,8 @@ def run_process(
 def _start_tether(
     argv: list[str], env: Mapping[str, str], cwd: str | Path | None, control: int, kill_grace: float
 ) -> subprocess.Popen[bytes]:
-    tether = [sys.executable, "-I", "-S", str(TETHER), str(os.getpid()), str(control), f"{kill_grace:g}", "--"]
+    unset = ",".join(name for name in _INTERPRETER_ADDS if name not in env)
+    tether = [sys.executable, "-I", "-S", str(TETHER), str(os.getpid()), str(control), f"{kill_grace:g}", unset, "--"]
     return subprocess.Popen(
         tether + argv,
         env=dict(env),

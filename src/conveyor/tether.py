@@ -1,9 +1,11 @@
 """The tether: a tiny wrapper that ties a step's command, and everything it starts, to the worker.
 
 :mod:`conveyor.supervisor` never starts a driver's or check's command directly. It runs this file with
-the Python interpreter (``python -I -S tether.py WORKER_PID CONTROL_FD KILL_GRACE -- argv...``) in a new
+the Python interpreter (``python -I -S tether.py WORKER_PID CONTROL_FD KILL_GRACE UNSET -- argv...``) in a new
 session, so the tether leads a fresh process group, and the tether starts the command in that group.
 It imports nothing but the standard library, never conveyor, so that it starts in a few milliseconds.
+``UNSET`` names (comma-separated) the variables the interpreter may add to the environment it was given
+(``LC_CTYPE``, by locale coercion) that the command must not get.
 
 The tether stays alive as the group's leader for as long as the command runs and ends the whole group
 (SIGTERM, then SIGKILL after the kill grace) as soon as it learns that the worker is gone:
@@ -44,7 +46,9 @@ _CHUNK = 65536
 
 
 def main(args: list[str]) -> int:
-    worker, control, grace, command = int(args[0]), int(args[1]), float(args[2]), args[4:]
+    worker, control, grace, command = int(args[0]), int(args[1]), float(args[2]), args[5:]
+    for name in filter(None, args[3].split(",")):
+        os.environ.pop(name, None)
     os.set_inheritable(control, False)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
