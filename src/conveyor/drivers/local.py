@@ -23,7 +23,6 @@ import re
 import shlex
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -203,15 +202,10 @@ def _require_sha(sha: str) -> None:
 def _head_of(checkout: Path) -> str | None:
     if not (checkout / ".git").exists():  # without it git would look at enclosing folders
         return None
-    out = subprocess.run(
-        ["git", "-C", str(checkout), "rev-parse", "--verify", "HEAD"],
-        capture_output=True,
-        text=True,
-        env=_git_environ(),
-        timeout=GIT_TIMEOUT,
-        check=False,
-    )
-    return out.stdout.strip() if out.returncode == 0 else None
+    output: list[str] = []
+    argv = ["git", "-C", str(checkout), "rev-parse", "--verify", "--quiet", "HEAD"]
+    outcome = run_process(argv, env=_git_environ(), cwd=None, timeout=GIT_TIMEOUT, ctx=StepContext(log=output.append))
+    return output[-1].strip() if outcome.ok and output else None
 
 
 def _git(args: list[str], ctx: StepContext) -> None:
