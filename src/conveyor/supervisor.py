@@ -80,12 +80,14 @@ def release_environ(
     vars: Mapping[str, str],
     attempt: int,
     lease_expires_at: datetime | None,
+    step_id: int | None = None,
 ) -> dict[str, str]:
     """The variables naming the release and the step, given to every process a driver or check starts.
 
     Each per-environment var comes as ``NAME`` and ``CONVEYOR_VAR_NAME``; the release facts come after
-    them, so a var cannot hide a fact. ``CONVEYOR_LEASE_EXPIRES_AT`` is the step's lease expiry as of its
-    claim (ISO 8601, UTC); heartbeats extend the lease later, this value does not change.
+    them, so a var cannot hide a fact. ``CONVEYOR_STEP_ID`` and ``CONVEYOR_ATTEMPT`` together are the
+    token conveyor fences its own writes with; ``CONVEYOR_LEASE_EXPIRES_AT`` is the step's lease expiry
+    as of its claim (ISO 8601, UTC): heartbeats extend the lease later, this value does not change.
     """
     env = {f"CONVEYOR_VAR_{k.upper()}": v for k, v in vars.items()}
     env.update({k.upper(): v for k, v in vars.items()})
@@ -97,6 +99,8 @@ def release_environ(
         CONVEYOR_REPO=repo,
         CONVEYOR_ATTEMPT=str(attempt),
     )
+    if step_id is not None:
+        env["CONVEYOR_STEP_ID"] = str(step_id)
     if lease_expires_at is not None:
         env["CONVEYOR_LEASE_EXPIRES_AT"] = iso_utc(lease_expires_at)
     return env

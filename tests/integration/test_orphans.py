@@ -35,7 +35,7 @@ from tests.integration.harness import (
 LEASE = 3.0
 SCRIPT = """\
 runs="$1"
-echo "start $CONVEYOR_ATTEMPT $(date +%s.%N) $CONVEYOR_LEASE_EXPIRES_AT" >> "$runs"
+echo "start $CONVEYOR_ATTEMPT $(date +%s.%N) $CONVEYOR_LEASE_EXPIRES_AT $CONVEYOR_STEP_ID" >> "$runs"
 trap 'echo "end $CONVEYOR_ATTEMPT $(date +%s.%N) terminated" >> "$runs"; exit 143' TERM
 if [ "$CONVEYOR_ATTEMPT" = 1 ]; then seconds=15; else seconds=0.5; fi
 sleep "$seconds" &
@@ -102,7 +102,9 @@ def test_a_killed_worker_takes_its_deploy_with_it(tmp_path: Path, db_url: str) -
 
         records = [line.split() for line in runs.read_text().splitlines()]
         assert [(r[0], r[1]) for r in records] == [("start", "1"), ("end", "1"), ("start", "2"), ("end", "2")]
-        (_, _, start_1, lease_1), (_, _, end_1, how_1), (_, _, start_2, _), (_, _, end_2, how_2) = records
+        (_, _, start_1, lease_1, step_1), (_, _, end_1, how_1), (_, _, start_2, _, step_2), (_, _, end_2, how_2) = (
+            records
+        )
         assert (how_1, how_2) == ("terminated", "finished")
         assert float(start_1) < float(end_1) <= float(start_2) < float(end_2), "two runs overlapped"
         assert float(end_1) - killed_at < 1.0
@@ -111,6 +113,7 @@ def test_a_killed_worker_takes_its_deploy_with_it(tmp_path: Path, db_url: str) -
         assert 0 < lease_expiry.timestamp() - float(start_1) <= LEASE + 1
 
         first_try, second_try = attempts(db)
+        assert int(step_1) == int(step_2) == first_try.step_id
         assert (first_try.attempt, first_try.outcome) == (1, "expired")
         assert (second_try.attempt, second_try.outcome) == (2, "succeeded")
     finally:

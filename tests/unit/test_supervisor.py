@@ -146,6 +146,7 @@ def test_release_facts_are_the_same_for_drivers_and_checks(tmp_path: Path) -> No
         "state_dir": tmp_path,
         "attempt": 2,
         "lease_expires_at": expires,
+        "step_id": 41,
     }
     deploy = DeployRequest(options=CommandOptions(argv=["x"]), **facts)  # type: ignore[arg-type]
     check = CheckRequest(options=CommandOptions(argv=["x"]), **facts)  # type: ignore[arg-type]
@@ -153,6 +154,7 @@ def test_release_facts_are_the_same_for_drivers_and_checks(tmp_path: Path) -> No
     env = check_environ(check, {"EXTRA": "1"})
     assert env["CONVEYOR_REPO"] == str(tmp_path / "mirror.git")
     assert env["CONVEYOR_ATTEMPT"] == "2"
+    assert env["CONVEYOR_STEP_ID"] == "41"
     assert env["CONVEYOR_LEASE_EXPIRES_AT"] == "2026-01-31T12:00:05.250Z"
     assert env["REGION"] == env["CONVEYOR_VAR_REGION"] == "eu-west"
     assert env["EXTRA"] == "1"
@@ -165,7 +167,7 @@ def test_lease_expiry_is_written_in_utc() -> None:
     env = release_environ(
         app="a", environment="e", version="v", sha="s", repo="r", vars={}, attempt=1, lease_expires_at=None
     )
-    assert "CONVEYOR_LEASE_EXPIRES_AT" not in env
+    assert "CONVEYOR_LEASE_EXPIRES_AT" not in env and "CONVEYOR_STEP_ID" not in env
 
 
 def test_the_command_gets_only_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:

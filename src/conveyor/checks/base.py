@@ -52,6 +52,7 @@ class CheckRequest:
     repo: str = ""
     attempt: int = 1
     lease_expires_at: datetime | None = None
+    step_id: int | None = None
 
     def environ(self) -> dict[str, str]:
         """The environment variables every process a check starts should carry."""
@@ -62,6 +63,7 @@ class CheckRequest:
             sha=self.sha,
             repo=self.repo,
             vars=self.vars,
+            step_id=self.step_id,
             attempt=self.attempt,
             lease_expires_at=self.lease_expires_at,
         )

@@ -52,9 +52,10 @@ class DeployRequest:
     ``repo`` is the path of conveyor's mirror clone of the app's repository (a bare git repository in
     the state folder) so drivers can check out ``sha`` without touching the network. ``vars`` are the
     per-environment variables from config, already as strings. ``state_dir`` is a folder this driver may
-    keep files in for this (app, environment): checkouts, pid files, logs. ``attempt`` counts the runs of
-    this step (a crash re-runs it) and ``lease_expires_at`` is when the step's lease ran out as of its
-    claim: the fencing facts a deploy script gets as ``CONVEYOR_ATTEMPT`` and ``CONVEYOR_LEASE_EXPIRES_AT``.
+    keep files in for this (app, environment): checkouts, pid files, logs. ``step_id`` names the step,
+    ``attempt`` counts its runs (a crash re-runs it) and ``lease_expires_at`` is when the step's lease ran
+    out as of its claim: the fencing facts a deploy script gets as ``CONVEYOR_STEP_ID``,
+    ``CONVEYOR_ATTEMPT`` and ``CONVEYOR_LEASE_EXPIRES_AT``.
     """
 
     app: str
@@ -67,6 +68,7 @@ class DeployRequest:
     state_dir: Path
     attempt: int = 1
     lease_expires_at: datetime | None = None
+    step_id: int | None = None
 
     def environ(self) -> dict[str, str]:
         """The environment variables every process a driver starts should carry."""
@@ -77,6 +79,7 @@ class DeployRequest:
             sha=self.sha,
             repo=self.repo,
             vars=self.vars,
+            step_id=self.step_id,
             attempt=self.attempt,
             lease_expires_at=self.lease_expires_at,
         )

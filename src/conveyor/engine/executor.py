@@ -80,6 +80,7 @@ class Executor:
             vars=env.vars,
             options=env.deploy.options,
             state_dir=env_state_dir(self.config, step.app, step.environment),
+            step_id=step.step_id,
             attempt=step.attempt,
             lease_expires_at=step.lease_expires_at,
         )
@@ -106,6 +107,7 @@ class Executor:
             options=spec.options,
             state_dir=env_state_dir(self.config, step.app, step.environment),
             repo=str(mirror_path_for(self.config.state_dir, step.app)),
+            step_id=step.step_id,
             attempt=step.attempt,
             lease_expires_at=step.lease_expires_at,
         )
