@@ -120,8 +120,10 @@ class Tether:
             os.close(output)
             self.output = None
             return
-        try:  # noqa: SIM105 - contextlib would be one more import to start the tether
-            os.write(1, chunk)
+        view = memoryview(chunk)
+        try:
+            while view:  # a signal (SIGCHLD) can cut a write short
+                view = view[os.write(1, view) :]
         except OSError:
             pass  # the worker is gone: the output is dropped, the command never sees a broken pipe
 
