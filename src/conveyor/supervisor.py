@@ -138,8 +138,12 @@ def run_process(
         return ProcessResult(
             None, time.monotonic() - started, error=describe_start_error(argv, cwd, exc), start_error=refused
         )
-    with proc, ours:
+    try:
         return _supervise(proc, ours, argv, cwd, started, timeout, kill_grace, ctx)
+    finally:  # not ``with proc``: closing its stdout would wait on a reader stuck behind a leftover process
+        ours.close()
+        if proc.poll() is None:  # only after an exception
+            end_group(proc, 0)
 
 
 def _start_tether(
