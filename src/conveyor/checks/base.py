@@ -21,6 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from conveyor.domain.model import Measurement
 from conveyor.steps import StepContext
+from conveyor.supervisor import release_environ
 
 __all__ = ["Check", "CheckRequest", "Measurement", "NoOptions"]
 
@@ -38,6 +40,8 @@ class NoOptions(BaseModel):
 
 @dataclass(frozen=True)
 class CheckRequest:
+    """One check of a deployed release; the fields mean what they mean on a ``DeployRequest``."""
+
     app: str
     environment: str
     version: str
@@ -45,6 +49,24 @@ class CheckRequest:
     vars: Mapping[str, str]
     options: BaseModel
     state_dir: Path
+    repo: str = ""
+    attempt: int = 1
+    lease_expires_at: datetime | None = None
+    step_id: int | None = None
+
+    def environ(self) -> dict[str, str]:
+        """The environment variables every process a check starts should carry."""
+        return release_environ(
+            app=self.app,
+            environment=self.environment,
+            version=self.version,
+            sha=self.sha,
+            repo=self.repo,
+            vars=self.vars,
+            step_id=self.step_id,
+            attempt=self.attempt,
+            lease_expires_at=self.lease_expires_at,
+        )
 
 
 class Check(ABC):

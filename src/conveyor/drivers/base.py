@@ -31,12 +31,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from conveyor.steps import StepContext
+from conveyor.supervisor import release_environ
 
 
 class NoOptions(BaseModel):
@@ -50,7 +52,10 @@ class DeployRequest:
     ``repo`` is the path of conveyor's mirror clone of the app's repository (a bare git repository in
     the state folder) so drivers can check out ``sha`` without touching the network. ``vars`` are the
     per-environment variables from config, already as strings. ``state_dir`` is a folder this driver may
-    keep files in for this (app, environment): checkouts, pid files, logs.
+    keep files in for this (app, environment): checkouts, pid files, logs. ``step_id`` names the step,
+    ``attempt`` counts its runs (a crash re-runs it) and ``lease_expires_at`` is when the step's lease ran
+    out as of its claim: the fencing facts a deploy script gets as ``CONVEYOR_STEP_ID``,
+    ``CONVEYOR_ATTEMPT`` and ``CONVEYOR_LEASE_EXPIRES_AT``.
     """
 
     app: str
@@ -62,19 +67,22 @@ class DeployRequest:
     options: BaseModel
     state_dir: Path
     attempt: int = 1
+    lease_expires_at: datetime | None = None
+    step_id: int | None = None
 
     def environ(self) -> dict[str, str]:
         """The environment variables every process a driver starts should carry."""
-        env = {f"CONVEYOR_VAR_{k.upper()}": v for k, v in self.vars.items()}
-        env.update({k.upper(): v for k, v in self.vars.items()})
-        env.update(
-            CONVEYOR_APP=self.app,
-            CONVEYOR_ENV=self.environment,
-            CONVEYOR_VERSION=self.version,
-            CONVEYOR_SHA=self.sha,
-            CONVEYOR_REPO=self.repo,
+        return release_environ(
+            app=self.app,
+            environment=self.environment,
+            version=self.version,
+            sha=self.sha,
+            repo=self.repo,
+            vars=self.vars,
+            step_id=self.step_id,
+            attempt=self.attempt,
+            lease_expires_at=self.lease_expires_at,
         )
-        return env
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ class ClaimedStep:
     release_id: int
     sha: str
     label: str
+    lease_expires_at: datetime | None = None  # as of the claim; heartbeats extend the lease later
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Leases:
                         d.release_id,
                         release.sha,
                         release.label,
+                        step.lease_expires_at,
                     )
                 )
             if claimed:
