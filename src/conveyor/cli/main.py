@@ -22,7 +22,7 @@ from conveyor.cli.context import Opened, open_project
 from conveyor.cli.errors import err, fail, friendly_errors
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.notifications import notifications_table
-from conveyor.cli.render import history_table, print_why, status_table
+from conveyor.cli.render import history_table, print_why, status_table, stop_banners
 from conveyor.config import STARTER_CONFIG, load_config
 from conveyor.engine.conductor import Conductor
 from conveyor.notify.outbox import deliveries
@@ -355,9 +355,12 @@ def status(config_path: Path, app: str | None, as_json: bool) -> None:
     """Apps × environments: release, state and age, with blocked and waiting markers."""
     opened = open_project(config_path)
     apps = views.status(opened.db, opened.config, app)
+    stops = views.stops(opened.db)
     if as_json:
-        _json({"apps": [a.to_json() for a in apps]})
+        _json({"apps": [a.to_json() for a in apps], "stops": stops})
     else:
+        for banner in stop_banners(stops):
+            out.print(banner)
         out.print(status_table(apps, opened.config.environments))
 
 

@@ -53,6 +53,7 @@ PASSED_BY: dict[str, frozenset[Override]] = {
     "window": frozenset({Override.ROLLBACK, Override.FORCE}),
 }
 ORDER = ("block", "veto", "stop", "freeze", "window")  # most binding first
+FORCEABLE = frozenset(kind for kind, passed in PASSED_BY.items() if Override.FORCE in passed)
 
 
 @functools.cache
@@ -246,10 +247,21 @@ def unblock_command(app: str, environment: str | None) -> str:
     return f"conveyor unblock {app}{env} --reason TEXT"
 
 
+def lift_command(hold: HoldView) -> str:
+    """The exact command that lifts ``hold`` (a window has none: it opens on its own)."""
+    kind = HoldKind(hold.kind)
+    if kind == HoldKind.BLOCK:
+        return unblock_command(hold.app or "APP", hold.environment)
+    if kind == HoldKind.VETO:
+        release = hold.label or f"#{hold.release_id}"
+        return f"conveyor unveto {hold.app or 'APP'} {release} --env {hold.environment} --reason TEXT"
+    return f"conveyor unfreeze {hold.id}"
+
+
 def _held(attempt: Attempt, hold: HoldView, kind: str) -> Obstacle:
     since = f"since {_hhmm(hold.since)}"
+    lift = lift_command(hold)
     if kind == "block":
-        lift = unblock_command(hold.app or attempt.app, hold.environment)
         where = hold.environment or "every environment"
         by = f"{since} by {hold.actor}{_until(hold)}"
         if hold.release_id is not None:
@@ -266,13 +278,11 @@ def _held(attempt: Attempt, hold: HoldView, kind: str) -> Obstacle:
         return Obstacle(kind, "HoldWhileBlocked", summary, lift, hold)
     if kind == "veto":
         release = hold.label or f"release #{hold.release_id}"
-        lift = f"conveyor unveto {hold.app or attempt.app} {release} --env {hold.environment} --reason TEXT"
         summary = (
             f"vetoed: {release} was rolled back by {hold.actor} at {_hhmm(hold.since)} ({hold.reason}); "
             f"it is not started in {hold.environment} again automatically. Lift: {lift}"
         )
         return Obstacle(kind, "VetoRolledBackRelease", summary, lift, hold)
-    lift = f"conveyor unfreeze {hold.id}"
     if kind == "stop":
         summary = (
             f"line stopped in {hold.environment or 'every environment'} (hold #{hold.id}) {since} by "

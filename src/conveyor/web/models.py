@@ -20,6 +20,15 @@ Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern
 # -- reads ---------------------------------------------------------------------------------------------
 
 
+class ObstacleModel(BaseModel):
+    kind: str = Field(description="block, veto, stop, freeze or window")
+    rule: str
+    summary: str
+    lift: str = Field(description="the exact command that lifts it")
+    hold_id: int | None
+    forceable: bool = Field(description="passed by a deploy or promote with force (break-glass)")
+
+
 class EnvironmentStatus(BaseModel):
     release: str | None
     sha: str | None
@@ -28,6 +37,9 @@ class EnvironmentStatus(BaseModel):
     live: str | None = Field(description="the newest release that succeeded in this environment")
     summary: str
     deployment_id: int | None
+    obstacles: list[ObstacleModel] = Field(
+        description="what stops the next automatic start here now, most binding first"
+    )
 
 
 class HoldModel(BaseModel):
@@ -41,6 +53,7 @@ class HoldModel(BaseModel):
     since: str | None
     until: str | None
     evidence: dict[str, Any]
+    lift: str = Field(description="the exact command that lifts it")
 
 
 class AppStatusModel(BaseModel):
@@ -54,6 +67,7 @@ class AppStatusModel(BaseModel):
 
 class AppList(BaseModel):
     apps: list[AppStatusModel]
+    stops: list[HoldModel] = Field(description="stop-the-line holds in force (the banner of status)")
 
 
 class DecisionModel(BaseModel):
@@ -80,6 +94,7 @@ class WhyEnvironment(BaseModel):
     summary: str
     decision: DecisionModel | None
     failed_step: FailedStep | None
+    obstacles: list[ObstacleModel]
     explanation: str
 
 
