@@ -125,3 +125,24 @@ def history_table(app: str, rows: list[dict[str, Any]]) -> Table:
             r["summary"],
         )
     return table
+
+
+def holds_table(rows: list[dict[str, Any]]) -> Table | str:
+    if not rows:
+        return "no holds in force"
+    table = Table(title="holds in force", title_justify="left")
+    for col in ("#", "kind", "app", "environment", "since", "until", "by", "reason", "lift"):
+        table.add_column(col, overflow="fold")
+    for h in rows:
+        table.add_row(
+            str(h["id"]),
+            h["kind"],
+            h["app"] or "every app",
+            h["environment"] or "every environment",
+            (h["since"] or "")[:16].replace("T", " "),
+            (h["until"] or "")[:16].replace("T", " "),
+            h["actor"],
+            h["reason"],
+            h["lift"],
+        )
+    return table

@@ -268,7 +268,9 @@ def _held(attempt: Attempt, hold: HoldView, kind: str) -> Obstacle:
             how = f"Lifts when a release newer than {hold.label or 'the failed one'} passes {where}, or run: {lift}"
         else:
             how = f"Lift: {lift}"
-        if hold.environment in (None, attempt.environment):
+        if hold.environment is None:
+            summary = f"blocked in every environment {by}: {hold.reason}. {how}"
+        elif hold.environment == attempt.environment:
             summary = f"blocked {by}: {hold.reason}. {how}"
         else:
             summary = (
