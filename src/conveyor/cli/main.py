@@ -22,7 +22,7 @@ from conveyor.cli.context import Opened, open_project
 from conveyor.cli.errors import err, fail, friendly_errors
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.notifications import notifications_table
-from conveyor.cli.render import history_table, holds_table, print_why, status_table, stop_banners
+from conveyor.cli.render import history_table, holds_lines, print_why, status_table, stop_banners
 from conveyor.config import STARTER_CONFIG, load_config
 from conveyor.domain.holds import unblock_command
 from conveyor.engine.conductor import Conductor
@@ -470,7 +470,8 @@ def holds(config_path: Path, as_json: bool, server: str | None) -> None:
     if as_json:
         _json({"holds": rows})
     else:
-        out.print(holds_table(rows))
+        for line in holds_lines(rows):
+            out.print(line)
 
 
 @cli.command()

@@ -127,22 +127,20 @@ def history_table(app: str, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def holds_table(rows: list[dict[str, Any]]) -> Table | str:
+def holds_lines(rows: list[dict[str, Any]]) -> list[Text]:
+    """One line per hold in force: what, where, since when and until when, by whom, why, how to lift it."""
     if not rows:
-        return "no holds in force"
-    table = Table(title="holds in force", title_justify="left")
-    for col in ("#", "kind", "app", "environment", "since", "until", "by", "reason", "lift"):
-        table.add_column(col, overflow="fold")
+        return [Text("no holds in force")]
+    lines = []
     for h in rows:
-        table.add_row(
-            str(h["id"]),
-            h["kind"],
-            h["app"] or "every app",
-            h["environment"] or "every environment",
-            (h["since"] or "")[:16].replace("T", " "),
-            (h["until"] or "")[:16].replace("T", " "),
-            h["actor"],
-            h["reason"],
-            h["lift"],
+        scope = f"{h['app'] or 'every app'} in {h['environment'] or 'every environment'}"
+        release = f" ({h['release']})" if h.get("release") else ""
+        until = f" until {h['until'][:16].replace('T', ' ')} UTC" if h["until"] else ""
+        since = (h["since"] or "")[:16].replace("T", " ")
+        lines.append(
+            Text(
+                f"#{h['id']} {h['kind']} {scope}{release} since {since} UTC{until} by {h['actor']}: {h['reason']} "
+                f"— lift: {h['lift']}"
+            )
         )
-    return table
+    return lines
