@@ -373,19 +373,19 @@ def parse_until(text: str, now: datetime) -> datetime:
     (``2026-12-24T18:00+01:00``; without an offset it is UTC; a date alone is its midnight UTC).
     A time not after ``now`` is an error."""
     match = UNTIL_RELATIVE.match(text)
-    if match:
-        ends = now + int(match.group(1)) * _UNIT[match.group(2)]
-    else:
-        try:
+    try:
+        if match:
+            ends = now + int(match.group(1)) * _UNIT[match.group(2)]
+        else:
             parsed = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise OperationError(
-                f"--until {text!r} is not a time: give ISO 8601 (2026-12-24T18:00Z) or relative (30m, 2h, 1d)"
-            ) from None
-        ends = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+            ends = (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise OperationError(
+            f"--until {text!r} is not a time: give ISO 8601 (2026-12-24T18:00Z) or relative (30m, 2h, 1d)"
+        ) from None
     if ends <= now:
         raise OperationError(f"--until {text!r} is in the past ({ends:%Y-%m-%d %H:%M} UTC is before now)")
-    return ends.astimezone(UTC)
+    return ends
 
 
 def _commit_json(c: Commit) -> dict[str, str]:
