@@ -144,7 +144,9 @@ class Operations:
         with self.db.write() as session:
             release = self.find_release(session, app, version)
             attempt = Attempt(app, environment, release.id, explicit=True)
-            passed = self.admit(session, attempt, force=force, reason=reason, kinds=FORCEABLE)
+            # without --force only what --force could pass refuses a deploy here (a block makes it wait);
+            # with --force, anything it cannot pass refuses it, rather than queue a start that never comes
+            passed = self.admit(session, attempt, force=force, reason=reason, kinds=None if force else FORCEABLE)
             now = self.clock()
             d = create_deployment(
                 session,
@@ -239,7 +241,10 @@ class Operations:
         binding = [o for o in found if not (force and o.forceable)]
         if binding:
             first = binding[0]
-            hint = "; or break glass with --force --reason TEXT" if first.forceable else ""
+            if first.forceable:
+                hint = "; or break glass with --force --reason TEXT"
+            else:
+                hint = f" (--force never passes a {first.kind})" if force else ""
             raise OperationError(f"{attempt.app} is held in {attempt.environment}: {first.summary}{hint}", "conflict")
         return tuple(found)
 

@@ -179,9 +179,22 @@ def test_force_never_passes_a_block(project: Project) -> None:
     refused = project.run("promote", "api", "--force", "--reason", "try anyway")
     assert refused.exit_code == 1
     assert "blocked in every environment" in refused.stderr
-    assert "--force" not in refused.stderr.split("Lift:")[-1]
+    assert refused.stderr.strip().endswith("Lift: conveyor unblock api --reason TEXT (--force never passes a block)")
     assert events(project, "hold.overridden") == []
 
 
 def test_holds_lists_nothing_when_none(project: Project) -> None:
     assert project.ok("holds").output.strip() == "no holds in force"
+
+
+def test_a_forced_deploy_into_a_blocked_environment_is_refused_not_queued(project: Project) -> None:
+    project.ok("release", "web")
+    project.work()
+    project.ok("block", "web", "--env", "production", "--reason", "data repair")
+    version = project.head("web")[:12]
+    refused = project.run("deploy", "web", version, "--to", "production", "--force", "--reason", "now")
+    assert refused.exit_code == 1
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("error: web is held in production: blocked since")
+    assert line.endswith("(--force never passes a block)")
+    assert events(project, "hold.overridden") == []
