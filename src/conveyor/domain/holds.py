@@ -90,15 +90,8 @@ class Window:
                 return f"public holiday: {name}"
         return None
 
-    def _intervals(self, day: date) -> list[tuple[datetime, datetime]]:
-        if self.closed_on(day) is not None:
-            return []
-        zone = self.zone
-        return sorted(
-            (datetime.combine(day, opens, zone), datetime.combine(day, closes, zone))
-            for weekday, opens, closes in self.hours
-            if weekday == day.weekday()
-        )
+    def _intervals(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        return _day_intervals(self, day)
 
     def is_open(self, now: datetime) -> bool:
         local = now.astimezone(self.zone)
@@ -114,6 +107,22 @@ class Window:
                 if opens > now:
                     return opens
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_intervals(window: Window, day: date) -> tuple[tuple[datetime, datetime], ...]:
+    """A window's opening intervals on one local day, as aware datetimes (cached: a pass asks about the
+    same few days for every waiting deployment)."""
+    if window.closed_on(day) is not None:
+        return ()
+    zone = window.zone
+    return tuple(
+        sorted(
+            (datetime.combine(day, opens, zone), datetime.combine(day, closes, zone))
+            for weekday, opens, closes in window.hours
+            if weekday == day.weekday()
+        )
+    )
 
 
 @dataclass(frozen=True)
