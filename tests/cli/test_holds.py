@@ -55,6 +55,10 @@ def test_a_freeze_on_production_stops_only_production_until_unfrozen(project: Pr
         "conveyor unfreeze 1",
     )
     assert "frozen" in project.ok("status").output
+    text = project.ok("why", "web", "production").output
+    assert "hold #1 (freeze, every app in production) by cli since" in text
+    assert "lift: conveyor unfreeze 1" in text
+    assert "#1 freeze every app in production since" in project.ok("holds").output
 
     assert project.ok("unfreeze", "1", "--reason", "quarter closed").output.strip() == (
         "lifted freeze #1 (every app in production)"

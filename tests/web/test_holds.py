@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.web.conftest import Api
+from tests.web.conftest import Api, make_api
 from tests.web.test_serve import Live, remote, start
 
 
@@ -124,3 +125,37 @@ def test_hold_commands_through_the_server(live: Live) -> None:
     assert code == 2 and "unknown environment 'moon'" in err
     code, _, err = remote(live, "freeze", "--app", "nope", "--reason", "r", "--server", live.url)
     assert (code, err.splitlines()) == (2, ["error: unknown app 'nope' (known: web, api)"])
+
+
+# -- both backends -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def any_api(tmp_path: Path, db_url: str) -> Iterator[Api]:
+    yield from make_api(tmp_path, db_url)
+
+
+def test_every_kind_on_both_backends(any_api: Api) -> None:
+    """Freeze, stop, block, unfreeze, unblock and a forced promotion, on SQLite and PostgreSQL."""
+    any_api.ok("/api/apps/api/releases")
+    any_api.work()  # api (manual tier) waits for a promotion to production
+    frozen = any_api.ok("/api/holds/freeze", {"app": "web", "reason": "web freeze", "until": "1h"}, status=201)
+    stopped = any_api.ok("/api/holds/stop", {"environment": "production", "reason": "incident"}, status=201)
+    blocked = any_api.ok("/api/apps/web/block", {"environment": "staging", "reason": "manual"}, status=201)
+    assert [h["kind"] for h in any_api.get("/api/holds").json()["holds"]] == ["freeze", "stop", "block"]
+    any_api.ok("/api/apps/web/releases")
+    any_api.work()
+    web = any_api.get("/api/apps/web").json()["environments"]
+    assert [o["kind"] for o in web["integration"]["obstacles"]] == ["freeze"]
+    assert web["integration"]["state"] == "waiting"
+    assert [o["kind"] for o in web["production"]["obstacles"]] == ["block", "stop", "freeze"]
+    forced = any_api.ok("/api/apps/api/promote", {"force": True, "reason": "approved"}, status=202)
+    any_api.work()
+    assert any_api.environment("api", "production")["state"] == "succeeded", forced
+    any_api.ok(f"/api/holds/{frozen['id']}/unfreeze")
+    any_api.ok(f"/api/holds/{stopped['id']}/unfreeze")
+    any_api.ok("/api/apps/web/unblock", {"reason": "done"})
+    assert any_api.get("/api/holds").json()["holds"] == []
+    any_api.work()
+    assert any_api.environment("web", "production")["state"] == "succeeded"
+    assert blocked["lift"] == "conveyor unblock web --env staging --reason TEXT"
