@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from conveyor.config import load_config
 from conveyor.store.database import Database
-from conveyor.store.tables import Event
+from conveyor.store.tables import Event, Hold
 from tests.cli.conftest import Project
 
 
@@ -202,3 +203,27 @@ def test_a_forced_deploy_into_a_blocked_environment_is_refused_not_queued(projec
     assert line.startswith("error: web is held in production: blocked since")
     assert line.endswith("(--force never passes a block)")
     assert events(project, "hold.overridden") == []
+
+
+def test_a_freeze_on_staging_does_not_stop_a_promotion_to_production(project: Project) -> None:
+    """It used to: the promote refusal scoped a freeze like a block, onto every later environment."""
+    project.ok("release", "api")
+    project.work()
+    project.ok("freeze", "--env", "staging", "--reason", "staging rebuild")
+    assert "queued (promoted)" in project.ok("promote", "api").output
+    assert why(project, "api", "production")["obstacles"] == []
+
+
+def test_an_expired_freeze_stops_nothing_and_is_not_shown(project: Project) -> None:
+    """It used to stop promote and show in why: only the planner looked at until."""
+    project.ok("release", "api")
+    project.work()
+    db = Database(load_config(project.config).database_url)
+    with db.write() as session:
+        long_ago = datetime(2001, 1, 1, tzinfo=UTC)
+        session.add(Hold(kind="freeze", reason="old", actor="cli", since=long_ago, until=long_ago + timedelta(hours=1)))
+    db.dispose()
+    assert holds(project) == []
+    assert why(project, "api", "production")["obstacles"] == []
+    assert json.loads(project.ok("why", "api", "--json").output)["holds"] == []
+    assert "queued (promoted)" in project.ok("promote", "api").output
