@@ -190,8 +190,8 @@ def active(hold: HoldView, now: datetime) -> bool:
 def stopping(attempt: Attempt, holds: Sequence[HoldView], policy: HoldPolicy, now: datetime) -> tuple[Obstacle, ...]:
     """The holds (and the window) that stop ``attempt`` from starting at ``now``, most binding first.
 
-    ``holds`` are the holds not lifted; expired ones are ignored
-    here, so a freeze's ``until`` needs no process to lift it."""
+    ``holds`` are the holds not lifted; expired ones are ignored here, so a freeze's ``until`` needs no
+    process to lift it."""
     found: list[Obstacle] = []
     for hold in holds:
         if not active(hold, now) or not _in_scope(attempt, hold, policy.environments):
