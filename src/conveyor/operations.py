@@ -9,21 +9,26 @@ Errors a user can fix raise :class:`OperationError` with one clear sentence.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
-from conveyor.domain.model import DeploymentState, HoldKind
+from conveyor.domain.holds import FORCEABLE, Attempt, Obstacle, stopping, unblock_command
+from conveyor.domain.model import DeploymentState, HoldKind, Override
 from conveyor.engine.orchestrator import create_deployment
 from conveyor.repos import Commit, RepoMirror, mirror_path_for
 from conveyor.store.database import Database
 from conveyor.store.records import lift_hold, record_event
+from conveyor.store.snapshot import hold_policy, load_holds
 from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release
+from conveyor.views import active_holds
 
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
 
@@ -128,12 +133,20 @@ class Operations:
 
     # -- deploy and promote --------------------------------------------------------------------------
 
-    def deploy(self, app: str, version: str, environment: str, actor: str = "cli") -> int:
-        """Queue an explicit deployment of an existing release to an environment."""
+    def deploy(
+        self, app: str, version: str, environment: str, actor: str = "cli", *, force: bool = False, reason: str = ""
+    ) -> int:
+        """Queue an explicit deployment of an existing release to an environment.
+
+        A stop, freeze or closed window there refuses it unless ``force`` (break-glass, with a reason)."""
         self.config.app(app)
         self.config.check_environment(environment)
         with self.db.write() as session:
             release = self.find_release(session, app, version)
+            attempt = Attempt(app, environment, release.id, explicit=True)
+            # without --force only what --force could pass refuses a deploy here (a block makes it wait);
+            # with --force, anything it cannot pass refuses it, rather than queue a start that never comes
+            passed = self.admit(session, attempt, force=force, reason=reason, kinds=None if force else FORCEABLE)
             now = self.clock()
             d = create_deployment(
                 session,
@@ -144,10 +157,15 @@ class Operations:
                 actor=actor,
                 origin_key=None,
                 message=f"{actor} asked to deploy {release.label} to {environment}",
+                override=Override.FORCE if force else None,
             )
+            if force:
+                self.record_override(session, d, passed, actor, reason, now)
             return d.id
 
-    def promote(self, app: str, to: str | None = None, actor: str = "cli") -> int:
+    def promote(
+        self, app: str, to: str | None = None, actor: str = "cli", *, force: bool = False, reason: str = ""
+    ) -> int:
         """Send the newest release that passed the previous environment into ``to`` (default: the first
         environment behind its predecessor). This is how the manual tier reaches the last environment."""
         self.config.app(app)
@@ -169,7 +187,8 @@ class Operations:
             current = live.get(target)
             if current is not None and current.id >= candidate.id:
                 raise OperationError(f"{target} already runs {current.label} (newest passed {source})", "conflict")
-            self._refuse_if_blocked(session, app, target, candidate)
+            attempt = Attempt(app, target, candidate.id, explicit=True)
+            passed = self.admit(session, attempt, force=force, reason=reason)
             queued = session.scalars(
                 select(Deployment.id).where(
                     Deployment.app == app,
@@ -192,27 +211,145 @@ class Operations:
                 actor=actor,
                 origin_key=None,
                 message=f"{actor} promoted {candidate.label} from {source} to {target}",
+                override=Override.FORCE if force else None,
             )
+            if force:
+                self.record_override(session, d, passed, actor, reason, now)
             return d.id
 
-    def _refuse_if_blocked(self, session: Session, app: str, target: str, release: Release) -> None:
-        envs = self.config.environments
-        for hold in session.scalars(
-            select(Hold).where(Hold.lifted_at.is_(None), or_(Hold.app == app, Hold.app.is_(None)))
-        ):
-            if hold.environment is not None and hold.environment in envs:
-                if envs.index(target) < envs.index(hold.environment):
-                    continue
-                if hold.environment == target and hold.release_id is not None and release.id > hold.release_id:
-                    continue
-            raise OperationError(
-                f"{app} is held in {hold.environment or 'every environment'}: {hold.reason} "
-                f"(lift it with: conveyor unblock {app} --env {hold.environment} --reason ...)",
-                "conflict",
+    # -- holds -----------------------------------------------------------------------------------------
+
+    def stopping(self, session: Session, attempt: Attempt) -> tuple[Obstacle, ...]:
+        """What stops ``attempt`` now: the one scoping function, over the holds in this transaction."""
+        return stopping(attempt, load_holds(session), hold_policy(self.config), self.clock())
+
+    def admit(
+        self,
+        session: Session,
+        attempt: Attempt,
+        *,
+        force: bool = False,
+        reason: str = "",
+        kinds: frozenset[str] | None = None,
+    ) -> tuple[Obstacle, ...]:
+        """Refuse ``attempt`` when a hold stops it (only holds of ``kinds``, when given), unless ``force``
+        passes every such hold (break-glass: stops, freezes and windows; never a block, a veto or a lock).
+        Returns the holds forced past, for :meth:`record_override`. Reusable by any explicit start."""
+        if force and not reason.strip():
+            raise OperationError("--force needs a --reason (it is recorded and notified)")
+        found = [o for o in self.stopping(session, attempt) if kinds is None or o.kind in kinds]
+        binding = [o for o in found if not (force and o.forceable)]
+        if binding:
+            first = binding[0]
+            if first.forceable:
+                hint = "; or break glass with --force --reason TEXT"
+            else:
+                hint = f" (--force never passes a {first.kind})" if force else ""
+            raise OperationError(f"{attempt.app} is held in {attempt.environment}: {first.summary}{hint}", "conflict")
+        return tuple(found)
+
+    def record_override(
+        self, session: Session, d: Deployment, passed: tuple[Obstacle, ...], actor: str, reason: str, now: datetime
+    ) -> None:
+        """The ``hold.overridden`` Event of a forced deployment, naming every hold it passed."""
+        what = ", ".join(o.kind + (f" #{o.hold.id}" if o.hold else "") for o in passed) or "nothing held it then"
+        record_event(
+            session,
+            "hold.overridden",
+            at=now,
+            actor=actor,
+            message=f"forced deployment #{d.id} to {d.environment} past {what}: {reason}",
+            app=d.app,
+            environment=d.environment,
+            release_id=d.release_id,
+            deployment_id=d.id,
+            payload={"override": Override.FORCE.value, "reason": reason, "passed": [o.evidence() for o in passed]},
+        )
+
+    def holds(self) -> list[dict[str, Any]]:
+        """The holds in force now (not lifted, not expired), oldest first, each with its lift command."""
+        with self.db.read() as session:
+            return active_holds(session, self.clock())
+
+    def block(self, app: str, environment: str | None, reason: str, actor: str = "cli") -> int:
+        """Block an app by hand (in ``environment`` and every later one, or everywhere): only ``unblock``
+        lifts it, never a newer release."""
+        self.config.app(app)
+        if environment is not None:
+            self.config.check_environment(environment)
+        return self._create_hold(HoldKind.BLOCK, app, environment, reason, None, actor)
+
+    def freeze(
+        self, app: str | None, environment: str | None, reason: str, until: str | None = None, actor: str = "cli"
+    ) -> int:
+        """Freeze every app or one, in every environment or one (exactly that scope); ``until`` (ISO 8601
+        or relative like 2h) ends it on its own."""
+        if app is not None:
+            self.config.app(app)
+        if environment is not None:
+            self.config.check_environment(environment)
+        return self._create_hold(HoldKind.FREEZE, app, environment, reason, until, actor)
+
+    def stop(self, environment: str, reason: str, until: str | None = None, actor: str = "cli") -> int:
+        """Stop the line: no automatic start in ``environment`` for any app until ``unfreeze``."""
+        self.config.check_environment(environment)
+        return self._create_hold(HoldKind.STOP, None, environment, reason, until, actor)
+
+    def unfreeze(self, hold_id: int, reason: str = "", actor: str = "cli") -> dict[str, Any]:
+        """Lift a freeze or a stop by its id (``conveyor holds`` lists them)."""
+        with self.db.write() as session:
+            hold = session.get(Hold, hold_id)
+            if hold is None:
+                raise OperationError(f"no hold #{hold_id} (see: conveyor holds)", "not_found")
+            if hold.kind == HoldKind.BLOCK.value:
+                command = unblock_command(hold.app or "APP", hold.environment)
+                raise OperationError(f"hold #{hold_id} is a block, not a freeze: lift it with {command}", "conflict")
+            if hold.kind not in (HoldKind.FREEZE.value, HoldKind.STOP.value):
+                raise OperationError(f"hold #{hold_id} is a {hold.kind}, not a freeze or a stop", "conflict")
+            if hold.lifted_at is not None:
+                raise OperationError(
+                    f"hold #{hold_id} was already lifted by {hold.lifted_by} at {hold.lifted_at:%Y-%m-%d %H:%M}",
+                    "conflict",
+                )
+            now = self.clock()
+            lift_hold(session, hold, now, actor, reason.strip() or f"unfrozen by {actor}")
+            return {"id": hold.id, "kind": hold.kind, "app": hold.app, "environment": hold.environment}
+
+    def _create_hold(
+        self, kind: HoldKind, app: str | None, environment: str | None, reason: str, until: str | None, actor: str
+    ) -> int:
+        if not reason.strip():
+            raise OperationError(f"a reason is required to {kind.value}")
+        now = self.clock()
+        ends = parse_until(until, now) if until else None
+        with self.db.write() as session:
+            hold = Hold(
+                kind=kind.value,
+                app=app,
+                environment=environment,
+                reason=reason,
+                actor=actor,
+                since=now,
+                until=ends,
+                evidence={},
             )
+            session.add(hold)
+            session.flush()
+            scope = f"{app or 'every app'} in {environment or 'every environment'}"
+            record_event(
+                session,
+                "hold.created",
+                at=now,
+                actor=actor,
+                message=f"{kind.value} of {scope}: {reason}",
+                app=app,
+                environment=environment,
+                payload={"hold_id": hold.id, "kind": kind.value, "until": ends.isoformat() if ends else None},
+            )
+            return hold.id
 
     def unblock(self, app: str, environment: str | None, reason: str, actor: str = "cli") -> int:
-        """Lift the automatic block(s) on an app; returns how many were lifted."""
+        """Lift the block(s) on an app, automatic or by hand; returns how many were lifted."""
         self.config.app(app)
         if environment is not None:
             self.config.check_environment(environment)
@@ -230,6 +367,30 @@ class Operations:
             for hold in holds:
                 lift_hold(session, hold, now, actor, reason)
             return len(holds)
+
+
+UNTIL_RELATIVE = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
+_UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_until(text: str, now: datetime) -> datetime:
+    """When a hold ends: relative to ``now`` (``30m``, ``2h``, ``1d``, ``1w``) or an ISO 8601 time
+    (``2026-12-24T18:00+01:00``; without an offset it is UTC; a date alone is its midnight UTC).
+    A time not after ``now`` is an error."""
+    match = UNTIL_RELATIVE.match(text)
+    try:
+        if match:
+            ends = now + int(match.group(1)) * _UNIT[match.group(2)]
+        else:
+            parsed = datetime.fromisoformat(text.strip())
+            ends = (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise OperationError(
+            f"--until {text!r} is not a time: give ISO 8601 (2026-12-24T18:00Z) or relative (30m, 2h, 1d)"
+        ) from None
+    if ends <= now:
+        raise OperationError(f"--until {text!r} is in the past ({ends:%Y-%m-%d %H:%M} UTC is before now)")
+    return ends
 
 
 def _commit_json(c: Commit) -> dict[str, str]:

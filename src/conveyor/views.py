@@ -13,11 +13,17 @@ from typing import Any
 from sqlalchemy import String, column, select, values
 from sqlalchemy.orm import Session
 
+from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
-from conveyor.domain.model import DeploymentState
+from conveyor.domain.holds import Attempt, Obstacle, lift_command, stopping
+from conveyor.domain.model import DeploymentState, HoldKind, Override
+from conveyor.domain.snapshot import HoldView
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
+from conveyor.store.snapshot import hold_policy, load_holds
 from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release, Step
+
+NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -33,6 +39,8 @@ class EnvStatus:
     live: str | None = None  # newest release that succeeded here
     summary: str = ""
     deployment_id: int | None = None
+    # what stops the next automatic start here now (the scoping function's answer), most binding first
+    obstacles: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -60,15 +68,41 @@ def hold_json(h: Hold, label: str | None) -> dict[str, Any]:
         "since": _iso(h.since),
         "until": _iso(h.until),
         "evidence": h.evidence,
+        "lift": lift_command(_hold_view(h, label)),
     }
 
 
-def open_holds(session: Session, app: str | None = None) -> list[dict[str, Any]]:
-    """Holds not lifted yet, oldest first: those on ``app`` and on every app, or all of them."""
+def _hold_view(h: Hold, label: str | None) -> HoldView:
+    return HoldView(
+        h.id, HoldKind(h.kind), h.app, h.environment, h.release_id, h.reason, h.actor, h.since, h.until, label or ""
+    )
+
+
+def active_holds(session: Session, now: datetime, app: str | None = None) -> list[dict[str, Any]]:
+    """Holds in force at ``now`` (not lifted, not expired), oldest first: those on ``app`` and on every
+    app, or all of them."""
     stmt = select(Hold, Release.label).outerjoin(Release, Release.id == Hold.release_id).where(Hold.lifted_at.is_(None))
     if app is not None:
         stmt = stmt.where((Hold.app == app) | Hold.app.is_(None))
-    return [hold_json(h, label) for h, label in session.execute(stmt.order_by(Hold.id)).all()]
+    rows = session.execute(stmt.order_by(Hold.id)).all()
+    return [hold_json(h, label) for h, label in rows if h.until is None or now < h.until]
+
+
+def obstacle_json(o: Obstacle) -> dict[str, Any]:
+    return {
+        "kind": o.kind,
+        "rule": o.rule,
+        "summary": o.summary,
+        "lift": o.lift,
+        "hold_id": o.hold.id if o.hold else None,
+        "forceable": o.forceable,
+    }
+
+
+def stops(db: Database, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The stop-the-line holds in force: the banner of ``status``."""
+    with db.read() as session:
+        return [h for h in active_holds(session, now or utc_now()) if h["kind"] == HoldKind.STOP.value]
 
 
 def _live_labels(session: Session) -> dict[tuple[str, str], str]:
@@ -109,6 +143,9 @@ def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict
             Deployment.queued_at,
             Deployment.started_at,
             Deployment.finished_at,
+            Deployment.release_id,
+            Deployment.origin_key,
+            Deployment.override,
             Release.label,
             Release.sha,
         )
@@ -118,14 +155,25 @@ def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict
     return {(r.app, r.environment): r for r in rows}
 
 
+def _attempt(app: str, env: str, d: Any) -> Attempt:
+    """The start ``why`` asks about: the deployment waiting here, or else the next automatic one."""
+    if d is not None and d.state in NOT_STARTED:
+        override = Override(d.override) if d.override else None
+        return Attempt(app, env, d.release_id, explicit=d.origin_key is None, override=override)
+    return Attempt(app, env)
+
+
 def _status_of(
     config: Config,
     app: str,
     live: dict[tuple[str, str], str],
     newest: dict[tuple[str, str], Any],
-    holds: list[dict[str, Any]],
+    holds: tuple[HoldView, ...],
+    listed: list[dict[str, Any]],
+    now: datetime,
 ) -> AppStatus:
     cfg = config.app(app)
+    policy = hold_policy(config)
     envs: dict[str, EnvStatus] = {}
     for env in config.environments:
         label = live.get((cfg.name, env))
@@ -143,21 +191,24 @@ def _status_of(
                 d.id,
             )
         )
-    mine = [h for h in holds if h["app"] in (cfg.name, None)]
+        found = stopping(_attempt(cfg.name, env, d), holds, policy, now)
+        envs[env].obstacles = [obstacle_json(o) for o in found]
+    mine = [h for h in listed if h["app"] in (cfg.name, None)]
     return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, mine)
 
 
-def _statuses(session: Session, config: Config, names: list[str]) -> list[AppStatus]:
+def _statuses(session: Session, config: Config, names: list[str], now: datetime) -> list[AppStatus]:
     """Apps' places in every environment: three statements however many apps and however long the history."""
     places = [(name, env) for name in names for env in config.environments]
-    live, holds, newest = _live_labels(session), open_holds(session), _newest_deployments(session, places)
-    return [_status_of(config, name, live, newest, holds) for name in names]
+    live, holds, newest = _live_labels(session), load_holds(session), _newest_deployments(session, places)
+    listed = active_holds(session, now)
+    return [_status_of(config, name, live, newest, holds, listed, now) for name in names]
 
 
-def status(db: Database, config: Config, app: str | None = None) -> list[AppStatus]:
+def status(db: Database, config: Config, app: str | None = None, now: datetime | None = None) -> list[AppStatus]:
     names = [config.app(app).name] if app else list(config.apps)
     with db.read() as session:
-        return _statuses(session, config, names)
+        return _statuses(session, config, names, now or utc_now())
 
 
 def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -188,12 +239,13 @@ def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dic
         ]
 
 
-def why(db: Database, config: Config, app: str, environment: str | None = None) -> dict[str, Any]:
+def why(
+    db: Database, config: Config, app: str, environment: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     cfg = config.app(app)
     envs = [config.check_environment(environment)] if environment else list(config.environments)
     with db.read() as session:
-        (st,) = _statuses(session, config, [cfg.name])
-        order = list(config.environments)
+        (st,) = _statuses(session, config, [cfg.name], now or utc_now())
         out: dict[str, Any] = {"app": app, "tier": cfg.tier, "environments": {}, "holds": st.holds}
         for env in envs:
             decision = latest_decision(session, app, env)
@@ -220,7 +272,8 @@ def why(db: Database, config: Config, app: str, environment: str | None = None) 
                 "summary": current.summary,
                 "decision": decision_json,
                 "failed_step": failed_step,
-                "explanation": explain(app, env, order, current, decision_json, st.holds),
+                "obstacles": current.obstacles,
+                "explanation": explain(current, decision_json),
             }
         return out
 
@@ -244,40 +297,20 @@ def _hhmm(iso: str) -> str:
     return iso[:16].replace("T", " ") + " UTC"
 
 
-def explain(
-    app: str,
-    env: str,
-    environments: list[str],
-    current: EnvStatus,
-    decision: dict[str, Any] | None,
-    holds: list[dict[str, Any]],
-) -> str:
-    """One plain sentence for an environment, preferring what stops the line now."""
-    idx = environments.index(env)
-    here = [h for h in holds if h["environment"] in (env, None)]
-    upstream = [
-        h
-        for h in holds
-        if h["kind"] == "block" and h["environment"] in environments and environments.index(h["environment"]) < idx
-    ]
+def explain(current: EnvStatus, decision: dict[str, Any] | None) -> str:
+    """One plain sentence for an environment, preferring what stops the line now (the scoping
+    function's first obstacle, with the command that lifts it)."""
     summary: str | None = decision["summary"] if decision else None
-    if current.state in (DeploymentState.PENDING.value, DeploymentState.WAITING.value) and summary:
-        return summary
-    if here:
-        h = here[0]
-        if h["kind"] != "block":
-            return f"held since {_hhmm(h['since'])} by {h['actor']}: {h['reason']}"
-        return (
-            f"blocked since {_hhmm(h['since'])}: {h['reason']}. Lifts when a release newer than "
-            f"{h['release']} passes {env}, or run: conveyor unblock {app} --env {env} --reason ..."
-        )
     live = f"{current.live} is live here; " if current.live else ""
-    if upstream:
-        h = upstream[0]
-        return (
-            f"{live}held: {app} is blocked in {h['environment']} since {_hhmm(h['since'])} "
-            f"({h['reason']}), so nothing newer comes to {env} until that block lifts"
-        )
+    active = current.state in (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, "baking")
+    if current.obstacles and not active:
+        first = current.obstacles[0]
+        more = [o["kind"] for o in current.obstacles[1:]]
+        also = f" (also: {', '.join(more)})" if more else ""
+        prefix = "" if current.state in NOT_STARTED else live
+        return f"{prefix}{first['summary']}{also}"
+    if current.state in NOT_STARTED and summary:
+        return summary
     if decision and decision["rule"] == "ManualTierWaitsForPromotion":
         return f"{live}{summary}"
     if current.state is None:

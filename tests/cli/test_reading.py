@@ -20,7 +20,8 @@ def test_the_worker_brought_web_to_production(delivered: Project) -> None:
 
 def test_status_json_has_apps_environments_release_sha_and_state(delivered: Project) -> None:
     data = json.loads(delivered.ok("status", "--json").output)
-    assert list(data) == ["apps"]
+    assert list(data) == ["apps", "stops"]
+    assert data["stops"] == []
     assert [a["name"] for a in data["apps"]] == ["web", "api"]
     web_sha = delivered.head("web")
     for app in data["apps"]:

@@ -137,14 +137,15 @@ HOLD_ROWS: list[tuple[str, list[HoldView], DeploymentView, int | None]] = [
 
 
 @pytest.mark.parametrize(("holds", "d", "hold_id"), [r[1:] for r in HOLD_ROWS], ids=[r[0] for r in HOLD_ROWS])
-def test_blocking_hold(holds: list[HoldView], d: DeploymentView, hold_id: int | None) -> None:
-    hold = rules.blocking_hold(d, snap(apps=[app("api"), app("web")], deployments=[d], holds=holds), NOW)
-    assert (hold.id if hold else None) == hold_id
+def test_stopping_holds(holds: list[HoldView], d: DeploymentView, hold_id: int | None) -> None:
+    found = rules.stopping_holds(d, snap(apps=[app("api"), app("web")], deployments=[d], holds=holds), NOW)
+    first = found[0].hold if found else None
+    assert (first.id if first else None) == hold_id
 
 
 def test_block_decision_says_how_it_lifts() -> None:
     d = dep(7, "api", "production", 5)
-    decision = rules.hold_decision(d, STAGING_BLOCK)
+    decision = rules.hold_decision(d, rules.stopping_holds(d, snap(deployments=[d], holds=[STAGING_BLOCK]), NOW))
     assert (decision.verdict, decision.rule) == (Verdict.HOLD, "HoldWhileBlocked")
     assert (decision.app, decision.environment, decision.deployment_id) == ("api", "production", 7)
     assert "release newer than v5 passes staging" in decision.summary
@@ -155,7 +156,10 @@ def test_block_decision_says_how_it_lifts() -> None:
 
 
 def test_freeze_decision_names_actor_and_reason() -> None:
-    decision = rules.hold_decision(dep(7, "api", "production", 5), freeze(env="production", id=2))
+    d = dep(7, "api", "production", 5)
+    decision = rules.hold_decision(
+        d, rules.stopping_holds(d, snap(deployments=[d], holds=[freeze(env="production")]), NOW)
+    )
     assert (decision.verdict, decision.rule) == (Verdict.HOLD, "HoldWhileFrozen")
     assert "by an operator: end-of-quarter freeze" in decision.summary
     assert decision.reasons == ("end-of-quarter freeze",)

@@ -22,8 +22,9 @@ from conveyor.cli.context import Opened, open_project
 from conveyor.cli.errors import err, fail, friendly_errors
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.notifications import notifications_table
-from conveyor.cli.render import history_table, print_why, status_table
+from conveyor.cli.render import history_table, holds_lines, print_why, status_table, stop_banners
 from conveyor.config import STARTER_CONFIG, load_config
+from conveyor.domain.holds import unblock_command
 from conveyor.engine.conductor import Conductor
 from conveyor.notify.outbox import deliveries
 from conveyor.operations import Operations
@@ -293,37 +294,61 @@ def release(config_path: Path, app: str, ref: str | None, server: str | None) ->
         out.print(f"{app} {label} ({sha[:12]}) is already a release; nothing new", markup=False)
 
 
+def force_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--force`` and ``--reason``, shared by every command that may break glass."""
+    func = click.option("--reason", default="", help="Why (required with --force; recorded and notified).")(func)
+    return click.option(
+        "--force", is_flag=True, help="Break glass: pass stops, freezes and windows (never a block or a lock)."
+    )(func)
+
+
+def _check_force(force: bool, reason: str) -> None:
+    if force and not reason.strip():
+        fail("--force needs --reason TEXT (it is recorded and notified)")
+
+
 @cli.command()
 @config_option
 @click.argument("app")
 @click.argument("version")
 @click.option("--to", "environment", required=True, help="Environment to deploy to.")
+@force_options
 @server_option
 @friendly_errors
-def deploy(config_path: Path, app: str, version: str, environment: str, server: str | None) -> None:
+def deploy(
+    config_path: Path, app: str, version: str, environment: str, force: bool, reason: str, server: str | None
+) -> None:
     """Deploy an existing release VERSION (label or SHA) of APP to an environment."""
+    _check_force(force, reason)
     if server:
-        deployment_id = _remote(server, lambda api: api.deploy(app, version, environment))["deployment_id"]
+        answer = _remote(server, lambda api: api.deploy(app, version, environment, force=force, reason=reason))
+        deployment_id = answer["deployment_id"]
     else:
         opened = open_project(config_path)
-        deployment_id = Operations(opened.config, opened.db).deploy(app, version, environment)
-    out.print(f"deployment #{deployment_id} of {app} {version} to {environment} queued", markup=False)
+        ops = Operations(opened.config, opened.db)
+        deployment_id = ops.deploy(app, version, environment, force=force, reason=reason)
+    forced = " (forced past holds)" if force else ""
+    out.print(f"deployment #{deployment_id} of {app} {version} to {environment} queued{forced}", markup=False)
 
 
 @cli.command()
 @config_option
 @click.argument("app")
 @click.option("--to", "environment", help="Target environment (default: the next one behind).")
+@force_options
 @server_option
 @friendly_errors
-def promote(config_path: Path, app: str, environment: str | None, server: str | None) -> None:
+def promote(config_path: Path, app: str, environment: str | None, force: bool, reason: str, server: str | None) -> None:
     """Promote the newest release that passed the previous environment (the manual tier's gate)."""
+    _check_force(force, reason)
     if server:
-        deployment_id = _remote(server, lambda api: api.promote(app, environment))["deployment_id"]
+        answer = _remote(server, lambda api: api.promote(app, environment, force=force, reason=reason))
+        deployment_id = answer["deployment_id"]
     else:
         opened = open_project(config_path)
-        deployment_id = Operations(opened.config, opened.db).promote(app, environment)
-    out.print(f"deployment #{deployment_id} of {app} queued (promoted)", markup=False)
+        deployment_id = Operations(opened.config, opened.db).promote(app, environment, force=force, reason=reason)
+    forced = ", forced past holds" if force else ""
+    out.print(f"deployment #{deployment_id} of {app} queued (promoted{forced})", markup=False)
 
 
 @cli.command()
@@ -343,7 +368,110 @@ def unblock(config_path: Path, app: str, environment: str | None, reason: str, s
     out.print(f"lifted {lifted} block(s) on {app}", markup=False)
 
 
+@cli.command()
+@config_option
+@click.argument("app")
+@click.option("--env", "environment", help="Environment it starts at; it also stops every later one (default: all).")
+@click.option("--reason", required=True, help="Why (recorded).")
+@server_option
+@friendly_errors
+def block(config_path: Path, app: str, environment: str | None, reason: str, server: str | None) -> None:
+    """Block APP by hand; only `conveyor unblock` lifts it (a newer release does not)."""
+    if server:
+        hold_id = _remote(server, lambda api: api.block(app, environment, reason))["id"]
+    else:
+        opened = open_project(config_path)
+        hold_id = Operations(opened.config, opened.db).block(app, environment, reason)
+    where = f"{environment} and every later environment" if environment else "every environment"
+    lift = unblock_command(app, environment)
+    out.print(f"hold #{hold_id}: {app} is blocked in {where}; lift it with: {lift}", markup=False)
+
+
+until_option = click.option(
+    "--until",
+    metavar="TIME",
+    help="When it ends on its own: ISO 8601 (2026-12-24T18:00+01:00; no offset means UTC) or relative "
+    "(30m, 2h, 1d, 1w).",
+)
+
+
+@cli.command()
+@config_option
+@click.option("--app", help="Only this app (default: every app).")
+@click.option("--env", "environment", help="Only this environment (default: every environment).")
+@click.option("--reason", required=True, help="Why (recorded and notified).")
+@until_option
+@server_option
+@friendly_errors
+def freeze(
+    config_path: Path, app: str | None, environment: str | None, reason: str, until: str | None, server: str | None
+) -> None:
+    """Stop automatic starts in exactly one scope: every app or one, every environment or one."""
+    if server:
+        hold_id = _remote(server, lambda api: api.freeze(app, environment, reason, until))["id"]
+    else:
+        opened = open_project(config_path)
+        hold_id = Operations(opened.config, opened.db).freeze(app, environment, reason, until)
+    scope = f"{app or 'every app'} in {environment or 'every environment'}"
+    out.print(f"hold #{hold_id}: froze {scope}; lift it with: conveyor unfreeze {hold_id}", markup=False)
+
+
+@cli.command()
+@config_option
+@click.option("--env", "environment", required=True, help="The environment to stop.")
+@click.option("--reason", required=True, help="Why (recorded and notified).")
+@until_option
+@server_option
+@friendly_errors
+def stop(config_path: Path, environment: str, reason: str, until: str | None, server: str | None) -> None:
+    """Stop the line: no automatic start in an environment, for any app."""
+    if server:
+        hold_id = _remote(server, lambda api: api.stop(environment, reason, until))["id"]
+    else:
+        opened = open_project(config_path)
+        hold_id = Operations(opened.config, opened.db).stop(environment, reason, until)
+    out.print(
+        f"hold #{hold_id}: line stopped in {environment}; lift it with: conveyor unfreeze {hold_id}", markup=False
+    )
+
+
+@cli.command()
+@config_option
+@click.argument("hold_id", metavar="ID", type=click.IntRange(1, 2**31 - 1))
+@click.option("--reason", help="Why it is safe to go on (recorded).")
+@server_option
+@friendly_errors
+def unfreeze(config_path: Path, hold_id: int, reason: str | None, server: str | None) -> None:
+    """Lift a freeze or a stop-the-line by its ID (see: conveyor holds)."""
+    if server:
+        lifted = _remote(server, lambda api: api.unfreeze(hold_id, reason))
+    else:
+        opened = open_project(config_path)
+        lifted = Operations(opened.config, opened.db).unfreeze(hold_id, reason or "")
+    scope = f"{lifted['app'] or 'every app'} in {lifted['environment'] or 'every environment'}"
+    out.print(f"lifted {lifted['kind']} #{hold_id} ({scope})", markup=False)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@cli.command()
+@config_option
+@json_option
+@server_option
+@friendly_errors
+def holds(config_path: Path, as_json: bool, server: str | None) -> None:
+    """The holds in force (blocks, vetoes, stops, freezes), each with the command that lifts it."""
+    if server:
+        rows = _remote(server, lambda api: api.holds())["holds"]
+    else:
+        opened = open_project(config_path)
+        rows = Operations(opened.config, opened.db).holds()
+    if as_json:
+        _json({"holds": rows})
+    else:
+        for line in holds_lines(rows):
+            out.print(line)
 
 
 @cli.command()
@@ -355,9 +483,12 @@ def status(config_path: Path, app: str | None, as_json: bool) -> None:
     """Apps × environments: release, state and age, with blocked and waiting markers."""
     opened = open_project(config_path)
     apps = views.status(opened.db, opened.config, app)
+    stops = views.stops(opened.db)
     if as_json:
-        _json({"apps": [a.to_json() for a in apps]})
+        _json({"apps": [a.to_json() for a in apps], "stops": stops})
     else:
+        for banner in stop_banners(stops):
+            out.print(banner)
         out.print(status_table(apps, opened.config.environments))
 
 

@@ -48,9 +48,28 @@ def status_table(apps: list[AppStatus], environments: tuple[str, ...]) -> Table:
     return table
 
 
+OBSTACLE_MARK = {"window": "🕘", "freeze": "❄", "stop": "🛑"}
+OBSTACLE_WORD = {"block": "blocked", "veto": "vetoed", "stop": "line stopped", "freeze": "frozen", "window": "closed"}
+
+
+def stop_banners(stops: list[dict[str, Any]]) -> list[Text]:
+    """One line per stop-the-line in force, shown above the status table."""
+    return [
+        Text(
+            f"🛑 LINE STOPPED in {h['environment']} since {h['since'][:16].replace('T', ' ')} UTC by {h['actor']}: "
+            f"{h['reason']} (lift: {h['lift']})",
+            style="bold red",
+        )
+        for h in stops
+    ]
+
+
 def _cell(app: AppStatus, env: str) -> Text:
     st = app.environments[env]
     if st.state is None:
+        if st.obstacles:
+            kind = st.obstacles[0]["kind"]
+            return Text(f"— {OBSTACLE_MARK.get(kind, '⛔')} {OBSTACLE_WORD.get(kind, kind)}", style="red")
         return Text("—", style="dim")
     text = Text()
     text.append(st.release or "?", style="bold")
@@ -59,8 +78,9 @@ def _cell(app: AppStatus, env: str) -> Text:
     text.append(f" {age(st.since)}", style="dim")
     if st.live and st.live != st.release:
         text.append(f"\nlive: {st.live}", style="green")
-    if any(h["environment"] in (env, None) for h in app.holds):
-        text.append("\n⛔ blocked", style="bold red")
+    if st.obstacles and st.state not in ("deploying", "verifying", "baking"):
+        kind = st.obstacles[0]["kind"]
+        text.append(f"\n{OBSTACLE_MARK.get(kind, '⛔')} {OBSTACLE_WORD.get(kind, kind)}", style="bold red")
     elif st.state == "waiting":
         text.append("\n⏳ waiting", style="yellow")
     return text
@@ -79,10 +99,12 @@ def print_why(console: Console, answer: dict[str, Any]) -> None:
             for m in step["measurements"][-3:]:
                 console.print(Text(f"      {m['phase']}: {m['message']}", style="dim"))
     for hold in answer["holds"]:
+        scope = f"{hold['app'] or 'every app'} in {hold['environment'] or 'every environment'}"
+        until = f" until {hold['until'][:16].replace('T', ' ')}" if hold["until"] else ""
         console.print(
             Text(
-                f"  hold #{hold['id']} ({hold['kind']}, {hold['environment'] or 'all environments'}) "
-                f"by {hold['actor']} since {hold['since'][:19]}: {hold['reason']}",
+                f"  hold #{hold['id']} ({hold['kind']}, {scope}) by {hold['actor']} since "
+                f"{hold['since'][:16].replace('T', ' ')}{until}: {hold['reason']} — lift: {hold['lift']}",
                 style="red",
             )
         )
@@ -103,3 +125,22 @@ def history_table(app: str, rows: list[dict[str, Any]]) -> Table:
             r["summary"],
         )
     return table
+
+
+def holds_lines(rows: list[dict[str, Any]]) -> list[Text]:
+    """One line per hold in force: what, where, since when and until when, by whom, why, how to lift it."""
+    if not rows:
+        return [Text("no holds in force")]
+    lines = []
+    for h in rows:
+        scope = f"{h['app'] or 'every app'} in {h['environment'] or 'every environment'}"
+        release = f" ({h['release']})" if h.get("release") else ""
+        until = f" until {h['until'][:16].replace('T', ' ')} UTC" if h["until"] else ""
+        since = (h["since"] or "")[:16].replace("T", " ")
+        lines.append(
+            Text(
+                f"#{h['id']} {h['kind']} {scope}{release} since {since} UTC{until} by {h['actor']}: {h['reason']} "
+                f"— lift: {h['lift']}"
+            )
+        )
+    return lines

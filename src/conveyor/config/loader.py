@@ -5,7 +5,7 @@ The steps, each reporting into one :class:`~conveyor.config.errors.ProblemLog`:
 1. read and parse the YAML, keeping positions and filling ``${VAR}`` (:mod:`.yaml_positions`);
 2. check the shape with pydantic models (:mod:`.schema`), the top level and each app separately;
 3. check references: environments, an app's team, groups, per-environment keys, manual tier reasons,
-   notifiers (:mod:`.notifiers`) and the team ``notify`` lists that name them;
+   notifiers (:mod:`.notifiers`) and the team ``notify`` lists that name them, windows (:mod:`.windows`);
 4. for every app in every environment, apply inheritance (:mod:`.inheritance`) and validate deploy
    and check options against their plugins (:mod:`.plugin_specs`).
 
@@ -31,6 +31,7 @@ from conveyor.config.notifiers import NotifierResolver
 from conveyor.config.resolved import ApiToken, Config, TeamConfig
 from conveyor.config.schema import AppSection, FileSection, keys_of
 from conveyor.config.validation import Subject, describe_path, explain
+from conveyor.config.windows import WindowResolver
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 from conveyor.store.database import database_url_problem
 
@@ -116,6 +117,7 @@ def _resolve(
     resolved_notifiers = notifiers.resolve(file.notifiers)
     if not broken & {"teams", "notifiers"}:
         notifiers.check_teams(file.teams, list(file.notifiers))
+    windows = WindowResolver(doc, log).resolve(file.windows, tuple(file.environments))
     secrets = set(doc.secrets) | notifiers.secrets
     secrets.update(token.token for token in file.api.tokens)
     password = urlsplit(database_url).password
@@ -134,6 +136,7 @@ def _resolve(
         secrets=frozenset(secrets),
         api_tokens=api_tokens,
         notifiers=resolved_notifiers,
+        windows=windows,
     )
 
 

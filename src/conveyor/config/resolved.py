@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from conveyor.domain.holds import Window
 from conveyor.domain.model import CheckLimits, Tier
 from conveyor.notify.retry import RetryPolicy
 
@@ -93,6 +94,7 @@ class Config:
     secrets: frozenset[str] = field(default_factory=frozenset)  # values that came from ${VAR}
     notifiers: dict[str, NotifierConfig] = field(default_factory=dict)
     api_tokens: tuple[ApiToken, ...] = ()
+    windows: dict[str, Window] = field(default_factory=dict)  # environment -> its opening hours
 
     def app(self, name: str) -> AppConfig:
         try:

@@ -165,6 +165,7 @@ class FileSection(Section):
     defaults: DefaultsSection = Field(default_factory=DefaultsSection)
     apps: dict[Name, Any] = Field(default_factory=dict)
     api: ApiSection = Field(default_factory=ApiSection)
+    windows: dict[str, Any] = Field(default_factory=dict)  # checked by conveyor.config.windows
 
 
 class CheckEntry(Section):

@@ -97,7 +97,11 @@ class PositionedDocument:
             self._building.discard(id(node))
 
     def _scalar(self, node: ScalarNode, path: YamlPath) -> Any:
-        value = self._loader.construct_object(node)
+        try:
+            value = self._loader.construct_object(node)
+        except ValueError as exc:  # a scalar YAML types but cannot build, such as the date 2026-13-01
+            self.log.add(self.value_marks[path], f"invalid value {node.value!r}: {exc}")
+            return None
         if not isinstance(value, str):
             return value
         expansion = expand_environment(value, self.environ)

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.domain.holds import HoldPolicy
 from conveyor.domain.model import Verdict
 
 
@@ -52,6 +53,9 @@ class Note(Intent):
 class Start(Intent):
     deployment_id: int
     locks: tuple[str, ...]
+    # the environments and windows the start re-checks holds against, in its own transaction (None: no
+    # re-check, for tests that start a deployment directly)
+    policy: HoldPolicy | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Order of a pass:
 1. active deployments advance from their steps' results (verify, succeed, fail);
 2. succeeded releases are promoted (or wait for a person on the manual tier);
-3. not-started deployments, oldest first: superseded by a newer release, held by a block or freeze,
+3. not-started deployments, oldest first: superseded by a newer release, held (:mod:`.holds`: a block,
+   veto, stop, freeze or closed window),
    waiting for a lock, or started. Locks are granted in arrival order: a waiter reserves the locks it
    needs, so a later arrival never overtakes it (no starvation), while deployments needing other locks
    go ahead at once.
@@ -93,9 +94,9 @@ def _schedule_waiting(snap: Snapshot, now: datetime) -> list[Intent]:
         if superseded is not None:
             intents.append(superseded)
             continue
-        hold = rules.blocking_hold(d, snap, now)
-        if hold is not None:
-            intents.extend(_wait(d, rules.hold_decision(d, hold), snap))
+        obstacles = rules.stopping_holds(d, snap, now)
+        if obstacles:
+            intents.extend(_wait(d, rules.hold_decision(d, obstacles), snap))
             continue
         needed = policy.locks.get(d.environment, ())
         decision = _lock_wait_decision(d, needed, snap, reserved)
@@ -114,7 +115,7 @@ def _schedule_waiting(snap: Snapshot, now: datetime) -> list[Intent]:
             deployment_id=d.id,
             release_id=d.release_id,
         )
-        intents.append(Start(started, deployment_id=d.id, locks=needed))
+        intents.append(Start(started, deployment_id=d.id, locks=needed, policy=snap.hold_policy))
     return intents
 
 

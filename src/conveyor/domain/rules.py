@@ -20,8 +20,9 @@ from conveyor.domain.decisions import (
     Supersede,
     Verify,
 )
-from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState, Verdict
-from conveyor.domain.snapshot import DeploymentView, HoldView, Snapshot, StepView
+from conveyor.domain.holds import Attempt, Obstacle, stopping
+from conveyor.domain.model import DeploymentState, StepKind, StepState, Verdict
+from conveyor.domain.snapshot import DeploymentView, Snapshot, StepView
 
 
 def _hhmm(at: datetime) -> str:
@@ -58,55 +59,25 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
     return Supersede(decision, deployment_id=d.id, by_release_id=by)
 
 
-def blocking_hold(d: DeploymentView, snap: Snapshot, now: datetime) -> HoldView | None:
-    """The hold that stops ``d`` now, if any.
-
-    A block from a failure in environment E stops the app in E and every later environment, except that
-    a release newer than the failed one may still try E itself: that is how a fix goes forward.
-    A freeze stops its scope (an app or every app; an environment or every environment) until lifted.
-    """
-    idx = snap.env_index(d.environment)
-    for hold in snap.holds:
-        if not hold.active(now) or (hold.app is not None and hold.app != d.app):
-            continue
-        if hold.kind == HoldKind.BLOCK and hold.environment is not None:
-            hold_idx = snap.env_index(hold.environment) if hold.environment in snap.environments else -1
-            if hold_idx < 0 or idx < hold_idx:
-                continue
-            if idx == hold_idx and hold.release_id is not None and d.release_id > hold.release_id:
-                continue  # fix-forward attempt
-            return hold
-        if hold.environment is None or hold.environment == d.environment:
-            return hold
-    return None
+def stopping_holds(d: DeploymentView, snap: Snapshot, now: datetime) -> tuple[Obstacle, ...]:
+    """What stops ``d`` from starting now (see :func:`conveyor.domain.holds.stopping`)."""
+    return stopping(Attempt.of(d), snap.holds, snap.hold_policy, now)
 
 
-def hold_decision(d: DeploymentView, hold: HoldView) -> Decision:
-    if hold.kind == HoldKind.BLOCK:
-        where = hold.environment or "every environment"
-        summary = (
-            f"blocked since {_hhmm(hold.since)}: {hold.reason}. Lifts when a release newer than "
-            f"{hold.label or 'the failed one'} passes {where}, or run: conveyor unblock {d.app} "
-            f"--env {where} --reason ..."
-        )
-        rule = "HoldWhileBlocked"
-    else:
-        summary = f"frozen since {_hhmm(hold.since)} by {hold.actor}: {hold.reason}"
-        rule = "HoldWhileFrozen"
+def hold_decision(d: DeploymentView, obstacles: tuple[Obstacle, ...]) -> Decision:
+    """Held (or waiting for a window) by the first obstacle; the others are in the evidence."""
+    first = obstacles[0]
+    more = [o.kind for o in obstacles[1:]]
+    summary = first.summary + (f" (also: {', '.join(more)})" if more else "")
+    reasons = tuple(o.hold.reason for o in obstacles if o.hold is not None)
     return Decision(
         d.app,
         d.environment,
-        Verdict.HOLD,
-        rule,
+        Verdict.WAIT if first.kind == "window" else Verdict.HOLD,
+        first.rule,
         summary,
-        reasons=(hold.reason,),
-        evidence={
-            "hold_id": hold.id,
-            "kind": hold.kind.value,
-            "actor": hold.actor,
-            "since": hold.since.isoformat(),
-            "hold_environment": hold.environment,
-        },
+        reasons=reasons,
+        evidence={**first.evidence(), "obstacles": [o.evidence() for o in obstacles]},
         deployment_id=d.id,
         release_id=d.release_id,
     )

@@ -6,9 +6,11 @@ planner can be tested table by table without a database.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from conveyor.domain.holds import HoldPolicy, Window
 from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState, Tier
 
 
@@ -56,7 +58,7 @@ class HoldView:
     actor: str
     since: datetime
     until: datetime | None = None
-    label: str = ""  # the release label, for blocks
+    label: str = ""  # the release label, for blocks and vetoes
 
     def active(self, now: datetime) -> bool:
         return self.until is None or now < self.until
@@ -83,6 +85,11 @@ class Snapshot:
     # fingerprints of the latest decision per (app, environment, deployment): a decision already
     # standing is not recorded again
     decision_fingerprints: frozenset[str] = frozenset()
+    windows: Mapping[str, Window] = field(default_factory=dict)  # environment -> its opening hours
+
+    @property
+    def hold_policy(self) -> HoldPolicy:
+        return HoldPolicy(self.environments, self.windows)
 
     def env_index(self, environment: str) -> int:
         return self.environments.index(environment)

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Decision as DecisionRecord
 from conveyor.domain.decisions import Note, Promote, Start, Succeed
-from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
+from conveyor.domain.holds import Attempt, stopping
+from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState
 from conveyor.store.database import dialect_insert
 from conveyor.store.records import (
     About,
@@ -28,6 +29,7 @@ from conveyor.store.records import (
     record_decisions,
     record_events,
 )
+from conveyor.store.snapshot import load_holds
 from conveyor.store.tables import Deployment, Hold, LatestSuccess, Lock, Release, Step
 
 SYSTEM = "conveyor"
@@ -52,11 +54,17 @@ def _compare_and_set(
 
 
 def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list[bool]:
+    """Start the deployments whose locks are free and that no hold stops now: the holds are read again
+    in this transaction, so a block recorded earlier in the same pass (a failure in staging) stops a
+    start planned from an older snapshot (the same app in production)."""
+    held = _held_now(session, intents, now)
     wanted = {name for intent in intents for name in intent.locks}
     taken = dict(session.execute(select(Lock.name, Lock.deployment_id).where(Lock.name.in_(wanted))).all())
     chosen: list[Start] = []
     granted: set[str] = set()
     for intent in intents:
+        if intent.deployment_id in held:
+            continue  # re-planned next pass, which records the hold's decision
         if any(taken.get(n, intent.deployment_id) != intent.deployment_id or n in granted for n in intent.locks):
             continue  # a lock is held, or an earlier intent of this group takes it: re-planned next pass
         granted.update(intent.locks)
@@ -90,6 +98,36 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
             [(row, f"deploying to {row.environment}", {"locks": list(intent.locks)}) for intent, row in went],
         )
     return [i.deployment_id in started for i in intents]
+
+
+def _held_now(session: Session, intents: Sequence[Start], now: datetime) -> set[int]:
+    """The deployments among ``intents`` that a hold stops now (see :func:`conveyor.domain.holds.stopping`)."""
+    checked = {i.deployment_id: i.policy for i in intents if i.policy is not None}
+    if not checked:
+        return set()
+    rows = session.execute(
+        select(
+            Deployment.id,
+            Deployment.app,
+            Deployment.environment,
+            Deployment.release_id,
+            Deployment.origin_key,
+            Deployment.override,
+        ).where(Deployment.id.in_(list(checked)))
+    ).all()
+    holds = load_holds(session)
+    held: set[int] = set()
+    for row in rows:
+        attempt = Attempt(
+            row.app,
+            row.environment,
+            row.release_id,
+            explicit=row.origin_key is None,
+            override=Override(row.override) if row.override else None,
+        )
+        if stopping(attempt, holds, checked[row.id], now):
+            held.add(row.id)
+    return held
 
 
 def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> list[bool]:

@@ -20,6 +20,7 @@ EVENT_KINDS = frozenset(
         "step.cancelled",
         "hold.created",
         "hold.lifted",
+        "hold.overridden",
         "promotion.waiting",
     }
 )
@@ -35,5 +36,6 @@ NOTIFYING_KINDS = frozenset(
         "promotion.waiting",
         "hold.created",
         "hold.lifted",
+        "hold.overridden",
     }
 )

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.config.resolved import Config
+from conveyor.domain.holds import HoldPolicy
 from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState
 from conveyor.domain.snapshot import (
     AppPolicy,
@@ -111,9 +112,10 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
         open_deployments=open_deployments,
         latest_succeeded=latest,
         deployed_releases=_deployed_releases(session, {s.release_id for s in latest.values()}),
-        holds=_holds(session),
+        holds=load_holds(session),
         locks={r.name: r.deployment_id for r in session.execute(select(Lock.name, Lock.deployment_id))},
         decision_fingerprints=frozenset(latest_fingerprints(session, [r.id for r in rows]).values()),
+        windows=config.windows,
     )
 
 
@@ -140,7 +142,12 @@ def _deployed_releases(session: Session, release_ids: set[int]) -> frozenset[tup
     return frozenset((r.release_id, r.environment) for r in rows)
 
 
-def _holds(session: Session) -> tuple[HoldView, ...]:
+def hold_policy(config: Config) -> HoldPolicy:
+    return HoldPolicy(config.environments, config.windows)
+
+
+def load_holds(session: Session) -> tuple[HoldView, ...]:
+    """Every hold not lifted, oldest first (expired ones too: the scoping function ignores those)."""
     rows = session.execute(
         select(Hold, Release.label)
         .outerjoin(Release, Release.id == Hold.release_id)

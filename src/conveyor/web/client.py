@@ -1,4 +1,5 @@
-"""The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote`` and ``unblock`` sent to a
+"""The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote``, ``unblock``, ``block``,
+``freeze``, ``stop``, ``unfreeze`` and ``holds`` sent to a
 ``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``).
 
 Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
@@ -38,11 +39,34 @@ class ApiClient:
             app, "releases", {"ref": ref} if ref else {}, "created", "label", "sha", "commits", "environment"
         )
 
-    def deploy(self, app: str, version: str, environment: str) -> dict[str, Any]:
-        return self._post(app, "deploy", {"version": version, "environment": environment}, "deployment_id")
+    def deploy(
+        self, app: str, version: str, environment: str, *, force: bool = False, reason: str = ""
+    ) -> dict[str, Any]:
+        body = {"version": version, "environment": environment, **_forcing(force, reason)}
+        return self._post(app, "deploy", body, "deployment_id")
 
-    def promote(self, app: str, to: str | None) -> dict[str, Any]:
-        return self._post(app, "promote", {"to": to} if to else {}, "deployment_id")
+    def promote(self, app: str, to: str | None, *, force: bool = False, reason: str = "") -> dict[str, Any]:
+        body = {**({"to": to} if to else {}), **_forcing(force, reason)}
+        return self._post(app, "promote", body, "deployment_id")
+
+    def block(self, app: str, environment: str | None, reason: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"reason": reason, **({"environment": environment} if environment else {})}
+        return self._post(app, "block", body, "id")
+
+    def freeze(self, app: str | None, environment: str | None, reason: str, until: str | None) -> dict[str, Any]:
+        body = _present(app=app, environment=environment, reason=reason, until=until)
+        return self._send("POST", "/api/holds/freeze", body, "id")
+
+    def stop(self, environment: str, reason: str, until: str | None) -> dict[str, Any]:
+        return self._send(
+            "POST", "/api/holds/stop", _present(environment=environment, reason=reason, until=until), "id"
+        )
+
+    def unfreeze(self, hold_id: int, reason: str | None) -> dict[str, Any]:
+        return self._send("POST", f"/api/holds/{hold_id}/unfreeze", _present(reason=reason), "id", "kind")
+
+    def holds(self) -> dict[str, Any]:
+        return self._send("GET", "/api/holds", None, "holds")
 
     def unblock(self, app: str, environment: str | None, reason: str) -> dict[str, Any]:
         body: dict[str, Any] = {"reason": reason}
@@ -52,9 +76,12 @@ class ApiClient:
 
     def _post(self, app: str, action: str, body: dict[str, Any], *expected: str) -> dict[str, Any]:
         """POST to ``/api/apps/APP/ACTION``; the answer must be a JSON object with the ``expected`` keys."""
+        return self._send("POST", f"/api/apps/{quote(app, safe='')}/{action}", body, *expected)
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None, *expected: str) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = self._client.post(f"/api/apps/{quote(app, safe='')}/{action}", json=body, headers=headers)
+            response = self._client.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise RemoteError(f"cannot reach conveyor at {self.base_url}: {exc}") from exc
         data = _json(response)
@@ -72,6 +99,14 @@ class ApiClient:
             raise RemoteError(f"unauthorized: set {TOKEN_VARIABLE} to one of the server's api.tokens")
         unknown_name = error.get("code") in ("not_found", "invalid") and error.get("field") in ("app", "environment")
         raise RemoteError(message.splitlines()[0] if message else message, 2 if unknown_name else 1)
+
+
+def _forcing(force: bool, reason: str) -> dict[str, Any]:
+    return {"force": True, "reason": reason} if force else {}
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

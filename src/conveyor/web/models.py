@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 # No control characters: values reach git (refs) and the database, and PostgreSQL refuses NUL in text.
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -20,6 +20,15 @@ Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern
 # -- reads ---------------------------------------------------------------------------------------------
 
 
+class ObstacleModel(BaseModel):
+    kind: str = Field(description="block, veto, stop, freeze or window")
+    rule: str
+    summary: str
+    lift: str = Field(description="the exact command that lifts it")
+    hold_id: int | None
+    forceable: bool = Field(description="passed by a deploy or promote with force (break-glass)")
+
+
 class EnvironmentStatus(BaseModel):
     release: str | None
     sha: str | None
@@ -28,6 +37,9 @@ class EnvironmentStatus(BaseModel):
     live: str | None = Field(description="the newest release that succeeded in this environment")
     summary: str
     deployment_id: int | None
+    obstacles: list[ObstacleModel] = Field(
+        description="what stops the next automatic start here now, most binding first"
+    )
 
 
 class HoldModel(BaseModel):
@@ -41,6 +53,7 @@ class HoldModel(BaseModel):
     since: str | None
     until: str | None
     evidence: dict[str, Any]
+    lift: str = Field(description="the exact command that lifts it")
 
 
 class AppStatusModel(BaseModel):
@@ -54,6 +67,7 @@ class AppStatusModel(BaseModel):
 
 class AppList(BaseModel):
     apps: list[AppStatusModel]
+    stops: list[HoldModel] = Field(description="stop-the-line holds in force (the banner of status)")
 
 
 class DecisionModel(BaseModel):
@@ -80,6 +94,7 @@ class WhyEnvironment(BaseModel):
     summary: str
     decision: DecisionModel | None
     failed_step: FailedStep | None
+    obstacles: list[ObstacleModel]
     explanation: str
 
 
@@ -207,13 +222,56 @@ class ReleaseRequest(Body):
     ref: Ref | None = Field(default=None, description="branch, tag or commit; default: the app's branch")
 
 
-class DeployRequest(Body):
+class Forcing(Body):
+    """Break-glass: ``force`` passes stops, freezes and windows (never a block, a veto or a lock); it
+    needs a ``reason``, recorded and notified as ``hold.overridden``."""
+
+    force: bool = Field(default=False, description="pass stops, freezes and windows (break-glass)")
+    reason: Reason | None = Field(default=None, description="required with force; recorded")
+
+    @model_validator(mode="after")
+    def _reason_with_force(self) -> Forcing:
+        if self.force and not (self.reason or "").strip():
+            raise ValueError("force needs a reason")
+        return self
+
+
+class DeployRequest(Forcing):
     version: Version = Field(description="a release label or (a prefix of at least 4 characters of) its SHA")
     environment: EnvironmentName
 
 
-class PromoteRequest(Body):
+class PromoteRequest(Forcing):
     to: EnvironmentName | None = Field(default=None, description="default: the first environment that is behind")
+
+
+Until = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE)]
+
+
+class BlockRequest(Body):
+    environment: EnvironmentName | None = Field(
+        default=None, description="the environment it starts at (it also stops every later one); default: every"
+    )
+    reason: Reason
+
+
+class FreezeRequest(Body):
+    app: EnvironmentName | None = Field(default=None, description="default: every app")
+    environment: EnvironmentName | None = Field(default=None, description="default: every environment")
+    reason: Reason
+    until: Until | None = Field(
+        default=None, description="when it ends on its own: ISO 8601 (no offset: UTC) or relative (30m, 2h, 1d, 1w)"
+    )
+
+
+class StopRequest(Body):
+    environment: EnvironmentName
+    reason: Reason
+    until: Until | None = Field(default=None, description="as for a freeze")
+
+
+class UnfreezeRequest(Body):
+    reason: Reason | None = None
 
 
 class UnblockRequest(Body):
@@ -241,3 +299,18 @@ class DeploymentQueued(BaseModel):
 class Unblocked(BaseModel):
     app: str
     lifted: int
+
+
+class HoldCreated(HoldModel):
+    pass
+
+
+class HoldList(BaseModel):
+    holds: list[HoldModel]
+
+
+class Unfrozen(BaseModel):
+    id: int
+    kind: str
+    app: str | None
+    environment: str | None

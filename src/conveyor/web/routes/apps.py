@@ -16,8 +16,9 @@ router = APIRouter(prefix="/api/apps", tags=["apps"], responses=error_responses(
 
 @router.get("", response_model=AppList)
 def list_apps(state: State) -> dict[str, Any]:
-    """Every app in config order, each as one entry of ``conveyor status --json``."""
-    return {"apps": [a.to_json() for a in views.status(state.db, state.config)]}
+    """Every app in config order, each as one entry of ``conveyor status --json``, and the stop-the-line
+    holds in force (its banner)."""
+    return {"apps": [a.to_json() for a in views.status(state.db, state.config)], "stops": views.stops(state.db)}
 
 
 @router.get("/{app}", response_model=AppStatusModel)
