@@ -1,8 +1,18 @@
 """Schema migrations with Alembic; the same revisions run on SQLite and PostgreSQL.
 
-``upgrade(db)`` runs at the start of ``conveyor serve`` and ``conveyor worker`` and from
-``conveyor db upgrade``. Concurrent starts are safe: on PostgreSQL an advisory lock serialises them;
-on SQLite the migration runs inside one ``BEGIN IMMEDIATE`` transaction.
+Who migrates:
+
+- ``conveyor db upgrade`` applies every pending revision, on either backend (creating a SQLite file);
+- commands that write (``serve``, ``worker``, ``release``, ...) call :func:`prepare_schema`: the embedded
+  SQLite default is created or upgraded in place, so it just works; on PostgreSQL, where many processes
+  on many machines share the database, a schema that is not current is refused with the command to run,
+  so N workers starting together never race a migration and a new conveyor never changes a shared
+  schema behind the backs of older ones still running;
+- commands that read (``status``, ``why``, ``history``, ``notifications``) call
+  :func:`require_current_schema` and never create or change anything.
+
+Concurrent upgrades are safe: on PostgreSQL an advisory lock serialises them; on SQLite the migration runs
+inside one ``BEGIN IMMEDIATE`` transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from conveyor.store.database import Database
+from conveyor.store.database import Database, SchemaNotReady, no_schema_message
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATE_LOCK_KEY = 7_305_012
@@ -32,7 +42,7 @@ def head_revision() -> str | None:
 
 
 def current_revision(db: Database) -> str | None:
-    with db.engine.connect() as conn:
+    with db.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:  # a read: no write lock
         return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -43,3 +53,42 @@ def upgrade(db: Database, revision: str = "head") -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATE_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def schema_problem(db: Database) -> tuple[str, str] | None:
+    """None when the schema in ``db`` is current; else what is wrong (``missing``, ``behind`` or
+    ``unknown``, a revision newer than this conveyor) and a sentence naming what to run."""
+    current, head = current_revision(db), head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return "missing", no_schema_message(db.safe_url)
+    known = {script.revision for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+    if current in known:
+        return "behind", (
+            f"the conveyor schema at {db.safe_url} is behind (revision {current}, this conveyor needs {head}); "
+            "run `conveyor db upgrade`"
+        )
+    return "unknown", (
+        f"the conveyor schema at {db.safe_url} is at revision {current}, which this conveyor does not know "
+        f"(it knows up to {head}): use a newer conveyor"
+    )
+
+
+def require_current_schema(db: Database) -> None:
+    """Raise :class:`SchemaNotReady` unless the schema is current; reads nothing but the revision."""
+    problem = schema_problem(db)
+    if problem is not None:
+        raise SchemaNotReady(problem[1])
+
+
+def prepare_schema(db: Database) -> None:
+    """For the commands that write: upgrade the embedded SQLite database in place (creating it), or
+    insist that a shared PostgreSQL one is current (see the module docstring)."""
+    problem = schema_problem(db)
+    if problem is None:
+        return
+    kind, message = problem
+    if db.is_postgres or kind == "unknown":
+        raise SchemaNotReady(message)
+    upgrade(db)

@@ -1,5 +1,7 @@
 """The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote`` and ``unblock`` sent to a
-``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``).
+``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``), and the
+reads ``status``, ``why`` and ``history`` answered by it. A new read is one method calling :meth:`ApiClient.get`
+with the path and the keys its answer must have.
 
 Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
 app or environment, 1 for anything refused, unauthorized or unreachable.
@@ -50,11 +52,31 @@ class ApiClient:
             body["environment"] = environment
         return self._post(app, "unblock", body, "lifted")
 
+    def status(self, app: str | None) -> dict[str, Any]:
+        """``{"apps": [...]}`` as ``conveyor status --json`` prints it, for every app or one."""
+        if app is None:
+            return self.get("/api/apps", {}, "apps")
+        return {"apps": [self.get(app_path(app), {}, "name", "environments")]}
+
+    def why(self, app: str, environment: str | None) -> dict[str, Any]:
+        params = {"environment": environment} if environment else {}
+        return self.get(app_path(app, "why"), params, "app", "environments", "holds")
+
+    def history(self, app: str, limit: int) -> dict[str, Any]:
+        return self.get(app_path(app, "history"), {"limit": limit}, "app", "deployments")
+
+    def get(self, path: str, params: dict[str, Any], *expected: str) -> dict[str, Any]:
+        """GET ``path``; the answer must be a JSON object with the ``expected`` keys."""
+        return self._request("GET", path, expected, params=params)
+
     def _post(self, app: str, action: str, body: dict[str, Any], *expected: str) -> dict[str, Any]:
         """POST to ``/api/apps/APP/ACTION``; the answer must be a JSON object with the ``expected`` keys."""
+        return self._request("POST", app_path(app, action), expected, json=body)
+
+    def _request(self, method: str, path: str, expected: tuple[str, ...], **kwargs: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = self._client.post(f"/api/apps/{quote(app, safe='')}/{action}", json=body, headers=headers)
+            response = self._client.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise RemoteError(f"cannot reach conveyor at {self.base_url}: {exc}") from exc
         data = _json(response)
@@ -72,6 +94,11 @@ class ApiClient:
             raise RemoteError(f"unauthorized: set {TOKEN_VARIABLE} to one of the server's api.tokens")
         unknown_name = error.get("code") in ("not_found", "invalid") and error.get("field") in ("app", "environment")
         raise RemoteError(message.splitlines()[0] if message else message, 2 if unknown_name else 1)
+
+
+def app_path(app: str, *rest: str) -> str:
+    """``/api/apps/APP[/REST...]`` with the app name escaped."""
+    return "/".join([f"/api/apps/{quote(app, safe='')}", *rest])
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
