@@ -9,6 +9,7 @@ Errors a user can fix raise :class:`OperationError` with one clear sentence.
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conveyor.clock import utc_now
@@ -23,7 +25,7 @@ from conveyor.config.resolved import Config
 from conveyor.domain.holds import FORCEABLE, Attempt, Obstacle, stopping, unblock_command
 from conveyor.domain.model import DeploymentState, HoldKind, Override
 from conveyor.engine.orchestrator import create_deployment
-from conveyor.repos import Commit, RepoMirror, mirror_path_for
+from conveyor.repos import Commit, GitError, RepoMirror, UnknownRef, mirror_path_for
 from conveyor.store.database import Database
 from conveyor.store.records import lift_hold, record_event
 from conveyor.store.snapshot import hold_policy, load_holds
@@ -31,6 +33,8 @@ from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release
 from conveyor.views import active_holds
 
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
+
+log = logging.getLogger(__name__)
 
 
 class OperationError(Exception):
@@ -61,32 +65,47 @@ class Operations:
 
     def create_release(self, app: str, ref: str | None = None, actor: str = "cli") -> ReleaseResult:
         """Resolve ``ref`` (default: the app's branch) and record it as a release heading for the first
-        environment. Releasing the same commit twice returns the existing release."""
+        environment. Releasing the same commit twice returns the existing release, also when two requests
+        race: the second finds the first's row, or meets the unique (app, sha) constraint and reads it."""
         cfg = self.config.app(app)
         mirror = self.mirror(app)
-        mirror.ensure()
-        mirror.fetch()
-        sha = mirror.resolve(ref or cfg.branch)
-        with self.db.read() as session:
-            existing = _release_by_sha(session, app, sha)
-            if existing is not None:
-                return ReleaseResult(existing.id, existing.label, sha, False, len(existing.commits))
-            previous = session.scalars(
-                select(Release).where(Release.app == app).order_by(Release.id.desc()).limit(1)
-            ).first()
-            previous_sha = previous.sha if previous else None
-        commits = mirror.commits_between(previous_sha, sha)
-        label = mirror.describe(sha)
+        try:
+            mirror.update()
+            sha = mirror.resolve(ref or cfg.branch)
+            with self.db.read() as session:
+                existing = _release_by_sha(session, app, sha)
+                if existing is not None:
+                    return _existing(existing)
+                previous = session.scalars(
+                    select(Release).where(Release.app == app).order_by(Release.id.desc()).limit(1)
+                ).first()
+            commits = _commits_since(mirror, app, previous, sha)
+            label = mirror.describe(sha)
+        except GitError as exc:
+            log.error("cannot release %s from %s: %s", app, mirror, exc)
+            raise
+        try:
+            return self._record_release(app, ref or cfg.branch, sha, label, previous, commits, actor)
+        except IntegrityError:
+            with self.db.read() as session:
+                raced = _release_by_sha(session, app, sha)
+            if raced is None:
+                raise
+            return _existing(raced)
+
+    def _record_release(
+        self, app: str, ref: str, sha: str, label: str, previous: Release | None, commits: list[Commit], actor: str
+    ) -> ReleaseResult:
         with self.db.write() as session:
             again = _release_by_sha(session, app, sha)
             if again is not None:
-                return ReleaseResult(again.id, again.label, sha, False, len(again.commits))
+                return _existing(again)
             now = self.clock()
             release = Release(
                 app=app,
                 sha=sha,
                 label=label,
-                ref=ref or cfg.branch,
+                ref=ref,
                 previous_release_id=previous.id if previous else None,
                 commits=[_commit_json(c) for c in commits],
                 created_at=now,
@@ -402,6 +421,28 @@ def _commit_json(c: Commit) -> dict[str, str]:
         "subject": c.subject,
         "message": c.message,
     }
+
+
+def _existing(release: Release) -> ReleaseResult:
+    return ReleaseResult(release.id, release.label, release.sha, False, len(release.commits))
+
+
+def _commits_since(mirror: RepoMirror, app: str, previous: Release | None, sha: str) -> list[Commit]:
+    """The commits since the previous release; all of ``sha``'s history (up to the usual limit) when the
+    previous release is no longer in the repository (history rewritten upstream, then collected)."""
+    if previous is None:
+        return mirror.commits_between(None, sha)
+    try:
+        return mirror.commits_between(previous.sha, sha)
+    except UnknownRef:
+        log.warning(
+            "the previous release %s of %s (%s) is no longer in its repository (history rewritten?); "
+            "listing the new release's commits without it",
+            previous.label,
+            app,
+            previous.sha[:12],
+        )
+        return mirror.commits_between(None, sha)
 
 
 def _release_by_sha(session: Session, app: str, sha: str) -> Release | None:

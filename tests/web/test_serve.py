@@ -58,8 +58,8 @@ class Live:
         return self.process.wait(timeout=60)
 
 
-def start(root: Path) -> Live:
-    project = write_project(root, CONFIG)
+def start(root: Path, config: str = CONFIG) -> Live:
+    project = write_project(root, config)
     port = free_port()
     script = shutil.which("conveyor", path=str(Path(sys.executable).parent))
     assert script, "the conveyor console script is not installed next to the interpreter"

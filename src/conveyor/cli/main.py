@@ -18,16 +18,17 @@ import click
 from rich.console import Console
 
 from conveyor import __version__, views
-from conveyor.cli.context import Opened, open_project
+from conveyor.cli.context import Opened, open_for_reading, open_for_writing
 from conveyor.cli.errors import err, fail, friendly_errors
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.notifications import notifications_table
-from conveyor.cli.render import history_table, holds_lines, print_why, status_table, stop_banners
+from conveyor.cli.render import history_table, holds_lines, print_why, status_from_json, status_table, stop_banners
 from conveyor.config import STARTER_CONFIG, load_config
 from conveyor.domain.holds import unblock_command
 from conveyor.engine.conductor import Conductor
 from conveyor.notify.outbox import deliveries
 from conveyor.operations import Operations
+from conveyor.store.database import Database
 from conveyor.store.migrate import upgrade
 from conveyor.web.client import TOKEN_VARIABLE, URL_VARIABLE, ApiClient, RemoteError
 
@@ -100,10 +101,14 @@ def db() -> None:
 @config_option
 @friendly_errors
 def db_upgrade(config_path: Path) -> None:
-    """Apply schema migrations to the configured database."""
-    opened = open_project(config_path, migrate=False)
-    upgrade(opened.db)
-    out.print(f"database at {opened.db.safe_url} is up to date")
+    """Apply schema migrations to the configured database (creating a SQLite one)."""
+    db = Database(load_config(config_path, reading=True).database_url)
+    try:
+        db.ping()
+        upgrade(db)
+        out.print(f"database at {db.safe_url} is up to date")
+    finally:
+        db.dispose()
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ def serve(config_path: Path, run: RunOptions, host: str, port: int) -> None:
     from conveyor.web.server import CannotListen, listen, serve_http
 
     stop = _stop_on_signals()
-    opened = open_project(config_path)
+    opened = open_for_writing(config_path)
     try:
         sock = listen(host, port)
     except CannotListen as exc:
@@ -245,7 +250,7 @@ def serve(config_path: Path, run: RunOptions, host: str, port: int) -> None:
 def worker(config_path: Path, run: RunOptions, exit_when_idle: bool) -> None:
     """Run planner and runner in this process; any number of workers may share one PostgreSQL database."""
     stop = _stop_on_signals()
-    opened = open_project(config_path)
+    opened = open_for_writing(config_path)
     _run_conductor(opened, run, stop, exit_when_idle=exit_when_idle)
 
 
@@ -284,7 +289,7 @@ def release(config_path: Path, app: str, ref: str | None, server: str | None) ->
         answer = _remote(server, lambda api: api.release(app, ref))
         created, label, sha, commits, first = (answer[k] for k in ("created", "label", "sha", "commits", "environment"))
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         result = Operations(opened.config, opened.db).create_release(app, ref)
         created, label, sha, commits = result.created, result.label, result.sha, result.commits
         first = opened.config.environments[0]
@@ -324,7 +329,7 @@ def deploy(
         answer = _remote(server, lambda api: api.deploy(app, version, environment, force=force, reason=reason))
         deployment_id = answer["deployment_id"]
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         ops = Operations(opened.config, opened.db)
         deployment_id = ops.deploy(app, version, environment, force=force, reason=reason)
     forced = " (forced past holds)" if force else ""
@@ -345,7 +350,7 @@ def promote(config_path: Path, app: str, environment: str | None, force: bool, r
         answer = _remote(server, lambda api: api.promote(app, environment, force=force, reason=reason))
         deployment_id = answer["deployment_id"]
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         deployment_id = Operations(opened.config, opened.db).promote(app, environment, force=force, reason=reason)
     forced = ", forced past holds" if force else ""
     out.print(f"deployment #{deployment_id} of {app} queued (promoted{forced})", markup=False)
@@ -363,7 +368,7 @@ def unblock(config_path: Path, app: str, environment: str | None, reason: str, s
     if server:
         lifted = _remote(server, lambda api: api.unblock(app, environment, reason))["lifted"]
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         lifted = Operations(opened.config, opened.db).unblock(app, environment, reason)
     out.print(f"lifted {lifted} block(s) on {app}", markup=False)
 
@@ -380,7 +385,7 @@ def block(config_path: Path, app: str, environment: str | None, reason: str, ser
     if server:
         hold_id = _remote(server, lambda api: api.block(app, environment, reason))["id"]
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         hold_id = Operations(opened.config, opened.db).block(app, environment, reason)
     where = f"{environment} and every later environment" if environment else "every environment"
     lift = unblock_command(app, environment)
@@ -410,7 +415,7 @@ def freeze(
     if server:
         hold_id = _remote(server, lambda api: api.freeze(app, environment, reason, until))["id"]
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         hold_id = Operations(opened.config, opened.db).freeze(app, environment, reason, until)
     scope = f"{app or 'every app'} in {environment or 'every environment'}"
     out.print(f"hold #{hold_id}: froze {scope}; lift it with: conveyor unfreeze {hold_id}", markup=False)
@@ -428,7 +433,7 @@ def stop(config_path: Path, environment: str, reason: str, until: str | None, se
     if server:
         hold_id = _remote(server, lambda api: api.stop(environment, reason, until))["id"]
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         hold_id = Operations(opened.config, opened.db).stop(environment, reason, until)
     out.print(
         f"hold #{hold_id}: line stopped in {environment}; lift it with: conveyor unfreeze {hold_id}", markup=False
@@ -446,13 +451,27 @@ def unfreeze(config_path: Path, hold_id: int, reason: str | None, server: str | 
     if server:
         lifted = _remote(server, lambda api: api.unfreeze(hold_id, reason))
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         lifted = Operations(opened.config, opened.db).unfreeze(hold_id, reason or "")
     scope = f"{lifted['app'] or 'every app'} in {lifted['environment'] or 'every environment'}"
     out.print(f"lifted {lifted['kind']} #{hold_id} ({scope})", markup=False)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def answer(
+    server: str | None,
+    config_path: Path,
+    local: Callable[[Opened], dict[str, Any]],
+    remote: Callable[[ApiClient], dict[str, Any]],
+) -> dict[str, Any]:
+    """The answer to a read, as the API would give it: from the ``conveyor serve`` at ``server`` when
+    given (no config or database needed here), else from the local database opened for reading
+    (which creates nothing). Every read command goes through here; its rendering takes this answer."""
+    if server:
+        return _remote(server, remote)
+    return local(open_for_reading(config_path))
 
 
 @cli.command()
@@ -462,15 +481,16 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @friendly_errors
 def holds(config_path: Path, as_json: bool, server: str | None) -> None:
     """The holds in force (blocks, vetoes, stops, freezes), each with the command that lifts it."""
-    if server:
-        rows = _remote(server, lambda api: api.holds())["holds"]
-    else:
-        opened = open_project(config_path)
-        rows = Operations(opened.config, opened.db).holds()
+    data = answer(
+        server,
+        config_path,
+        lambda opened: {"holds": Operations(opened.config, opened.db).holds()},
+        lambda api: api.holds(),
+    )
     if as_json:
-        _json({"holds": rows})
+        _json(data)
     else:
-        for line in holds_lines(rows):
+        for line in holds_lines(data["holds"]):
             out.print(line)
 
 
@@ -478,18 +498,26 @@ def holds(config_path: Path, as_json: bool, server: str | None) -> None:
 @config_option
 @click.argument("app", required=False)
 @json_option
+@server_option
 @friendly_errors
-def status(config_path: Path, app: str | None, as_json: bool) -> None:
+def status(config_path: Path, app: str | None, as_json: bool, server: str | None) -> None:
     """Apps × environments: release, state and age, with blocked and waiting markers."""
-    opened = open_project(config_path)
-    apps = views.status(opened.db, opened.config, app)
-    stops = views.stops(opened.db)
+    data = answer(
+        server,
+        config_path,
+        lambda opened: {
+            "apps": [a.to_json() for a in views.status(opened.db, opened.config, app)],
+            "stops": views.stops(opened.db),
+        },
+        lambda api: api.status(app),
+    )
     if as_json:
-        _json({"apps": [a.to_json() for a in apps], "stops": stops})
+        _json(data)
     else:
-        for banner in stop_banners(stops):
+        for banner in stop_banners(data.get("stops", [])):
             out.print(banner)
-        out.print(status_table(apps, opened.config.environments))
+        apps = status_from_json(data["apps"])
+        out.print(status_table(apps, tuple(apps[0].environments) if apps else ()))
 
 
 @cli.command()
@@ -497,15 +525,20 @@ def status(config_path: Path, app: str | None, as_json: bool) -> None:
 @click.argument("app")
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True, help="Most deployments to show.")
 @json_option
+@server_option
 @friendly_errors
-def history(config_path: Path, app: str, limit: int, as_json: bool) -> None:
+def history(config_path: Path, app: str, limit: int, as_json: bool, server: str | None) -> None:
     """Deployments of APP, newest first."""
-    opened = open_project(config_path)
-    rows = views.history(opened.db, opened.config, app, limit)
+    data = answer(
+        server,
+        config_path,
+        lambda opened: {"app": app, "deployments": views.history(opened.db, opened.config, app, limit)},
+        lambda api: api.history(app, limit),
+    )
     if as_json:
-        _json({"app": app, "deployments": rows})
+        _json(data)
     else:
-        out.print(history_table(app, rows))
+        out.print(history_table(app, data["deployments"]))
 
 
 @cli.command()
@@ -513,15 +546,20 @@ def history(config_path: Path, app: str, limit: int, as_json: bool) -> None:
 @click.argument("app")
 @click.argument("environment", required=False)
 @json_option
+@server_option
 @friendly_errors
-def why(config_path: Path, app: str, environment: str | None, as_json: bool) -> None:
+def why(config_path: Path, app: str, environment: str | None, as_json: bool, server: str | None) -> None:
     """Explain, per environment, what conveyor decided for APP and why, with evidence."""
-    opened = open_project(config_path)
-    answer = views.why(opened.db, opened.config, app, environment)
+    data = answer(
+        server,
+        config_path,
+        lambda opened: views.why(opened.db, opened.config, app, environment),
+        lambda api: api.why(app, environment),
+    )
     if as_json:
-        _json(answer)
+        _json(data)
     else:
-        print_why(out, answer)
+        print_why(out, data)
 
 
 @cli.command()
@@ -532,8 +570,7 @@ def why(config_path: Path, app: str, environment: str | None, as_json: bool) -> 
 @friendly_errors
 def notifications(config_path: Path, failed_only: bool, limit: int, as_json: bool) -> None:
     """Deliveries of events to notifiers, newest first: state, attempts and the last error."""
-    opened = open_project(config_path)
-    rows = deliveries(opened.db, failed_only=failed_only, limit=limit)
+    rows = deliveries(open_for_reading(config_path).db, failed_only=failed_only, limit=limit)
     if as_json:
         _json({"notifications": rows})
     else:

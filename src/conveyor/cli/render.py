@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from conveyor.views import AppStatus
+from conveyor.views import AppStatus, EnvStatus
 
 STATE_STYLE = {
     "succeeded": "green",
@@ -31,6 +31,24 @@ def age(iso: str | None, now: datetime | None = None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{max(seconds, 0)}s ago"
+
+
+def status_from_json(apps: list[dict[str, Any]]) -> list[AppStatus]:
+    """The read model back from ``status --json`` (or the API's ``/api/apps``), for the table."""
+    known = set(EnvStatus.__dataclass_fields__)
+    return [
+        AppStatus(
+            name=a["name"],
+            team=a["team"],
+            tier=a["tier"],
+            groups=list(a["groups"]),
+            environments={
+                env: EnvStatus(**{k: v for k, v in st.items() if k in known}) for env, st in a["environments"].items()
+            },
+            holds=list(a.get("holds", [])),
+        )
+        for a in apps
+    ]
 
 
 def status_table(apps: list[AppStatus], environments: tuple[str, ...]) -> Table:

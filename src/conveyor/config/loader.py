@@ -10,6 +10,11 @@ The steps, each reporting into one :class:`~conveyor.config.errors.ProblemLog`:
    and check options against their plugins (:mod:`.plugin_specs`).
 
 Nothing is returned unless the log is empty; otherwise :class:`ConfigError` lists every problem.
+
+``reading=True`` loads the config of a command that only reads (``status``, ``why``, ``history``): the
+``notifiers`` and ``api`` sections, which only the notification sender and the HTTP API use, are skipped,
+so their ``${VAR}`` secrets need not be set where people read. The result has no notifiers and no API
+tokens. ``conveyor check`` and every command that writes load the whole file.
 """
 
 from __future__ import annotations
@@ -36,18 +41,23 @@ from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 from conveyor.store.database import database_url_problem
 
 DATABASE_URL_VARIABLE = "CONVEYOR_DATABASE_URL"
+WRITERS_ONLY = frozenset({"notifiers", "api"})  # the sections a reading load skips
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Load and validate the config at ``path``; ``environ`` (default ``os.environ``) fills ``${VAR}``."""
+def load_config(path: Path, environ: Mapping[str, str] | None = None, *, reading: bool = False) -> Config:
+    """Load and validate the config at ``path``; ``environ`` (default ``os.environ``) fills ``${VAR}``.
+
+    With ``reading``, skip the sections only writers use (see the module docstring)."""
     environ = os.environ if environ is None else environ
     log = ProblemLog(str(path))
     text = _read(path, log)
-    doc = PositionedDocument(text, log, environ)
+    doc = PositionedDocument(text, log, environ, WRITERS_ONLY if reading else frozenset())
     data = _top_level(doc, log)
     log.raise_if_any(doc.secrets)
-    config = _resolve(path, doc, log, data, environ)
+    if reading:
+        data = {key: value for key, value in data.items() if key not in WRITERS_ONLY}
+    config = _resolve(path, doc, log, data, environ, check_team_notifiers=not reading)
     log.raise_if_any(doc.secrets)
     assert config is not None  # an empty log means every part resolved
     return config
@@ -98,7 +108,13 @@ def _groups_from_list(doc: PositionedDocument, log: ProblemLog, names: list[Any]
 
 
 def _resolve(
-    path: Path, doc: PositionedDocument, log: ProblemLog, data: dict[str, Any], environ: Mapping[str, str]
+    path: Path,
+    doc: PositionedDocument,
+    log: ProblemLog,
+    data: dict[str, Any],
+    environ: Mapping[str, str],
+    *,
+    check_team_notifiers: bool = True,
 ) -> Config | None:
     file, broken = _validate_top_level(data, doc, log)
     apps = _validate_apps(data.get("apps"), doc, log)
@@ -115,7 +131,7 @@ def _resolve(
     api_tokens = _api_tokens(file.api, doc, log)
     notifiers = NotifierResolver(doc, log)
     resolved_notifiers = notifiers.resolve(file.notifiers)
-    if not broken & {"teams", "notifiers"}:
+    if check_team_notifiers and not broken & {"teams", "notifiers"}:
         notifiers.check_teams(file.teams, list(file.notifiers))
     windows = WindowResolver(doc, log).resolve(file.windows, tuple(file.environments))
     secrets = set(doc.secrets) | notifiers.secrets

@@ -1,6 +1,8 @@
 """The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote``, ``unblock``, ``block``,
-``freeze``, ``stop``, ``unfreeze`` and ``holds`` sent to a
-``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``).
+``freeze``, ``stop`` and ``unfreeze`` sent to a ``conveyor serve`` over HTTP (``--server URL`` or
+``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``), and the reads ``status``, ``why``, ``history`` and ``holds``
+answered by it. A new read is one method calling :meth:`ApiClient.get` with the path and the keys its answer
+must have.
 
 Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
 app or environment, 1 for anything refused, unauthorized or unreachable.
@@ -55,18 +57,17 @@ class ApiClient:
 
     def freeze(self, app: str | None, environment: str | None, reason: str, until: str | None) -> dict[str, Any]:
         body = _present(app=app, environment=environment, reason=reason, until=until)
-        return self._send("POST", "/api/holds/freeze", body, "id")
+        return self._request("POST", "/api/holds/freeze", ("id",), json=body)
 
     def stop(self, environment: str, reason: str, until: str | None) -> dict[str, Any]:
-        return self._send(
-            "POST", "/api/holds/stop", _present(environment=environment, reason=reason, until=until), "id"
-        )
+        body = _present(environment=environment, reason=reason, until=until)
+        return self._request("POST", "/api/holds/stop", ("id",), json=body)
 
     def unfreeze(self, hold_id: int, reason: str | None) -> dict[str, Any]:
-        return self._send("POST", f"/api/holds/{hold_id}/unfreeze", _present(reason=reason), "id", "kind")
+        return self._request("POST", f"/api/holds/{hold_id}/unfreeze", ("id", "kind"), json=_present(reason=reason))
 
     def holds(self) -> dict[str, Any]:
-        return self._send("GET", "/api/holds", None, "holds")
+        return self.get("/api/holds", {}, "holds")
 
     def unblock(self, app: str, environment: str | None, reason: str) -> dict[str, Any]:
         body: dict[str, Any] = {"reason": reason}
@@ -74,14 +75,33 @@ class ApiClient:
             body["environment"] = environment
         return self._post(app, "unblock", body, "lifted")
 
+    def status(self, app: str | None) -> dict[str, Any]:
+        """``{"apps": [...], "stops": [...]}`` as ``conveyor status --json`` prints it, for every app or one
+        (the stop-the-line banner concerns every app, so it comes with one app's status too)."""
+        every = self.get("/api/apps", {}, "apps", "stops")
+        if app is None:
+            return every
+        return {"apps": [self.get(app_path(app), {}, "name", "environments")], "stops": every["stops"]}
+
+    def why(self, app: str, environment: str | None) -> dict[str, Any]:
+        params = {"environment": environment} if environment else {}
+        return self.get(app_path(app, "why"), params, "app", "environments", "holds")
+
+    def history(self, app: str, limit: int) -> dict[str, Any]:
+        return self.get(app_path(app, "history"), {"limit": limit}, "app", "deployments")
+
+    def get(self, path: str, params: dict[str, Any], *expected: str) -> dict[str, Any]:
+        """GET ``path``; the answer must be a JSON object with the ``expected`` keys."""
+        return self._request("GET", path, expected, params=params)
+
     def _post(self, app: str, action: str, body: dict[str, Any], *expected: str) -> dict[str, Any]:
         """POST to ``/api/apps/APP/ACTION``; the answer must be a JSON object with the ``expected`` keys."""
-        return self._send("POST", f"/api/apps/{quote(app, safe='')}/{action}", body, *expected)
+        return self._request("POST", app_path(app, action), expected, json=body)
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None, *expected: str) -> dict[str, Any]:
+    def _request(self, method: str, path: str, expected: tuple[str, ...], **kwargs: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = self._client.request(method, path, json=body, headers=headers)
+            response = self._client.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise RemoteError(f"cannot reach conveyor at {self.base_url}: {exc}") from exc
         data = _json(response)
@@ -107,6 +127,11 @@ def _forcing(force: bool, reason: str) -> dict[str, Any]:
 
 def _present(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def app_path(app: str, *rest: str) -> str:
+    """``/api/apps/APP[/REST...]`` with the app name escaped."""
+    return "/".join([f"/api/apps/{quote(app, safe='')}", *rest])
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
