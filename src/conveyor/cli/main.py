@@ -67,15 +67,18 @@ def init(config_path: Path, force: bool) -> None:
     if config_path.exists() and not force:
         fail(f"{config_path} already exists (use --force to overwrite it)")
     config_path.write_text(STARTER_CONFIG)
-    out.print(f"wrote {config_path}; edit it, then run: conveyor check -c {config_path}")
+    out.print(
+        f"wrote {config_path}; point each app's repo at its git repository, then run: conveyor check -c {config_path}",
+        markup=False,
+    )
 
 
 @cli.command()
 @config_option
 @friendly_errors
 def check(config_path: Path) -> None:
-    """Validate the configuration; exit 2 listing every problem, or 0 with a summary."""
-    config = load_config(config_path)
+    """Validate the configuration and the local repositories; exit 2 listing every problem, or 0 with a summary."""
+    config = load_config(config_path, check_repos=True)
     out.print(f"[bold]{config_path}[/]: OK")
     out.print(f"environments: {' → '.join(config.environments)}")
     out.print(f"teams: {', '.join(config.teams) or 'none'}")

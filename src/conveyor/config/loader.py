@@ -7,7 +7,9 @@ The steps, each reporting into one :class:`~conveyor.config.errors.ProblemLog`:
 3. check references: environments, an app's team, groups, per-environment keys, manual tier reasons,
    notifiers (:mod:`.notifiers`) and the team ``notify`` lists that name them;
 4. for every app in every environment, apply inheritance (:mod:`.inheritance`) and validate deploy
-   and check options against their plugins (:mod:`.plugin_specs`).
+   and check options, and the vars each plugin declares, against their plugins (:mod:`.plugin_specs`);
+5. with ``check_repos`` (``conveyor check``), look at every local repository path: it must exist and
+   be a git repository. Other commands skip this, so a read never depends on a folder being there.
 
 Nothing is returned unless the log is empty; otherwise :class:`ConfigError` lists every problem.
 """
@@ -38,15 +40,18 @@ DATABASE_URL_VARIABLE = "CONVEYOR_DATABASE_URL"
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Load and validate the config at ``path``; ``environ`` (default ``os.environ``) fills ``${VAR}``."""
+def load_config(path: Path, environ: Mapping[str, str] | None = None, *, check_repos: bool = False) -> Config:
+    """Load and validate the config at ``path``; ``environ`` (default ``os.environ``) fills ``${VAR}``.
+
+    ``check_repos`` also reports a local repository path that is missing or not a git repository.
+    """
     environ = os.environ if environ is None else environ
     log = ProblemLog(str(path))
     text = _read(path, log)
     doc = PositionedDocument(text, log, environ)
     data = _top_level(doc, log)
     log.raise_if_any(doc.secrets)
-    config = _resolve(path, doc, log, data, environ)
+    config = _resolve(path, doc, log, data, environ, check_repos)
     log.raise_if_any(doc.secrets)
     assert config is not None  # an empty log means every part resolved
     return config
@@ -97,14 +102,19 @@ def _groups_from_list(doc: PositionedDocument, log: ProblemLog, names: list[Any]
 
 
 def _resolve(
-    path: Path, doc: PositionedDocument, log: ProblemLog, data: dict[str, Any], environ: Mapping[str, str]
+    path: Path,
+    doc: PositionedDocument,
+    log: ProblemLog,
+    data: dict[str, Any],
+    environ: Mapping[str, str],
+    check_repos: bool,
 ) -> Config | None:
     file, broken = _validate_top_level(data, doc, log)
     apps = _validate_apps(data.get("apps"), doc, log)
     if "environments" not in broken:
         _check_environments(file.environments, doc, log)
     folder = path.resolve().parent
-    resolver = AppResolver(doc, log, folder, file, broken)
+    resolver = AppResolver(doc, log, folder, file, broken, check_repos=check_repos)
     resolved_apps = {name: resolver.resolve(name, app, bad) for name, (app, bad) in apps.items()}
     database_url = _database_url(file.database_url, folder, environ)
     if file.database_url and not environ.get(DATABASE_URL_VARIABLE):
