@@ -1,7 +1,9 @@
-"""Read models for people and tools: status (apps × environments), history, and why.
+"""Read models for people and tools: status (apps × environments), history, why and logs.
 
 ``why`` answers "why didn't my change go out?": per environment, the latest Decision in plain words,
-the holds in force and the deployment it concerns, all with evidence. These functions only read.
+the holds in force and the deployment it concerns, all with evidence. ``logs`` shows one deployment's
+steps, each step's attempts and its log. These functions only read; a step's log text is read in one
+place, :func:`step_log_text`.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from conveyor.config.resolved import Config
 from conveyor.domain.model import DeploymentState
+from conveyor.operations import OperationError
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
-from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release, Step
+from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release, Step, StepAttempt
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -236,8 +239,85 @@ def _failed_step(session: Session, deployment_id: int) -> dict[str, Any] | None:
         "name": step.name,
         "outcome": step.outcome,
         "measurements": step.measurements,
-        "log_tail": step.log.splitlines()[-10:],
+        "log_tail": step_log_text(session, step).splitlines()[-10:],
     }
+
+
+def step_log_text(session: Session, step: Step) -> str:
+    """The whole log of ``step`` so far, as one text: every reader of step logs goes through here."""
+    return step.log
+
+
+def logs(
+    db: Database, config: Config, app: str, environment: str | None = None, deployment_id: int | None = None
+) -> dict[str, Any]:
+    """One deployment of ``app`` with its steps, their attempts and logs.
+
+    ``deployment_id`` picks it (it must be one of ``app``'s); otherwise the app's newest deployment, in
+    ``environment`` when given. :class:`OperationError` (``not_found``) when there is none.
+    """
+    config.app(app)
+    if environment is not None:
+        config.check_environment(environment)
+    with db.read() as session:
+        stmt = select(Deployment, Release).join(Release, Release.id == Deployment.release_id)
+        stmt = stmt.where(Deployment.app == app)
+        if deployment_id is not None:
+            stmt = stmt.where(Deployment.id == deployment_id)
+        if environment is not None:
+            stmt = stmt.where(Deployment.environment == environment)
+        row = session.execute(stmt.order_by(Deployment.id.desc()).limit(1)).first()
+        if row is None:
+            where = f" in {environment}" if environment else ""
+            which = f"deployment #{deployment_id} of {app}{where}" if deployment_id else f"deployment of {app}{where}"
+            raise OperationError(f"no {which}", "not_found")
+        d, r = row
+        steps = list(session.scalars(select(Step).where(Step.deployment_id == d.id).order_by(Step.id)))
+        attempts: dict[int, list[StepAttempt]] = {}
+        for a in session.scalars(
+            select(StepAttempt)
+            .where(StepAttempt.step_id.in_([s.id for s in steps]))
+            .order_by(StepAttempt.step_id, StepAttempt.attempt)
+        ):
+            attempts.setdefault(a.step_id, []).append(a)
+        return {
+            "app": app,
+            "deployment": {
+                "id": d.id,
+                "environment": d.environment,
+                "state": d.state,
+                "release": r.label,
+                "sha": r.sha,
+                "queued_at": _iso(d.queued_at),
+                "started_at": _iso(d.started_at),
+                "finished_at": _iso(d.finished_at),
+                "created_by": d.created_by,
+                "summary": d.summary,
+            },
+            "steps": [
+                {
+                    "id": s.id,
+                    "kind": s.kind,
+                    "name": s.name,
+                    "state": s.state,
+                    "started_at": _iso(s.started_at),
+                    "finished_at": _iso(s.finished_at),
+                    "outcome": s.outcome,
+                    "attempts": [
+                        {
+                            "attempt": a.attempt,
+                            "owner": a.owner,
+                            "started_at": _iso(a.started_at),
+                            "finished_at": _iso(a.finished_at),
+                            "outcome": a.outcome,
+                        }
+                        for a in attempts.get(s.id, [])
+                    ],
+                    "log": step_log_text(session, s),
+                }
+                for s in steps
+            ],
+        }
 
 
 def _hhmm(iso: str) -> str:

@@ -191,6 +191,21 @@ def test_deploy_and_promote_through_the_server(live: Live) -> None:
     assert out.strip().endswith(f"of api {sha[:8]} to staging queued")
 
 
+def test_logs_through_the_server_print_what_the_local_command_prints(live: Live) -> None:
+    code, out, _ = remote(live, "release", "api", "--server", live.url)
+    assert code == 0, out
+    live.wait_until(lambda: live.state("api", "staging") == "succeeded")
+    code, out, err = remote(live, "logs", "api", "--env", "staging", "--server", live.url)
+    assert (code, err) == (0, "")
+    assert out.startswith("deployment #") and " of api " in out and " to staging, queued by " in out
+    assert "step deploy\n" in out and "  | " in out
+    assert out.rstrip().splitlines()[-1].startswith("deployment #") and ": succeeded" in out
+    local = live.project.run("logs", "api", "--env", "staging", env={"CONVEYOR_URL": None, **environ("")})
+    assert local.stdout == out
+    code, _, err = remote(live, "logs", "api", "--env", "nowhere", "--server", live.url)
+    assert (code, err.strip()) == (2, "error: unknown environment 'nowhere' (known: integration, staging, production)")
+
+
 def test_an_unreachable_server_is_exit_1(live: Live) -> None:
     code, _, err = remote(live, "release", "web", "--server", f"http://127.0.0.1:{free_port()}")
     assert code == 1

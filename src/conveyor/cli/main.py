@@ -20,6 +20,8 @@ from rich.console import Console
 from conveyor import __version__, views
 from conveyor.cli.context import Opened, open_project
 from conveyor.cli.errors import err, fail, friendly_errors
+from conveyor.cli.logs import LogPrinter, deployment_ended
+from conveyor.cli.logs import follow as follow_logs
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.notifications import notifications_table
 from conveyor.cli.render import history_table, print_why, status_table
@@ -394,6 +396,53 @@ def why(config_path: Path, app: str, environment: str | None, as_json: bool) -> 
         _json(answer)
     else:
         print_why(out, answer)
+
+
+@cli.command()
+@config_option
+@click.argument("app")
+@click.option("--env", "environment", help="The newest deployment in this environment.")
+@click.option("--deployment", "deployment_id", type=click.IntRange(1, 2**31 - 1), help="This deployment (by #id).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the deployment has ended.")
+@json_option
+@server_option
+@friendly_errors
+def logs(
+    config_path: Path,
+    app: str,
+    environment: str | None,
+    deployment_id: int | None,
+    follow: bool,
+    as_json: bool,
+    server: str | None,
+) -> None:
+    """The steps, attempts and logs of a deployment of APP (default: its newest one)."""
+    if follow and as_json:
+        raise click.UsageError("--follow and --json cannot be combined")
+    fetch: Callable[[int | None], dict[str, Any]]
+    if server:
+        url = server
+
+        def fetch(pinned: int | None) -> dict[str, Any]:
+            return _remote(url, lambda api: api.logs(app, environment, pinned))
+    else:
+        opened = open_project(config_path)
+
+        def fetch(pinned: int | None) -> dict[str, Any]:
+            return views.logs(opened.db, opened.config, app, environment, pinned)
+
+    answer = fetch(deployment_id)
+    if as_json:
+        _json(answer)
+        return
+    printer = LogPrinter(out)
+    if not follow:
+        printer.show(answer, final=True)
+        return
+    pinned = answer["deployment"]["id"]  # the newest now: later ones are not this one's story
+    printer.show(answer, final=deployment_ended(answer))
+    if not deployment_ended(answer):
+        follow_logs(lambda: fetch(pinned), printer)
 
 
 @cli.command()

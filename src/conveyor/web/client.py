@@ -1,5 +1,5 @@
-"""The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote`` and ``unblock`` sent to a
-``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``).
+"""The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote``, ``unblock`` and ``logs`` sent
+to a ``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``).
 
 Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
 app or environment, 1 for anything refused, unauthorized or unreachable.
@@ -50,11 +50,31 @@ class ApiClient:
             body["environment"] = environment
         return self._post(app, "unblock", body, "lifted")
 
+    def logs(self, app: str, environment: str | None, deployment_id: int | None) -> dict[str, Any]:
+        params: dict[str, str | int] = {}
+        if environment:
+            params["environment"] = environment
+        if deployment_id is not None:
+            params["deployment"] = deployment_id
+        return self._send("GET", app, "logs", "app", "deployment", "steps", params=params)
+
     def _post(self, app: str, action: str, body: dict[str, Any], *expected: str) -> dict[str, Any]:
-        """POST to ``/api/apps/APP/ACTION``; the answer must be a JSON object with the ``expected`` keys."""
+        return self._send("POST", app, action, *expected, body=body)
+
+    def _send(
+        self,
+        method: str,
+        app: str,
+        action: str,
+        *expected: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str | int] | None = None,
+    ) -> dict[str, Any]:
+        """``METHOD /api/apps/APP/ACTION``; the answer must be a JSON object with the ``expected`` keys."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        url = f"/api/apps/{quote(app, safe='')}/{action}"
         try:
-            response = self._client.post(f"/api/apps/{quote(app, safe='')}/{action}", json=body, headers=headers)
+            response = self._client.request(method, url, json=body, params=params, headers=headers)
         except httpx.HTTPError as exc:
             raise RemoteError(f"cannot reach conveyor at {self.base_url}: {exc}") from exc
         data = _json(response)

@@ -191,6 +191,39 @@ class DeploymentModel(BaseModel):
     steps: list[StepModel]
 
 
+class LogsDeployment(BaseModel):
+    id: int
+    environment: str
+    state: str
+    release: str
+    sha: str
+    queued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    created_by: str
+    summary: str
+
+
+class LogsStep(BaseModel):
+    id: int
+    kind: str
+    name: str
+    state: str
+    started_at: str | None
+    finished_at: str | None
+    outcome: str
+    attempts: list[AttemptModel]
+    log: str = Field(description="the step's log so far, secrets redacted")
+
+
+class LogsModel(BaseModel):
+    """What ``conveyor logs --json`` prints: one deployment, its steps, their attempts and logs."""
+
+    app: str
+    deployment: LogsDeployment
+    steps: list[LogsStep]
+
+
 class Health(BaseModel):
     status: str
     database: str
