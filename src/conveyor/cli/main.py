@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from conveyor import __version__, views
+from conveyor.cli.console import cli_console
 from conveyor.cli.context import Opened, open_project
 from conveyor.cli.errors import err, fail, friendly_errors
 from conveyor.cli.logs import LogPrinter, deployment_ended
@@ -32,7 +32,7 @@ from conveyor.operations import Operations
 from conveyor.store.migrate import upgrade
 from conveyor.web.client import TOKEN_VARIABLE, URL_VARIABLE, ApiClient, RemoteError
 
-out = Console(highlight=False, soft_wrap=True)
+out = cli_console()
 
 config_option = click.option(
     "-c",
