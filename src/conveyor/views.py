@@ -20,7 +20,9 @@ from conveyor.domain.model import DeploymentState
 from conveyor.operations import OperationError
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
-from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release, Step, StepAttempt
+from conveyor.store.tables import Decision, Deployment, Hold, LatestSuccess, Release, Step, StepAttempt
+
+MANUAL_WAIT_RULE = "ManualTierWaitsForPromotion"  # the planner rule that leaves a release to a person
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -36,6 +38,7 @@ class EnvStatus:
     live: str | None = None  # newest release that succeeded here
     summary: str = ""
     deployment_id: int | None = None
+    awaiting_promotion: str | None = None  # a manual-tier release that passed the previous environment
 
 
 @dataclass
@@ -84,13 +87,39 @@ def _live_labels(session: Session) -> dict[tuple[str, str], str]:
     return {(r.app, r.environment): r.label for r in rows}
 
 
+def _places_of(places: list[tuple[str, str]]) -> Any:
+    """The (app, environment) pairs as a VALUES list, to join each with its newest row by index."""
+    return values(column("app", String), column("environment", String), name="places").data(places).cte("places")
+
+
+def _awaiting_promotion(session: Session, places: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+    """Per place, the release the newest Decision there says waits for ``conveyor promote`` (its id and
+    label): the planner's ``ManualTierWaitsForPromotion``. One statement, an index seek per place."""
+    if not places:
+        return {}
+    wanted = _places_of(places)
+    newest = (
+        select(Decision.id)
+        .where(Decision.app == wanted.c.app, Decision.environment == wanted.c.environment)
+        .order_by(Decision.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Decision.app, Decision.environment, Release.id, Release.label)
+        .join(Release, Release.id == Decision.release_id)
+        .where(Decision.id.in_(select(newest).select_from(wanted)), Decision.rule == MANUAL_WAIT_RULE)
+    )
+    return {(r.app, r.environment): (r.id, r.label) for r in rows}
+
+
 def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     """The newest deployment in each (app, environment) that was not superseded, in one statement: the
     places are a VALUES list and each one's newest is an index seek, so the cost follows the number of
     places, never the history."""
     if not places:
         return {}
-    wanted = values(column("app", String), column("environment", String), name="places").data(places).cte("places")
+    wanted = _places_of(places)
     newest = (
         select(Deployment.id)
         .where(
@@ -112,6 +141,7 @@ def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict
             Deployment.queued_at,
             Deployment.started_at,
             Deployment.finished_at,
+            Deployment.release_id,
             Release.label,
             Release.sha,
         )
@@ -127,6 +157,7 @@ def _status_of(
     live: dict[tuple[str, str], str],
     newest: dict[tuple[str, str], Any],
     holds: list[dict[str, Any]],
+    awaiting: dict[tuple[str, str], tuple[int, str]],
 ) -> AppStatus:
     cfg = config.app(app)
     envs: dict[str, EnvStatus] = {}
@@ -146,15 +177,21 @@ def _status_of(
                 d.id,
             )
         )
+        waiting = awaiting.get((cfg.name, env))
+        if waiting is not None and (d is None or d.release_id < waiting[0]):  # not promoted yet
+            envs[env].awaiting_promotion = waiting[1]
     mine = [h for h in holds if h["app"] in (cfg.name, None)]
     return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, mine)
 
 
 def _statuses(session: Session, config: Config, names: list[str]) -> list[AppStatus]:
-    """Apps' places in every environment: three statements however many apps and however long the history."""
+    """Apps' places in every environment: four statements however many apps and however long the history
+    (the fourth only for manual-tier apps' last environment, the one place a release waits for a person)."""
     places = [(name, env) for name in names for env in config.environments]
+    manual = [(name, config.environments[-1]) for name in names if config.app(name).tier == "manual"]
     live, holds, newest = _live_labels(session), open_holds(session), _newest_deployments(session, places)
-    return [_status_of(config, name, live, newest, holds) for name in names]
+    awaiting = _awaiting_promotion(session, manual)
+    return [_status_of(config, name, live, newest, holds, awaiting) for name in names]
 
 
 def status(db: Database, config: Config, app: str | None = None) -> list[AppStatus]:
@@ -358,7 +395,7 @@ def explain(
             f"{live}held: {app} is blocked in {h['environment']} since {_hhmm(h['since'])} "
             f"({h['reason']}), so nothing newer comes to {env} until that block lifts"
         )
-    if decision and decision["rule"] == "ManualTierWaitsForPromotion":
+    if decision and decision["rule"] == MANUAL_WAIT_RULE:
         return f"{live}{summary}"
     if current.state is None:
         return "nothing has been deployed here yet"

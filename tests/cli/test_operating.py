@@ -22,18 +22,40 @@ def environment(p: Project, app: str, env: str) -> dict[str, str | None]:
 def test_promote_takes_the_manual_tier_to_production(project: Project) -> None:
     project.ok("release", "api")
     project.work()
-    assert environment(project, "api", "production")["state"] is None
+    waiting = environment(project, "api", "production")
+    label = environment(project, "api", "staging")["release"]
+    assert (waiting["state"], waiting["awaiting_promotion"]) == (None, label)
+    assert environment(project, "api", "staging")["awaiting_promotion"] is None
+    assert f"⏸ {label} awaits promote" in project.ok("status").output
 
     promoted = project.ok("promote", "api")
     assert promoted.output.strip().endswith("of api queued (promoted)")
+    assert environment(project, "api", "production")["awaiting_promotion"] is None  # queued: not waiting
     project.work()
     production = environment(project, "api", "production")
     assert production["state"] == "succeeded"
     assert production["sha"] == project.head("api")
+    assert production["awaiting_promotion"] is None
+    assert "awaits promote" not in project.ok("status").output
 
     again = project.run("promote", "api")
     assert again.exit_code == 1
     assert again.stderr.splitlines() == ["error: nothing to promote for api: every environment has its newest release"]
+
+
+def test_status_marks_a_newer_release_waiting_behind_the_live_one(project: Project) -> None:
+    project.ok("release", "api")
+    project.work()
+    project.ok("promote", "api")
+    project.work()
+    commit(project.repo("api"), {"app.py": "print('api 2')\n"}, "api: second")
+    project.ok("release", "api")
+    project.work()
+    production = environment(project, "api", "production")
+    newer = environment(project, "api", "staging")["release"]
+    assert production["state"] == "succeeded" and production["release"] != newer
+    assert production["awaiting_promotion"] == newer
+    assert f"⏸ {newer} awaits promote" in project.ok("status", "api").output
 
 
 def test_promote_with_nothing_released_is_refused(project: Project) -> None:

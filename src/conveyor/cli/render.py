@@ -51,7 +51,10 @@ def status_table(apps: list[AppStatus], environments: tuple[str, ...]) -> Table:
 def _cell(app: AppStatus, env: str) -> Text:
     st = app.environments[env]
     if st.state is None:
-        return Text("—", style="dim")
+        text = Text("—", style="dim")
+        if st.awaiting_promotion:
+            text.append(f"\n⏸ {st.awaiting_promotion} awaits promote", style="magenta")
+        return text
     text = Text()
     text.append(st.release or "?", style="bold")
     text.append(" ")
@@ -63,6 +66,8 @@ def _cell(app: AppStatus, env: str) -> Text:
         text.append("\n⛔ blocked", style="bold red")
     elif st.state == "waiting":
         text.append("\n⏳ waiting", style="yellow")
+    if st.awaiting_promotion:
+        text.append(f"\n⏸ {st.awaiting_promotion} awaits promote", style="magenta")
     return text
 
 

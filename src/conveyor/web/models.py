@@ -28,6 +28,9 @@ class EnvironmentStatus(BaseModel):
     live: str | None = Field(description="the newest release that succeeded in this environment")
     summary: str
     deployment_id: int | None
+    awaiting_promotion: str | None = Field(
+        description="a manual-tier release that passed the previous environment and waits for `conveyor promote`"
+    )
 
 
 class HoldModel(BaseModel):
