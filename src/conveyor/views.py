@@ -200,6 +200,13 @@ def status(db: Database, config: Config, app: str | None = None) -> list[AppStat
         return _statuses(session, config, names)
 
 
+def release_label(db: Database, deployment_id: int) -> str:
+    """The label of the release deployment ``deployment_id`` deploys (what a typed SHA prefix resolved to)."""
+    with db.read() as session:
+        stmt = select(Release.label).join(Deployment, Deployment.release_id == Release.id)
+        return session.execute(stmt.where(Deployment.id == deployment_id)).scalar_one()
+
+
 def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dict[str, Any]]:
     config.app(app)
     with db.read() as session:

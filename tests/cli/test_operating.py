@@ -100,9 +100,10 @@ def test_deploy_by_label(project: Project) -> None:
 
 def test_deploy_by_sha_prefix(project: Project) -> None:
     sha = project.head("web")
+    git(project.repo("web"), "tag", "v2.0")
     project.ok("release", "web")
     queued = project.ok("deploy", "web", sha[:8], "--to", "staging")
-    assert queued.output.strip().endswith(f"of web {sha[:8]} to staging queued")
+    assert queued.output.strip().endswith("of web v2.0 to staging queued")  # the release it found, not the prefix
     rows = json.loads(project.ok("history", "web", "--json").output)["deployments"]
     assert [(r["environment"], r["sha"], r["created_by"]) for r in rows] == [
         ("staging", sha, "cli"),

@@ -188,7 +188,7 @@ def test_deploy_and_promote_through_the_server(live: Live) -> None:
     live.wait_until(lambda: live.state("api", "production") == "succeeded")
     code, out, _ = remote(live, "deploy", "api", sha[:8], "--to", "staging", "--server", live.url)
     assert code == 0
-    assert out.strip().endswith(f"of api {sha[:8]} to staging queued")
+    assert out.strip().endswith(f"of api {sha[:7]} to staging queued")  # the release's label, not the prefix
 
 
 def test_logs_through_the_server_print_what_the_local_command_prints(live: Live) -> None:

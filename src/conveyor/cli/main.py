@@ -308,11 +308,13 @@ def release(config_path: Path, app: str, ref: str | None, server: str | None) ->
 def deploy(config_path: Path, app: str, version: str, environment: str, server: str | None) -> None:
     """Deploy an existing release VERSION (label or SHA) of APP to an environment."""
     if server:
-        deployment_id = _remote(server, lambda api: api.deploy(app, version, environment))["deployment_id"]
+        answer = _remote(server, lambda api: api.deploy(app, version, environment))
+        deployment_id, label = answer["deployment_id"], str(answer.get("release") or version)
     else:
         opened = open_project(config_path)
         deployment_id = Operations(opened.config, opened.db).deploy(app, version, environment)
-    out.print(f"deployment #{deployment_id} of {app} {version} to {environment} queued", markup=False)
+        label = views.release_label(opened.db, deployment_id)
+    out.print(f"deployment #{deployment_id} of {app} {label} to {environment} queued", markup=False)
 
 
 @cli.command()
