@@ -96,6 +96,25 @@ def test_check_reports_a_var_of_the_wrong_type_where_its_value_is(project: Proje
     )
 
 
+def test_a_bad_var_in_defaults_is_one_problem_however_many_places_read_it(project: Project) -> None:
+    project.config.write_text(
+        "teams: {publishing: {}}\n"
+        "defaults:\n"
+        "  vars: {port: 0}\n"
+        "  deploy: {driver: local, start: [python3, app.py]}\n"
+        "apps:\n"
+        "  web: {repo: ./repos/web, team: publishing}\n"
+        "  api: {repo: ./repos/api, team: publishing}\n"
+    )
+    result = project.run("check")
+    assert result.exit_code == 2, result.output
+    (problem,) = _problems(result)  # not one per app and environment
+    assert (problem["line"], problem["col"]) == ("3", "16")
+    assert problem["message"] == (
+        "var 'port' in defaults: input should be greater than or equal to 1 (the local driver reads it)"
+    )
+
+
 def test_a_missing_var_used_as_a_placeholder_is_one_problem(project: Project) -> None:
     checked = LOCAL_CONFIG.replace(
         "apps:", "  checks: [{name: up, type: http, url: 'http://127.0.0.1:{port}/'}]\napps:"

@@ -25,7 +25,7 @@ from conveyor.config.inheritance import MergedDeploy, Sourced
 from conveyor.config.placeholders import PlaceholderError, fill_tree
 from conveyor.config.resolved import CheckSpec, DeploySpec
 from conveyor.config.schema import CheckEntry, keys_of
-from conveyor.config.validation import Subject, explain, short_message, the_path
+from conveyor.config.validation import Subject, describe_path, explain, short_message, the_path
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 from conveyor.domain.model import CheckLimits
 
@@ -149,11 +149,12 @@ class PluginSpecs:
                         f"{reader} needs var {field!r}{self.where}{hint}"
                         f" (set vars.{field} in defaults, the app or the environment)",
                     )
-                else:
+                else:  # said of the level that wrote it, so a bad default is one problem, not one per place
                     name = given.get(field, field)
+                    path = self.var_paths.get(name, ("apps", self.app, "vars", name))
                     self.log.add(
-                        self.doc.at(self.var_paths.get(name, ("apps", self.app))),
-                        f"var {name!r}{self.where}: {short_message(error)} ({reader} reads it)",
+                        self.doc.at(path),
+                        f"var {name!r} in {describe_path(path[:-2])}: {short_message(error)} ({reader} reads it)",
                     )
             return False
         return True
