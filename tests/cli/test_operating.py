@@ -185,6 +185,7 @@ def test_a_failure_blocks_and_why_says_so(blocked: Project) -> None:
     assert environment(blocked, "web", "staging")["state"] == "failed"
     why = blocked.ok("why", "web").output
     assert "staging: [failed] blocked since" in why
+    assert "      its log: conveyor logs web --env staging" in why.splitlines()
     assert "hold #" in why
     assert "blocked" in blocked.ok("status", "web").output
     holds = json.loads(blocked.ok("why", "web", "--json").output)["holds"]

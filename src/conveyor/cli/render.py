@@ -83,6 +83,8 @@ def print_why(console: Console, answer: dict[str, Any]) -> None:
         if step and step["measurements"]:
             for m in step["measurements"][-3:]:
                 console.print(Text(f"      {m['phase']}: {m['message']}", style="dim"))
+        if step:
+            console.print(Text(f"      its log: conveyor logs {answer['app']} --env {env}", style="dim"))
     for hold in answer["holds"]:
         console.print(
             Text(
