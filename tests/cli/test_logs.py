@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -95,3 +96,24 @@ def test_logs_follow_prints_until_the_deployment_ends(project: Project) -> None:
     assert lines.count("step deploy") == 1  # printed once, however many reads it took
     assert any("fake deployed" in line for line in lines)
     assert lines[-1].startswith("deployment #2: succeeded")
+
+
+def test_ctrl_c_stops_following_quietly(project: Project) -> None:
+    project.ok("release", "web")  # queued; no worker runs, so the deployment never ends
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "logs", "web", "--follow", "-c", str(project.config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline().startswith("deployment #1 of web ")
+        follower.send_signal(signal.SIGINT)
+        _out, err = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+    assert follower.returncode == 130
+    assert "Traceback" not in err

@@ -442,9 +442,12 @@ def logs(
         printer.show(answer, final=True)
         return
     pinned = answer["deployment"]["id"]  # the newest now: later ones are not this one's story
-    printer.show(answer, final=deployment_ended(answer))
-    if not deployment_ended(answer):
-        follow_logs(lambda: fetch(pinned), printer)
+    try:
+        printer.show(answer, final=deployment_ended(answer))
+        if not deployment_ended(answer):
+            follow_logs(lambda: fetch(pinned), printer)
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C ends following; the deployment goes on
 
 
 @cli.command()
