@@ -25,6 +25,7 @@ from conveyor.config.resolved import Config
 from conveyor.domain.holds import FORCEABLE, Attempt, Obstacle, stopping, unblock_command
 from conveyor.domain.model import DeploymentState, HoldKind, Override
 from conveyor.engine.orchestrator import create_deployment
+from conveyor.errors import OperationError
 from conveyor.repos import Commit, GitError, RepoMirror, UnknownRef, mirror_path_for
 from conveyor.store.database import Database
 from conveyor.store.records import lift_hold, record_event
@@ -35,14 +36,6 @@ from conveyor.views import active_holds
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
 
 log = logging.getLogger(__name__)
-
-
-class OperationError(Exception):
-    """A request conveyor refuses, with the reason in words; ``code`` is a stable machine name."""
-
-    def __init__(self, message: str, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

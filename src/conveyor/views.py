@@ -1,7 +1,9 @@
-"""Read models for people and tools: status (apps × environments), history, and why.
+"""Read models for people and tools: status (apps × environments), history, why and logs.
 
 ``why`` answers "why didn't my change go out?": per environment, the latest Decision in plain words,
-the holds in force and the deployment it concerns, all with evidence. These functions only read.
+the holds in force and the deployment it concerns, all with evidence. ``logs`` shows one deployment's
+steps, each step's attempts and its log. These functions only read; a step's log text is read in one
+place, :func:`step_log_text`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from conveyor.config.resolved import Config
 from conveyor.domain.holds import Attempt, Obstacle, lift_command, stopping
 from conveyor.domain.model import DeploymentState, HoldKind, Override
 from conveyor.domain.snapshot import HoldView
+from conveyor.errors import OperationError
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
 from conveyor.store.snapshot import hold_policy, load_holds
-from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release, Step
+from conveyor.store.tables import Decision, Deployment, Hold, LatestSuccess, Release, Step, StepAttempt
+
+MANUAL_WAIT_RULE = "ManualTierWaitsForPromotion"  # the planner rule that leaves a release to a person
 
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
 
@@ -41,6 +46,7 @@ class EnvStatus:
     deployment_id: int | None = None
     # what stops the next automatic start here now (the scoping function's answer), most binding first
     obstacles: list[dict[str, Any]] = field(default_factory=list)
+    awaiting_promotion: str | None = None  # a manual-tier release that passed the previous environment
 
 
 @dataclass
@@ -115,13 +121,39 @@ def _live_labels(session: Session) -> dict[tuple[str, str], str]:
     return {(r.app, r.environment): r.label for r in rows}
 
 
+def _places_of(places: list[tuple[str, str]]) -> Any:
+    """The (app, environment) pairs as a VALUES list, to join each with its newest row by index."""
+    return values(column("app", String), column("environment", String), name="places").data(places).cte("places")
+
+
+def _awaiting_promotion(session: Session, places: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+    """Per place, the release the newest Decision there says waits for ``conveyor promote`` (its id and
+    label): the planner's ``ManualTierWaitsForPromotion``. One statement, an index seek per place."""
+    if not places:
+        return {}
+    wanted = _places_of(places)
+    newest = (
+        select(Decision.id)
+        .where(Decision.app == wanted.c.app, Decision.environment == wanted.c.environment)
+        .order_by(Decision.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Decision.app, Decision.environment, Release.id, Release.label)
+        .join(Release, Release.id == Decision.release_id)
+        .where(Decision.id.in_(select(newest).select_from(wanted)), Decision.rule == MANUAL_WAIT_RULE)
+    )
+    return {(r.app, r.environment): (r.id, r.label) for r in rows}
+
+
 def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     """The newest deployment in each (app, environment) that was not superseded, in one statement: the
     places are a VALUES list and each one's newest is an index seek, so the cost follows the number of
     places, never the history."""
     if not places:
         return {}
-    wanted = values(column("app", String), column("environment", String), name="places").data(places).cte("places")
+    wanted = _places_of(places)
     newest = (
         select(Deployment.id)
         .where(
@@ -170,6 +202,7 @@ def _status_of(
     newest: dict[tuple[str, str], Any],
     holds: tuple[HoldView, ...],
     listed: list[dict[str, Any]],
+    awaiting: dict[tuple[str, str], tuple[int, str]],
     now: datetime,
 ) -> AppStatus:
     cfg = config.app(app)
@@ -193,22 +226,36 @@ def _status_of(
         )
         found = stopping(_attempt(cfg.name, env, d), holds, policy, now)
         envs[env].obstacles = [obstacle_json(o) for o in found]
+        waiting = awaiting.get((cfg.name, env))
+        if waiting is not None and (d is None or d.release_id < waiting[0]):  # not promoted yet
+            envs[env].awaiting_promotion = waiting[1]
     mine = [h for h in listed if h["app"] in (cfg.name, None)]
     return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, mine)
 
 
 def _statuses(session: Session, config: Config, names: list[str], now: datetime) -> list[AppStatus]:
-    """Apps' places in every environment: three statements however many apps and however long the history."""
+    """Apps' places in every environment: a handful of statements however many apps and however long the
+    history (one more only for manual-tier apps' last environment, the one place a release waits for a
+    person)."""
     places = [(name, env) for name in names for env in config.environments]
+    manual = [(name, config.environments[-1]) for name in names if config.app(name).tier == "manual"]
     live, holds, newest = _live_labels(session), load_holds(session), _newest_deployments(session, places)
     listed = active_holds(session, now)
-    return [_status_of(config, name, live, newest, holds, listed, now) for name in names]
+    awaiting = _awaiting_promotion(session, manual)
+    return [_status_of(config, name, live, newest, holds, listed, awaiting, now) for name in names]
 
 
 def status(db: Database, config: Config, app: str | None = None, now: datetime | None = None) -> list[AppStatus]:
     names = [config.app(app).name] if app else list(config.apps)
     with db.read() as session:
         return _statuses(session, config, names, now or utc_now())
+
+
+def release_label(db: Database, deployment_id: int) -> str:
+    """The label of the release deployment ``deployment_id`` deploys (what a typed SHA prefix resolved to)."""
+    with db.read() as session:
+        stmt = select(Release.label).join(Deployment, Deployment.release_id == Release.id)
+        return session.execute(stmt.where(Deployment.id == deployment_id)).scalar_one()
 
 
 def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -289,8 +336,85 @@ def _failed_step(session: Session, deployment_id: int) -> dict[str, Any] | None:
         "name": step.name,
         "outcome": step.outcome,
         "measurements": step.measurements,
-        "log_tail": step.log.splitlines()[-10:],
+        "log_tail": step_log_text(session, step).splitlines()[-10:],
     }
+
+
+def step_log_text(session: Session, step: Step) -> str:
+    """The whole log of ``step`` so far, as one text: every reader of step logs goes through here."""
+    return step.log
+
+
+def logs(
+    db: Database, config: Config, app: str, environment: str | None = None, deployment_id: int | None = None
+) -> dict[str, Any]:
+    """One deployment of ``app`` with its steps, their attempts and logs.
+
+    ``deployment_id`` picks it (it must be one of ``app``'s); otherwise the app's newest deployment, in
+    ``environment`` when given. :class:`OperationError` (``not_found``) when there is none.
+    """
+    config.app(app)
+    if environment is not None:
+        config.check_environment(environment)
+    with db.read() as session:
+        stmt = select(Deployment, Release).join(Release, Release.id == Deployment.release_id)
+        stmt = stmt.where(Deployment.app == app)
+        if deployment_id is not None:
+            stmt = stmt.where(Deployment.id == deployment_id)
+        if environment is not None:
+            stmt = stmt.where(Deployment.environment == environment)
+        row = session.execute(stmt.order_by(Deployment.id.desc()).limit(1)).first()
+        if row is None:
+            where = f" in {environment}" if environment else ""
+            which = f"deployment #{deployment_id} of {app}{where}" if deployment_id else f"deployment of {app}{where}"
+            raise OperationError(f"no {which}", "not_found")
+        d, r = row
+        steps = list(session.scalars(select(Step).where(Step.deployment_id == d.id).order_by(Step.id)))
+        attempts: dict[int, list[StepAttempt]] = {}
+        for a in session.scalars(
+            select(StepAttempt)
+            .where(StepAttempt.step_id.in_([s.id for s in steps]))
+            .order_by(StepAttempt.step_id, StepAttempt.attempt)
+        ):
+            attempts.setdefault(a.step_id, []).append(a)
+        return {
+            "app": app,
+            "deployment": {
+                "id": d.id,
+                "environment": d.environment,
+                "state": d.state,
+                "release": r.label,
+                "sha": r.sha,
+                "queued_at": _iso(d.queued_at),
+                "started_at": _iso(d.started_at),
+                "finished_at": _iso(d.finished_at),
+                "created_by": d.created_by,
+                "summary": d.summary,
+            },
+            "steps": [
+                {
+                    "id": s.id,
+                    "kind": s.kind,
+                    "name": s.name,
+                    "state": s.state,
+                    "started_at": _iso(s.started_at),
+                    "finished_at": _iso(s.finished_at),
+                    "outcome": s.outcome,
+                    "attempts": [
+                        {
+                            "attempt": a.attempt,
+                            "owner": a.owner,
+                            "started_at": _iso(a.started_at),
+                            "finished_at": _iso(a.finished_at),
+                            "outcome": a.outcome,
+                        }
+                        for a in attempts.get(s.id, [])
+                    ],
+                    "log": step_log_text(session, s),
+                }
+                for s in steps
+            ],
+        }
 
 
 def _hhmm(iso: str) -> str:
@@ -311,7 +435,7 @@ def explain(current: EnvStatus, decision: dict[str, Any] | None) -> str:
         return f"{prefix}{first['summary']}{also}"
     if current.state in NOT_STARTED and summary:
         return summary
-    if decision and decision["rule"] == "ManualTierWaitsForPromotion":
+    if decision and decision["rule"] == MANUAL_WAIT_RULE:
         return f"{live}{summary}"
     if current.state is None:
         return "nothing has been deployed here yet"

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import inspect, select
 
+from conveyor.cli.narrate import format_event
 from conveyor.domain.decisions import Decision, Fail, Note, Promote, Start, Succeed, Supersede, Verify
 from conveyor.domain.model import DeploymentState, StepKind, StepState, Verdict
 from conveyor.engine.leases import MAX_ATTEMPTS, Leases, StepResult
@@ -328,6 +329,21 @@ class StoreContract:
         leases.release([(c.step_id, c.attempt)])
         (again,) = Leases(store, clock, "other", 10).claim(1)
         assert again.step_id == c.step_id and again.attempt == 2
+
+    def test_released_and_requeued_steps_name_their_app_and_environment(self, store: Database, clock: Clock) -> None:
+        self._started_step(store, clock)
+        worker = Leases(store, clock, "w", 10)
+        (c,) = worker.claim(1)
+        worker.release([(c.step_id, c.attempt)])
+        assert worker.claim(1)
+        clock.advance(11)
+        assert Leases(store, clock, "reaper", 10).reap() == 1
+        with store.read() as s:
+            kinds = ["step.released", "step.requeued"]
+            events = {e.kind: e for e in s.scalars(select(Event).where(Event.kind.in_(kinds)))}
+        assert {k: (e.app, e.environment) for k, e in events.items()} == dict.fromkeys(kinds, ("web", "integration"))
+        assert events["step.requeued"].message == "lease of w expired; the deploy step will run again"
+        assert "web → integration" in format_event(events["step.released"]).plain
 
     def test_deployment_states_are_known(self, store: Database, clock: Clock) -> None:
         did = self._started_step(store, clock)

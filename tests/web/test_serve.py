@@ -188,7 +188,22 @@ def test_deploy_and_promote_through_the_server(live: Live) -> None:
     live.wait_until(lambda: live.state("api", "production") == "succeeded")
     code, out, _ = remote(live, "deploy", "api", sha[:8], "--to", "staging", "--server", live.url)
     assert code == 0
-    assert out.strip().endswith(f"of api {sha[:8]} to staging queued")
+    assert out.strip().endswith(f"of api {sha[:7]} to staging queued")  # the release's label, not the prefix
+
+
+def test_logs_through_the_server_print_what_the_local_command_prints(live: Live) -> None:
+    code, out, _ = remote(live, "release", "api", "--server", live.url)
+    assert code == 0, out
+    live.wait_until(lambda: live.state("api", "staging") == "succeeded")
+    code, out, err = remote(live, "logs", "api", "--env", "staging", "--server", live.url)
+    assert (code, err) == (0, "")
+    assert out.startswith("deployment #") and " of api " in out and " to staging, queued by " in out
+    assert "step deploy\n" in out and "  | " in out
+    assert out.rstrip().splitlines()[-1].startswith("deployment #") and ": succeeded" in out
+    local = live.project.run("logs", "api", "--env", "staging", env={"CONVEYOR_URL": None, **environ("")})
+    assert local.stdout == out
+    code, _, err = remote(live, "logs", "api", "--env", "nowhere", "--server", live.url)
+    assert (code, err.strip()) == (2, "error: unknown environment 'nowhere' (known: integration, staging, production)")
 
 
 def test_an_unreachable_server_is_exit_1(live: Live) -> None:

@@ -14,6 +14,9 @@ Example::
 
         def measure(self, request: CheckRequest, ctx: StepContext) -> Measurement:
             return Measurement.passed("fine")
+
+A check that reads per-environment vars declares them in ``Vars`` (field names and types), as drivers
+do; ``conveyor check`` reports a missing or mistyped one per environment.
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ from conveyor.domain.model import Measurement
 from conveyor.steps import StepContext
 from conveyor.supervisor import release_environ
 
-__all__ = ["Check", "CheckRequest", "Measurement", "NoOptions"]
+__all__ = ["Check", "CheckRequest", "Measurement", "NoOptions", "NoVars"]
 
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class NoVars(BaseModel):
+    """A check that reads no vars; every var the app has is left alone (vars are shared by all plugins)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class CheckRequest:
 class Check(ABC):
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    Vars: ClassVar[type[BaseModel]] = NoVars  # the vars it reads, validated per environment by the config loader
 
     @abstractmethod
     def measure(self, request: CheckRequest, ctx: StepContext) -> Measurement:

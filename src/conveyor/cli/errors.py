@@ -13,18 +13,18 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from sqlalchemy.exc import DBAPIError
 
+from conveyor.cli.console import cli_console
 from conveyor.config import ConfigError, UnknownName
-from conveyor.operations import OperationError
+from conveyor.errors import OperationError
 from conveyor.plugins import UnknownPlugin
 from conveyor.repos import GitError, UnknownRef
 from conveyor.store.database import DatabaseUnreachable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = cli_console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> None:

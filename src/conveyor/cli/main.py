@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from conveyor import __version__, views
+from conveyor.cli.console import cli_console
 from conveyor.cli.context import Opened, open_for_reading, open_for_writing
 from conveyor.cli.errors import err, fail, friendly_errors
+from conveyor.cli.logs import LogPrinter, deployment_ended
+from conveyor.cli.logs import follow as follow_logs
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.notifications import notifications_table
 from conveyor.cli.render import history_table, holds_lines, print_why, status_from_json, status_table, stop_banners
@@ -32,7 +34,7 @@ from conveyor.store.database import Database
 from conveyor.store.migrate import upgrade
 from conveyor.web.client import TOKEN_VARIABLE, URL_VARIABLE, ApiClient, RemoteError
 
-out = Console(highlight=False, soft_wrap=True)
+out = cli_console()
 
 config_option = click.option(
     "-c",
@@ -69,15 +71,18 @@ def init(config_path: Path, force: bool) -> None:
     if config_path.exists() and not force:
         fail(f"{config_path} already exists (use --force to overwrite it)")
     config_path.write_text(STARTER_CONFIG)
-    out.print(f"wrote {config_path}; edit it, then run: conveyor check -c {config_path}")
+    out.print(
+        f"wrote {config_path}; point each app's repo at its git repository, then run: conveyor check -c {config_path}",
+        markup=False,
+    )
 
 
 @cli.command()
 @config_option
 @friendly_errors
 def check(config_path: Path) -> None:
-    """Validate the configuration; exit 2 listing every problem, or 0 with a summary."""
-    config = load_config(config_path)
+    """Validate the configuration and the local repositories; exit 2 listing every problem, or 0 with a summary."""
+    config = load_config(config_path, check_repos=True)
     out.print(f"[bold]{config_path}[/]: OK")
     out.print(f"environments: {' → '.join(config.environments)}")
     out.print(f"teams: {', '.join(config.teams) or 'none'}")
@@ -327,13 +332,14 @@ def deploy(
     _check_force(force, reason)
     if server:
         answer = _remote(server, lambda api: api.deploy(app, version, environment, force=force, reason=reason))
-        deployment_id = answer["deployment_id"]
+        deployment_id, label = answer["deployment_id"], str(answer.get("release") or version)
     else:
         opened = open_for_writing(config_path)
         ops = Operations(opened.config, opened.db)
         deployment_id = ops.deploy(app, version, environment, force=force, reason=reason)
+        label = views.release_label(opened.db, deployment_id)
     forced = " (forced past holds)" if force else ""
-    out.print(f"deployment #{deployment_id} of {app} {version} to {environment} queued{forced}", markup=False)
+    out.print(f"deployment #{deployment_id} of {app} {label} to {environment} queued{forced}", markup=False)
 
 
 @cli.command()
@@ -560,6 +566,56 @@ def why(config_path: Path, app: str, environment: str | None, as_json: bool, ser
         _json(data)
     else:
         print_why(out, data)
+
+
+@cli.command()
+@config_option
+@click.argument("app")
+@click.option("--env", "environment", help="The newest deployment in this environment.")
+@click.option("--deployment", "deployment_id", type=click.IntRange(1, 2**31 - 1), help="This deployment (by #id).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the deployment has ended.")
+@json_option
+@server_option
+@friendly_errors
+def logs(
+    config_path: Path,
+    app: str,
+    environment: str | None,
+    deployment_id: int | None,
+    follow: bool,
+    as_json: bool,
+    server: str | None,
+) -> None:
+    """The steps, attempts and logs of a deployment of APP (default: its newest one)."""
+    if follow and as_json:
+        raise click.UsageError("--follow and --json cannot be combined")
+    fetch: Callable[[int | None], dict[str, Any]]
+    if server:
+        url = server
+
+        def fetch(pinned: int | None) -> dict[str, Any]:
+            return _remote(url, lambda api: api.logs(app, environment, pinned))
+    else:
+        opened = open_for_reading(config_path)
+
+        def fetch(pinned: int | None) -> dict[str, Any]:
+            return views.logs(opened.db, opened.config, app, environment, pinned)
+
+    answer = fetch(deployment_id)
+    if as_json:
+        _json(answer)
+        return
+    printer = LogPrinter(out)
+    if not follow:
+        printer.show(answer, final=True)
+        return
+    pinned = answer["deployment"]["id"]  # the newest now: later ones are not this one's story
+    try:
+        printer.show(answer, final=deployment_ended(answer))
+        if not deployment_ended(answer):
+            follow_logs(lambda: fetch(pinned), printer)
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C ends following; the deployment goes on
 
 
 @cli.command()

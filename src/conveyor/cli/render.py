@@ -87,8 +87,12 @@ def _cell(app: AppStatus, env: str) -> Text:
     if st.state is None:
         if st.obstacles:
             kind = st.obstacles[0]["kind"]
-            return Text(f"— {OBSTACLE_MARK.get(kind, '⛔')} {OBSTACLE_WORD.get(kind, kind)}", style="red")
-        return Text("—", style="dim")
+            text = Text(f"— {OBSTACLE_MARK.get(kind, '⛔')} {OBSTACLE_WORD.get(kind, kind)}", style="red")
+        else:
+            text = Text("—", style="dim")
+        if st.awaiting_promotion:
+            text.append(f"\n⏸ {st.awaiting_promotion} awaits promote", style="magenta")
+        return text
     text = Text()
     text.append(st.release or "?", style="bold")
     text.append(" ")
@@ -101,6 +105,8 @@ def _cell(app: AppStatus, env: str) -> Text:
         text.append(f"\n{OBSTACLE_MARK.get(kind, '⛔')} {OBSTACLE_WORD.get(kind, kind)}", style="bold red")
     elif st.state == "waiting":
         text.append("\n⏳ waiting", style="yellow")
+    if st.awaiting_promotion:
+        text.append(f"\n⏸ {st.awaiting_promotion} awaits promote", style="magenta")
     return text
 
 
@@ -116,6 +122,8 @@ def print_why(console: Console, answer: dict[str, Any]) -> None:
         if step and step["measurements"]:
             for m in step["measurements"][-3:]:
                 console.print(Text(f"      {m['phase']}: {m['message']}", style="dim"))
+        if step:
+            console.print(Text(f"      its log: conveyor logs {answer['app']} --env {env}", style="dim"))
     for hold in answer["holds"]:
         scope = f"{hold['app'] or 'every app'} in {hold['environment'] or 'every environment'}"
         until = f" until {hold['until'][:16].replace('T', ' ')}" if hold["until"] else ""

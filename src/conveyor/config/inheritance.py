@@ -48,6 +48,14 @@ def merge_vars(levels: Sequence[Level]) -> dict[str, str]:
     return merged
 
 
+def var_paths(levels: Sequence[Level]) -> dict[str, YamlPath]:
+    """Where each merged var's value was written: the deepest level that sets it."""
+    paths: dict[str, YamlPath] = {}
+    for level in levels:
+        paths.update({name: (*level.path, "vars", name) for name in level.layer.vars})
+    return paths
+
+
 def merge_deploy(levels: Sequence[Level]) -> MergedDeploy:
     merged = MergedDeploy()
     for level in levels:

@@ -7,7 +7,9 @@ The steps, each reporting into one :class:`~conveyor.config.errors.ProblemLog`:
 3. check references: environments, an app's team, groups, per-environment keys, manual tier reasons,
    notifiers (:mod:`.notifiers`) and the team ``notify`` lists that name them, windows (:mod:`.windows`);
 4. for every app in every environment, apply inheritance (:mod:`.inheritance`) and validate deploy
-   and check options against their plugins (:mod:`.plugin_specs`).
+   and check options, and the vars each plugin declares, against their plugins (:mod:`.plugin_specs`);
+5. with ``check_repos`` (``conveyor check``), look at every local repository path: it must exist and
+   be a git repository. Other commands skip this, so a read never depends on a folder being there.
 
 Nothing is returned unless the log is empty; otherwise :class:`ConfigError` lists every problem.
 
@@ -45,10 +47,14 @@ WRITERS_ONLY = frozenset({"notifiers", "api"})  # the sections a reading load sk
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None, *, reading: bool = False) -> Config:
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, *, reading: bool = False, check_repos: bool = False
+) -> Config:
     """Load and validate the config at ``path``; ``environ`` (default ``os.environ``) fills ``${VAR}``.
 
-    With ``reading``, skip the sections only writers use (see the module docstring)."""
+    With ``reading``, skip the sections only writers use (see the module docstring). ``check_repos`` also
+    reports a local repository path that is missing or not a git repository.
+    """
     environ = os.environ if environ is None else environ
     log = ProblemLog(str(path))
     text = _read(path, log)
@@ -57,7 +63,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None, *, reading
     log.raise_if_any(doc.secrets)
     if reading:
         data = {key: value for key, value in data.items() if key not in WRITERS_ONLY}
-    config = _resolve(path, doc, log, data, environ, check_team_notifiers=not reading)
+    config = _resolve(path, doc, log, data, environ, check_repos=check_repos, check_team_notifiers=not reading)
     log.raise_if_any(doc.secrets)
     assert config is not None  # an empty log means every part resolved
     return config
@@ -114,6 +120,7 @@ def _resolve(
     data: dict[str, Any],
     environ: Mapping[str, str],
     *,
+    check_repos: bool,
     check_team_notifiers: bool = True,
 ) -> Config | None:
     file, broken = _validate_top_level(data, doc, log)
@@ -121,7 +128,7 @@ def _resolve(
     if "environments" not in broken:
         _check_environments(file.environments, doc, log)
     folder = path.resolve().parent
-    resolver = AppResolver(doc, log, folder, file, broken)
+    resolver = AppResolver(doc, log, folder, file, broken, check_repos=check_repos)
     resolved_apps = {name: resolver.resolve(name, app, bad) for name, (app, bad) in apps.items()}
     database_url = _database_url(file.database_url, folder, environ)
     if file.database_url and not environ.get(DATABASE_URL_VARIABLE):

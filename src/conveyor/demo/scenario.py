@@ -45,6 +45,7 @@ from conveyor.store.tables import Deployment, Event, Hold
 APPS = {"web": ("frontend", ["edge"]), "api": ("platform", ["edge"]), "search": ("platform", [])}
 ENVIRONMENTS = ("integration", "staging", "production")
 STAGE_TIMEOUT = 45.0
+RULE_WIDTH = 100  # columns at most for the line under each act's title
 
 
 class DemoFailed(Exception):
@@ -109,7 +110,8 @@ class Demo:
 
     def say(self, title: str) -> None:
         self.catch_up()
-        self.console.print(Rule(f"[bold]{title}[/]", align="left"))
+        # a rule spans the console's width, which is unbounded when the output is piped
+        self.console.print(Rule(f"[bold]{title}[/]", align="left"), width=min(self.console.width, RULE_WIDTH))
 
     def catch_up(self, timeout: float = 2.0) -> None:
         """Let the narrator print every event so far, so the story reads in order."""
@@ -193,7 +195,9 @@ class Demo:
         self.catch_up()
         self.shell("conveyor why api")
         print_why(self.console, views.why(self.db, self.config, "api"))
-        self.console.print(f"[green]✔ {bad} passed integration, failed staging, was blocked; production kept v1[/]")
+        self.console.print(
+            f"[green]✔ {bad} passed integration, failed staging, was blocked; production kept {before}[/]"
+        )
         return bad
 
     def act_three(self, bad: str) -> None:
@@ -215,7 +219,9 @@ class Demo:
         self.console.print(f"database: {self.db.safe_url}")
         self.console.print(f"logs:     {self.config.state_dir / 'envs'}/<app>/<environment>/logs/")
         if kept:
-            self.console.print(f"try:      conveyor why api -c {self.config.path}   (or status, history api)")
+            self.console.print(
+                f"try:      conveyor why api -c {self.config.path}   (or status, history api, logs api --env staging)"
+            )
         else:
             self.console.print("this folder is removed on exit; run `conveyor demo --keep DIR` to keep it and explore")
 

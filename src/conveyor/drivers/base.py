@@ -24,6 +24,10 @@ Example, a driver that records what it deployed::
 
 Register it under the ``conveyor.drivers`` entry-point group; config then accepts
 ``deploy: {driver: echo, target: ...}``, with the options validated by ``Options``.
+
+A driver that reads per-environment vars declares them in ``Vars``, a model whose fields are the var
+names it needs and their types (``port: int``); ``conveyor check`` then reports a var that is missing or
+of the wrong type, per environment, before anything is deployed.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ from conveyor.supervisor import release_environ
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class NoVars(BaseModel):
+    """A plugin that reads no vars; every var the app has is left alone (vars are shared by all plugins)."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +101,11 @@ class DeployResult:
 
 
 class Driver(ABC):
-    """Puts a version of an app into an environment. Subclasses set ``name`` and ``Options``."""
+    """Puts a version of an app into an environment. Subclasses set ``name``, ``Options`` and ``Vars``."""
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    Vars: ClassVar[type[BaseModel]] = NoVars  # the vars it reads, validated per environment by the config loader
 
     @abstractmethod
     def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:

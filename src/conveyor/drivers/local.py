@@ -53,6 +53,12 @@ class LocalOptions(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+class LocalVars(BaseModel):
+    """The vars the local driver reads in each environment: the port the app listens on."""
+
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
 class ProcessRecord(BaseModel):
     """What ``current.json`` holds about the process serving an (app, environment)."""
 
@@ -79,6 +85,7 @@ class _DeployFailed(Exception):
 class LocalDriver(Driver):
     name = "local"
     Options = LocalOptions
+    Vars = LocalVars
 
     def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
         opts = cast(LocalOptions, request.options)

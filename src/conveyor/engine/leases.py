@@ -265,11 +265,15 @@ class Leases:
                 )
                 if getattr(result, "rowcount", 0):
                     self._close_attempt(session, step_id, attempt, "released", now)
+                    d = session.scalars(select(Deployment).join(Step).where(Step.id == step_id)).one()
                     record_event(
                         session,
                         "step.released",
                         at=now,
                         actor=self.owner,
+                        app=d.app,
+                        environment=d.environment,
+                        deployment_id=d.id,
                         message="handed back to the queue on shutdown",
                         payload={"step_id": step_id, "attempt": attempt},
                     )
@@ -290,7 +294,7 @@ class Leases:
                     app=d.app if d else None,
                     environment=d.environment if d else None,
                     deployment_id=step.deployment_id,
-                    message=f"lease of {step.lease_owner} expired; {step.kind} {step.name} will run again",
+                    message=f"lease of {step.lease_owner} expired; the {step.name} step will run again",
                     payload={"step_id": step.id, "attempt": step.attempt, "owner": step.lease_owner},
                 )
                 step.state = StepState.QUEUED.value

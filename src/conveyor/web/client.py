@@ -1,6 +1,6 @@
 """The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote``, ``unblock``, ``block``,
 ``freeze``, ``stop`` and ``unfreeze`` sent to a ``conveyor serve`` over HTTP (``--server URL`` or
-``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``), and the reads ``status``, ``why``, ``history`` and ``holds``
+``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``), and the reads ``status``, ``why``, ``history``, ``holds`` and ``logs``
 answered by it. A new read is one method calling :meth:`ApiClient.get` with the path and the keys its answer
 must have.
 
@@ -93,6 +93,14 @@ class ApiClient:
     def get(self, path: str, params: dict[str, Any], *expected: str) -> dict[str, Any]:
         """GET ``path``; the answer must be a JSON object with the ``expected`` keys."""
         return self._request("GET", path, expected, params=params)
+
+    def logs(self, app: str, environment: str | None, deployment_id: int | None) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if environment:
+            params["environment"] = environment
+        if deployment_id is not None:
+            params["deployment"] = deployment_id
+        return self.get(app_path(app, "logs"), params, "app", "deployment", "steps")
 
     def _post(self, app: str, action: str, body: dict[str, Any], *expected: str) -> dict[str, Any]:
         """POST to ``/api/apps/APP/ACTION``; the answer must be a JSON object with the ``expected`` keys."""

@@ -40,6 +40,9 @@ class EnvironmentStatus(BaseModel):
     obstacles: list[ObstacleModel] = Field(
         description="what stops the next automatic start here now, most binding first"
     )
+    awaiting_promotion: str | None = Field(
+        description="a manual-tier release that passed the previous environment and waits for `conveyor promote`"
+    )
 
 
 class HoldModel(BaseModel):
@@ -204,6 +207,39 @@ class DeploymentModel(BaseModel):
     summary: str
     evidence: dict[str, Any]
     steps: list[StepModel]
+
+
+class LogsDeployment(BaseModel):
+    id: int
+    environment: str
+    state: str
+    release: str
+    sha: str
+    queued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    created_by: str
+    summary: str
+
+
+class LogsStep(BaseModel):
+    id: int
+    kind: str
+    name: str
+    state: str
+    started_at: str | None
+    finished_at: str | None
+    outcome: str
+    attempts: list[AttemptModel]
+    log: str = Field(description="the step's log so far, secrets redacted")
+
+
+class LogsModel(BaseModel):
+    """What ``conveyor logs --json`` prints: one deployment, its steps, their attempts and logs."""
+
+    app: str
+    deployment: LogsDeployment
+    steps: list[LogsStep]
 
 
 class Health(BaseModel):

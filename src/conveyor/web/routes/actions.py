@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from conveyor import views
-from conveyor.operations import OperationError
+from conveyor.errors import OperationError
 from conveyor.store.tables import Deployment, Release
 from conveyor.web.errors import ApiError, error_responses
 from conveyor.web.models import (
