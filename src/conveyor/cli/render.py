@@ -20,7 +20,10 @@ STATE_STYLE = {
     "waiting": "yellow",
     "superseded": "dim",
     "cancelled": "dim",
+    "baking": "cyan",
 }
+
+HEALTH_STYLE = {"healthy": "green", "failing": "bold red", "checking": "cyan", "unknown": "yellow"}
 
 
 def age(iso: str | None, now: datetime | None = None) -> str:
@@ -57,12 +60,16 @@ def _cell(app: AppStatus, env: str) -> Text:
     text.append(" ")
     text.append(st.state, style=STATE_STYLE.get(st.state, ""))
     text.append(f" {age(st.since)}", style="dim")
-    if st.live and st.live != st.release:
-        text.append(f"\nlive: {st.live}", style="green")
-    if any(h["environment"] in (env, None) for h in app.holds):
+    if st.current and (st.current != st.release or st.health != "healthy"):
+        text.append(f"\nruns: {st.current} ", style="bold")
+        text.append(st.health or "unknown", style=HEALTH_STYLE.get(st.health or "", ""))
+    vetoed = [h["release"] for h in app.holds if h["kind"] == "veto" and h["environment"] == env]
+    if any(h["environment"] in (env, None) and h["kind"] != "veto" for h in app.holds):
         text.append("\n⛔ blocked", style="bold red")
     elif st.state == "waiting":
         text.append("\n⏳ waiting", style="yellow")
+    if vetoed:
+        text.append(f"\nvetoed: {', '.join(vetoed)}", style="red")
     return text
 
 

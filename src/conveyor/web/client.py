@@ -1,4 +1,5 @@
-"""The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote`` and ``unblock`` sent to a
+"""The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote``, ``unblock``, ``rollback``,
+``unveto`` and ``cancel`` sent to a
 ``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``).
 
 Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
@@ -50,11 +51,34 @@ class ApiClient:
             body["environment"] = environment
         return self._post(app, "unblock", body, "lifted")
 
+    def rollback(self, app: str, environment: str, reason: str, to: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"environment": environment, "reason": reason}
+        if to:
+            body["to"] = to
+        return self._post(app, "rollback", body, "deployment_id", "release", "vetoed")
+
+    def unveto(self, app: str, version: str, environment: str, reason: str) -> dict[str, Any]:
+        body = {"version": version, "environment": environment, "reason": reason}
+        return self._post(app, "unveto", body, "hold_id")
+
+    def cancel(
+        self, app: str | None, environment: str | None, reason: str, deployment_id: int | None
+    ) -> dict[str, Any]:
+        if deployment_id is not None:
+            return self._post_to(f"/api/deployments/{deployment_id}/cancel", {"reason": reason}, "cancelled")
+        body: dict[str, Any] = {"reason": reason}
+        if environment:
+            body["environment"] = environment
+        return self._post(app or "", "cancel", body, "cancelled")
+
     def _post(self, app: str, action: str, body: dict[str, Any], *expected: str) -> dict[str, Any]:
         """POST to ``/api/apps/APP/ACTION``; the answer must be a JSON object with the ``expected`` keys."""
+        return self._post_to(f"/api/apps/{quote(app, safe='')}/{action}", body, *expected)
+
+    def _post_to(self, path: str, body: dict[str, Any], *expected: str) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = self._client.post(f"/api/apps/{quote(app, safe='')}/{action}", json=body, headers=headers)
+            response = self._client.post(path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise RemoteError(f"cannot reach conveyor at {self.base_url}: {exc}") from exc
         data = _json(response)

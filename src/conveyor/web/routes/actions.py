@@ -73,7 +73,9 @@ def deploy(state: State, actor: Actor, app: str, body: DeployRequest) -> Deploym
     """Queue a deployment of an existing release (label or SHA prefix) to one environment."""
     deployment_id = state.operations.deploy(app, body.version, body.environment, actor=actor)
     state.wake()
-    return _queued(state, deployment_id)
+    queued = _queued(state, deployment_id)
+    queued.waits = state.operations.waits_behind(deployment_id)
+    return queued
 
 
 @router.post("/{app}/promote", status_code=202, response_model=DeploymentQueued)
