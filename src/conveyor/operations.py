@@ -345,11 +345,11 @@ class Operations:
                 stmt = stmt.with_for_update()
             rows = [d for d in session.scalars(stmt) if d.cancel_requested_at is None]
             if not rows:
-                what = f"deployment #{deployment_id}" if deployment_id is not None else app
+                if found is not None:
+                    state = "being cancelled" if found.cancel_requested_at is not None else found.state
+                    raise OperationError(f"nothing to cancel: deployment #{deployment_id} is {state}", "conflict")
                 where = f" in {environment}" if environment else ""
-                raise OperationError(
-                    f"nothing to cancel: {what}{where} has no queued or running deployment", "conflict"
-                )
+                raise OperationError(f"nothing to cancel: {app} has no queued or running deployment{where}", "conflict")
             cancel(session, rows, actor=actor, reason=reason, now=self.clock())
             return [d.id for d in rows]
 
