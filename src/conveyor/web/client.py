@@ -1,6 +1,6 @@
 """The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote``, ``unblock``, ``rollback``,
-``unveto`` and ``cancel`` sent to a
-``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``).
+``unveto`` and ``cancel`` sent to a ``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``,
+token from ``CONVEYOR_TOKEN``).
 
 Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
 app or environment, 1 for anything refused, unauthorized or unreachable.
