@@ -20,6 +20,9 @@ from conveyor.store.records import latest_decision
 from conveyor.store.tables import Deployment, Hold, Placement, Release, Step
 
 
+GOOD = aliased(Release, name="good")  # a placement's last good release (made once: cached statements stay cached)
+
+
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
 
@@ -84,7 +87,6 @@ def open_holds(session: Session, app: str | None = None) -> list[dict[str, Any]]
 
 def placements(session: Session, app: str | None = None) -> dict[tuple[str, str], Any]:
     """What runs in each (app, environment): current release (label, SHA, id), health and last good."""
-    good = aliased(Release)
     stmt = (
         select(
             Placement.app,
@@ -95,10 +97,10 @@ def placements(session: Session, app: str | None = None) -> dict[tuple[str, str]
             Placement.since,
             Release.label,
             Release.sha,
-            good.label.label("good_label"),
+            GOOD.label.label("good_label"),
         )
         .join(Release, Release.id == Placement.release_id)
-        .outerjoin(good, good.id == Placement.good_release_id)
+        .outerjoin(GOOD, GOOD.id == Placement.good_release_id)
     )
     if app is not None:
         stmt = stmt.where(Placement.app == app)

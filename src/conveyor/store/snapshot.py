@@ -25,6 +25,8 @@ from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
 from conveyor.store.tables import Placement as PlacementRow
 
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
+HEALTH = {h.value: h for h in Health}
+GOOD = aliased(Release, name="good")  # a placement's last good release (made once: cached statements stay cached)
 
 
 def app_policies(config: Config) -> dict[str, AppPolicy]:
@@ -130,7 +132,6 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
 
 def load_placements(session: Session, app: str | None = None) -> dict[tuple[str, str], Placement]:
     """What runs in each (app, environment), from the one record the orchestrator keeps."""
-    good = aliased(Release)
     stmt = (
         select(
             PlacementRow.app,
@@ -141,23 +142,22 @@ def load_placements(session: Session, app: str | None = None) -> dict[tuple[str,
             PlacementRow.health,
             PlacementRow.good_deployment_id,
             PlacementRow.good_release_id,
-            good.label.label("good_label"),
+            GOOD.label.label("good_label"),
         )
         .join(Release, Release.id == PlacementRow.release_id)
-        .outerjoin(good, good.id == PlacementRow.good_release_id)
+        .outerjoin(GOOD, GOOD.id == PlacementRow.good_release_id)
     )
     if app is not None:
         stmt = stmt.where(PlacementRow.app == app)
-    return {
-        (r.app, r.environment): Placement(
-            ReleaseAt(r.deployment_id, r.release_id, r.label),
-            Health(r.health),
-            ReleaseAt(r.good_deployment_id, r.good_release_id, r.good_label)
-            if r.good_release_id is not None and r.good_deployment_id is not None
-            else None,
-        )
-        for r in session.execute(stmt)
-    }
+    placements: dict[tuple[str, str], Placement] = {}
+    for r in session.execute(stmt):  # one pass, few objects: a snapshot reads every place on every pass
+        here = ReleaseAt(r.deployment_id, r.release_id, r.label)
+        good = None
+        if r.good_release_id is not None and r.good_deployment_id is not None:
+            same = r.good_deployment_id == r.deployment_id
+            good = here if same else ReleaseAt(r.good_deployment_id, r.good_release_id, r.good_label)
+        placements[(r.app, r.environment)] = Placement(here, HEALTH[r.health], good)
+    return placements
 
 
 def _deployed_releases(session: Session, release_ids: set[int]) -> frozenset[tuple[int, str]]:
