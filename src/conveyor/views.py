@@ -19,7 +19,6 @@ from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
 from conveyor.store.tables import Deployment, Hold, Placement, Release, Step
 
-
 GOOD = aliased(Release, name="good")  # a placement's last good release (made once: cached statements stay cached)
 
 
