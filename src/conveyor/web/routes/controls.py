@@ -19,6 +19,7 @@ from conveyor.web.models import (
     UnvetoRequest,
 )
 from conveyor.web.routes.actions import Actor
+from conveyor.web.routes.records import RowId
 from conveyor.web.state import State
 
 router = APIRouter(prefix="/api", tags=["controls"], responses=error_responses(401, 404, 409, 422, 500, 503))
@@ -57,7 +58,7 @@ def cancel_app(state: State, actor: Actor, app: str, body: Annotated[AppCancelRe
 
 
 @router.post("/deployments/{deployment_id}/cancel", response_model=Cancelled)
-def cancel_deployment(state: State, actor: Actor, deployment_id: int, body: CancelRequest) -> Cancelled:
+def cancel_deployment(state: State, actor: Actor, deployment_id: RowId, body: CancelRequest) -> Cancelled:
     """Cancel one deployment by id."""
     ids = state.operations.cancel(None, None, body.reason, deployment_id=deployment_id, actor=actor)
     state.wake()
