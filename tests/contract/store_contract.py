@@ -470,3 +470,14 @@ class StoreContract:
         assert Leases(store, clock, "other", 10).claim(1) == []  # never re-queued
         assert Orchestrator(store, clock).apply(Cancel(None, deployment_id=did))
         assert self._state(store, did) == "cancelled"
+
+    def test_steps_of_a_deployment_being_cancelled_are_not_claimed(self, store: Database, clock: Clock) -> None:
+        """A check queued by a plan made just before the cancel is never started: the orchestrator ends it."""
+        did = self._started_step(store, clock)
+        leases = Leases(store, clock, "w", 10)
+        (deploy,) = leases.claim(1)
+        with store.write() as s:
+            cancel(s, [s.get(Deployment, did)], actor="cli:an-operator", reason="stop", now=clock())  # type: ignore[list-item]
+            s.add(Step(deployment_id=did, kind="check", name="smoke", state="queued", due_at=clock()))
+        assert leases.claim(5) == []
+        assert leases.finish(deploy, StepResult(False, "cancelled", [], {}), "")

@@ -84,8 +84,8 @@ class Leases:
             for step in due:
                 d = deployments.get(step.deployment_id)
                 release = releases.get(d.release_id) if d else None
-                if d is None or release is None:
-                    continue
+                if d is None or release is None or d.cancel_requested_at is not None:
+                    continue  # a cancelled deployment's queued steps are cancelled by the orchestrator
                 if step.attempt >= MAX_ATTEMPTS:
                     self._give_up(session, step, d, now)
                     abandoned.append((step.kind, step.started_at, now))
