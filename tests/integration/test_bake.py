@@ -49,6 +49,18 @@ class Clock:
             self.now += timedelta(minutes=minutes)
 
 
+def _round_queued(db: Database) -> bool:
+    with db.read() as s:
+        return (
+            s.scalar(
+                select(Step.id)
+                .join(Deployment, Deployment.id == Step.deployment_id)
+                .where(Deployment.environment == "production", Step.kind == "check", Step.state == "queued")
+            )
+            is not None
+        )
+
+
 def _production(db: Database) -> tuple[str | None, int]:
     with db.read() as s:
         state = s.scalars(select(Deployment.state).where(Deployment.environment == "production")).first()
@@ -81,6 +93,7 @@ def test_bake_tier_with_a_fixed_clock(tmp_path: Path, db_url: str) -> None:
 
         clock.advance(10)  # the second round is due
         wait_for(lambda: _production(db) == ("baking", 2), 30, "the second round of checks")
+        wait_for(lambda: _round_queued(db), 30, "the third round to be queued")
         clock.advance(8)
         why = views.why(db, config, "web", "production", now=clock())["environments"]["production"]
         assert why["explanation"].endswith("is baking: 12m of 30m left"), why

@@ -7,7 +7,7 @@ composes them in a fixed order.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from conveyor.domain.decisions import (
     Bake,
@@ -283,10 +283,15 @@ def _advance_baking(d: DeploymentView, snap: Snapshot, now: datetime) -> Intent 
     policy = snap.apps.get(d.app)
     if d.bake_until is None or now >= d.bake_until or policy is None:
         return Succeed(None, deployment_id=d.id, from_state=DeploymentState.BAKING)
+    # rounds fall on the bake's own schedule (since + k x interval), however late this pass runs
     interval = policy.bake_interval.get(d.environment, 60.0)
-    if (d.bake_until - now).total_seconds() <= interval:
-        return None  # no time for another round: the planner passes again when the bake is over
-    return RepeatChecks(None, deployment_id=d.id, checks=policy.checks.get(d.environment, ()), after=interval)
+    since = d.baking_since or now
+    rounds = int((now - since).total_seconds() // interval) + 1
+    next_round = since + timedelta(seconds=rounds * interval)
+    if next_round >= d.bake_until:
+        return None  # no round before the end: the planner passes again when the bake is over
+    after = (next_round - now).total_seconds()
+    return RepeatChecks(None, deployment_id=d.id, checks=policy.checks.get(d.environment, ()), after=after)
 
 
 def baking_left(d: DeploymentView, now: datetime) -> str:
