@@ -75,8 +75,8 @@ def blocking_hold(d: DeploymentView, snap: Snapshot, now: datetime) -> HoldView 
         if not hold.active(now) or (hold.app is not None and hold.app != d.app):
             continue
         # -- veto and override (interim, until domain/holds.py decides every hold) --
-        if d.override == Override.ROLLBACK and hold.environment in (None, d.environment):
-            continue  # a rollback passes every hold of its environment (never a lock)
+        if d.override == Override.ROLLBACK:
+            continue  # a rollback passes every hold that applies to it, upstream blocks too (never a lock)
         if d.override == Override.FORCE and hold.kind in (HoldKind.FREEZE, HoldKind.STOP):
             continue
         if hold.kind == HoldKind.VETO:
