@@ -23,14 +23,15 @@ from sqlalchemy.orm import Session
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
 from conveyor.domain.holds import FORCEABLE, Attempt, Obstacle, stopping, unblock_command
-from conveyor.domain.model import DeploymentState, HoldKind, Override
+from conveyor.domain.model import DeploymentState, Health, HoldKind, Override
+from conveyor.engine.controls import cancel, queue_rollback
 from conveyor.engine.orchestrator import create_deployment
 from conveyor.errors import OperationError
 from conveyor.repos import Commit, GitError, RepoMirror, UnknownRef, mirror_path_for
 from conveyor.store.database import Database
 from conveyor.store.records import lift_hold, record_event
 from conveyor.store.snapshot import hold_policy, load_holds
-from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release
+from conveyor.store.tables import Deployment, Hold, Placement, Release
 from conveyor.views import active_holds
 
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
@@ -183,7 +184,7 @@ class Operations:
         self.config.app(app)
         envs = self.config.environments
         with self.db.write() as session:
-            live = _live_releases(session, app)
+            live = _healthy_releases(session, app)
             target = self.config.check_environment(to) if to else _promotion_target(envs, live)
             if target is None:
                 raise OperationError(
@@ -196,9 +197,16 @@ class Operations:
             candidate = live.get(source)
             if candidate is None:
                 raise OperationError(f"no release of {app} has passed {source} yet", "conflict")
-            current = live.get(target)
+            current = _running(session, app).get(target)
             if current is not None and current.id >= candidate.id:
-                raise OperationError(f"{target} already runs {current.label} (newest passed {source})", "conflict")
+                raise OperationError(f"{target} already runs {current.label} (healthy in {source})", "conflict")
+            veto = _open_veto(session, app, target, candidate.id)
+            if veto is not None:
+                raise OperationError(
+                    f"{candidate.label} is vetoed in {target}: rolled back by {veto.actor} ({veto.reason}); "
+                    f"lift it with: conveyor unveto {app} {candidate.label} --env {target} --reason ...",
+                    "conflict",
+                )
             attempt = Attempt(app, target, candidate.id, explicit=True)
             passed = self.admit(session, attempt, force=force, reason=reason)
             queued = session.scalars(
@@ -380,6 +388,164 @@ class Operations:
                 lift_hold(session, hold, now, actor, reason)
             return len(holds)
 
+    # -- rollback, veto, cancel ----------------------------------------------------------------------
+
+    def rollback(
+        self, app: str, environment: str, reason: str, to: str | None = None, actor: str = "cli"
+    ) -> RollbackResult:
+        """Deploy an earlier release now (default: the last good one before what runs), passing the holds
+        of that environment but never a lock; the release rolled back from is vetoed there."""
+        self.config.app(app)
+        self.config.check_environment(environment)
+        if not reason.strip():
+            raise OperationError("a reason is required to roll back")
+        with self.db.write() as session:
+            placed = session.get(Placement, (app, environment))
+            if placed is None:
+                raise OperationError(f"nothing of {app} runs in {environment}: nothing to roll back", "conflict")
+            current = session.get(Release, placed.release_id)
+            assert current is not None
+            target = self.find_release(session, app, to) if to else _last_good_before(session, placed)
+            if target is None:
+                raise OperationError(
+                    f"no release of {app} passed {environment} before {current.label}: name one with --to",
+                    "conflict",
+                )
+            if target.id == current.id:
+                raise OperationError(f"{environment} already runs {current.label}", "conflict")
+            queued = session.scalars(
+                select(Deployment.id).where(
+                    Deployment.app == app,
+                    Deployment.environment == environment,
+                    Deployment.override == Override.ROLLBACK.value,
+                    Deployment.state.in_(OPEN_STATES),
+                )
+            ).first()
+            if queued is not None:
+                raise OperationError(
+                    f"a rollback of {app} in {environment} is already under way (deployment #{queued}; "
+                    f"conveyor cancel --deployment {queued} to stop it)",
+                    "conflict",
+                )
+            d = queue_rollback(
+                session,
+                app=app,
+                environment=environment,
+                to=target,
+                from_release=current,
+                actor=actor,
+                reason=reason,
+                now=self.clock(),
+            )
+            return RollbackResult(d.id, current.label, target.label)
+
+    def unveto(self, app: str, version: str, environment: str, reason: str, actor: str = "cli") -> int:
+        """Lift the veto on a release in an environment: it may be started there automatically again."""
+        self.config.app(app)
+        self.config.check_environment(environment)
+        if not reason.strip():
+            raise OperationError("a reason is required to lift a veto")
+        with self.db.write() as session:
+            release = self.find_release(session, app, version)
+            veto = _open_veto(session, app, environment, release.id)
+            if veto is None:
+                raise OperationError(f"{release.label} of {app} is not vetoed in {environment}", "conflict")
+            lift_hold(session, veto, self.clock(), actor, reason)
+            return veto.id
+
+    def cancel(
+        self,
+        app: str | None,
+        environment: str | None,
+        reason: str,
+        deployment_id: int | None = None,
+        actor: str = "cli",
+    ) -> list[int]:
+        """Cancel the open deployments of an app (in one environment or all), or one deployment by id.
+        Not started ones end at once; running ones stop at their worker's next heartbeat."""
+        if not reason.strip():
+            raise OperationError("a reason is required to cancel")
+        if (app is None) == (deployment_id is None):
+            raise OperationError("name an app or a deployment (--deployment ID), not both")
+        if app is not None:
+            self.config.app(app)
+        if environment is not None:
+            self.config.check_environment(environment)
+        with self.db.write() as session:
+            stmt = select(Deployment).where(Deployment.state.in_(OPEN_STATES)).order_by(Deployment.id)
+            found = None
+            if deployment_id is not None:
+                found = session.get(Deployment, deployment_id)
+                if found is None:
+                    raise OperationError(f"no deployment #{deployment_id}", "not_found")
+                stmt = stmt.where(Deployment.id == deployment_id)
+            else:
+                stmt = stmt.where(Deployment.app == app)
+                if environment is not None:
+                    stmt = stmt.where(Deployment.environment == environment)
+            if self.db.is_postgres:
+                stmt = stmt.with_for_update()
+            rows = [d for d in session.scalars(stmt) if d.cancel_requested_at is None]
+            if not rows:
+                if found is not None:
+                    state = "being cancelled" if found.cancel_requested_at is not None else found.state
+                    raise OperationError(f"nothing to cancel: deployment #{deployment_id} is {state}", "conflict")
+                where = f" in {environment}" if environment else ""
+                raise OperationError(f"nothing to cancel: {app} has no queued or running deployment{where}", "conflict")
+            cancel(session, rows, actor=actor, reason=reason, now=self.clock())
+            return [d.id for d in rows]
+
+    def waits_behind(self, deployment_id: int) -> str | None:
+        """Why a just-queued deployment will not start at once, when a hold stops it: a deploy of an older
+        release into an environment blocked by a failure waits there; ``rollback`` is the way through."""
+        with self.db.read() as session:
+            d = session.get(Deployment, deployment_id)
+            release = session.get(Release, d.release_id) if d else None
+            if d is None or release is None or d.environment not in self.config.environments:
+                return None
+            override = Override(d.override) if d.override else None
+            attempt = Attempt(d.app, d.environment, d.release_id, explicit=d.origin_key is None, override=override)
+            found = self.stopping(session, attempt)
+            if not found:
+                return None
+            first = found[0]
+            text = first.summary
+            if (
+                first.kind == HoldKind.BLOCK.value
+                and first.hold is not None
+                and first.hold.environment == d.environment
+            ):
+                text += (
+                    f" It waits until then; to restore service now, run: conveyor rollback {d.app} "
+                    f"--env {d.environment} --to {release.label} --reason ..."
+                )
+            return text
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    deployment_id: int
+    rolled_back_from: str
+    to: str
+
+
+def _last_good_before(session: Session, placed: Placement) -> Release | None:
+    """The release that most recently passed every check in the place, other than the one that runs."""
+    if placed.good_release_id is not None and placed.good_release_id != placed.release_id:
+        return session.get(Release, placed.good_release_id)
+    release_id = session.scalars(
+        select(Deployment.release_id)
+        .where(
+            Deployment.app == placed.app,
+            Deployment.environment == placed.environment,
+            Deployment.state == DeploymentState.SUCCEEDED.value,
+            Deployment.release_id != placed.release_id,
+        )
+        .order_by(Deployment.finished_at.desc(), Deployment.id.desc())
+        .limit(1)
+    ).first()
+    return session.get(Release, release_id) if release_id is not None else None
+
 
 UNTIL_RELATIVE = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
 _UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -442,18 +608,40 @@ def _release_by_sha(session: Session, app: str, sha: str) -> Release | None:
     return session.scalars(select(Release).where(Release.app == app, Release.sha == sha)).first()
 
 
-def _live_releases(session: Session, app: str) -> dict[str, Release]:
-    """Per environment, the newest release of ``app`` that succeeded there."""
+def _running(session: Session, app: str) -> dict[str, Release]:
+    """Per environment, the release of ``app`` that runs there (its placement's current release)."""
     rows = session.execute(
-        select(LatestSuccess.environment, Release)
-        .join(Release, Release.id == LatestSuccess.release_id)
-        .where(LatestSuccess.app == app)
+        select(Placement.environment, Release)
+        .join(Release, Release.id == Placement.release_id)
+        .where(Placement.app == app)
     ).all()
     return {env: release for env, release in rows}
 
 
-def _promotion_target(envs: tuple[str, ...], live: dict[str, Release]) -> str | None:
+def _healthy_releases(session: Session, app: str) -> dict[str, Release]:
+    """Per environment, the release of ``app`` that runs there and passed its checks: what may be promoted."""
+    rows = session.execute(
+        select(Placement.environment, Release)
+        .join(Release, Release.id == Placement.release_id)
+        .where(Placement.app == app, Placement.health == Health.HEALTHY.value)
+    ).all()
+    return {env: release for env, release in rows}
+
+
+def _open_veto(session: Session, app: str, environment: str, release_id: int) -> Hold | None:
+    return session.scalars(
+        select(Hold).where(
+            Hold.kind == HoldKind.VETO.value,
+            Hold.app == app,
+            Hold.environment == environment,
+            Hold.release_id == release_id,
+            Hold.lifted_at.is_(None),
+        )
+    ).first()
+
+
+def _promotion_target(envs: tuple[str, ...], healthy: dict[str, Release]) -> str | None:
     for prev, nxt in itertools.pairwise(envs):
-        if prev in live and (nxt not in live or live[nxt].id < live[prev].id):
+        if prev in healthy and (nxt not in healthy or healthy[nxt].id < healthy[prev].id):
             return nxt
     return None

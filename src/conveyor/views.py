@@ -9,11 +9,11 @@ place, :func:`step_log_text`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import String, column, select, values
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
@@ -24,8 +24,9 @@ from conveyor.errors import OperationError
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
 from conveyor.store.snapshot import hold_policy, load_holds
-from conveyor.store.tables import Decision, Deployment, Hold, LatestSuccess, Release, Step, StepAttempt
+from conveyor.store.tables import Decision, Deployment, Hold, Placement, Release, Step, StepAttempt
 
+GOOD = aliased(Release, name="good")  # a placement's last good release (made once: cached statements stay cached)
 MANUAL_WAIT_RULE = "ManualTierWaitsForPromotion"  # the planner rule that leaves a release to a person
 
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
@@ -37,13 +38,23 @@ def _iso(at: datetime | None) -> str | None:
 
 @dataclass
 class EnvStatus:
+    """One (app, environment). ``release``, ``sha``, ``state``, ``since``, ``summary`` and ``deployment_id``
+    describe the newest deployment there (which may still be on its way); ``current``, ``health`` and
+    ``last_good`` say what runs there, from the placement the orchestrator keeps (``live`` is ``current``)."""
+
     release: str | None = None
     sha: str | None = None
     state: str | None = None
     since: str | None = None
-    live: str | None = None  # newest release that succeeded here
+    live: str | None = None
     summary: str = ""
     deployment_id: int | None = None
+    current: str | None = None  # the release whose deploy step last succeeded here: it runs
+    current_sha: str | None = None
+    current_deployment_id: int | None = None
+    current_since: str | None = None
+    health: str | None = None  # healthy | failing | checking | unknown; None before anything ran here
+    last_good: str | None = None  # the release that most recently passed every check here
     # what stops the next automatic start here now (the scoping function's answer), most binding first
     obstacles: list[dict[str, Any]] = field(default_factory=list)
     awaiting_promotion: str | None = None  # a manual-tier release that passed the previous environment
@@ -71,6 +82,7 @@ def hold_json(h: Hold, label: str | None) -> dict[str, Any]:
         "release": label,
         "reason": h.reason,
         "actor": h.actor,
+        "release_id": h.release_id,
         "since": _iso(h.since),
         "until": _iso(h.until),
         "evidence": h.evidence,
@@ -111,14 +123,26 @@ def stops(db: Database, now: datetime | None = None) -> list[dict[str, Any]]:
         return [h for h in active_holds(session, now or utc_now()) if h["kind"] == HoldKind.STOP.value]
 
 
-def _live_labels(session: Session) -> dict[tuple[str, str], str]:
-    """The newest release that succeeded in each (app, environment)."""
-    rows = session.execute(
-        select(LatestSuccess.app, LatestSuccess.environment, Release.label).join(
-            Release, Release.id == LatestSuccess.release_id
+def placements(session: Session, app: str | None = None) -> dict[tuple[str, str], Any]:
+    """What runs in each (app, environment): current release (label, SHA, id), health and last good."""
+    stmt = (
+        select(
+            Placement.app,
+            Placement.environment,
+            Placement.deployment_id,
+            Placement.release_id,
+            Placement.health,
+            Placement.since,
+            Release.label,
+            Release.sha,
+            GOOD.label.label("good_label"),
         )
+        .join(Release, Release.id == Placement.release_id)
+        .outerjoin(GOOD, GOOD.id == Placement.good_release_id)
     )
-    return {(r.app, r.environment): r.label for r in rows}
+    if app is not None:
+        stmt = stmt.where(Placement.app == app)
+    return {(r.app, r.environment): r for r in session.execute(stmt)}
 
 
 def _places_of(places: list[tuple[str, str]]) -> Any:
@@ -178,6 +202,8 @@ def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict
             Deployment.release_id,
             Deployment.origin_key,
             Deployment.override,
+            Deployment.baking_since,
+            Deployment.bake_until,
             Release.label,
             Release.sha,
         )
@@ -198,7 +224,7 @@ def _attempt(app: str, env: str, d: Any) -> Attempt:
 def _status_of(
     config: Config,
     app: str,
-    live: dict[tuple[str, str], str],
+    placed: dict[tuple[str, str], Any],
     newest: dict[tuple[str, str], Any],
     holds: tuple[HoldView, ...],
     listed: list[dict[str, Any]],
@@ -209,26 +235,21 @@ def _status_of(
     policy = hold_policy(config)
     envs: dict[str, EnvStatus] = {}
     for env in config.environments:
-        label = live.get((cfg.name, env))
+        p = placed.get((cfg.name, env))
         d = newest.get((cfg.name, env))
-        envs[env] = (
-            EnvStatus(live=label)
-            if d is None
-            else EnvStatus(
-                d.label,
-                d.sha,
-                d.state,
-                _iso(d.finished_at or d.started_at or d.queued_at),
-                label,
-                d.summary,
-                d.id,
-            )
-        )
+        st = EnvStatus()
+        if p is not None:
+            st.current, st.current_sha, st.current_deployment_id = p.label, p.sha, p.deployment_id
+            st.current_since, st.health, st.last_good, st.live = _iso(p.since), p.health, p.good_label, p.label
+        if d is not None:
+            st.release, st.sha, st.state, st.summary, st.deployment_id = d.label, d.sha, d.state, d.summary, d.id
+            st.since = _iso(d.finished_at or d.started_at or d.queued_at)
+        envs[env] = st
         found = stopping(_attempt(cfg.name, env, d), holds, policy, now)
-        envs[env].obstacles = [obstacle_json(o) for o in found]
+        st.obstacles = [obstacle_json(o) for o in found]
         waiting = awaiting.get((cfg.name, env))
         if waiting is not None and (d is None or d.release_id < waiting[0]):  # not promoted yet
-            envs[env].awaiting_promotion = waiting[1]
+            st.awaiting_promotion = waiting[1]
     mine = [h for h in listed if h["app"] in (cfg.name, None)]
     return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, mine)
 
@@ -239,10 +260,10 @@ def _statuses(session: Session, config: Config, names: list[str], now: datetime)
     person)."""
     places = [(name, env) for name in names for env in config.environments]
     manual = [(name, config.environments[-1]) for name in names if config.app(name).tier == "manual"]
-    live, holds, newest = _live_labels(session), load_holds(session), _newest_deployments(session, places)
+    placed, holds, newest = placements(session), load_holds(session), _newest_deployments(session, places)
     listed = active_holds(session, now)
     awaiting = _awaiting_promotion(session, manual)
-    return [_status_of(config, name, live, newest, holds, listed, awaiting, now) for name in names]
+    return [_status_of(config, name, placed, newest, holds, listed, awaiting, now) for name in names]
 
 
 def status(db: Database, config: Config, app: str | None = None, now: datetime | None = None) -> list[AppStatus]:
@@ -268,6 +289,7 @@ def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dic
             .order_by(Deployment.id.desc())
             .limit(limit)
         ).all()
+        running = {p.deployment_id for p in placements(session, app).values()}
         return [
             {
                 "deployment_id": d.id,
@@ -281,6 +303,8 @@ def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dic
                 "created_by": d.created_by,
                 "summary": d.summary,
                 "commits": [c.get("subject", "") for c in r.commits][-5:],
+                "current": d.id in running,  # what runs in its environment now
+                "override": d.override,
             }
             for d, r in rows
         ]
@@ -291,8 +315,10 @@ def why(
 ) -> dict[str, Any]:
     cfg = config.app(app)
     envs = [config.check_environment(environment)] if environment else list(config.environments)
+    now = now or datetime.now(UTC)
     with db.read() as session:
-        (st,) = _statuses(session, config, [cfg.name], now or utc_now())
+        (st,) = _statuses(session, config, [cfg.name], now)
+        placed = placements(session, app)
         out: dict[str, Any] = {"app": app, "tier": cfg.tier, "environments": {}, "holds": st.holds}
         for env in envs:
             decision = latest_decision(session, app, env)
@@ -312,17 +338,46 @@ def why(
                     "evidence": decision.evidence,
                 }
             )
+            p = placed.get((app, env))
+            vetoes = [
+                h
+                for h in st.holds
+                if h["kind"] == "veto"
+                and h["environment"] == env
+                and (p is None or (h["release_id"] or 0) >= p.release_id)  # an older one says nothing now
+            ]
+            baking = _baking_left(session, current, now)
             out["environments"][env] = {
                 "state": current.state,
                 "release": current.release,
                 "live": current.live,
+                "current": current.current,
+                "health": current.health,
+                "last_good": current.last_good,
                 "summary": current.summary,
                 "decision": decision_json,
                 "failed_step": failed_step,
                 "obstacles": current.obstacles,
-                "explanation": explain(current, decision_json),
+                "explanation": explain(current, decision_json, vetoes, baking),
             }
         return out
+
+
+def _baking_left(session: Session, current: EnvStatus, now: datetime) -> str | None:
+    if current.state != DeploymentState.BAKING.value or current.deployment_id is None:
+        return None
+    d = session.get(Deployment, current.deployment_id)
+    if d is None or d.baking_since is None or d.bake_until is None:
+        return None
+    total = (d.bake_until - d.baking_since).total_seconds()
+    left = max(0.0, (d.bake_until - now).total_seconds())
+    return f"baking: {_span(left)} of {_span(total)} left"
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 60)}m" if seconds >= 60 else f"{int(seconds)}s"
 
 
 def _failed_step(session: Session, deployment_id: int) -> dict[str, Any] | None:
@@ -421,26 +476,41 @@ def _hhmm(iso: str) -> str:
     return iso[:16].replace("T", " ") + " UTC"
 
 
-def explain(current: EnvStatus, decision: dict[str, Any] | None) -> str:
+def veto_text(h: dict[str, Any]) -> str:
+    at = (h["since"] or "")[11:16]
+    return f"{h['release']} vetoed: rolled back by {h['actor']} at {at} ({h['reason']})"
+
+
+def explain(
+    current: EnvStatus,
+    decision: dict[str, Any] | None,
+    vetoes: list[dict[str, Any]] | None = None,
+    baking: str | None = None,
+) -> str:
     """One plain sentence for an environment, preferring what stops the line now (the scoping
-    function's first obstacle, with the command that lifts it)."""
+    function's first obstacle, with the command that lifts it), then saying what runs and how it is."""
     summary: str | None = decision["summary"] if decision else None
-    live = f"{current.live} is live here; " if current.live else ""
+    runs = f"{current.current} runs here ({current.health}); " if current.current else ""
+    vetoed = "" if any(o["kind"] == "veto" for o in current.obstacles) else "; ".join(map(veto_text, vetoes or []))
+    vetoed = f"; {vetoed}" if vetoed else ""
     active = current.state in (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, "baking")
+    if baking:
+        return f"{current.release} is {baking}{vetoed}"
     if current.obstacles and not active:
         first = current.obstacles[0]
         more = [o["kind"] for o in current.obstacles[1:]]
         also = f" (also: {', '.join(more)})" if more else ""
-        prefix = "" if current.state in NOT_STARTED else live
-        return f"{prefix}{first['summary']}{also}"
+        prefix = "" if current.state in NOT_STARTED else runs
+        return f"{prefix}{first['summary']}{also}{vetoed}"
     if current.state in NOT_STARTED and summary:
-        return summary
+        return summary + vetoed
     if decision and decision["rule"] == MANUAL_WAIT_RULE:
-        return f"{live}{summary}"
+        return f"{runs}{summary}{vetoed}"
     if current.state is None:
         return "nothing has been deployed here yet"
-    if current.state == DeploymentState.SUCCEEDED.value:
-        return f"{current.release} is live since {_hhmm(current.since or '')}"
+    if current.state == DeploymentState.SUCCEEDED.value and current.current == current.release:
+        return f"{current.release} is live since {_hhmm(current.since or '')} ({current.health}){vetoed}"
     if current.state == DeploymentState.FAILED.value:
-        return f"{live}the last attempt failed: {current.summary} (its block was lifted)"
-    return f"{current.release} is {current.state}: {current.summary or summary or ''}".rstrip(": ")
+        return f"{runs}the last attempt failed: {current.summary} (its block was lifted){vetoed}"
+    detail = current.summary or summary or ""
+    return f"{runs}{current.release} is {current.state}: {detail}".rstrip(": ") + vetoed

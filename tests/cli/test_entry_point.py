@@ -151,6 +151,7 @@ def test_every_command_is_walked() -> None:
     expected = {"init", "check", "db", "db upgrade", "serve", "worker", "release", "deploy", "promote"}
     expected |= {"unblock", "status", "history", "why", "logs", "notifications", "demo"}
     expected |= {"block", "freeze", "stop", "unfreeze", "holds"}
+    expected |= {"rollback", "unveto", "cancel"}
     assert {" ".join(path) for path in ALL_COMMANDS} == expected
 
 

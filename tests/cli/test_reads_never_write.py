@@ -100,11 +100,11 @@ def test_writers_create_and_upgrade_the_embedded_sqlite_database(project: Projec
 def test_a_missing_table_is_one_line_not_a_traceback(project: Project) -> None:
     project.ok("db", "upgrade")
     with sqlite3.connect(project.root / "conveyor.db") as conn:
-        conn.execute("DROP TABLE latest_successes")
+        conn.execute("DROP TABLE placements")
     result = project.run("status")
     assert result.exit_code == 1, result.output
     assert result.stderr.strip() == (
-        "error: the database does not have the schema conveyor expects (no such table: latest_successes); "
+        "error: the database does not have the schema conveyor expects (no such table: placements); "
         "run `conveyor db upgrade`"
     )
     assert "Traceback" not in result.output

@@ -32,6 +32,9 @@ def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
         "conveyor unblock api --env staging",
         "hold.lifted",
         "the block lifted, production runs the fix",
+        "conveyor rollback api --env production",
+        "vetoed: rolled back by demo at",
+        "is vetoed there and will not be started there again on its own",
         "demo complete",
     ):
         assert expected in out, f"missing {expected!r} in:\n{out[-4000:]}"

@@ -41,6 +41,8 @@ def test_the_default_kinds_are_what_a_person_wants_to_hear_about() -> None:
         "deployment.succeeded",
         "deployment.failed",
         "deployment.superseded",
+        "deployment.cancelled",
+        "rollback.queued",
         "promotion.waiting",
         "hold.created",
         "hold.lifted",

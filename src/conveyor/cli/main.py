@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import logging
 import os
@@ -333,13 +334,17 @@ def deploy(
     if server:
         answer = _remote(server, lambda api: api.deploy(app, version, environment, force=force, reason=reason))
         deployment_id, label = answer["deployment_id"], str(answer.get("release") or version)
+        waits = answer.get("waits")
     else:
         opened = open_for_writing(config_path)
         ops = Operations(opened.config, opened.db)
         deployment_id = ops.deploy(app, version, environment, force=force, reason=reason)
         label = views.release_label(opened.db, deployment_id)
+        waits = ops.waits_behind(deployment_id)
     forced = " (forced past holds)" if force else ""
     out.print(f"deployment #{deployment_id} of {app} {label} to {environment} queued{forced}", markup=False)
+    if waits:
+        err.print(f"warning: it will wait: {waits}", markup=False)
 
 
 @cli.command()
@@ -446,6 +451,41 @@ def stop(config_path: Path, environment: str, reason: str, until: str | None, se
     )
 
 
+def _cli_actor() -> str:
+    """``cli:<user>``: who ran the command, as the events and holds record it."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return "cli"
+
+
+@cli.command()
+@config_option
+@click.argument("app")
+@click.option("--env", "environment", required=True, help="Environment to roll back.")
+@click.option("--to", "version", help="Release to go back to (default: the last good one before what runs).")
+@click.option("--reason", required=True, help="Why (recorded, and shown with the veto).")
+@server_option
+@friendly_errors
+def rollback(
+    config_path: Path, app: str, environment: str, version: str | None, reason: str, server: str | None
+) -> None:
+    """Deploy an earlier release of APP now, passing the environment's holds (never a lock); the release
+    rolled back from is vetoed there: never started there again automatically."""
+    if server:
+        answer = _remote(server, lambda api: api.rollback(app, environment, reason, version))
+        deployment_id, to, vetoed = answer["deployment_id"], answer["release"], answer["vetoed"]
+    else:
+        opened = open_for_writing(config_path)
+        result = Operations(opened.config, opened.db).rollback(app, environment, reason, version, _cli_actor())
+        deployment_id, to, vetoed = result.deployment_id, result.to, result.rolled_back_from
+    out.print(
+        f"deployment #{deployment_id} rolls {app} back to {to} in {environment}; {vetoed} is vetoed there "
+        f"(lift: conveyor unveto {app} {vetoed} --env {environment} --reason ...)",
+        markup=False,
+    )
+
+
 @cli.command()
 @config_option
 @click.argument("hold_id", metavar="ID", type=click.IntRange(1, 2**31 - 1))
@@ -461,6 +501,52 @@ def unfreeze(config_path: Path, hold_id: int, reason: str | None, server: str | 
         lifted = Operations(opened.config, opened.db).unfreeze(hold_id, reason or "")
     scope = f"{lifted['app'] or 'every app'} in {lifted['environment'] or 'every environment'}"
     out.print(f"lifted {lifted['kind']} #{hold_id} ({scope})", markup=False)
+
+
+@cli.command()
+@config_option
+@click.argument("app")
+@click.argument("version")
+@click.option("--env", "environment", required=True, help="Environment where the release is vetoed.")
+@click.option("--reason", required=True, help="Why it may go there again (recorded).")
+@server_option
+@friendly_errors
+def unveto(config_path: Path, app: str, version: str, environment: str, reason: str, server: str | None) -> None:
+    """Lift the veto on release VERSION of APP in an environment (set when it was rolled back there)."""
+    if server:
+        _remote(server, lambda api: api.unveto(app, version, environment, reason))
+    else:
+        opened = open_for_writing(config_path)
+        Operations(opened.config, opened.db).unveto(app, version, environment, reason, _cli_actor())
+    out.print(f"{app} {version} may go to {environment} again", markup=False)
+
+
+@cli.command()
+@config_option
+@click.argument("app", required=False)
+@click.option("--env", "environment", help="Only deployments to this environment.")
+@click.option("--deployment", "deployment_id", type=int, help="Cancel this deployment (instead of naming an app).")
+@click.option("--reason", required=True, help="Why (recorded).")
+@server_option
+@friendly_errors
+def cancel(
+    config_path: Path,
+    app: str | None,
+    environment: str | None,
+    deployment_id: int | None,
+    reason: str,
+    server: str | None,
+) -> None:
+    """Cancel APP's queued and running deployments, or one by --deployment ID. Queued ones end at once;
+    a running one stops at its worker's next heartbeat, then frees its locks."""
+    if (app is None) == (deployment_id is None):
+        fail("name an app or a deployment (--deployment ID), not both", 2)
+    if server:
+        ids = _remote(server, lambda api: api.cancel(app, environment, reason, deployment_id))["cancelled"]
+    else:
+        opened = open_for_writing(config_path)
+        ids = Operations(opened.config, opened.db).cancel(app, environment, reason, deployment_id, _cli_actor())
+    out.print(f"cancelled deployment(s) {', '.join(f'#{i}' for i in ids)}", markup=False)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

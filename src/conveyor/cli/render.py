@@ -20,7 +20,10 @@ STATE_STYLE = {
     "waiting": "yellow",
     "superseded": "dim",
     "cancelled": "dim",
+    "baking": "cyan",
 }
+
+HEALTH_STYLE = {"healthy": "green", "failing": "bold red", "checking": "cyan", "unknown": "yellow"}
 
 
 def age(iso: str | None, now: datetime | None = None) -> str:
@@ -98,13 +101,17 @@ def _cell(app: AppStatus, env: str) -> Text:
     text.append(" ")
     text.append(st.state, style=STATE_STYLE.get(st.state, ""))
     text.append(f" {age(st.since)}", style="dim")
-    if st.live and st.live != st.release:
-        text.append(f"\nlive: {st.live}", style="green")
+    if st.current and (st.current != st.release or st.health != "healthy"):
+        text.append(f"\nruns: {st.current} ", style="bold")
+        text.append(st.health or "unknown", style=HEALTH_STYLE.get(st.health or "", ""))
+    vetoed = [h["release"] for h in app.holds if h["kind"] == "veto" and h["environment"] == env]
     if st.obstacles and st.state not in ("deploying", "verifying", "baking"):
         kind = st.obstacles[0]["kind"]
         text.append(f"\n{OBSTACLE_MARK.get(kind, '⛔')} {OBSTACLE_WORD.get(kind, kind)}", style="bold red")
     elif st.state == "waiting":
         text.append("\n⏳ waiting", style="yellow")
+    if vetoed:
+        text.append(f"\nvetoed: {', '.join(vetoed)}", style="red")
     if st.awaiting_promotion:
         text.append(f"\n⏸ {st.awaiting_promotion} awaits promote", style="magenta")
     return text

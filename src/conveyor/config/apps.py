@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from conveyor.config.errors import ProblemLog, did_you_mean
-from conveyor.config.inheritance import Level, merge_deploy, merge_vars, pick_checks, var_paths
+from conveyor.config.inheritance import Level, merge_deploy, merge_vars, pick_checks, pick_setting, var_paths
 from conveyor.config.plugin_specs import PluginSpecs
 from conveyor.config.resolved import AppConfig, AppEnvironment
 from conveyor.config.schema import RESERVED_VARS, AppSection, EnvironmentSection, FileSection
@@ -63,6 +63,11 @@ class AppResolver:
             where = self.doc.at((*path, "tier")) if app.tier else self.doc.key_at(path)
             self.log.add(where, f"app {name!r} has tier manual but no reason (add `reason: ...` saying why)")
         environments = {env: self._environment(name, app, env) for env in self.file.environments if env not in misspelt}
+        if tier == "bake" and not any(e.bake > 0 for e in environments.values() if e is not None):
+            where = self.doc.at((*path, "tier")) if app.tier else self.doc.key_at(path)
+            self.log.add(
+                where, f"app {name!r} has tier bake but no bake time (add `bake: 30m` to it or an environment)"
+            )
         if len(self.log) > problems_before:
             return None
         return AppConfig(
@@ -115,7 +120,16 @@ class AppResolver:
         checks = specs.checks(*pick_checks(levels))
         if deploy is None:
             return None
-        return AppEnvironment(environment=env, vars=vars, deploy=deploy, checks=checks)
+        on_failure, bake, interval = (pick_setting(levels, k) for k in ("on_failure", "bake", "bake_interval"))
+        return AppEnvironment(
+            environment=env,
+            vars=vars,
+            deploy=deploy,
+            checks=checks,
+            on_failure=on_failure.value if on_failure else "hold",
+            bake=float(bake.value) if bake else 0.0,
+            bake_interval=float(interval.value) if interval else 60.0,
+        )
 
     def _check_reserved_vars(self, levels: list[Level]) -> None:
         for level in levels:

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from conveyor.domain.holds import Window
-from conveyor.domain.model import CheckLimits, Tier
+from conveyor.domain.model import CheckLimits, OnFailure, Tier
 from conveyor.notify.retry import RetryPolicy
 
 
@@ -38,6 +38,9 @@ class AppEnvironment:
     vars: dict[str, str]
     deploy: DeploySpec
     checks: tuple[CheckSpec, ...]
+    on_failure: OnFailure = "hold"  # after failed checks: hold (block), or roll back to the last good release
+    bake: float = 0.0  # bake tier: seconds a release stays baking after its checks pass
+    bake_interval: float = 60.0  # seconds between rounds of checks while baking
 
 
 @dataclass(frozen=True)

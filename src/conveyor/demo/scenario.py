@@ -7,7 +7,9 @@ The story, told by the engine's own events as they happen:
 2. A commit breaks ``api``'s health endpoint in staging only: it passes integration, fails staging, is
    blocked there, and production keeps the previous version. ``conveyor why api`` explains.
 3. A fix flows through, lifts the block, and reaches production.
-4. The final status, and where the database and logs are.
+4. An operator rolls api back in production: the last good release before the fix returns, and the
+   fix is vetoed there (never started there again automatically). ``conveyor why`` says so.
+5. The final status, and where the database and logs are.
 
 With ``--once`` every expectation is checked and the exit code says whether all held.
 """
@@ -200,7 +202,7 @@ class Demo:
         )
         return bad
 
-    def act_three(self, bad: str) -> None:
+    def act_three(self, bad: str) -> str:
         self.say("3. A fix flows out and lifts the block")
         write_version(self.root / "repos" / "api", "api", "3", "api: fix the staging health check")
         fix = self.release("api")
@@ -210,9 +212,31 @@ class Demo:
         if self.answer("api", "production")["version"] != "3":
             raise DemoFailed("production should answer with api version 3")
         self.console.print(f"[green]✔ {fix} passed staging, the block lifted, production runs the fix[/]")
+        return fix
+
+    def act_rollback(self, fix: str) -> None:
+        self.say("4. An operator rolls api back in production")
+        reason = f"slow queries since {fix}"
+        self.shell(f'conveyor rollback api --env production --reason "{reason}"')
+        result = self.ops.rollback("api", "production", reason, actor="demo")
+
+        def restored() -> bool:
+            st = self.env_status("api", "production")
+            return st.state == "succeeded" and st.current == result.to and st.health == "healthy"
+
+        self.wait_for(f"api {result.to} back in production", restored)
+        if self.answer("api", "production")["version"] != "1":
+            raise DemoFailed("production should answer with api version 1 after the rollback")
+        self.catch_up()
+        self.shell("conveyor why api production")
+        print_why(self.console, views.why(self.db, self.config, "api", "production"))
+        self.console.print(
+            f"[green]✔ production runs api {result.to} again; {result.rolled_back_from} is vetoed there "
+            "and will not be started there again on its own[/]"
+        )
 
     def act_four(self, *, kept: bool) -> None:
-        self.say("4. Where things stand")
+        self.say("5. Where things stand")
         self.shell("conveyor status")
         self.console.print(status_table(views.status(self.db, self.config), self.config.environments))
         self.console.print(f"config:   {self.config.path}")
@@ -253,7 +277,8 @@ def run_demo(console: Console, *, once: bool, keep: Path | None = None) -> int:
         demo.start()
         demo.act_one()
         bad = demo.act_two()
-        demo.act_three(bad)
+        fix = demo.act_three(bad)
+        demo.act_rollback(fix)
         demo.act_four(kept=keep is not None or not once)
         console.print(f"[bold green]demo complete in {time.monotonic() - started:.1f}s[/]")
         if not once:

@@ -13,14 +13,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Decision as DecisionRecord
 from conveyor.domain.decisions import Note, Promote, Start, Succeed
 from conveyor.domain.holds import Attempt, stopping
 from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState
-from conveyor.store.database import dialect_insert
+from conveyor.engine import placements
 from conveyor.store.records import (
     About,
     deployment_events,
@@ -30,7 +30,7 @@ from conveyor.store.records import (
     record_events,
 )
 from conveyor.store.snapshot import load_holds
-from conveyor.store.tables import Deployment, Hold, LatestSuccess, Lock, Release, Step
+from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
 
 SYSTEM = "conveyor"
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
@@ -38,14 +38,19 @@ ACTIVE = (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, Depl
 
 
 def _compare_and_set(
-    session: Session, ids: Sequence[int], expected: Sequence[str], values: dict[str, Any]
+    session: Session,
+    ids: Sequence[int],
+    expected: Sequence[str],
+    values: dict[str, Any],
+    *also: ColumnElement[bool],
 ) -> dict[int, Any]:
-    """Move the deployments among ``ids`` that are still in an ``expected`` state; returns their rows."""
+    """Move the deployments among ``ids`` that are still in an ``expected`` state (and meet ``also``);
+    returns their rows."""
     if not ids:
         return {}
     rows = session.execute(
         update(Deployment)
-        .where(Deployment.id.in_(ids), Deployment.state.in_(expected))
+        .where(Deployment.id.in_(ids), Deployment.state.in_(expected), *also)
         .values(**values)
         .returning(Deployment.id, Deployment.app, Deployment.environment, Deployment.release_id),
         execution_options={"synchronize_session": False},
@@ -131,9 +136,21 @@ def _held_now(session: Session, intents: Sequence[Start], now: datetime) -> set[
 
 
 def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> list[bool]:
-    """Mark the deployments live, free their locks, and lift the blocks older releases left behind."""
+    """Mark the deployments live, free their locks, and lift the blocks older releases left behind.
+
+    Each succeeds only from the state it was planned in and with every one of its steps succeeded: from
+    ``deploying`` (no checks), ``verifying`` (all checks passed) or ``baking`` (its bake over too)."""
     values = {"state": DeploymentState.SUCCEEDED.value, "updated_at": now, "finished_at": now}
-    done = _compare_and_set(session, [i.deployment_id for i in intents], ACTIVE, values)
+    unfinished = (
+        select(Step.id).where(Step.deployment_id == Deployment.id, Step.state != StepState.SUCCEEDED.value).exists()
+    )
+    done: dict[int, Any] = {}
+    for state in dict.fromkeys(i.from_state for i in intents):
+        also: list[ColumnElement[bool]] = [~unfinished, Deployment.cancel_requested_at.is_(None)]
+        if state == DeploymentState.BAKING:
+            also.append(or_(Deployment.bake_until.is_(None), Deployment.bake_until <= now))
+        ids = [i.deployment_id for i in intents if i.from_state == state]
+        done |= _compare_and_set(session, ids, (state.value,), values, *also)
     if not done:
         return [False] * len(intents)
     session.execute(delete(Lock).where(Lock.deployment_id.in_(list(done))))
@@ -144,8 +161,8 @@ def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> 
     summaries = {did: f"{labels.get(r.release_id, r.release_id)} is live in {r.environment}" for did, r in done.items()}
     session.execute(update(Deployment), [{"id": did, "summary": text} for did, text in summaries.items()])
     deployment_events(session, "deployment.succeeded", now, [(row, summaries[did], None) for did, row in done.items()])
+    placements.passed(session, done.values(), now)
     newest = _newest_per_place(done.values())
-    _record_latest(session, newest, now)
     _lift_fixed_blocks(session, newest, labels, now)
     seen: set[int] = set()  # an intent repeated within the group changed nothing the second time
     applied = []
@@ -163,24 +180,6 @@ def _newest_per_place(rows: Iterable[Any]) -> dict[tuple[str, str], Any]:
         if key not in newest or (newest[key].release_id, newest[key].id) < (r.release_id, r.id):
             newest[key] = r
     return newest
-
-
-def _record_latest(session: Session, newest: dict[tuple[str, str], Any], now: datetime) -> None:
-    """Keep ``latest_successes`` pointing at the newest release that succeeded in each place; an older
-    release succeeding late (deployed explicitly) does not move it back."""
-    stmt = dialect_insert(session, LatestSuccess)
-    table = LatestSuccess.__table__.c
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[table.app, table.environment],
-        set_={"release_id": stmt.excluded.release_id, "deployment_id": stmt.excluded.deployment_id, "since": now},
-        where=tuple_(table.release_id, table.deployment_id)
-        <= tuple_(stmt.excluded.release_id, stmt.excluded.deployment_id),
-    )
-    rows = [
-        {"app": r.app, "environment": r.environment, "release_id": r.release_id, "deployment_id": r.id, "since": now}
-        for r in newest.values()
-    ]
-    session.execute(upsert, rows)  # one statement, compiled once and cached, for the whole group
 
 
 def _lift_fixed_blocks(

@@ -1,8 +1,8 @@
 """The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote``, ``unblock``, ``block``,
-``freeze``, ``stop`` and ``unfreeze`` sent to a ``conveyor serve`` over HTTP (``--server URL`` or
-``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``), and the reads ``status``, ``why``, ``history``, ``holds`` and ``logs``
-answered by it. A new read is one method calling :meth:`ApiClient.get` with the path and the keys its answer
-must have.
+``freeze``, ``stop``, ``unfreeze``, ``rollback``, ``unveto`` and ``cancel`` sent to a ``conveyor serve``
+over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``), and the reads ``status``,
+``why``, ``history``, ``holds`` and ``logs`` answered by it. A new read is one method calling
+:meth:`ApiClient.get` with the path and the keys its answer must have.
 
 Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
 app or environment, 1 for anything refused, unauthorized or unreachable.
@@ -74,6 +74,27 @@ class ApiClient:
         if environment:
             body["environment"] = environment
         return self._post(app, "unblock", body, "lifted")
+
+    def rollback(self, app: str, environment: str, reason: str, to: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"environment": environment, "reason": reason}
+        if to:
+            body["to"] = to
+        return self._post(app, "rollback", body, "deployment_id", "release", "vetoed")
+
+    def unveto(self, app: str, version: str, environment: str, reason: str) -> dict[str, Any]:
+        body = {"version": version, "environment": environment, "reason": reason}
+        return self._post(app, "unveto", body, "hold_id")
+
+    def cancel(
+        self, app: str | None, environment: str | None, reason: str, deployment_id: int | None
+    ) -> dict[str, Any]:
+        if deployment_id is not None:
+            path = f"/api/deployments/{deployment_id}/cancel"
+            return self._request("POST", path, ("cancelled",), json={"reason": reason})
+        body: dict[str, Any] = {"reason": reason}
+        if environment:
+            body["environment"] = environment
+        return self._post(app or "", "cancel", body, "cancelled")
 
     def status(self, app: str | None) -> dict[str, Any]:
         """``{"apps": [...], "stops": [...]}`` as ``conveyor status --json`` prints it, for every app or one

@@ -34,9 +34,17 @@ class EnvironmentStatus(BaseModel):
     sha: str | None
     state: str | None
     since: str | None
-    live: str | None = Field(description="the newest release that succeeded in this environment")
+    live: str | None = Field(description="the release that runs here: the same as current (kept for older clients)")
     summary: str
     deployment_id: int | None
+    current: str | None = Field(
+        description="the release whose deploy step last succeeded here, whatever its checks said: it runs"
+    )
+    current_sha: str | None
+    current_deployment_id: int | None
+    current_since: str | None
+    health: str | None = Field(description="healthy | failing | checking | unknown; null before anything ran")
+    last_good: str | None = Field(description="the release that most recently passed every check here")
     obstacles: list[ObstacleModel] = Field(
         description="what stops the next automatic start here now, most binding first"
     )
@@ -51,6 +59,7 @@ class HoldModel(BaseModel):
     app: str | None
     environment: str | None
     release: str | None
+    release_id: int | None = None
     reason: str
     actor: str
     since: str | None
@@ -94,6 +103,9 @@ class WhyEnvironment(BaseModel):
     state: str | None
     release: str | None
     live: str | None
+    current: str | None = None
+    health: str | None = None
+    last_good: str | None = None
     summary: str
     decision: DecisionModel | None
     failed_step: FailedStep | None
@@ -120,6 +132,8 @@ class HistoryEntry(BaseModel):
     created_by: str
     summary: str
     commits: list[str] = Field(description="subjects of the release's last five commits")
+    current: bool = Field(default=False, description="this deployment's release is what runs in its environment now")
+    override: str | None = Field(default=None, description="rollback or force, for a deployment that was one")
 
 
 class HistoryModel(BaseModel):
@@ -330,6 +344,9 @@ class DeploymentQueued(BaseModel):
     app: str
     environment: str
     release: str
+    waits: str | None = Field(
+        default=None, description="when a hold stops it from starting now: why, and what to do (e.g. rollback)"
+    )
 
 
 class Unblocked(BaseModel):
@@ -350,3 +367,43 @@ class Unfrozen(BaseModel):
     kind: str
     app: str | None
     environment: str | None
+
+
+class RollbackRequest(Body):
+    environment: EnvironmentName
+    to: Version | None = Field(default=None, description="default: the last good release before what runs")
+    reason: Reason = Field(description="why; recorded, and shown with the veto")
+
+
+class RollbackQueued(BaseModel):
+    deployment_id: int
+    app: str
+    environment: str
+    release: str = Field(description="the release rolled back to")
+    vetoed: str = Field(description="the release rolled back from, now vetoed in the environment")
+
+
+class UnvetoRequest(Body):
+    version: Version
+    environment: EnvironmentName
+    reason: Reason
+
+
+class Unvetoed(BaseModel):
+    app: str
+    release: str
+    environment: str
+    hold_id: int
+
+
+class CancelRequest(Body):
+    reason: Reason
+
+
+class AppCancelRequest(Body):
+    environment: EnvironmentName | None = Field(default=None, description="default: every environment")
+    reason: Reason
+
+
+class Cancelled(BaseModel):
+    cancelled: list[int] = Field(description="ids of the deployments cancelled (running ones stop shortly)")

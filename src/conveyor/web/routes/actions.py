@@ -79,7 +79,9 @@ def deploy(state: State, actor: Actor, app: str, body: DeployRequest) -> Deploym
         app, body.version, body.environment, actor=actor, force=body.force, reason=body.reason or ""
     )
     state.wake()
-    return _queued(state, deployment_id)
+    queued = _queued(state, deployment_id)
+    queued.waits = state.operations.waits_behind(deployment_id)
+    return queued
 
 
 @router.post("/{app}/promote", status_code=202, response_model=DeploymentQueued)
