@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from conveyor.domain.model import CheckLimits, Tier
 from conveyor.notify.retry import RetryPolicy
 
+API_MAX_BODY_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class DeploySpec:
@@ -93,6 +95,7 @@ class Config:
     secrets: frozenset[str] = field(default_factory=frozenset)  # values that came from ${VAR}
     notifiers: dict[str, NotifierConfig] = field(default_factory=dict)
     api_tokens: tuple[ApiToken, ...] = ()
+    api_max_body_bytes: int = API_MAX_BODY_BYTES  # the largest request body the API reads
 
     def app(self, name: str) -> AppConfig:
         try:

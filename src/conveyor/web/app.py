@@ -10,6 +10,7 @@ from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.web.auth import TokenCheck
 from conveyor.web.errors import install_error_handlers
+from conveyor.web.gate import RequestGate
 from conveyor.web.metrics import registry_for
 from conveyor.web.routes import actions, apps, health, records
 from conveyor.web.state import ApiState, Wakeable
@@ -27,11 +28,16 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
         config=config,
         db=db,
         operations=Operations(config, db),
-        tokens=TokenCheck(config.api_tokens),
         registry=registry_for(db),
         conductor=conductor,
     )
     install_error_handlers(app)
     for module in (health, apps, records, actions):
         app.include_router(module.router)
+    app.add_middleware(
+        RequestGate,
+        tokens=TokenCheck(config.api_tokens),
+        writes=actions.router.routes,
+        max_body_bytes=config.api_max_body_bytes,
+    )
     return app
