@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from conveyor import __version__
 from conveyor.config.resolved import Config
@@ -18,11 +19,15 @@ from conveyor.web.state import ApiState, Wakeable
 
 def create_app(config: Config, db: Database, *, conductor: Wakeable | None = None) -> FastAPI:
     """The HTTP API. With ``conductor``, every write wakes it so the work starts at once."""
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc with their scripts and styles served from the package, not a CDN, so they
+    # work on a network without the internet; no validator badge, which would send the schema's URL out.
+    app = FastAPIOffline(
         title="conveyor",
         version=__version__,
         description="Continuous deployment: releases, deployments, holds and the decisions behind them. "
         "Reads are open; writes need `Authorization: Bearer <token>` (see docs/api.md).",
+        swagger_ui_parameters={"validatorUrl": None},
+        static_url="/docs/assets",
     )
     app.state.conveyor = ApiState(
         config=config,
