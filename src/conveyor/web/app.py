@@ -33,7 +33,7 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
         config=config,
         db=db,
         operations=Operations(config, db),
-        registry=registry_for(db),
+        registry=registry_for(db, config),
         conductor=conductor,
     )
     install_error_handlers(app)
