@@ -13,6 +13,7 @@ from conveyor.web.auth import TokenCheck
 from conveyor.web.errors import install_error_handlers
 from conveyor.web.gate import RequestGate
 from conveyor.web.metrics import registry_for
+from conveyor.web.openapi import describe_environments
 from conveyor.web.routes import actions, apps, health, records
 from conveyor.web.state import ApiState, Wakeable
 
@@ -36,6 +37,7 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
         registry=registry_for(db, config),
         conductor=conductor,
     )
+    describe_environments(app, config.environments)
     install_error_handlers(app)
     for module in (health, apps, records, actions):
         app.include_router(module.router)

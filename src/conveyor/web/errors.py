@@ -3,11 +3,11 @@
 | code | status | raised for |
 |---|---|---|
 | ``invalid`` | 422 | a body, query or path value that fails validation (``field`` names it), an unknown |
-|  |  | environment, an unknown git ref, an operation refused for its input; a body that is not |
+|  |  | environment, a malformed git ref, an operation refused for its input; a body that is not |
 |  |  | JSON, not an object or not sent as ``application/json`` (``field: "body"``) |
 | ``unauthorized`` | 401 | a write without a valid bearer token |
 | ``too_large`` | 413 | a body larger than ``api.max_body_bytes`` |
-| ``not_found`` | 404 | an unknown app, release, deployment or route |
+| ``not_found`` | 404 | an unknown app, release, deployment, git ref or route |
 | ``method_not_allowed`` | 405 | a method the route does not have |
 | ``conflict`` | 409 | an operation the current state refuses (nothing to promote, held, not blocked) |
 | ``git_failed`` | 502 | git could not fetch or read the app's repository |
@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException
 
 from conveyor.config import UnknownName
 from conveyor.operations import OperationError
-from conveyor.repos import GitError, UnknownRef
+from conveyor.repos import GitError, InvalidRef, UnknownRef
 from conveyor.store.database import DatabaseUnreachable
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,10 @@ def from_exception(exc: Exception) -> ApiError:
             return ApiError(422, "invalid", str(exc), field=exc.kind)
         case OperationError():
             return ApiError(OPERATION_STATUS.get(exc.code, 422), exc.code, str(exc))
-        case UnknownRef():
+        case InvalidRef():
             return ApiError(422, "invalid", str(exc), field="ref")
+        case UnknownRef():  # a well-formed name the repository does not have
+            return ApiError(404, "not_found", str(exc), field="ref")
         case GitError():
             return ApiError(502, "git_failed", first_line(exc))
         case DatabaseUnreachable() | OperationalError():

@@ -10,11 +10,34 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from conveyor.web.openapi import EnvironmentSchema, SchemaPattern
+
 # No control characters: values reach git (refs) and the database, and PostgreSQL refuses NUL in text.
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-Ref = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_PRINTABLE)]
+
+
+def _ref_pattern() -> str:
+    """Branch, tag and commit names git accepts (``git check-ref-format --allow-onelevel``), in a regular
+    expression without look-arounds: slash-separated components of ``[A-Za-z0-9_+,=%-]`` parts joined by
+    single dots, the first not starting with ``-``, no component ending in ``.lock``."""
+    char = "A-Za-z0-9_+,=%-"
+    part = f"[{char}]+"
+    not_lock = (  # a part other than "lock"
+        f"(?:[{char}]{{1,3}}|[{char}]{{5,}}|[{char.replace('a-z', 'a-km-z')}][{char}]{{3}}"
+        f"|l[{char.replace('a-z', 'a-np-z')}][{char}]{{2}}|lo[{char.replace('a-z', 'abd-z')}][{char}]"
+        f"|loc[{char.replace('a-z', 'a-jl-z')}])"
+    )
+    component_rest = f"(?:(?:\\.{part})*\\.{not_lock})?"
+    first = f"[{char.removesuffix('-')}][{char}]*"
+    return f"^{first}{component_rest}(?:/{part}{component_rest})*$"
+
+
+REF_PATTERN = _ref_pattern()
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_PRINTABLE), SchemaPattern(REF_PATTERN)]
 Version = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
-EnvironmentName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE)]
+EnvironmentName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE), EnvironmentSchema()
+]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
 
 # -- reads ---------------------------------------------------------------------------------------------
