@@ -48,11 +48,13 @@ def stream_post(url: str, path: str, total: int, *, token: str | None, chunked: 
             sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
             sent = 0
             while sent < total:
+                piece = memoryview(block)[: min(len(block), total - sent)]
                 if chunked:
-                    sock.sendall(b"%x\r\n" % len(block) + block + b"\r\n")
-                else:
-                    sock.sendall(block)
-                sent += len(block)
+                    sock.sendall(b"%x\r\n" % len(piece))
+                sock.sendall(piece)
+                if chunked:
+                    sock.sendall(b"\r\n")
+                sent += len(piece)
             if chunked:
                 sock.sendall(b"0\r\n\r\n")
         except OSError:
