@@ -567,7 +567,7 @@ def parse_until(text: str, now: datetime) -> datetime:
             f"--until {text!r} is not a time: give ISO 8601 (2026-12-24T18:00Z) or relative (30m, 2h, 1d)"
         ) from None
     if ends <= now:
-        raise OperationError(f"--until {text!r} is in the past ({ends:%Y-%m-%d %H:%M} UTC is before now)")
+        raise OperationError(f"--until {text!r} is in the past ({ends:%Y-%m-%d %H:%M} UTC is before now)", "conflict")
     return ends
 
 

@@ -1,5 +1,7 @@
 """A webhook receiver on 127.0.0.1, as a user would write one: it records every request and checks its
-signature the way docs/notifications.md tells receivers to.
+signatures the way docs/notifications.md tells receivers to: the Standard Webhooks headers with the
+``standardwebhooks`` library (which also refuses a timestamp more than 5 minutes off), and the legacy
+``X-Conveyor-Signature``.
 
 ``mode`` says how it answers: ``ok`` (200), ``error`` (500) or ``slow`` (holds the request past any
 sensible client timeout, then answers 200 to nobody). A receiver that is not started is a closed port.
@@ -7,6 +9,7 @@ sensible client timeout, then answers 200 to nobody). A receiver that is not sta
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -14,6 +17,8 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
+
+from standardwebhooks import Webhook, WebhookVerificationError
 
 Mode = Literal["ok", "error", "slow"]
 
@@ -25,6 +30,7 @@ class Received:
     body: bytes
     payload: dict[str, Any]
     signature_ok: bool
+    standard_error: str | None  # why the Standard Webhooks verification failed; None when it passed
     headers: dict[str, str]
     answered: int | None  # the status sent back; None when the request was held (slow mode)
 
@@ -37,6 +43,19 @@ def signature_is_valid(body: bytes, header: str, secret: str) -> bool:
     """What a receiver does: recompute the HMAC of the raw body and compare in constant time."""
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header)
+
+
+def standard_secret(secret: str) -> str:
+    """The ``whsec_`` secret a receiver's Standard Webhooks library takes for conveyor's ``secret``."""
+    return secret if secret.startswith("whsec_") else "whsec_" + base64.b64encode(secret.encode()).decode()
+
+
+def standard_error(body: bytes, headers: dict[str, str], secret: str) -> str | None:
+    try:
+        Webhook(standard_secret(secret)).verify(body, headers)
+    except WebhookVerificationError as exc:
+        return str(exc)
+    return None
 
 
 class Receiver:
@@ -92,6 +111,7 @@ class Receiver:
             body=body,
             payload=json.loads(body),
             signature_ok=signature_is_valid(body, headers.get("X-Conveyor-Signature", ""), self.secret),
+            standard_error=standard_error(body, headers, self.secret),
             headers=headers,
             answered=status,
         )

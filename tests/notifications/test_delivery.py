@@ -113,6 +113,7 @@ def assert_arrived_in_order(receiver: Receiver, db: Database, release_ids: set[i
     with db.read() as session:
         rows = session.scalars(select(Outbox)).all()
     assert all(r.signature_ok for r in receiver.received())
+    assert [r.standard_error for r in receiver.received()] == [None] * len(receiver.received())
     # one accepted request per outbox row, under the row's delivery id
     assert sorted(r.delivery_id for r in accepted) == sorted(row.delivery_id for row in rows)
     # every earlier, failed attempt used the same delivery id and the same bytes as the one that got through

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from conveyor.clock import utc_now
-from conveyor.store.tables import Hold
+from conveyor.store.tables import Deployment, Hold
 from tests.web.conftest import Api, make_api
 
 
@@ -41,6 +42,21 @@ def test_metrics_histogram_on_both_backends(any_api: Api) -> None:
     assert samples[("conveyor_step_duration_seconds_count", (("kind", "deploy"),))] == 3
     assert samples[("conveyor_step_duration_seconds_bucket", (("kind", "deploy"), ("le", "+Inf")))] == 3
     assert 0.3 <= samples[("conveyor_step_duration_seconds_sum", (("kind", "deploy"),))] < 30  # 3 x 0.1 s fake
+    # deployment durations are computed by the database (julianday on SQLite, extract(epoch) on PostgreSQL)
+    with any_api.db.read() as session:
+        rows = session.scalars(select(Deployment)).all()
+        expected = {
+            d.environment: (d.finished_at - d.started_at).total_seconds()
+            for d in rows
+            if d.started_at and d.finished_at
+        }
+    assert len(expected) == 3
+    for environment, seconds in expected.items():
+        labels = (("environment", environment), ("state", "succeeded"))
+        assert samples[("conveyor_deployment_duration_seconds_count", labels)] == 1
+        assert samples[("conveyor_deployment_duration_seconds_sum", labels)] == pytest.approx(seconds, abs=0.01)
+        inf = (("environment", environment), ("le", "+Inf"), ("state", "succeeded"))
+        assert samples[("conveyor_deployment_duration_seconds_bucket", inf)] == 1
 
 
 def test_promote_while_blocked_is_409(any_api: Api) -> None:

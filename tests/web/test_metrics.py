@@ -6,11 +6,14 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from conveyor.clock import utc_now
-from conveyor.store.tables import Hold, Outbox
+from conveyor.domain.model import HoldKind
+from conveyor.store.tables import Deployment, Hold, Outbox
 from conveyor.web import create_app
 from tests.web.conftest import Api
 
@@ -37,8 +40,15 @@ def test_an_empty_store_reports_zeros(api: Api) -> None:
     assert metrics[("conveyor_steps", (("state", "queued"),))] == 0
     assert metrics[("conveyor_steps", (("state", "running"),))] == 0
     assert metrics[("conveyor_holds_active", ())] == 0
-    assert metrics[("conveyor_outbox_backlog", ())] == 0
+    assert metrics[("conveyor_notifications_pending", ())] == 0
+    assert metrics[("conveyor_notifications_failed_total", ())] == 0
     assert not any(name.startswith("conveyor_step_duration_seconds") for name, _ in metrics)
+    assert not any(name.startswith("conveyor_deployment_duration_seconds") for name, _ in metrics)
+    web_production = (("app", "web"), ("environment", "production"))
+    assert metrics[("conveyor_place_state", (*web_production, ("state", "none")))] == 1
+    assert (
+        metrics[("conveyor_place_health", (("app", "web"), ("environment", "production"), ("health", "unknown")))] == 1
+    )
 
 
 def test_metrics_follow_the_store(blocked: Api) -> None:
@@ -46,7 +56,8 @@ def test_metrics_follow_the_store(blocked: Api) -> None:
     metrics = scrape(blocked)
     assert metrics[("conveyor_deployments_total", (("state", "succeeded"),))] == 1  # web in integration
     assert metrics[("conveyor_deployments_total", (("state", "failed"),))] == 1  # web in staging
-    assert metrics[("conveyor_deployments_total", (("state", "pending"),))] == 1  # api in integration
+    assert metrics[("conveyor_deployments_in_flight", (("state", "pending"),))] == 1  # api in integration
+    assert ("conveyor_deployments_total", (("state", "pending"),)) not in metrics
     assert metrics[("conveyor_holds_active", ())] == 1
     deploys = metrics[("conveyor_step_duration_seconds_count", (("kind", "deploy"),))]
     assert deploys == 2  # integration succeeded, staging failed
@@ -71,9 +82,106 @@ def test_holds_whose_until_passed_and_pending_outbox_rows(api: Api) -> None:
     with api.db.write() as session:
         for state in ("pending", "delivered"):
             session.add(Outbox(event_id=1, notifier="chat", state=state, next_attempt_at=now, **unique_columns()))
-    assert scrape(api)[("conveyor_outbox_backlog", ())] == 1
+    metrics = scrape(api)
+    assert metrics[("conveyor_notifications_pending", ())] == 1
+    assert metrics[("conveyor_notifications_delivered_total", ())] == 1
 
 
 def test_two_apps_on_one_store_report_the_same_numbers(blocked: Api) -> None:
     other = TestClient(create_app(blocked.config, blocked.db))
     assert other.get("/metrics").text == blocked.get("/metrics").text
+
+
+def families(api: Api) -> dict[str, Any]:
+    return {family.name: family for family in text_string_to_metric_families(api.get("/metrics").text)}
+
+
+def test_counters_are_counters_and_gauges_gauges(blocked: Api) -> None:
+    types = {name: family.type for name, family in families(blocked).items()}
+    assert types == {
+        "conveyor_deployments": "counter",
+        "conveyor_deployments_in_flight": "gauge",
+        "conveyor_deployment_duration_seconds": "histogram",
+        "conveyor_step_duration_seconds": "histogram",
+        "conveyor_steps": "gauge",
+        "conveyor_place_state": "gauge",
+        "conveyor_place_health": "gauge",
+        "conveyor_current_release": "gauge",
+        "conveyor_place_holds": "gauge",
+        "conveyor_holds_active": "gauge",
+        "conveyor_notifications_pending": "gauge",
+        "conveyor_notifications_delivered": "counter",
+        "conveyor_notifications_failed": "counter",
+    }
+
+
+def test_each_place_has_one_state_and_one_health_series_and_its_holds(blocked: Api) -> None:
+    found = families(blocked)
+    places = {(a, e) for a in blocked.config.apps for e in blocked.config.environments}
+    for name in ("conveyor_place_state", "conveyor_place_health"):
+        samples = found[name].samples
+        assert len(samples) == len(places) == 6  # bounded by apps x environments, whatever the history
+        assert {(s.labels["app"], s.labels["environment"]) for s in samples} == places
+        assert {s.value for s in samples} == {1.0}
+    state = {
+        (s.labels["app"], s.labels["environment"]): s.labels["state"] for s in found["conveyor_place_state"].samples
+    }
+    assert state == {
+        ("web", "integration"): "succeeded",
+        ("web", "staging"): "failed",
+        ("web", "production"): "none",
+        ("api", "integration"): "none",
+        ("api", "staging"): "none",
+        ("api", "production"): "none",
+    }
+    holds = {
+        (s.labels["app"], s.labels["environment"], s.labels["kind"]): s.value
+        for s in found["conveyor_place_holds"].samples
+    }
+    assert len(holds) == 6 * len(HoldKind)  # places x hold kinds
+    assert holds[("web", "staging", "block")] == 1
+    assert sum(holds.values()) == 1
+
+
+def test_a_global_freeze_holds_every_place(api: Api) -> None:
+    with api.db.write() as session:
+        session.add(Hold(kind="freeze", reason="release day", actor="cli", since=utc_now(), until=None))
+    holds = families(api)["conveyor_place_holds"].samples
+    assert {s.value for s in holds if s.labels["kind"] == "freeze"} == {1.0}
+    assert {s.value for s in holds if s.labels["kind"] == "block"} == {0.0}
+
+
+def test_deployment_durations_are_a_cumulative_histogram(blocked: Api) -> None:
+    with blocked.db.write() as session:
+        for deployment in session.scalars(select(Deployment)):
+            if deployment.started_at is not None:  # durations the buckets tell apart
+                seconds = {"integration": 3, "staging": 45}[deployment.environment]
+                deployment.finished_at = deployment.started_at + timedelta(seconds=seconds)
+    metrics = scrape(blocked)
+    integration = (("environment", "integration"), ("state", "succeeded"))
+    staging = (("environment", "staging"), ("state", "failed"))
+    assert metrics[("conveyor_deployment_duration_seconds_count", integration)] == 1
+    assert metrics[("conveyor_deployment_duration_seconds_sum", integration)] == pytest.approx(3, abs=0.01)
+    assert (
+        metrics[("conveyor_deployment_duration_seconds_bucket", (*integration[:1], ("le", "1.0"), *integration[1:]))]
+        == 0
+    )
+    assert (
+        metrics[("conveyor_deployment_duration_seconds_bucket", (*integration[:1], ("le", "5.0"), *integration[1:]))]
+        == 1
+    )
+    assert metrics[("conveyor_deployment_duration_seconds_bucket", (*staging[:1], ("le", "30.0"), *staging[1:]))] == 0
+    assert metrics[("conveyor_deployment_duration_seconds_bucket", (*staging[:1], ("le", "60.0"), *staging[1:]))] == 1
+    assert metrics[("conveyor_deployment_duration_seconds_bucket", (*staging[:1], ("le", "+Inf"), *staging[1:]))] == 1
+
+
+def test_failed_notifications_are_counted(api: Api) -> None:
+    api.ok("/api/apps/web/releases")
+    with api.db.write() as session:
+        for state in ("failed", "failed", "pending"):
+            session.add(Outbox(event_id=1, notifier="chat", state=state, next_attempt_at=utc_now(), **unique_columns()))
+    metrics = scrape(api)
+    assert (metrics[("conveyor_notifications_failed_total", ())], metrics[("conveyor_notifications_pending", ())]) == (
+        2,
+        1,
+    )

@@ -52,16 +52,20 @@ def test_release_of_a_tag(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    ("ref", "message"),
+    ("ref", "status", "code", "message"),
     [
-        ("no-such-branch", "unknown ref 'no-such-branch': no such branch, tag or commit"),
-        ("-x", "unknown ref '-x': a ref may not start with '-'"),
+        ("no-such-branch", 404, "not_found", "unknown ref 'no-such-branch': no such branch, tag or commit"),
+        ("-x", 422, "invalid", "unknown ref '-x': a ref may not start with '-'"),
+        ("a..b", 422, "invalid", "unknown ref 'a..b': not a branch name, tag name or commit SHA"),
     ],
 )
-def test_an_unknown_ref_is_422_naming_ref(api: Api, ref: str, message: str) -> None:
+def test_a_ref_the_repository_lacks_is_404_a_malformed_one_422(
+    api: Api, ref: str, status: int, code: str, message: str
+) -> None:
+    # a well-formed ref can only be found missing by asking git; a malformed one the schema already refuses
     response = api.post("/api/apps/web/releases", {"ref": ref})
-    assert response.status_code == 422
-    assert response.json() == {"error": {"code": "invalid", "field": "ref", "message": message}}
+    assert response.status_code == status
+    assert response.json() == {"error": {"code": code, "field": "ref", "message": message}}
 
 
 def test_a_git_failure_is_502_on_one_line(api: Api) -> None:

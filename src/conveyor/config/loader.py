@@ -158,6 +158,7 @@ def _resolve(
         database_url=database_url,
         secrets=frozenset(secrets),
         api_tokens=api_tokens,
+        api_max_body_bytes=file.api.max_body_bytes,
         notifiers=resolved_notifiers,
         windows=windows,
     )

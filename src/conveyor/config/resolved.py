@@ -15,6 +15,8 @@ from conveyor.domain.holds import Window
 from conveyor.domain.model import CheckLimits, OnFailure, Tier
 from conveyor.notify.retry import RetryPolicy
 
+API_MAX_BODY_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class DeploySpec:
@@ -98,6 +100,7 @@ class Config:
     notifiers: dict[str, NotifierConfig] = field(default_factory=dict)
     api_tokens: tuple[ApiToken, ...] = ()
     windows: dict[str, Window] = field(default_factory=dict)  # environment -> its opening hours
+    api_max_body_bytes: int = API_MAX_BODY_BYTES  # the largest request body the API reads
 
     def app(self, name: str) -> AppConfig:
         try:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from conveyor.config.durations import Duration
+from conveyor.config.resolved import API_MAX_BODY_BYTES
 from conveyor.domain.model import OnFailure, Tier
 from conveyor.notify.retry import RetryPolicy
 
@@ -154,6 +155,7 @@ class ApiTokenSection(Section):
 
 class ApiSection(Section):
     tokens: list[ApiTokenSection] = Field(default_factory=list)
+    max_body_bytes: Annotated[int, Field(strict=True, ge=1)] = API_MAX_BODY_BYTES
 
 
 class FileSection(Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from conveyor import __version__
 from conveyor.config.resolved import Config
@@ -10,28 +11,43 @@ from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.web.auth import TokenCheck
 from conveyor.web.errors import install_error_handlers
+from conveyor.web.gate import RequestGate
 from conveyor.web.metrics import registry_for
+from conveyor.web.openapi import describe_environments
 from conveyor.web.routes import actions, apps, controls, health, holds, records
 from conveyor.web.state import ApiState, Wakeable
 
 
 def create_app(config: Config, db: Database, *, conductor: Wakeable | None = None) -> FastAPI:
     """The HTTP API. With ``conductor``, every write wakes it so the work starts at once."""
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc with their scripts and styles served from the package, not a CDN, so they
+    # work on a network without the internet; no validator badge, which would send the schema's URL out.
+    app = FastAPIOffline(
         title="conveyor",
         version=__version__,
         description="Continuous deployment: releases, deployments, holds and the decisions behind them. "
         "Reads are open; writes need `Authorization: Bearer <token>` (see docs/api.md).",
+        swagger_ui_parameters={"validatorUrl": None},
+        static_url="/docs/assets",
     )
     app.state.conveyor = ApiState(
         config=config,
         db=db,
         operations=Operations(config, db),
-        tokens=TokenCheck(config.api_tokens),
-        registry=registry_for(db),
+        registry=registry_for(db, config),
         conductor=conductor,
     )
+    describe_environments(app, config.environments)
     install_error_handlers(app)
-    for module in (health, apps, records, actions, holds, controls):
-        app.include_router(module.router)
+    routers = [module.router for module in (health, apps, records, actions, holds, controls)]
+    for router in routers:
+        app.include_router(router)
+    # every route that changes something needs a token; the gate checks it before any body is read
+    writes = [r for router in routers for r in router.routes if set(getattr(r, "methods", ())) - {"GET", "HEAD"}]
+    app.add_middleware(
+        RequestGate,
+        tokens=TokenCheck(config.api_tokens),
+        writes=writes,
+        max_body_bytes=config.api_max_body_bytes,
+    )
     return app

@@ -4,6 +4,8 @@ Tokens come from the config's ``api.tokens`` and are held as SHA-256 digests onl
 hashed and compared with :func:`hmac.compare_digest` against **every** configured digest, with no early
 exit, so the time taken does not reveal which token (or how much of one) matched. The matching token's
 name becomes the actor recorded on Events: ``api:<name>``.
+
+:class:`~conveyor.web.gate.RequestGate` checks the token from the headers, before a body is read.
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 | code | status | raised for |
 |---|---|---|
 | ``invalid`` | 422 | a body, query or path value that fails validation (``field`` names it), an unknown |
-|  |  | environment, an unknown git ref, an operation refused for its input |
+|  |  | environment, a malformed git ref, an operation refused for its input; a body that is not |
+|  |  | JSON, not an object or not sent as ``application/json`` (``field: "body"``) |
 | ``unauthorized`` | 401 | a write without a valid bearer token |
-| ``not_found`` | 404 | an unknown app, release, deployment or route |
+| ``too_large`` | 413 | a body larger than ``api.max_body_bytes`` |
+| ``not_found`` | 404 | an unknown app, release, deployment, git ref or route |
 | ``method_not_allowed`` | 405 | a method the route does not have |
 | ``conflict`` | 409 | an operation the current state refuses (nothing to promote, held, not blocked) |
 | ``git_failed`` | 502 | git could not fetch or read the app's repository |
@@ -28,13 +30,20 @@ from starlette.exceptions import HTTPException
 
 from conveyor.config import UnknownName
 from conveyor.errors import OperationError
-from conveyor.repos import GitError, UnknownRef
+from conveyor.repos import GitError, InvalidRef, UnknownRef
 from conveyor.store.database import DatabaseUnreachable
 
 log = logging.getLogger(__name__)
 
 OPERATION_STATUS = {"invalid": 422, "not_found": 404, "conflict": 409}
-HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 422: "invalid"}
+HTTP_CODES = {
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid",
+}
 
 
 class ErrorDetail(BaseModel):
@@ -83,8 +92,10 @@ def from_exception(exc: Exception) -> ApiError:
             return ApiError(422, "invalid", str(exc), field=exc.kind)
         case OperationError():
             return ApiError(OPERATION_STATUS.get(exc.code, 422), exc.code, str(exc))
-        case UnknownRef():
+        case InvalidRef():
             return ApiError(422, "invalid", str(exc), field="ref")
+        case UnknownRef():  # a well-formed name the repository does not have
+            return ApiError(404, "not_found", str(exc), field="ref")
         case GitError():
             return ApiError(502, "git_failed", first_line(exc))
         case DatabaseUnreachable() | OperationalError():
@@ -101,12 +112,16 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def validation_error(exc: RequestValidationError) -> ApiError:
-    """422 naming the first field at fault, e.g. ``environment: Field required``."""
+def validation_error(exc: RequestValidationError, content_type: str | None = None) -> ApiError:
+    """422 naming the first field at fault, e.g. ``environment: Field required``; a body that is not a JSON
+    object (or not sent as JSON: ``content_type``) is named ``body``."""
     errors = list(exc.errors())
     if not errors:
         return ApiError(422, "invalid", "invalid request")
     first = errors[0]
+    whole_body = body_error(first, content_type)
+    if whole_body is not None:
+        return ApiError(422, "invalid", f"body: {whole_body}", field="body")
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
     field = ".".join(loc) or None
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
@@ -114,17 +129,50 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     return ApiError(422, "invalid", f"{field}: {message}{more}" if field else f"{message}{more}", field=field)
 
 
+NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})  # pydantic's error types
+
+
+def body_error(error: Mapping[str, Any], content_type: str | None) -> str | None:
+    """What is wrong with the body as a whole (not JSON, not an object, not sent as JSON), else None."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        return f"invalid JSON: {error.get('ctx', {}).get('error', 'cannot be parsed')} at character {loc[-1]}"
+    if loc[:1] != ("body",) or error.get("type") not in NOT_AN_OBJECT:
+        return None  # a field of the body
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        shown = f"got {media_type}" if media_type else "none was given"
+        return f"send a JSON object with Content-Type: application/json ({shown})"
+    return f"must be a JSON object, got {_json_type(error.get('input'))}"
+
+
+def _json_type(value: object) -> str:
+    match value:
+        case bool():
+            return "a boolean"
+        case int() | float():
+            return "a number"
+        case str():
+            return "a string"
+        case list():
+            return "an array"
+        case None:
+            return "null"
+    return "something else"
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return validation_error(exc).response()
+        return validation_error(exc, request.headers.get("content-type")).response()
 
     async def on_http(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 400:  # a body FastAPI could not even parse: as invalid as a wrong field
             return ApiError(422, "invalid", f"body: {exc.detail}", field="body").response()
         code = HTTP_CODES.get(exc.status_code, "invalid" if exc.status_code < 500 else "internal")
-        return ApiError(exc.status_code, code, str(exc.detail), headers=exc.headers).response()
+        field = "body" if exc.status_code == 413 else None
+        return ApiError(exc.status_code, code, str(exc.detail), field=field, headers=exc.headers).response()
 
     async def on_error(_request: Request, exc: Exception) -> JSONResponse:
         return from_exception(exc).response()

@@ -4,13 +4,26 @@ Every number comes from the database when ``/metrics`` is scraped, never from th
 several ``conveyor serve`` processes behind a load balancer report the same values and a restart loses
 nothing. Each app gets its own :class:`~prometheus_client.CollectorRegistry`.
 
-- ``conveyor_deployments_total{state}`` (gauge): deployments in the store by their current state.
+Counters only grow, because what they count never changes once it is counted: a deployment in a terminal
+state stays in it, and a notification delivered or given up stays so. Gauges are what is true now. Series
+per place are bounded by apps x environments (x hold kinds), whatever the history.
+
+- ``conveyor_deployments_total{state}`` (counter): deployments that ended, by terminal state.
+- ``conveyor_deployments_in_flight{state}`` (gauge): deployments not ended yet, by state.
+- ``conveyor_deployment_duration_seconds{environment, state}`` (histogram): ``finished_at - started_at``
+  of every deployment that started and ended, by environment and terminal state.
 - ``conveyor_step_duration_seconds{kind}`` (histogram): duration of every finished step in the store,
-  counted into buckets as steps finish (:mod:`conveyor.store.step_durations`), so it is cumulative, as a
-  Prometheus histogram must be, and a scrape costs the same however many steps the store has seen.
+  counted into buckets as steps finish (:mod:`conveyor.store.step_durations`).
 - ``conveyor_steps{state}`` (gauge): steps ``queued`` and ``running`` now.
+- ``conveyor_place_state{app, environment, state}`` (gauge, always 1): the state of the newest deployment
+  in each place (``none`` before the first); one series per (app, environment).
+- ``conveyor_place_health{app, environment, health}`` (gauge, always 1): each place's health, from
+  :func:`placement_health`; one series per (app, environment).
+- ``conveyor_place_holds{app, environment, kind}`` (gauge): holds in force on each place, by kind.
 - ``conveyor_holds_active`` (gauge): holds in force (not lifted, ``until`` not passed).
-- ``conveyor_outbox_backlog`` (gauge): notifications waiting to be delivered (outbox rows ``pending``).
+- ``conveyor_notifications_pending`` (gauge): notifications waiting to be delivered.
+- ``conveyor_notifications_delivered_total`` and ``conveyor_notifications_failed_total`` (counters):
+  notifications delivered, and given up after their last attempt.
 - ``conveyor_current_release{app,environment,release,health}`` (gauge, always 1): what runs in each place
   and its health, from the placement the orchestrator keeps (the same record as ``status``).
 """
@@ -19,88 +32,177 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from conveyor import views
 from conveyor.clock import utc_now
-from conveyor.domain.model import DeploymentState, StepState
+from conveyor.config.resolved import Config
+from conveyor.domain.model import DeploymentState, HoldKind, StepState
+from conveyor.notify.outbox import DELIVERED, FAILED, PENDING
 from conveyor.store.database import Database
 from conveyor.store.step_durations import BUCKETS
 from conveyor.store.tables import Deployment, Hold, Outbox, Step, StepDuration
 
+# deployments take longer than steps: from a quick restart to an hour-long rollout with bake
+DEPLOYMENT_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+HEALTHS = ("healthy", "failing", "checking", "unknown")
+
 
 class StoreCollector(Collector):
-    """One read transaction per scrape, yielding every conveyor metric."""
+    """Per scrape: one read transaction for the store's counts, and the status read model for the places."""
 
-    def __init__(self, db: Database, clock: Callable[[], datetime] = utc_now) -> None:
-        self.db, self.clock = db, clock
+    def __init__(self, db: Database, config: Config, clock: Callable[[], datetime] = utc_now) -> None:
+        self.db, self.config, self.clock = db, config, clock
 
     def describe(self) -> Iterator[Metric]:
         # Named without querying, so registering the collector never touches the database.
-        yield from _families()
+        yield from _Families().all()
 
     def collect(self) -> Iterator[Metric]:
-        deployments, duration, steps, holds, outbox, current = _families()
+        families = _Families()
         with self.db.read() as session:
-            by_state = dict(session.execute(select(Deployment.state, func.count()).group_by(Deployment.state)).all())
-            for state in DeploymentState:
-                deployments.add_metric([state.value], float(by_state.get(state.value, 0)))
-            for kind, buckets, total in _step_durations(session):
-                duration.add_metric([kind], buckets, total)
-            queued_or_running = dict(
-                session.execute(
-                    select(Step.state, func.count())
-                    .where(Step.state.in_([StepState.QUEUED.value, StepState.RUNNING.value]))
-                    .group_by(Step.state)
-                ).all()
-            )
-            for step_state in (StepState.QUEUED.value, StepState.RUNNING.value):
-                steps.add_metric([step_state], float(queued_or_running.get(step_state, 0)))
-            now = self.clock()
-            holds.add_metric(
-                [],
-                float(
-                    session.scalar(
-                        select(func.count())
-                        .select_from(Hold)
-                        .where(Hold.lifted_at.is_(None), or_(Hold.until.is_(None), Hold.until > now))
-                    )
-                    or 0
-                ),
-            )
-            backlog = session.scalar(select(func.count()).select_from(Outbox).where(Outbox.state == "pending"))
-            outbox.add_metric([], float(backlog or 0))
-            for p in views.placements(session).values():
-                current.add_metric([p.app, p.environment, p.label, p.health], 1.0)
-        yield from (deployments, duration, steps, holds, outbox, current)
+            _deployments(session, families)
+            _steps(session, families)
+            _holds_and_notifications(session, families, self.clock())
+        _places(views.status(self.db, self.config), families, self.clock())
+        yield from families.all()
 
 
-def _families() -> tuple[
-    GaugeMetricFamily, HistogramMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
-]:
-    return (
-        GaugeMetricFamily(
-            "conveyor_deployments_total", "Deployments in the store by their current state.", labels=["state"]
-        ),
-        HistogramMetricFamily(
+class _Families:
+    def __init__(self) -> None:
+        self.deployments = CounterMetricFamily(
+            "conveyor_deployments", "Deployments that ended, by terminal state.", labels=["state"]
+        )
+        self.in_flight = GaugeMetricFamily(
+            "conveyor_deployments_in_flight", "Deployments not ended yet, by state.", labels=["state"]
+        )
+        self.deployment_duration = HistogramMetricFamily(
+            "conveyor_deployment_duration_seconds",
+            "Duration of deployments that started and ended (finished_at - started_at).",
+            labels=["environment", "state"],
+        )
+        self.step_duration = HistogramMetricFamily(
             "conveyor_step_duration_seconds",
             "Duration of finished steps (every finished step in the store).",
             labels=["kind"],
-        ),
-        GaugeMetricFamily("conveyor_steps", "Steps queued or running now.", labels=["state"]),
-        GaugeMetricFamily("conveyor_holds_active", "Holds in force: not lifted, and their until not passed."),
-        GaugeMetricFamily("conveyor_outbox_backlog", "Notifications waiting in the outbox (state pending)."),
-        GaugeMetricFamily(
+        )
+        self.steps = GaugeMetricFamily("conveyor_steps", "Steps queued or running now.", labels=["state"])
+        self.place_state = GaugeMetricFamily(
+            "conveyor_place_state",
+            "1 for the state of the newest deployment of each app in each environment (none before the first).",
+            labels=["app", "environment", "state"],
+        )
+        self.place_health = GaugeMetricFamily(
+            "conveyor_place_health",
+            "1 for the health of each app in each environment (healthy, failing, checking, unknown).",
+            labels=["app", "environment", "health"],
+        )
+        self.current_release = GaugeMetricFamily(
             "conveyor_current_release",
             "What runs in each app and environment (always 1), labelled with its release and health.",
             labels=["app", "environment", "release", "health"],
-        ),
+        )
+        self.place_holds = GaugeMetricFamily(
+            "conveyor_place_holds",
+            "Holds in force on each app in each environment, by kind.",
+            labels=["app", "environment", "kind"],
+        )
+        self.holds = GaugeMetricFamily(
+            "conveyor_holds_active", "Holds in force: not lifted, and their until not passed."
+        )
+        self.pending = GaugeMetricFamily(
+            "conveyor_notifications_pending", "Notifications waiting to be delivered (outbox rows pending)."
+        )
+        self.delivered = CounterMetricFamily("conveyor_notifications_delivered", "Notifications delivered.")
+        self.failed = CounterMetricFamily(
+            "conveyor_notifications_failed", "Notifications given up after their last attempt (or too old)."
+        )
+
+    def all(self) -> list[Metric]:
+        return list(vars(self).values())
+
+
+def _deployments(session: Session, families: _Families) -> None:
+    by_state = dict(session.execute(select(Deployment.state, func.count()).group_by(Deployment.state)).all())
+    for state in DeploymentState:
+        family = families.deployments if state.terminal else families.in_flight
+        family.add_metric([state.value], float(by_state.get(state.value, 0)))
+    seconds = _seconds_between(session, Deployment.started_at, Deployment.finished_at)
+    rows = session.execute(
+        select(
+            Deployment.environment,
+            Deployment.state,
+            func.count(),
+            func.sum(seconds),
+            *(func.sum(case((seconds <= bound, 1), else_=0)) for bound in DEPLOYMENT_BUCKETS),
+        )
+        .where(
+            Deployment.state.in_([s.value for s in DeploymentState if s.terminal]),
+            Deployment.started_at.is_not(None),
+            Deployment.finished_at.is_not(None),
+        )
+        .group_by(Deployment.environment, Deployment.state)
+        .order_by(Deployment.environment, Deployment.state)
     )
+    for environment, state, count, total, *within in rows:
+        buckets = [(_bound(b), float(n or 0)) for b, n in zip(DEPLOYMENT_BUCKETS, within, strict=True)]
+        families.deployment_duration.add_metric(
+            [environment, state], [*buckets, ("+Inf", float(count))], max(float(total or 0.0), 0.0)
+        )
+
+
+def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[float]:
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(ColumnElement[float], func.extract("epoch", end - start))
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+
+def _steps(session: Session, families: _Families) -> None:
+    for kind, buckets, total in _step_durations(session):
+        families.step_duration.add_metric([kind], buckets, total)
+    queued_or_running = dict(
+        session.execute(
+            select(Step.state, func.count())
+            .where(Step.state.in_([StepState.QUEUED.value, StepState.RUNNING.value]))
+            .group_by(Step.state)
+        ).all()
+    )
+    for step_state in (StepState.QUEUED.value, StepState.RUNNING.value):
+        families.steps.add_metric([step_state], float(queued_or_running.get(step_state, 0)))
+
+
+def _holds_and_notifications(session: Session, families: _Families, now: datetime) -> None:
+    in_force = session.scalar(
+        select(func.count())
+        .select_from(Hold)
+        .where(Hold.lifted_at.is_(None), or_(Hold.until.is_(None), Hold.until > now))
+    )
+    families.holds.add_metric([], float(in_force or 0))
+    outbox = dict(session.execute(select(Outbox.state, func.count()).group_by(Outbox.state)).all())
+    families.pending.add_metric([], float(outbox.get(PENDING, 0)))
+    families.delivered.add_metric([], float(outbox.get(DELIVERED, 0)))
+    families.failed.add_metric([], float(outbox.get(FAILED, 0)))
+
+
+def _places(statuses: list[views.AppStatus], families: _Families, now: datetime) -> None:
+    for app in statuses:
+        holds = [h for h in app.holds if h["until"] is None or datetime.fromisoformat(h["until"]) > now]
+        for env, where in app.environments.items():
+            families.place_state.add_metric([app.name, env, where.state or "none"], 1.0)
+            families.place_health.add_metric([app.name, env, where.health or "unknown"], 1.0)
+            if where.current is not None:
+                families.current_release.add_metric([app.name, env, where.current, where.health or "unknown"], 1.0)
+            here = [h for h in holds if h["environment"] in (env, None)]
+            for kind in HoldKind:
+                families.place_holds.add_metric(
+                    [app.name, env, kind.value], float(sum(h["kind"] == kind for h in here))
+                )
 
 
 def _step_durations(session: Session) -> Iterator[tuple[str, list[tuple[str, float]], float]]:
@@ -123,7 +225,7 @@ def _bound(value: float) -> str:
     return repr(float(value))
 
 
-def registry_for(db: Database) -> CollectorRegistry:
+def registry_for(db: Database, config: Config) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(StoreCollector(db))
+    registry.register(StoreCollector(db, config))
     return registry

@@ -8,13 +8,36 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
+
+from conveyor.web.openapi import EnvironmentSchema, SchemaPattern
 
 # No control characters: values reach git (refs) and the database, and PostgreSQL refuses NUL in text.
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-Ref = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_PRINTABLE)]
+
+
+def _ref_pattern() -> str:
+    """Branch, tag and commit names git accepts (``git check-ref-format --allow-onelevel``), in a regular
+    expression without look-arounds: slash-separated components of ``[A-Za-z0-9_+,=%-]`` parts joined by
+    single dots, the first not starting with ``-``, no component ending in ``.lock``."""
+    char = "A-Za-z0-9_+,=%-"
+    part = f"[{char}]+"
+    not_lock = (  # a part other than "lock"
+        f"(?:[{char}]{{1,3}}|[{char}]{{5,}}|[{char.replace('a-z', 'a-km-z')}][{char}]{{3}}"
+        f"|l[{char.replace('a-z', 'a-np-z')}][{char}]{{2}}|lo[{char.replace('a-z', 'abd-z')}][{char}]"
+        f"|loc[{char.replace('a-z', 'a-jl-z')}])"
+    )
+    component_rest = f"(?:(?:\\.{part})*\\.{not_lock})?"
+    first = f"[{char.removesuffix('-')}][{char}]*"
+    return f"^{first}{component_rest}(?:/{part}{component_rest})*$"
+
+
+REF_PATTERN = _ref_pattern()
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_PRINTABLE), SchemaPattern(REF_PATTERN)]
 Version = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
-EnvironmentName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE)]
+EnvironmentName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE), EnvironmentSchema()
+]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
 
 # -- reads ---------------------------------------------------------------------------------------------
@@ -272,12 +295,21 @@ class ReleaseRequest(Body):
     ref: Ref | None = Field(default=None, description="branch, tag or commit; default: the app's branch")
 
 
+# A reason that says something: described so to clients (the server answers its own message otherwise).
+_SAYS_SOMETHING = {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}
+
+
 class Forcing(Body):
     """Break-glass: ``force`` passes stops, freezes and windows (never a block, a veto or a lock); it
     needs a ``reason``, recorded and notified as ``hold.overridden``."""
 
+    # the schema says what the validator below checks: with force, a reason is required
+    model_config = ConfigDict(json_schema_extra={"dependencies": {"force": ["reason"]}})
+
     force: bool = Field(default=False, description="pass stops, freezes and windows (break-glass)")
-    reason: Reason | None = Field(default=None, description="required with force; recorded")
+    reason: Annotated[Reason | None, WithJsonSchema(_SAYS_SOMETHING)] = Field(
+        default=None, description="required with force; recorded"
+    )
 
     @model_validator(mode="after")
     def _reason_with_force(self) -> Forcing:
@@ -295,7 +327,16 @@ class PromoteRequest(Forcing):
     to: EnvironmentName | None = Field(default=None, description="default: the first environment that is behind")
 
 
-Until = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE)]
+# ISO 8601 or relative; the server parses it and names what is wrong (a time already past is a conflict)
+_UNTIL_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": "^[0-9]{1,6}[mhdw]$"},
+    ]
+}
+Until = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE), WithJsonSchema(_UNTIL_SCHEMA)
+]
 
 
 class BlockRequest(Body):

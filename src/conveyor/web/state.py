@@ -1,4 +1,4 @@
-"""What every route needs, attached to the app once: config, database, operations, tokens, conductor."""
+"""What every route needs, attached to the app once: config, database, operations, metrics, conductor."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from prometheus_client import CollectorRegistry
 from conveyor.config.resolved import Config
 from conveyor.operations import Operations
 from conveyor.store.database import Database
-from conveyor.web.auth import TokenCheck
 
 
 class Wakeable(Protocol):
@@ -23,7 +22,6 @@ class ApiState:
     config: Config
     db: Database
     operations: Operations
-    tokens: TokenCheck
     registry: CollectorRegistry
     conductor: Wakeable | None = None
 

@@ -1,6 +1,9 @@
 """The writes: cut a release, deploy, promote, block, unblock. Each needs a bearer token (see :mod:`..auth`) and
 records ``api:<token name>`` as the actor; after it commits, an attached conductor is woken.
 
+Every route here is one of :class:`~conveyor.web.gate.RequestGate`'s ``writes``: the token is checked
+before the body is read.
+
 The handlers are plain ``def``: git work in ``create_release`` blocks, so FastAPI runs them in its
 thread pool.
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from conveyor import views
@@ -32,13 +35,16 @@ from conveyor.web.state import ApiState, State
 bearer = HTTPBearer(auto_error=False, description="a token from the config's api.tokens")
 
 
-def _actor(state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-    return state.tokens.actor(credentials.credentials if credentials else None)
+def _actor(request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    """The actor :class:`~conveyor.web.gate.RequestGate` found for the request's token before its body was
+    read (``bearer`` is here so that /openapi.json describes the scheme)."""
+    actor: str = request.state.actor
+    return actor
 
 
 Actor = Annotated[str, Depends(_actor)]
 
-router = APIRouter(prefix="/api/apps", tags=["actions"], responses=error_responses(401, 404, 409, 422, 500, 503))
+router = APIRouter(prefix="/api/apps", tags=["actions"], responses=error_responses(401, 404, 409, 413, 422, 500, 503))
 
 
 @router.post(
