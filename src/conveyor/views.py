@@ -17,6 +17,7 @@ from conveyor.config.resolved import Config
 from conveyor.domain.model import DeploymentState
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
+from conveyor.store.step_logs import read_step_log
 from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release, Step
 
 
@@ -236,7 +237,7 @@ def _failed_step(session: Session, deployment_id: int) -> dict[str, Any] | None:
         "name": step.name,
         "outcome": step.outcome,
         "measurements": step.measurements,
-        "log_tail": step.log.splitlines()[-10:],
+        "log_tail": read_step_log(session, step.id).splitlines()[-10:],
     }
 
 

@@ -18,6 +18,8 @@ EVENT_KINDS = frozenset(
         "step.abandoned",
         "step.released",
         "step.cancelled",
+        "step.timed_out",
+        "notifier.disabled",
         "hold.created",
         "hold.lifted",
         "promotion.waiting",

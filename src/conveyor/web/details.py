@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from conveyor.store.database import Database
+from conveyor.store.step_logs import read_step_log
 from conveyor.store.tables import Deployment, Release, Step, StepAttempt
 
 
@@ -82,11 +83,11 @@ def deployment_detail(db: Database, deployment_id: int) -> dict[str, Any] | None
             "created_by": d.created_by,
             "summary": d.summary,
             "evidence": d.evidence,
-            "steps": [_step(s, attempts.get(s.id, [])) for s in steps],
+            "steps": [_step(s, attempts.get(s.id, []), read_step_log(session, s.id)) for s in steps],
         }
 
 
-def _step(s: Step, attempts: list[StepAttempt]) -> dict[str, Any]:
+def _step(s: Step, attempts: list[StepAttempt], log: str) -> dict[str, Any]:
     duration = (s.finished_at - s.started_at).total_seconds() if s.started_at and s.finished_at else None
     return {
         "id": s.id,
@@ -103,7 +104,7 @@ def _step(s: Step, attempts: list[StepAttempt]) -> dict[str, Any]:
         "outcome": s.outcome,
         "measurements": s.measurements,
         "result": s.result,
-        "log": s.log,
+        "log": log,
         "attempts": [
             {
                 "attempt": a.attempt,

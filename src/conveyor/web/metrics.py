@@ -11,6 +11,10 @@ nothing. Each app gets its own :class:`~prometheus_client.CollectorRegistry`.
 - ``conveyor_steps{state}`` (gauge): steps ``queued`` and ``running`` now.
 - ``conveyor_holds_active`` (gauge): holds in force (not lifted, ``until`` not passed).
 - ``conveyor_outbox_backlog`` (gauge): notifications waiting to be delivered (outbox rows ``pending``).
+- ``conveyor_step_timeouts_total`` (counter): steps failed by the engine for running past their
+  ``step_timeout`` (``step.timed_out`` events).
+- ``conveyor_notifiers_disabled_total`` (counter): notifiers disabled in a process because their plugin
+  raised (``notifier.disabled`` events).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -28,7 +32,7 @@ from conveyor.clock import utc_now
 from conveyor.domain.model import DeploymentState, StepState
 from conveyor.store.database import Database
 from conveyor.store.step_durations import BUCKETS
-from conveyor.store.tables import Deployment, Hold, Outbox, Step, StepDuration
+from conveyor.store.tables import Deployment, Event, Hold, Outbox, Step, StepDuration
 
 
 class StoreCollector(Collector):
@@ -40,6 +44,7 @@ class StoreCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         # Named without querying, so registering the collector never touches the database.
         yield from _families()
+        yield from (family for family, _ in _fault_counters())
 
     def collect(self) -> Iterator[Metric]:
         deployments, duration, steps, holds, outbox = _families()
@@ -72,7 +77,36 @@ class StoreCollector(Collector):
             )
             backlog = session.scalar(select(func.count()).select_from(Outbox).where(Outbox.state == "pending"))
             outbox.add_metric([], float(backlog or 0))
+            faults = _fault_counters()
+            kinds = [kind for _, kind in faults]
+            counts = dict(
+                session.execute(
+                    select(Event.kind, func.count()).where(Event.kind.in_(kinds)).group_by(Event.kind)
+                ).all()
+            )
+            for family, kind in faults:
+                family.add_metric([], float(counts.get(kind, 0)))
         yield from (deployments, duration, steps, holds, outbox)
+        yield from (family for family, _ in faults)
+
+
+def _fault_counters() -> list[tuple[CounterMetricFamily, str]]:
+    """Counters of events that say something went wrong in a plugin, each with its event kind."""
+    return [
+        (
+            CounterMetricFamily(
+                "conveyor_step_timeouts", "Steps failed for running past their step_timeout (step.timed_out events)."
+            ),
+            "step.timed_out",
+        ),
+        (
+            CounterMetricFamily(
+                "conveyor_notifiers_disabled",
+                "Notifiers disabled in a process because their plugin raised (notifier.disabled events).",
+            ),
+            "notifier.disabled",
+        ),
+    ]
 
 
 def _families() -> tuple[
