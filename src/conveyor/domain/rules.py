@@ -33,11 +33,8 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
 
     An operator's explicit deployment of an older release (a rollback by hand) is only replaced by a
     newer one still to come, not by one already live: deploying an old version on purpose must work."""
-    newer = [
-        o.release_id
-        for o in snap.open_deployments
-        if o.app == d.app and o.environment == d.environment and o.release_id > d.release_id
-    ]
+    newest_open = snap.newest_open_release.get((d.app, d.environment), d.release_id)
+    newer = [newest_open] if newest_open > d.release_id else []
     done = snap.latest_succeeded.get((d.app, d.environment))
     if done and done.release_id > d.release_id and not d.explicit:
         newer.append(done.release_id)

@@ -2,8 +2,9 @@
 
 Each tick re-queues steps whose lease expired, plans until the plan stops changing state (so a success
 becomes a promotion and a start within one tick), then claims as many due steps as it has free slots
-and runs each on a thread of its own: deploys and checks wait on subprocesses and HTTP, so threads give
-real concurrency. A heartbeat thread extends the leases of running steps and flushes their logs.
+and runs each on a thread (:mod:`conveyor.engine.step_threads`): deploys and checks wait on subprocesses
+and HTTP, so threads give real concurrency. A heartbeat thread extends the leases of running steps and
+flushes their logs.
 
 A step is told to stop (``ctx.cancelled``) when its lease was lost or its ``step_timeout`` passed; one
 past its deadline fails with outcome "timed out after ...". A plugin that still has not returned
@@ -18,6 +19,7 @@ use ``SKIP LOCKED``, planner passes are serialised by an advisory lock, and ever
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -26,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -40,6 +42,7 @@ from conveyor.engine.executor import Executor
 from conveyor.engine.leases import ClaimedStep, Leases, StepResult
 from conveyor.engine.orchestrator import Orchestrator
 from conveyor.engine.step_log import StepLog
+from conveyor.engine.step_threads import StepThreads
 from conveyor.notify.routing import install as install_router
 from conveyor.notify.sender import Sender
 from conveyor.steps import StepContext
@@ -50,7 +53,11 @@ from conveyor.store.tables import Deployment, Event, Step
 log = logging.getLogger(__name__)
 
 MAX_PLAN_ROUNDS = 10
-RESULT_BATCH = 100
+RESULT_BATCH = 1000
+# How long the result writer waits for more results after the first one: steps started together end
+# together, and recording them in one transaction saves a planner pass per transaction avoided.
+RESULT_GATHER_SECONDS = 0.02
+PLAN_DEFER_SECONDS = 0.1  # the longest a planner pass waits for results being recorded
 REPLAN_SECONDS = 2.0
 RETRY_SECONDS = 0.02  # when another process held the planner lock
 STOP_GRACE = 10.0  # seconds a step told to stop gets to return before its thread is abandoned
@@ -71,7 +78,7 @@ class RunningStep:
     log: StepLog
     timeout: float  # its step_timeout, in seconds
     deadline: float  # time.monotonic() when it times out
-    thread: threading.Thread | None = None
+    done: threading.Event = field(default_factory=threading.Event)  # its plugin returned
     stop_asked_at: float | None = None  # time.monotonic() when it was told to stop
     verdict: StepResult | None = None  # recorded instead of what the plugin returns (it timed out)
     settled: bool = False
@@ -108,6 +115,7 @@ class Conductor:
         self.on_step = on_step
         install_router(db, config)  # events written from here on notify whom the config says
         self.sender = sender or Sender(config, db, owner=self.owner)  # delivers notifications, apart from steps
+        self._threads = StepThreads()
         self._running: dict[int, RunningStep] = {}
         self._abandoned: list[RunningStep] = []
         self._running_lock = threading.Lock()
@@ -117,6 +125,8 @@ class Conductor:
         self._wake = threading.Event()
         self._stop_claiming = threading.Event()
         self._last_reap = float("-inf")
+        self._recording = False  # the result writer holds results it has not stored yet
+        self._deferred_since: float | None = None
         self._settled_marker = -1
         self._retry_soon = False
         self._replan_at = 0.0
@@ -161,9 +171,23 @@ class Conductor:
     def tick(self) -> bool:
         self.enforce_deadlines()
         reaped = self._reap_if_due()
-        changed = self.plan(claim=True)
+        changed = False
+        if not self._defer_planning():
+            changed = self.plan(claim=True)
         claimed = self._claim()
         return bool(reaped or changed or claimed)
+
+    def _defer_planning(self) -> bool:
+        """While results are being recorded, plan a little later: steps started together end together,
+        and one pass over all of their results costs what a pass over the first few does. Never for
+        longer than ``PLAN_DEFER_SECONDS`` in a row; the writer wakes the loop when it is done."""
+        now = time.monotonic()
+        if not (self._recording or not self._results.empty()):
+            self._deferred_since = None
+            return False
+        if self._deferred_since is None:
+            self._deferred_since = now
+        return now - self._deferred_since < PLAN_DEFER_SECONDS
 
     def _reap_if_due(self) -> int:
         """Expired leases are looked for about once a second, not on every tick: a lease lasts many seconds."""
@@ -178,25 +202,26 @@ class Conductor:
             return 0
         with self._running_lock:
             free = self.concurrency - len(self._running)
+        self.leases.claim_events = None
         steps = self.leases.claim(free)
+        if self.leases.claim_events is not None and self.leases.claim_events[0] == self._settled_marker:
+            self._settled_marker = self.leases.claim_events[1]  # our step.started events change no plan
         for step in steps:
             timeout = self.executor.step_timeout(step)
             running = RunningStep(step, StepContext(), StepLog(self.config.redact), timeout, time.monotonic() + timeout)
             running.ctx.log = running.log
-            running.thread = threading.Thread(
-                target=self._run_step, args=(running,), name=f"step-{step.step_id}", daemon=True
-            )
             with self._running_lock:
                 self._running[step.step_id] = running
-            running.thread.start()
+            self._threads.submit(functools.partial(self._run_step, running))
         return len(steps)
 
     def _run_step(self, running: RunningStep) -> None:
-        """Run one step on its own thread and queue its result for the result writer."""
+        """Run one step on a step thread and queue its result for the result writer."""
         result = StepResult(False, f"{running.claimed.kind} ended without a result", [], {})
         try:
             result = self.executor.run(running.claimed, running.ctx)  # never raises: a crash is a failed result
         finally:
+            running.done.set()
             self._settle(running, result)
 
     def _settle(self, running: RunningStep, result: StepResult) -> None:
@@ -262,7 +287,7 @@ class Conductor:
         c = running.claimed
         log.error(
             "step %s attempt %s (%s %s, %s %s): the plugin ignored being told to stop for %gs;"
-            " abandoning its thread %s (%d abandoned in this process)",
+            " abandoning its thread (%d abandoned in this process)",
             c.step_id,
             c.attempt,
             c.app,
@@ -270,7 +295,6 @@ class Conductor:
             c.kind,
             c.name,
             self.stop_grace,
-            running.thread.name if running.thread else "?",
             len(self._abandoned),
         )
         if verdict is not None:
@@ -283,7 +307,7 @@ class Conductor:
     def abandoned(self) -> int:
         """Threads of abandoned steps that are still running in this process."""
         with self._running_lock:
-            return sum(1 for r in self._abandoned if r.thread is not None and r.thread.is_alive())
+            return sum(1 for r in self._abandoned if not r.done.is_set())
 
     def _write_results(self) -> None:
         """The one thread that records step results, in batches: whatever finished meanwhile goes into
@@ -291,16 +315,23 @@ class Conductor:
         stopping = False
         while not stopping:
             item = self._results.get()
+            self._recording = True
             batch = [] if item is None else [item]
             stopping = item is None
-            while not self._results.empty() and len(batch) < RESULT_BATCH:
-                item = self._results.get_nowait()
+            gather_until = time.monotonic() + RESULT_GATHER_SECONDS
+            while not stopping and len(batch) < RESULT_BATCH:
+                try:
+                    item = self._results.get(timeout=max(0.0, gather_until - time.monotonic()))
+                except queue.Empty:
+                    break
                 if item is None:
                     stopping = True
                 else:
                     batch.append(item)
             if batch:
                 self._record(batch)
+            self._recording = False
+            self._wake.set()
 
     def _record(self, batch: list[tuple[RunningStep, StepResult]]) -> None:
         items = [(r.claimed, result, r.log.drain()) for r, result in batch]
@@ -445,8 +476,7 @@ class Conductor:
                 self._ask_to_stop(r, now)
         wait_until = time.monotonic() + self.stop_grace
         for r in left:
-            if r.thread is not None:
-                r.thread.join(max(0.0, wait_until - time.monotonic()))
+            r.done.wait(max(0.0, wait_until - time.monotonic()))
         for r in left:
             self._abandon(r)  # those that have not returned yet
         self._results.put(None)  # after every step returned or was abandoned: every result is queued before it

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.model import StepKind, StepState
@@ -22,7 +22,7 @@ from conveyor.store.database import Database
 from conveyor.store.records import About, record_event, record_events
 from conveyor.store.step_durations import count_finished
 from conveyor.store.step_logs import LogFlush, append_step_logs
-from conveyor.store.tables import Deployment, Release, Step, StepAttempt
+from conveyor.store.tables import Deployment, Event, Release, Step, StepAttempt
 
 MAX_ATTEMPTS = 5
 
@@ -53,6 +53,9 @@ class Leases:
     def __init__(self, db: Database, clock: Callable[[], datetime], owner: str, lease_seconds: float) -> None:
         self.db, self.clock, self.owner = db, clock, owner
         self.lease = timedelta(seconds=lease_seconds)
+        # the newest event id before and after the last claim that claimed something: its step.started
+        # events change nothing a planner pass would see, so a plan settled before it is settled after
+        self.claim_events: tuple[int, int] | None = None
 
     def _due(self, session: Session, now: datetime, limit: int, *, expired: bool) -> list[Step]:
         if expired:
@@ -79,6 +82,7 @@ class Leases:
         abandoned: list[tuple[str, datetime | None, datetime]] = []
         with self.db.write() as session:
             now = self.clock()
+            events_before = session.scalar(select(func.max(Event.id))) or 0
             due = self._due(session, now, limit, expired=False)
             deployments = _by_id(session, Deployment, {s.deployment_id for s in due})
             releases = _by_id(session, Release, {d.release_id for d in deployments.values()})
@@ -129,6 +133,7 @@ class Leases:
                     for c in claimed
                 ]
                 record_events(session, "step.started", at=now, actor=self.owner, about=about)
+                self.claim_events = (events_before, session.scalar(select(func.max(Event.id))) or 0)
             count_finished(session, abandoned)  # last, like every writer of those counters
         return claimed
 
