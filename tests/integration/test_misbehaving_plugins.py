@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from sqlalchemy import select
 
 from conveyor.engine.conductor import Conductor
@@ -23,6 +24,7 @@ from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.store.step_logs import read_step_log
 from conveyor.store.tables import Event, Lock, Step
+from conveyor.web.metrics import registry_for
 from tests.integration.harness import (
     deployments,
     load,
@@ -125,6 +127,8 @@ def test_a_hanging_driver_times_out_frees_its_locks_and_its_late_result_is_refus
             timed_out = session.scalars(select(Event).where(Event.kind == "step.timed_out")).all()
             log = read_step_log(session, step.id)
         assert [(e.app, e.payload["step_id"]) for e in timed_out] == [("broken", step.id)]
+        metrics = generate_latest(registry_for(db)).decode()
+        assert "conveyor_step_timeouts_total 1.0" in metrics.splitlines()
         assert "timed out after 1s (step_timeout); stopping" in log
         abandoned = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert len(abandoned) == 1 and "ignored being told to stop for 1s; abandoning its thread" in abandoned[0]

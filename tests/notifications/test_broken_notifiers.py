@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from sqlalchemy import select
 
 from conveyor.notifiers.fake import FakeNotifier
@@ -14,6 +15,7 @@ from conveyor.notify.routing import install
 from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.store.tables import Event
+from conveyor.web.metrics import registry_for
 from tests.integration.harness import deployment_state, wait_for
 from tests.misbehaving import ExitingNotifier, register_misbehaving_plugins
 from tests.notifications.running import conductor_with_sender, outbox_states, project
@@ -60,6 +62,8 @@ def test_broken_notifiers_are_disabled_and_deploys_go_on(
             " chat service",
             "chat": "notifier chat disabled: it raised SystemExit: 1",
         }
+        metrics = generate_latest(registry_for(db)).decode()
+        assert "conveyor_notifiers_disabled_total 2.0" in metrics.splitlines()
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert [r.getMessage() for r in errors] == [
             "notifier pager disabled: it could not be created: SystemExit: no configuration for the chat service;"

@@ -281,13 +281,14 @@ class Conductor:
                 return
             running.settled = True
             verdict = running.verdict
+            self._abandoned = [r for r in self._abandoned if not r.done.is_set()]  # those that returned go
             self._abandoned.append(running)
             if verdict is None and self._running.get(running.claimed.step_id) is running:
                 del self._running[running.claimed.step_id]
         c = running.claimed
         log.error(
             "step %s attempt %s (%s %s, %s %s): the plugin ignored being told to stop for %gs;"
-            " abandoning its thread (%d abandoned in this process)",
+            " abandoning its thread (%d abandoned threads still running in this process)",
             c.step_id,
             c.attempt,
             c.app,
