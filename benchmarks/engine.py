@@ -3,6 +3,7 @@ or by several ``conveyor worker`` processes (scale-out)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,16 +62,37 @@ def _prepared(root: Path, database: str, apps: int, groups: int, duration: float
     return config_path, config, db
 
 
-def makespan(database: str, *, apps: int, groups: int, duration: float) -> float:
-    """Seconds from the first conductor tick until nothing is left to do (3 environments)."""
+def makespan(database: str, *, apps: int, groups: int, duration: float, concurrency: int | None = 128) -> float:
+    """Seconds from the first conductor tick until nothing is left to do (3 environments); ``concurrency``
+    None runs the conductor at its default, as ``conveyor serve`` and ``conveyor worker`` do."""
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
         _, config, db = _prepared(Path(tmp), database, apps, groups, duration, ("integration", "staging", "production"))
-        conductor = Conductor(config, db, concurrency=128, poll_interval=0.02, grace_seconds=5)
+        width = {} if concurrency is None else {"concurrency": concurrency}
+        conductor = Conductor(config, db, poll_interval=0.02, grace_seconds=5, **width)
         started = time.monotonic()
         conductor.run(threading.Event(), exit_when_idle=True)
         elapsed = time.monotonic() - started
         db.dispose()
         return elapsed
+
+
+def makespan_in_child(*, apps: int, duration: float) -> tuple[float, float]:
+    """:func:`makespan` of ``apps`` independent apps on SQLite at the conductor's default concurrency, in
+    a fresh interpreter; returns (seconds, that process's peak resident set in MiB)."""
+    code = (
+        "import json, resource, sys; sys.path.insert(0, sys.argv[1]); from engine import makespan; "
+        f"seconds = makespan('sqlite', apps={apps}, groups=0, duration={duration}, concurrency=None); "
+        "print(json.dumps([seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).resolve().parent)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    seconds, peak_mib = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(seconds), float(peak_mib)
 
 
 def scaleout(

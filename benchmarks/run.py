@@ -7,6 +7,10 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
 - ``makespan_ratio_groups``: 50 apps in 10 conflict groups of 5, otherwise the same; makespan / lower
   bound, where the bound is max(3 s, the busiest lock's serial work plus the environments after it:
   5 x 1 s + 2 x 1 s = 7 s).
+- ``makespan_ratio_1000_apps``: 1,000 independent apps x 3 environments, fake 1 s deploys, no checks, at
+  the conductor's default concurrency (what ``serve`` and ``worker`` run with), in a fresh process;
+  measured makespan / lower bound (3 s), one run. ``peak_rss_mib_1000_apps`` is that process's peak
+  resident set, and ``planner_pass_ms_1000_apps`` one planner pass for 1,000 apps with a new release each.
 - ``overhead_ms_per_step_sqlite`` / ``_postgres``: no-op fake deploys, 300 steps, engine wall time per step.
 - ``planner_pass_ms`` / ``planner_pass_ms_100k_history``: one planner pass (read the snapshot, plan) for
   100 apps with a new release each, on SQLite, behind 300 finished deployments (each app live once in
@@ -40,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api_latency import p99, release_to_start_ms
-from engine import makespan, scaleout
+from engine import makespan, makespan_in_child, scaleout
 from history import planner_pass_ms, status_ms
 from scratch import postgres_scratch
 from supervisor import start_costs
@@ -69,6 +73,10 @@ def main() -> int:
         "makespan_ratio_groups",
         lambda: median_of(3, lambda: makespan("sqlite", apps=50, groups=10, duration=1.0)) / 7.0,
     )
+    seconds, peak_mib = makespan_in_child(apps=1000, duration=1.0)
+    figure("makespan_ratio_1000_apps", lambda: seconds / 3.0)
+    figure("peak_rss_mib_1000_apps", lambda: peak_mib)
+    figure("planner_pass_ms_1000_apps", lambda: planner_pass_ms(history=300, apps=1000))
     figure("overhead_ms_per_step_sqlite", lambda: makespan("sqlite", apps=100, groups=0, duration=0.0) / 300 * 1000)
     young = planner_pass_ms(history=300)
     figure("planner_pass_ms", lambda: young)

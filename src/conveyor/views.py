@@ -24,6 +24,7 @@ from conveyor.errors import OperationError
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
 from conveyor.store.snapshot import hold_policy, load_holds
+from conveyor.store.step_logs import read_step_log
 from conveyor.store.tables import Decision, Deployment, Hold, Placement, Release, Step, StepAttempt
 
 GOOD = aliased(Release, name="good")  # a placement's last good release (made once: cached statements stay cached)
@@ -396,8 +397,9 @@ def _failed_step(session: Session, deployment_id: int) -> dict[str, Any] | None:
 
 
 def step_log_text(session: Session, step: Step) -> str:
-    """The whole log of ``step`` so far, as one text: every reader of step logs goes through here."""
-    return step.log
+    """The whole log of ``step`` so far, as one text (its head and tail past the cap): every reader of
+    step logs goes through here."""
+    return read_step_log(session, step.id)
 
 
 def logs(

@@ -22,6 +22,7 @@ from conveyor.engine.controls import cancel
 from conveyor.engine.leases import MAX_ATTEMPTS, Leases, StepResult
 from conveyor.engine.orchestrator import Orchestrator, create_deployment
 from conveyor.store.database import Database
+from conveyor.store.step_logs import LogChunk, LogFlush, read_step_log
 from conveyor.store.tables import (
     Base,
     Deployment,
@@ -319,12 +320,14 @@ class StoreContract:
         (second,) = fast.claim(5)
         assert second.step_id == first.step_id and second.attempt == 2
         # the paused worker wakes up: its heartbeat and its result are refused
-        assert slow.heartbeat([(first.step_id, first.attempt)], {first.step_id: "late\n"}) == {first.step_id}
-        assert not slow.finish(first, StepResult(True, "late", [], {}), "")
-        assert fast.finish(second, StepResult(True, "deployed", [], {}), "ok\n")
+        late, ok = LogFlush([LogChunk(0, 0, "late\n")]), LogFlush([LogChunk(0, 0, "ok\n")])
+        assert slow.heartbeat([(first.step_id, first.attempt)], {first.step_id: late}) == {first.step_id}
+        assert not slow.finish(first, StepResult(True, "late", [], {}), late)
+        assert fast.finish(second, StepResult(True, "deployed", [], {}), ok)
         with store.read() as s:
             step = s.get(Step, first.step_id)
-            assert step is not None and step.state == StepState.SUCCEEDED and "late" not in step.log
+            assert step is not None and step.state == StepState.SUCCEEDED
+            assert read_step_log(s, first.step_id) == "ok\n"
             attempts = [
                 (a.attempt, a.owner, a.outcome) for a in s.scalars(select(StepAttempt).order_by(StepAttempt.id))
             ]

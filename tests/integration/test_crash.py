@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from conveyor.operations import Operations
 from conveyor.store.database import Database
+from conveyor.store.step_logs import read_step_log
 from conveyor.store.tables import Event, Step, StepAttempt
 from tests.integration.harness import (
     CONVEYOR_CLI,
@@ -64,9 +65,9 @@ def running_deploy(db: Database) -> Step | None:
         row = session.execute(
             select(Step)
             .join(StepAttempt, StepAttempt.step_id == Step.id)
-            .where(Step.kind == "deploy", StepAttempt.outcome == "running", Step.log.contains("attempt 1"))
+            .where(Step.kind == "deploy", StepAttempt.outcome == "running")
         ).first()
-        return row[0] if row else None
+        return row[0] if row and "attempt 1" in read_step_log(session, row[0].id) else None
 
 
 @pytest.mark.slow
@@ -112,7 +113,8 @@ def test_a_killed_worker_step_is_rerun_once_by_another_worker(tmp_path: Path, db
         with db.read() as session:
             step = session.get(Step, killed.id)
             assert step is not None and step.attempt == 2 and step.state == "succeeded"
-            assert "attempt 1" in step.log and "attempt 2" in step.log
+            log = read_step_log(session, killed.id)
+            assert "attempt 1" in log and "attempt 2" in log
             requeued = list(session.scalars(select(Event).where(Event.kind == "step.requeued")))
         assert [(e.payload["step_id"], e.payload["attempt"]) for e in requeued] == [(killed.id, 1)]
         assert requeued[0].payload["owner"] == first_try.owner

@@ -320,7 +320,7 @@ def test_unchanged_situation_settles_after_one_pass(situation: Callable[[], Snap
     record(plan_next(base, NOW), recorded)
     later = []
     for _ in range(5):
-        s = Snapshot(**{**base.__dict__, "decision_fingerprints": frozenset(recorded.values())})
+        s = replace(base, decision_fingerprints=frozenset(recorded.values()))
         later.append(record(plan_next(s, NOW), recorded))
     assert later == [0] * 5
 

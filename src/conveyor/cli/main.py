@@ -28,7 +28,7 @@ from conveyor.cli.notifications import notifications_table
 from conveyor.cli.render import history_table, holds_lines, print_why, status_from_json, status_table, stop_banners
 from conveyor.config import STARTER_CONFIG, load_config
 from conveyor.domain.holds import unblock_command
-from conveyor.engine.conductor import Conductor
+from conveyor.engine.conductor import DEFAULT_CONCURRENCY, Conductor
 from conveyor.notify.outbox import deliveries
 from conveyor.operations import Operations
 from conveyor.store.database import Database
@@ -130,8 +130,8 @@ def runner_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--concurrency",
-            type=click.IntRange(1, 1024),
-            default=64,
+            type=click.IntRange(1, 4096),
+            default=DEFAULT_CONCURRENCY,
             show_default=True,
             help="Most steps this process runs at once.",
         ),

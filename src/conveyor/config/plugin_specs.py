@@ -24,7 +24,7 @@ from conveyor.config.errors import ProblemLog, did_you_mean
 from conveyor.config.inheritance import MergedDeploy, Sourced
 from conveyor.config.placeholders import PlaceholderError, fill_tree
 from conveyor.config.resolved import CheckSpec, DeploySpec
-from conveyor.config.schema import CheckEntry, keys_of
+from conveyor.config.schema import DEFAULT_CHECK_TIMEOUT, CheckEntry, DeployEntry, keys_of
 from conveyor.config.validation import Subject, describe_path, explain, short_message, the_path
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 from conveyor.domain.model import CheckLimits
@@ -62,8 +62,22 @@ class PluginSpecs:
             return None
         vars_ok = self._vars(plugin, f"the {name} driver")
         subject = f"deploy (driver {name!r})"
-        options = self._options(plugin.Options, merged.options, merged.anchor, subject, ["driver"])
-        return DeploySpec(driver=name, options=options) if options is not None and vars_ok else None
+        own_keys = keys_of(DeployEntry)
+        own = {k: s for k, s in merged.options.items() if k in own_keys}
+        entry: DeployEntry | None = None
+        try:
+            entry = DeployEntry.model_validate({k: s.value for k, s in own.items()})
+        except ValidationError as exc:
+
+            def path_of(loc: tuple[Any, ...]) -> YamlPath:
+                return (*own[loc[0]].path, *loc[1:]) if loc and loc[0] in own else (*merged.anchor, *loc)
+
+            self._report(exc, Subject(path_of, lambda loc: the_path(subject, loc), lambda _: own_keys))
+        raw = {k: s for k, s in merged.options.items() if k not in own_keys}
+        options = self._options(plugin.Options, raw, merged.anchor, subject, own_keys)
+        if options is None or entry is None or not vars_ok:
+            return None
+        return DeploySpec(driver=name, options=options, step_timeout=entry.step_timeout)
 
     def checks(self, path: YamlPath, entries: Sequence[dict[str, Any]]) -> tuple[CheckSpec, ...]:
         specs: list[CheckSpec] = []
@@ -101,8 +115,20 @@ class PluginSpecs:
         options = self._options(plugin.Options, raw, path, f"{label} (type {kind!r})", own_keys)
         if options is None or check is None or not vars_ok:
             return None
-        limits = CheckLimits(**check.model_dump(exclude={"name", "type"}))
-        return CheckSpec(name=check.name, type=check.type, options=options, limits=limits)
+        limits = CheckLimits(**check.model_dump(exclude={"name", "type", "step_timeout"}))
+        waits = limits.initial_delay + limits.count * limits.interval
+        if check.step_timeout is None:
+            step_timeout = waits + DEFAULT_CHECK_TIMEOUT
+        elif check.step_timeout <= waits:
+            message = (
+                f"step_timeout ({check.step_timeout:g}s) of {label} is not longer than its own waits"
+                f" (initial_delay + count x interval = {waits:g}s)"
+            )
+            self.log.add(self.doc.at((*path, "step_timeout")), message)
+            return None
+        else:
+            step_timeout = check.step_timeout
+        return CheckSpec(name=check.name, type=check.type, options=options, limits=limits, step_timeout=step_timeout)
 
     def _plugin(self, kind: str, name: Any, path: YamlPath, lookup: Callable[[str], Any]) -> Any:
         """The plugin class (its ``Options`` and ``Vars`` models are what matter here), or None if reported."""

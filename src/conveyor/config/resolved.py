@@ -6,7 +6,9 @@ problem at once with its FILE:LINE:COL. Nothing outside ``conveyor.config`` read
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -22,6 +24,7 @@ API_MAX_BODY_BYTES = 1024 * 1024
 class DeploySpec:
     driver: str
     options: BaseModel  # the driver's own Options model, validated, placeholders already filled in
+    step_timeout: float = 3600.0  # seconds before the engine fails the step, whatever the driver does
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class CheckSpec:
     type: str
     options: BaseModel  # the check's own Options model, validated, placeholders already filled in
     limits: CheckLimits
+    step_timeout: float = 3600.0  # seconds before the engine fails the step, whatever the check does
 
 
 @dataclass(frozen=True)
@@ -117,11 +121,16 @@ class Config:
         i = self.environments.index(name)
         return self.environments[i + 1] if i + 1 < len(self.environments) else None
 
+    @cached_property
+    def _secret_pattern(self) -> re.Pattern[str] | None:
+        # Longest first: where one secret is a prefix of another, the longer one must match, or its
+        # tail would be left in the clear after the shorter one was replaced.
+        secrets = sorted((s for s in self.secrets if s), key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, secrets))) if secrets else None
+
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "********")
-        return text
+        pattern = self._secret_pattern
+        return pattern.sub("********", text) if pattern is not None else text
 
 
 class UnknownName(LookupError):

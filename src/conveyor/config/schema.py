@@ -173,11 +173,23 @@ class FileSection(Section):
     windows: dict[str, Any] = Field(default_factory=dict)  # checked by conveyor.config.windows
 
 
+DEFAULT_DEPLOY_TIMEOUT = 3600.0  # seconds a deploy step may run before the engine fails it
+DEFAULT_CHECK_TIMEOUT = 3600.0  # the same for a check step, beyond its own waits (initial_delay, intervals)
+
+
+class DeployEntry(Section):
+    """The keys of a deploy block that conveyor itself reads; every other key belongs to the driver."""
+
+    driver: str | None = None
+    step_timeout: PositiveDuration = DEFAULT_DEPLOY_TIMEOUT
+
+
 class CheckEntry(Section):
     """The keys of a check entry that conveyor itself reads; every other key belongs to the check type."""
 
     name: Annotated[str, Field(min_length=1)]
     type: str
+    step_timeout: PositiveDuration | None = None
     count: Count = 1
     interval: Duration = 0.0
     initial_delay: Duration = 0.0

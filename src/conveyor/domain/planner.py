@@ -121,7 +121,7 @@ def _schedule_waiting(snap: Snapshot, now: datetime) -> list[Intent]:
 def _lock_wait_decision(
     d: DeploymentView, needed: tuple[str, ...], snap: Snapshot, reserved: dict[str, DeploymentView]
 ) -> Decision | None:
-    by_id = {o.id: o for o in snap.open_deployments}
+    by_id = snap.open_by_id
     for name in needed:
         holder_id = snap.locks.get(name)
         if holder_id is not None and holder_id != d.id:

@@ -39,11 +39,8 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
     newer one still to come, not by one already live: deploying an old version on purpose must work."""
     if d.override == Override.ROLLBACK:
         return None  # an operator's way back: never replaced, not even by a newer release to come
-    newer = [
-        o.release_id
-        for o in snap.open_deployments
-        if o.app == d.app and o.environment == d.environment and o.release_id > d.release_id
-    ]
+    newest_open = snap.newest_open_release.get((d.app, d.environment), d.release_id)
+    newer = [newest_open] if newest_open > d.release_id else []
     placed = snap.placements.get((d.app, d.environment))
     if placed and placed.current.release_id > d.release_id and not d.explicit:
         newer.append(placed.current.release_id)

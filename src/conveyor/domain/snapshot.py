@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from conveyor.domain.holds import HoldPolicy, Window
 from conveyor.domain.model import DeploymentState, Health, HoldKind, OnFailure, Override, StepKind, StepState, Tier
@@ -112,6 +113,21 @@ class Snapshot:
 
     def env_index(self, environment: str) -> int:
         return self.environments.index(environment)
+
+    # Indexes over open_deployments, built once per snapshot: rules ask them once per deployment, and a
+    # scan each time made a pass quadratic in the number of apps.
+    @cached_property
+    def open_by_id(self) -> dict[int, DeploymentView]:
+        return {d.id: d for d in self.open_deployments}
+
+    @cached_property
+    def newest_open_release(self) -> dict[tuple[str, str], int]:
+        """The newest release with an open deployment, per (app, environment)."""
+        newest: dict[tuple[str, str], int] = {}
+        for d in self.open_deployments:
+            key = (d.app, d.environment)
+            newest[key] = max(newest.get(key, d.release_id), d.release_id)
+        return newest
 
     def next_environment(self, environment: str) -> str | None:
         i = self.env_index(environment) + 1

@@ -2,9 +2,16 @@
 
 Each tick re-queues steps whose lease expired, plans until the plan stops changing state (so a success
 becomes a promotion and a start within one tick), then claims as many due steps as it has free slots
-and runs them on a thread pool: deploys and checks wait on subprocesses and HTTP, so threads give real
-concurrency. A heartbeat thread extends the leases of running steps and flushes their logs; a step
-whose lease was lost is told to stop.
+and runs each on a thread (:mod:`conveyor.engine.step_threads`): deploys and checks wait on subprocesses
+and HTTP, so threads give real concurrency. A heartbeat thread extends the leases of running steps and
+flushes their logs.
+
+A step is told to stop (``ctx.cancelled``) when its lease was lost or its ``step_timeout`` passed; one
+past its deadline fails with outcome "timed out after ...". A plugin that still has not returned
+``STOP_GRACE`` seconds later is abandoned: its thread is left to end on its own (it is a daemon), the
+step's timeout is recorded and its locks freed, and whatever it returns later is refused by the fencing
+like any late result. Abandoned threads are logged and counted (:attr:`Conductor.abandoned`); a timeout
+is also an Event (``step.timed_out``) that the metrics count.
 
 Several conductors, in one process or on several machines, may share one PostgreSQL database: claims
 use ``SKIP LOCKED``, planner passes are serialised by an advisory lock, and every write is fenced.
@@ -12,6 +19,7 @@ use ``SKIP LOCKED``, planner passes are serialised by an advisory lock, and ever
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -20,8 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -31,9 +38,11 @@ from conveyor.config.resolved import Config
 from conveyor.domain.decisions import Note, Start
 from conveyor.domain.model import DeploymentState, StepState
 from conveyor.domain.planner import plan_next
-from conveyor.engine.executor import Executor, StepLog
+from conveyor.engine.executor import Executor
 from conveyor.engine.leases import ClaimedStep, Leases, StepResult
 from conveyor.engine.orchestrator import Orchestrator
+from conveyor.engine.step_log import StepLog
+from conveyor.engine.step_threads import StepThreads
 from conveyor.notify.routing import install as install_router
 from conveyor.notify.sender import Sender
 from conveyor.steps import StepContext
@@ -44,9 +53,15 @@ from conveyor.store.tables import Deployment, Event, Step
 log = logging.getLogger(__name__)
 
 MAX_PLAN_ROUNDS = 10
-RESULT_BATCH = 100
+RESULT_BATCH = 1000
+# How long the result writer waits for more results after the first one: steps started together end
+# together, and recording them in one transaction saves a planner pass per transaction avoided.
+RESULT_GATHER_SECONDS = 0.02
+PLAN_DEFER_SECONDS = 0.1  # the longest a planner pass waits for results being recorded
 REPLAN_SECONDS = 2.0
 RETRY_SECONDS = 0.02  # when another process held the planner lock
+STOP_GRACE = 10.0  # seconds a step told to stop gets to return before its thread is abandoned
+DEFAULT_CONCURRENCY = 1024  # steps mostly wait (subprocesses, HTTP, sleeps): a waiting thread costs little
 
 
 def worker_id() -> str:
@@ -55,10 +70,19 @@ def worker_id() -> str:
 
 @dataclass
 class RunningStep:
+    """One claimed step on its thread. ``settled`` (under the conductor's lock) says its result was
+    queued or it was abandoned; a second result (a late one, after abandoning) goes to the fencing only."""
+
     claimed: ClaimedStep
     ctx: StepContext
     log: StepLog
-    future: Future[None] | None = None
+    timeout: float  # its step_timeout, in seconds
+    deadline: float  # time.monotonic() when it times out
+    done: threading.Event = field(default_factory=threading.Event)  # its plugin returned
+    stop_asked_at: float | None = None  # time.monotonic() when it was told to stop
+    verdict: StepResult | None = None  # recorded instead of what the plugin returns (it timed out)
+    settled: bool = False
+    late: bool = False  # the result of an abandoned run
 
 
 class Conductor:
@@ -67,10 +91,11 @@ class Conductor:
         config: Config,
         db: Database,
         *,
-        concurrency: int = 64,
+        concurrency: int = DEFAULT_CONCURRENCY,
         lease_seconds: float = 15.0,
         poll_interval: float = 0.25,
         grace_seconds: float = 30.0,
+        stop_grace: float = STOP_GRACE,
         owner: str | None = None,
         clock: Callable[[], datetime] = utc_now,
         on_step: Callable[[ClaimedStep, StepResult | None], None] | None = None,
@@ -81,6 +106,7 @@ class Conductor:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.grace_seconds = grace_seconds
+        self.stop_grace = stop_grace
         self.owner = owner or worker_id()
         self.orchestrator = Orchestrator(db, clock)
         self.leases = Leases(db, clock, self.owner, lease_seconds)
@@ -89,8 +115,9 @@ class Conductor:
         self.on_step = on_step
         install_router(db, config)  # events written from here on notify whom the config says
         self.sender = sender or Sender(config, db, owner=self.owner)  # delivers notifications, apart from steps
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="step")
+        self._threads = StepThreads()
         self._running: dict[int, RunningStep] = {}
+        self._abandoned: list[RunningStep] = []
         self._running_lock = threading.Lock()
         # step results for the writer thread; None tells it to finish what is queued and stop
         self._results: queue.SimpleQueue[tuple[RunningStep, StepResult] | None] = queue.SimpleQueue()
@@ -98,6 +125,8 @@ class Conductor:
         self._wake = threading.Event()
         self._stop_claiming = threading.Event()
         self._last_reap = float("-inf")
+        self._recording = False  # the result writer holds results it has not stored yet
+        self._deferred_since: float | None = None
         self._settled_marker = -1
         self._retry_soon = False
         self._replan_at = 0.0
@@ -140,10 +169,25 @@ class Conductor:
             return session.scalar(select(func.max(Event.id))) or 0
 
     def tick(self) -> bool:
+        self.enforce_deadlines()
         reaped = self._reap_if_due()
-        changed = self.plan(claim=True)
+        changed = False
+        if not self._defer_planning():
+            changed = self.plan(claim=True)
         claimed = self._claim()
         return bool(reaped or changed or claimed)
+
+    def _defer_planning(self) -> bool:
+        """While results are being recorded, plan a little later: steps started together end together,
+        and one pass over all of their results costs what a pass over the first few does. Never for
+        longer than ``PLAN_DEFER_SECONDS`` in a row; the writer wakes the loop when it is done."""
+        now = time.monotonic()
+        if not (self._recording or not self._results.empty()):
+            self._deferred_since = None
+            return False
+        if self._deferred_since is None:
+            self._deferred_since = now
+        return now - self._deferred_since < PLAN_DEFER_SECONDS
 
     def _reap_if_due(self) -> int:
         """Expired leases are looked for about once a second, not on every tick: a lease lasts many seconds."""
@@ -158,21 +202,113 @@ class Conductor:
             return 0
         with self._running_lock:
             free = self.concurrency - len(self._running)
+        self.leases.claim_events = None
         steps = self.leases.claim(free)
+        if self.leases.claim_events is not None and self.leases.claim_events[0] == self._settled_marker:
+            self._settled_marker = self.leases.claim_events[1]  # our step.started events change no plan
         for step in steps:
-            running = RunningStep(step, StepContext(), StepLog(self.config.redact))
+            timeout = self.executor.step_timeout(step)
+            running = RunningStep(step, StepContext(), StepLog(self.config.redact), timeout, time.monotonic() + timeout)
             running.ctx.log = running.log
             with self._running_lock:
                 self._running[step.step_id] = running
-            running.future = self._pool.submit(self._run_step, running)
+            self._threads.submit(functools.partial(self._run_step, running))
         return len(steps)
 
     def _run_step(self, running: RunningStep) -> None:
-        """Run one step on a pool thread and queue its result for the result writer."""
-        result = self.executor.run(running.claimed, running.ctx)  # never raises: a crash is a failed result
-        if running.ctx.cancelled.is_set() and result.ok:
+        """Run one step on a step thread and queue its result for the result writer."""
+        result = StepResult(False, f"{running.claimed.kind} ended without a result", [], {})
+        try:
+            result = self.executor.run(running.claimed, running.ctx)  # never raises: a crash is a failed result
+        finally:
+            running.done.set()
+            self._settle(running, result)
+
+    def _settle(self, running: RunningStep, result: StepResult) -> None:
+        with self._running_lock:
+            running.late, running.settled = running.settled, True
+            verdict = running.verdict
+        if running.late:
+            log.warning(
+                "step %s attempt %s: its abandoned run returned after all (%s); handing its result to the fencing",
+                running.claimed.step_id,
+                running.claimed.attempt,
+                result.outcome,
+            )
+        elif verdict is not None:
+            result = replace(verdict, measurements=result.measurements)
+        elif running.ctx.cancelled.is_set() and result.ok:
             result = StepResult(False, "cancelled", result.measurements, result.result)
         self._results.put((running, result))
+
+    # -- deadlines ------------------------------------------------------------------------------------
+
+    def enforce_deadlines(self) -> None:
+        """Tell steps past their ``step_timeout`` to stop; abandon those told ``stop_grace`` ago that still run."""
+        now = time.monotonic()
+        with self._running_lock:
+            running = [r for r in self._running.values() if not r.settled]
+            overdue = [r for r in running if r.stop_asked_at is None and now >= r.deadline]
+            for r in overdue:
+                r.verdict = StepResult(False, f"timed out after {r.timeout:g}s (step_timeout)", [], {"timed_out": True})
+        for r in overdue:
+            c = r.claimed
+            log.warning(
+                "step %s (%s %s, %s %s) timed out after %gs; stopping it",
+                c.step_id,
+                c.app,
+                c.environment,
+                c.kind,
+                c.name,
+                r.timeout,
+            )
+            r.log(f"timed out after {r.timeout:g}s (step_timeout); stopping")
+            self._ask_to_stop(r, now)
+        for r in running:
+            if r.stop_asked_at is not None and now - r.stop_asked_at >= self.stop_grace:
+                self._abandon(r)
+
+    def _ask_to_stop(self, running: RunningStep, now: float) -> None:
+        if running.stop_asked_at is None:
+            running.stop_asked_at = now
+        running.ctx.cancelled.set()
+
+    def _abandon(self, running: RunningStep) -> None:
+        """Give up on a step's thread that ignores being told to stop: record its timeout (if it timed out;
+        a step whose lease was lost is no longer ours to record) and stop counting it as running."""
+        with self._running_lock:
+            if running.settled:
+                return
+            running.settled = True
+            verdict = running.verdict
+            self._abandoned = [r for r in self._abandoned if not r.done.is_set()]  # those that returned go
+            self._abandoned.append(running)
+            if verdict is None and self._running.get(running.claimed.step_id) is running:
+                del self._running[running.claimed.step_id]
+        c = running.claimed
+        log.error(
+            "step %s attempt %s (%s %s, %s %s): the plugin ignored being told to stop for %gs;"
+            " abandoning its thread (%d abandoned threads still running in this process)",
+            c.step_id,
+            c.attempt,
+            c.app,
+            c.environment,
+            c.kind,
+            c.name,
+            self.stop_grace,
+            len(self._abandoned),
+        )
+        if verdict is not None:
+            outcome = f"{verdict.outcome}; abandoned after ignoring the stop for {self.stop_grace:g}s"
+            result = StepResult(False, outcome, [], {**verdict.result, "abandoned": True})
+            self._results.put((running, result))
+        self._wake.set()
+
+    @property
+    def abandoned(self) -> int:
+        """Threads of abandoned steps that are still running in this process."""
+        with self._running_lock:
+            return sum(1 for r in self._abandoned if not r.done.is_set())
 
     def _write_results(self) -> None:
         """The one thread that records step results, in batches: whatever finished meanwhile goes into
@@ -180,16 +316,23 @@ class Conductor:
         stopping = False
         while not stopping:
             item = self._results.get()
+            self._recording = True
             batch = [] if item is None else [item]
             stopping = item is None
-            while not self._results.empty() and len(batch) < RESULT_BATCH:
-                item = self._results.get_nowait()
+            gather_until = time.monotonic() + RESULT_GATHER_SECONDS
+            while not stopping and len(batch) < RESULT_BATCH:
+                try:
+                    item = self._results.get(timeout=max(0.0, gather_until - time.monotonic()))
+                except queue.Empty:
+                    break
                 if item is None:
                     stopping = True
                 else:
                     batch.append(item)
             if batch:
                 self._record(batch)
+            self._recording = False
+            self._wake.set()
 
     def _record(self, batch: list[tuple[RunningStep, StepResult]]) -> None:
         items = [(r.claimed, result, r.log.drain()) for r, result in batch]
@@ -200,10 +343,16 @@ class Conductor:
             accepted = [False] * len(batch)
         with self._running_lock:
             for r, _ in batch:
-                self._running.pop(r.claimed.step_id, None)
+                if self._running.get(r.claimed.step_id) is r:
+                    del self._running[r.claimed.step_id]
         for (r, result), ok in zip(batch, accepted, strict=True):
+            step = r.claimed
+            if r.late:
+                log.warning(
+                    "step %s attempt %s: late result %s", step.step_id, step.attempt, "accepted" if ok else "refused"
+                )
+                continue
             if not ok:
-                step = r.claimed
                 log.warning("step %s attempt %s: result refused, the lease was lost", step.step_id, step.attempt)
             if self.on_step is not None:
                 self.on_step(r.claimed, result if ok else None)
@@ -217,15 +366,16 @@ class Conductor:
         if not running:
             return
         pairs = [(r.claimed.step_id, r.claimed.attempt) for r in running]
-        logs = {r.claimed.step_id: r.log.drain() for r in running}
+        # a settled step's last lines go with its result, in the writer's transaction
+        logs = {r.claimed.step_id: r.log.drain() for r in running if not r.settled}
         lost = self.leases.heartbeat(pairs, logs)
+        now = time.monotonic()
         with self._running_lock:
-            still_running = set(self._running)
-        for r in running:
             # a step that finished between our snapshot and the heartbeat is not lost, just done
-            if r.claimed.step_id in lost and r.claimed.step_id in still_running:
-                log.warning("step %s: lease lost or deployment cancelled; stopping it", r.claimed.step_id)
-                r.ctx.cancelled.set()
+            stopping = [r for r in running if r.claimed.step_id in lost and not r.settled]
+        for r in stopping:
+            log.warning("step %s: lease lost or deployment cancelled; stopping it", r.claimed.step_id)
+            self._ask_to_stop(r, now)
 
     def _heartbeat_loop(self, stop: threading.Event) -> None:
         while not stop.wait(self.lease_seconds / 3):
@@ -271,8 +421,8 @@ class Conductor:
         heartbeat = threading.Thread(target=self._heartbeat_loop, args=(hb_stop,), name="heartbeat", daemon=True)
         heartbeat.start()
         self._writer.start()
-        self.sender.start()
         try:
+            self._start_sender()
             while not stop.is_set():
                 try:
                     progressed = self.tick()
@@ -292,7 +442,17 @@ class Conductor:
             self.shutdown()
             hb_stop.set()
             heartbeat.join(timeout=5)
-            self.sender.stop(drain=5.0 if exit_when_idle and not stop.is_set() else 0.0)
+            try:
+                self.sender.stop(drain=5.0 if exit_when_idle and not stop.is_set() else 0.0)
+            except Exception:
+                log.exception("stopping the notification sender failed")
+
+    def _start_sender(self) -> None:
+        """Notifications are never worth a deploy: a sender that cannot start is logged, and steps go on."""
+        try:
+            self.sender.start()
+        except Exception:
+            log.exception("the notification sender could not start; deploying without notifications")
 
     def shutdown(self) -> None:
         """Stop claiming; let running steps finish within the grace period; hand back the rest."""
@@ -302,18 +462,24 @@ class Conductor:
             with self._running_lock:
                 if not self._running:
                     break
+            self.enforce_deadlines()
             self.heartbeat_once()
             self._wake.wait(0.2)
             self._wake.clear()
         with self._running_lock:
-            left = list(self._running.values())
+            left = [r for r in self._running.values() if not r.settled]
         if left:
             log.warning("grace period over: handing %d running step(s) back to the queue", len(left))
             # Hand the steps back first, so the cancelled runs' own results are refused by the fencing.
             self.leases.release((r.claimed.step_id, r.claimed.attempt) for r in left)
+            now = time.monotonic()
             for r in left:
-                r.ctx.cancelled.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._results.put(None)  # after the pool's shutdown, so every result is queued before it
+                self._ask_to_stop(r, now)
+        wait_until = time.monotonic() + self.stop_grace
+        for r in left:
+            r.done.wait(max(0.0, wait_until - time.monotonic()))
+        for r in left:
+            self._abandon(r)  # those that have not returned yet
+        self._results.put(None)  # after every step returned or was abandoned: every result is queued before it
         if self._writer.is_alive():
             self._writer.join(timeout=30)

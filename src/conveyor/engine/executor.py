@@ -1,13 +1,15 @@
 """Running one claimed step: build the driver's or check's request from config and the release, run
 it, and turn whatever happens into a :class:`StepResult`. Nothing a plugin does, raising included,
-escapes as an exception: a crash of a plugin is a failed step with the traceback in its log."""
+escapes as an exception: a plugin that raises anything (``sys.exit()`` and ``KeyboardInterrupt``
+included) fails its step, with one line in the step's log and the traceback in the process log.
+
+How long a step may take is the config's ``step_timeout`` (:meth:`Executor.step_timeout`); the conductor
+enforces it, since a plugin that hangs cannot be trusted to honour anything."""
 
 from __future__ import annotations
 
+import logging
 import threading
-import traceback
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +17,14 @@ from conveyor import plugins
 from conveyor.checks.base import Check, CheckRequest
 from conveyor.checks.runner import run_check
 from conveyor.config.resolved import Config
+from conveyor.config.schema import DEFAULT_DEPLOY_TIMEOUT
 from conveyor.domain.model import StepKind
 from conveyor.drivers.base import DeployRequest, Driver
 from conveyor.engine.leases import ClaimedStep, StepResult
 from conveyor.repos import mirror_path_for
 from conveyor.steps import StepContext
 
-
-class StepLog:
-    """Collects a running step's lines; the heartbeat drains them into the database in batches."""
-
-    def __init__(self, redact: Callable[[str], str]) -> None:
-        self._redact = redact
-        self._pending: list[str] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, line: str) -> None:
-        stamp = datetime.now(UTC).strftime("%H:%M:%S")
-        with self._lock:
-            self._pending.append(f"{stamp} {self._redact(line.rstrip())}\n")
-
-    def drain(self) -> str:
-        with self._lock:
-            text, self._pending = "".join(self._pending), []
-        return text
+log = logging.getLogger(__name__)
 
 
 def env_state_dir(config: Config, app: str, environment: str) -> Path:
@@ -57,15 +43,36 @@ class Executor:
                 self._instances[cls] = cls()
             return self._instances[cls]
 
+    def step_timeout(self, step: ClaimedStep) -> float:
+        """Seconds the step may run before the engine fails it (the config's ``step_timeout``)."""
+        app = self.config.apps.get(step.app)
+        env = app.environments.get(step.environment) if app else None
+        if env is None:
+            return DEFAULT_DEPLOY_TIMEOUT  # gone from the config: the step fails at once anyway
+        if step.kind == StepKind.DEPLOY:
+            return env.deploy.step_timeout
+        spec = next((c for c in env.checks if c.name == step.name), None)
+        return spec.step_timeout if spec else DEFAULT_DEPLOY_TIMEOUT
+
     def run(self, step: ClaimedStep, ctx: StepContext) -> StepResult:
         try:
             if step.kind == StepKind.DEPLOY:
                 return self._deploy(step, ctx)
             return self._check(step, ctx)
-        except Exception as exc:  # a plugin's bug must not take the engine down
-            for line in traceback.format_exc().splitlines():
-                ctx.log(line)
-            return StepResult(False, f"{step.kind} crashed: {exc!r}", [], {})
+        except BaseException as exc:  # sys.exit() in a plugin fails its step, never the worker
+            what = f"{step.kind} {step.name} crashed: {type(exc).__name__}: {exc}".splitlines()[0]
+            log.error(
+                "step %s (%s %s, %s %s): %s",
+                step.step_id,
+                step.app,
+                step.environment,
+                step.kind,
+                step.name,
+                what,
+                exc_info=True,
+            )
+            ctx.log(f"{what} (traceback in the worker's log)")
+            return StepResult(False, what, [], {"crashed": type(exc).__name__})
 
     def _deploy(self, step: ClaimedStep, ctx: StepContext) -> StepResult:
         app = self.config.app(step.app)

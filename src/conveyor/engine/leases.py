@@ -9,19 +9,20 @@ A step whose workers keep dying is failed after ``MAX_ATTEMPTS`` instead of loop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.model import StepKind, StepState
 from conveyor.store.database import Database
 from conveyor.store.records import About, record_event, record_events
 from conveyor.store.step_durations import count_finished
-from conveyor.store.tables import Deployment, Release, Step, StepAttempt
+from conveyor.store.step_logs import LogFlush, append_step_logs
+from conveyor.store.tables import Deployment, Event, Release, Step, StepAttempt
 
 MAX_ATTEMPTS = 5
 
@@ -53,6 +54,9 @@ class Leases:
     def __init__(self, db: Database, clock: Callable[[], datetime], owner: str, lease_seconds: float) -> None:
         self.db, self.clock, self.owner = db, clock, owner
         self.lease = timedelta(seconds=lease_seconds)
+        # the newest event id before and after the last claim that claimed something: its step.started
+        # events change nothing a planner pass would see, so a plan settled before it is settled after
+        self.claim_events: tuple[int, int] | None = None
 
     def _due(self, session: Session, now: datetime, limit: int, *, expired: bool) -> list[Step]:
         if expired:
@@ -79,6 +83,7 @@ class Leases:
         abandoned: list[tuple[str, datetime | None, datetime]] = []
         with self.db.write() as session:
             now = self.clock()
+            events_before = session.scalar(select(func.max(Event.id))) or 0
             due = self._due(session, now, limit, expired=False)
             deployments = _by_id(session, Deployment, {s.deployment_id for s in due})
             releases = _by_id(session, Release, {d.release_id for d in deployments.values()})
@@ -130,6 +135,7 @@ class Leases:
                     for c in claimed
                 ]
                 record_events(session, "step.started", at=now, actor=self.owner, about=about)
+                self.claim_events = (events_before, session.scalar(select(func.max(Event.id))) or 0)
             count_finished(session, abandoned)  # last, like every writer of those counters
         return claimed
 
@@ -158,32 +164,34 @@ class Leases:
             Step.state == StepState.RUNNING.value,
         )
 
-    def heartbeat(self, running: Iterable[tuple[int, int]], logs: dict[int, str]) -> set[int]:
-        """Extend the leases of our running steps and append their new log lines.
+    def heartbeat(self, running: Iterable[tuple[int, int]], logs: Mapping[int, LogFlush]) -> set[int]:
+        """Extend the leases of our running steps and append their new log chunks.
 
         Returns the ids of steps we no longer own (reaped after a pause, or cancelled): their work must stop.
         """
         lost: set[int] = set()
+        appended: list[tuple[int, int, LogFlush]] = []
         with self.db.write() as session:
             now = self.clock()
             for step_id, attempt in running:
-                values: dict[str, Any] = {"lease_expires_at": now + self.lease}
-                chunk = logs.get(step_id)
-                if chunk:
-                    values["log"] = Step.log + chunk
-                result = session.execute(update(Step).where(*self._fenced(step_id, attempt)).values(**values))
+                result = session.execute(
+                    update(Step).where(*self._fenced(step_id, attempt)).values(lease_expires_at=now + self.lease)
+                )
                 if not getattr(result, "rowcount", 0):
                     lost.add(step_id)
+                elif flush := logs.get(step_id):
+                    appended.append((step_id, attempt, flush))
+            append_step_logs(session, appended)
             # an operator cancelled their deployment: stop them too (the lease is kept while they wind down)
             ids = [step_id for step_id, _ in running]
             lost.update(session.scalars(select(Step.id).where(Step.id.in_(ids), Step.cancel_requested.is_(True))))
         return lost
 
-    def finish(self, claimed: ClaimedStep, result: StepResult, log_tail: str) -> bool:
+    def finish(self, claimed: ClaimedStep, result: StepResult, log_tail: LogFlush | None = None) -> bool:
         """Record one step's result; refused (False) when its attempt no longer holds the lease."""
-        return self.finish_claimed([(claimed, result, log_tail)])[0]
+        return self.finish_claimed([(claimed, result, log_tail or LogFlush())])[0]
 
-    def finish_claimed(self, items: Sequence[tuple[ClaimedStep, StepResult, str]]) -> list[bool]:
+    def finish_claimed(self, items: Sequence[tuple[ClaimedStep, StepResult, LogFlush]]) -> list[bool]:
         """Record many results in one transaction, each fenced like :meth:`finish`: refused when its
         attempt no longer holds the lease. The rows still ours are read (and, on PostgreSQL, locked)
         first, then all of them are written with one statement per table."""
@@ -191,7 +199,7 @@ class Leases:
             return []
         with self.db.write() as session:
             now = self.clock()
-            stmt = select(Step.id, Step.attempt, Step.log, Step.started_at, Step.cancel_requested).where(
+            stmt = select(Step.id, Step.attempt, Step.started_at, Step.cancel_requested).where(
                 Step.id.in_([c.step_id for c, _, _ in items]),
                 Step.lease_owner == self.owner,
                 Step.state == StepState.RUNNING.value,
@@ -203,15 +211,14 @@ class Leases:
             done = [item for item, ok in zip(items, accepted, strict=True) if ok]
             if done:
                 cancelled = {sid for sid, row in ours.items() if row.cancel_requested}
-                self._write_results(session, done, {sid: row.log for sid, row in ours.items()}, now, cancelled)
+                self._write_results(session, done, now, cancelled)
                 count_finished(session, [(c.kind.value, ours[c.step_id].started_at, now) for c, _, _ in done])
         return accepted
 
     def _write_results(
         self,
         session: Session,
-        done: list[tuple[ClaimedStep, StepResult, str]],
-        logs: dict[int, str],
+        done: list[tuple[ClaimedStep, StepResult, LogFlush]],
         now: datetime,
         cancelled: set[int],
     ) -> None:
@@ -232,11 +239,11 @@ class Leases:
                     "lease_expires_at": None,
                     "measurements": r.measurements,
                     "result": r.result,
-                    "log": logs[c.step_id] + tail,
                 }
-                for c, r, tail in done
+                for c, r, _ in done
             ],
         )
+        append_step_logs(session, [(c.step_id, c.attempt, tail) for c, _, tail in done])
         table = cast(Table, StepAttempt.__table__)
         session.execute(
             update(table)
@@ -256,6 +263,8 @@ class Leases:
             for c, r, _ in done
         ]
         record_events(session, "step.finished", at=now, actor=self.owner, about=about)
+        timed_out = [a for a, (_, r, _) in zip(about, done, strict=True) if r.result.get("timed_out")]
+        record_events(session, "step.timed_out", at=now, actor=self.owner, about=timed_out)
 
     def _close_attempt(self, session: Session, step_id: int, attempt: int, outcome: str, now: datetime) -> None:
         session.execute(

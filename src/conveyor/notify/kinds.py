@@ -22,6 +22,8 @@ EVENT_KINDS = frozenset(
         "step.abandoned",
         "step.released",
         "step.cancelled",
+        "step.timed_out",
+        "notifier.disabled",
         "hold.created",
         "hold.lifted",
         "hold.overridden",

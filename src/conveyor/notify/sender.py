@@ -5,8 +5,12 @@ rows as its pool has free workers, hands them to the pool and goes back to waiti
 delivery wakes it. A failed attempt is retried with backoff (:class:`~conveyor.notify.retry.RetryPolicy`,
 each notifier's ``retry`` in the config) and given up after too many attempts or too long. Several
 senders, in one process or on many machines, share the outbox safely (:mod:`conveyor.notify.outbox`).
-Nothing a notifier does, raising included, escapes the sender: a broken notifier is a failed delivery,
-never a failed deployment.
+Nothing a notifier does, raising included, escapes the sender, and a notifier never changes a
+deployment's outcome. A notifier reports a failed delivery by returning it; one whose constructor or
+``deliver`` raises (anything, ``sys.exit()`` included) is broken: it is disabled in this process with one
+error line and a ``notifier.disabled`` event (counted by the ``conveyor_notifiers_disabled_total``
+metric), the delivery under way counts as a failed attempt, and its rows wait in the outbox for a
+process where it works (a restart after the fix). The other notifiers go on.
 
 Stopping never waits on a slow receiver for long: deliveries under way get ``IN_FLIGHT_GRACE`` seconds
 to end, then their rows are handed back to the outbox (another process, or the next start, delivers
@@ -31,6 +35,7 @@ from conveyor.notify.outbox import ClaimedDelivery, OutboxQueue
 from conveyor.notify.retry import RetryPolicy
 from conveyor.notify.routing import Router
 from conveyor.store.database import Database
+from conveyor.store.records import record_event
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,11 @@ IN_FLIGHT_GRACE = 2.0  # seconds stop() waits for deliveries under way before ha
 def build_notifiers(config: Config) -> dict[str, Notifier]:
     """One instance of each configured notifier, with its validated options."""
     return {name: plugins.notifier_class(n.type)(n.options) for name, n in config.notifiers.items()}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Sender:
@@ -61,10 +71,13 @@ class Sender:
         notifiers: Mapping[str, Notifier] | None = None,
     ) -> None:
         self.config = config
+        self.db, self.owner, self.clock = db, owner, clock
         self.workers = workers
         self.poll_interval = poll_interval
         self._given: Mapping[str, Notifier] | None = notifiers
         self.notifiers: dict[str, Notifier] = {}
+        self.disabled: dict[str, str] = {}  # notifier name -> why it was disabled in this process
+        self._retired: list[Notifier] = []
         self.queue = OutboxQueue(
             db,
             owner=owner,
@@ -94,12 +107,46 @@ class Sender:
         """Start delivering in a background thread; does nothing when no notifier is configured."""
         if not self.enabled or self._thread is not None:
             return
-        self.notifiers = dict(self._given) if self._given is not None else build_notifiers(self.config)
+        self.notifiers = dict(self._given) if self._given is not None else self._build_notifiers()
         self._pool = [threading.Thread(target=self._work, name=f"notify-{i}", daemon=True) for i in range(self.workers)]
         for worker in self._pool:
             worker.start()
         self._thread = threading.Thread(target=self._loop, name="notify-sender", daemon=True)
         self._thread.start()
+
+    def _build_notifiers(self) -> dict[str, Notifier]:
+        """Each configured notifier; one whose constructor raises is disabled, the others still work."""
+        built: dict[str, Notifier] = {}
+        for name, entry in self.config.notifiers.items():
+            try:
+                built[name] = plugins.notifier_class(entry.type)(entry.options)
+            except BaseException as exc:  # a broken notifier plugin never stops the process
+                self._disable(name, f"could not be created: {_one_line(exc)}", exc)
+        return built
+
+    def _disable(self, name: str, why: str, exc: BaseException) -> None:
+        """Stop using a broken notifier in this process: one log line (the traceback at debug level), one
+        event. Its rows stay in the outbox."""
+        with self._lock:
+            instance = self.notifiers.pop(name, None)
+            if instance is not None:
+                self._retired.append(instance)  # closed on stop, like the others
+            self.disabled[name] = why
+        why = self.config.redact(why)
+        log.error("notifier %s disabled: it %s; deployments go on without it", name, why)
+        log.debug("notifier %s: the error", name, exc_info=exc)
+        try:
+            with self.db.write() as session:
+                record_event(
+                    session,
+                    "notifier.disabled",
+                    at=self.clock(),
+                    actor=self.owner,
+                    message=f"notifier {name} disabled: it {why}",
+                    payload={"notifier": name},
+                )
+        except Exception:
+            log.exception("could not record that notifier %s was disabled", name)
 
     def stop(self, drain: float = 0.0) -> None:
         """Stop claiming, give deliveries under way ``IN_FLIGHT_GRACE`` seconds, hand back the rest, close.
@@ -110,7 +157,7 @@ class Sender:
         if self._thread is None:
             return
         deadline = time.monotonic() + drain
-        while time.monotonic() < deadline and (self._busy() or self.queue.anything_due(list(self.notifiers))):
+        while time.monotonic() < deadline and (self._busy() or self.queue.anything_due(self._enabled())):
             time.sleep(0.05)
         self._stop.set()
         self._wake.set()
@@ -127,12 +174,16 @@ class Sender:
             with self._lock:
                 self._handed_back.update(d.row_id for d in left)
             self.queue.release(left)
-        for notifier in self.notifiers.values():
+        for notifier in [*self.notifiers.values(), *self._retired]:
             try:
                 notifier.close()
-            except Exception:
+            except BaseException:
                 log.exception("closing notifier %s failed", type(notifier).__name__)
         self._thread, self._pool = None, []
+
+    def _enabled(self) -> list[str]:
+        with self._lock:
+            return list(self.notifiers)
 
     def _busy(self) -> bool:
         with self._lock:
@@ -164,7 +215,7 @@ class Sender:
             self._in_flight += free
         claimed: list[ClaimedDelivery] = []
         try:
-            claimed = self.queue.claim(list(self.notifiers), free)
+            claimed = self.queue.claim(self._enabled(), free)
         finally:
             with self._lock:
                 self._in_flight -= free - len(claimed)
@@ -185,12 +236,19 @@ class Sender:
 
     def _deliver(self, claimed: ClaimedDelivery) -> None:
         try:
-            notifier = self.notifiers[claimed.notifier]
-            try:
-                result = notifier.deliver(claimed.notification, claimed.ctx)
-            except Exception as exc:
-                log.exception("notifier %s raised; counted as a failed attempt", claimed.notifier)
-                result = DeliveryResult(False, f"the notifier raised {type(exc).__name__}: {exc}")
+            with self._lock:
+                notifier = self.notifiers.get(claimed.notifier)
+            broken: BaseException | None = None
+            if notifier is None:
+                result = DeliveryResult(False, f"notifier {claimed.notifier} is disabled in this process")
+            else:
+                try:
+                    result = notifier.deliver(claimed.notification, claimed.ctx)
+                except BaseException as exc:  # a broken notifier plugin never stops the process
+                    broken = exc
+                    result = DeliveryResult(False, f"the notifier raised {_one_line(exc)}")
+            if broken is not None:
+                self._disable(claimed.notifier, f"raised {_one_line(broken)}", broken)
             if not result.ok:
                 log.info("notifying %s failed (attempt %d): %s", claimed.notifier, claimed.attempt, result.message)
             with self._lock:

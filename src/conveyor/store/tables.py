@@ -117,7 +117,6 @@ class Step(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     outcome: Mapped[str] = mapped_column(Text, default="")
-    log: Mapped[str] = mapped_column(Text, default="")
     measurements: Mapped[list[Any]] = mapped_column(default=list)
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # its deployment was cancelled while it ran: the holder stops it, and it ends "cancelled"
@@ -137,6 +136,20 @@ class StepAttempt(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     outcome: Mapped[str] = mapped_column(String(20), default="running")  # running|succeeded|failed|expired
+
+
+class StepLogChunk(Base):
+    """A piece of one step attempt's log, appended and never rewritten (:mod:`conveyor.store.step_logs`).
+    ``start`` counts the characters of the attempt's log before it, so a gap between chunks shows what was
+    cut; old tail chunks are deleted (:mod:`conveyor.engine.step_log`)."""
+
+    __tablename__ = "step_log_chunks"
+
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    start: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
 
 
 class StepDuration(Base):

@@ -26,6 +26,10 @@ per place are bounded by apps x environments (x hold kinds), whatever the histor
   notifications delivered, and given up after their last attempt.
 - ``conveyor_current_release{app,environment,release,health}`` (gauge, always 1): what runs in each place
   and its health, from the placement the orchestrator keeps (the same record as ``status``).
+- ``conveyor_step_timeouts_total`` (counter): steps failed by the engine for running past their
+  ``step_timeout`` (``step.timed_out`` events).
+- ``conveyor_notifiers_disabled_total`` (counter): notifiers disabled in a process because their plugin
+  raised (``notifier.disabled`` events).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from conveyor.domain.model import DeploymentState, HoldKind, StepState
 from conveyor.notify.outbox import DELIVERED, FAILED, PENDING
 from conveyor.store.database import Database
 from conveyor.store.step_durations import BUCKETS
-from conveyor.store.tables import Deployment, Hold, Outbox, Step, StepDuration
+from conveyor.store.tables import Deployment, Event, Hold, Outbox, Step, StepDuration
 
 # deployments take longer than steps: from a quick restart to an hour-long rollout with bake
 DEPLOYMENT_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -70,6 +74,7 @@ class StoreCollector(Collector):
             _deployments(session, families)
             _steps(session, families)
             _holds_and_notifications(session, families, self.clock())
+            _faults(session, families)
         _places(views.status(self.db, self.config), families, self.clock())
         yield from families.all()
 
@@ -122,6 +127,15 @@ class _Families:
         self.delivered = CounterMetricFamily("conveyor_notifications_delivered", "Notifications delivered.")
         self.failed = CounterMetricFamily(
             "conveyor_notifications_failed", "Notifications given up after their last attempt (or too old)."
+        )
+
+        # events that say something went wrong in a plugin, counted by their kind
+        self.step_timeouts = CounterMetricFamily(
+            "conveyor_step_timeouts", "Steps failed for running past their step_timeout (step.timed_out events)."
+        )
+        self.notifiers_disabled = CounterMetricFamily(
+            "conveyor_notifiers_disabled",
+            "Notifiers disabled in a process because their plugin raised (notifier.disabled events).",
         )
 
     def all(self) -> list[Metric]:
@@ -188,6 +202,15 @@ def _holds_and_notifications(session: Session, families: _Families, now: datetim
     families.pending.add_metric([], float(outbox.get(PENDING, 0)))
     families.delivered.add_metric([], float(outbox.get(DELIVERED, 0)))
     families.failed.add_metric([], float(outbox.get(FAILED, 0)))
+
+
+def _faults(session: Session, families: _Families) -> None:
+    counted = {"step.timed_out": families.step_timeouts, "notifier.disabled": families.notifiers_disabled}
+    counts = dict(
+        session.execute(select(Event.kind, func.count()).where(Event.kind.in_(counted)).group_by(Event.kind)).all()
+    )
+    for kind, family in counted.items():
+        family.add_metric([], float(counts.get(kind, 0)))
 
 
 def _places(statuses: list[views.AppStatus], families: _Families, now: datetime) -> None:

@@ -1,0 +1,50 @@
+"""The threads that run steps: started on demand, reused, never a fixed number.
+
+Starting a thread costs about a millisecond when a thousand others are busy (``Thread.start`` waits for
+the new thread to be scheduled), so a worker that started one per step spent seconds of every burst
+starting them. Here a thread that finished its step waits for the next one instead, and a new thread is
+started only when none is idle. There is no upper bound of its own: the conductor bounds how many steps
+run at once, and a thread whose step was abandoned (its plugin hangs) keeps it until the plugin returns,
+so it must not take the place of a thread that the next step needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Callable
+
+
+class StepThreads:
+    def __init__(self, name: str = "step") -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a job, counting those a job was just handed to as busy
+        self._started = 0
+        self._numbers = itertools.count(1)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on an idle thread, or on a new one when none is idle. ``job`` must not raise."""
+        with self._lock:
+            reuse = self._idle > 0
+            if reuse:
+                self._idle -= 1
+            else:
+                self._started += 1
+        self._jobs.put(job)
+        if not reuse:
+            threading.Thread(target=self._work, name=f"{self._name}-{next(self._numbers)}", daemon=True).start()
+
+    @property
+    def started(self) -> int:
+        """Threads started so far (they are daemons: each lives as long as the process)."""
+        with self._lock:
+            return self._started
+
+    def _work(self) -> None:
+        while True:
+            self._jobs.get()()
+            with self._lock:
+                self._idle += 1
