@@ -42,7 +42,8 @@ def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
     # production kept the release it had, named by its label (a short SHA here), not a made-up "v1"
     kept = re.search(r"production kept (\S+)", out)
     assert kept is not None and re.fullmatch(r"[0-9a-f]{7,}", kept.group(1)), kept
-    assert max(len(line) for line in out.splitlines()) < 400  # piped, nothing spans an unbounded width
+    # piped, lines are whole (a why sentence can be a few hundred characters) but never padded to a huge width
+    assert max(len(line) for line in out.splitlines()) < 1000
     # every app process it started was stopped
     assert "stopped 9 app process(es)" in out
     assert (keep / "conveyor.db").exists()

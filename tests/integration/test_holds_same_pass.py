@@ -60,7 +60,7 @@ def test_a_block_recorded_in_the_same_pass_stops_the_start_in_a_later_environmen
             ),
             DeploymentView(queued, "web", "production", v1, "v1", DeploymentState.PENDING, T0, explicit=True),
         ),
-        latest_succeeded={},
+        placements={},
         deployed_releases=frozenset(),
         holds=(),
         locks={"app:web:staging": failing},
@@ -85,7 +85,7 @@ def test_a_block_recorded_in_the_same_pass_stops_the_start_in_a_later_environmen
         open_deployments=(
             DeploymentView(queued, "web", "production", v1, "v1", DeploymentState.PENDING, T0, explicit=True),
         ),
-        latest_succeeded={},
+        placements={},
         deployed_releases=frozenset(),
         holds=holds,
         locks={},

@@ -112,6 +112,8 @@ def test_counters_are_counters_and_gauges_gauges(blocked: Api) -> None:
         "conveyor_notifications_pending": "gauge",
         "conveyor_notifications_delivered": "counter",
         "conveyor_notifications_failed": "counter",
+        "conveyor_step_timeouts": "counter",
+        "conveyor_notifiers_disabled": "counter",
     }
 
 
