@@ -19,7 +19,7 @@ from conveyor import views
 from conveyor.config import load_config
 from conveyor.config.resolved import Config
 from conveyor.domain.planner import plan_next
-from conveyor.engine.orchestrator import create_deployment
+from conveyor.engine.deployments import create_deployment
 from conveyor.store.database import Database
 from conveyor.store.migrate import upgrade
 from conveyor.store.snapshot import app_policies, load_snapshot

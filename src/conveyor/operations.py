@@ -25,7 +25,7 @@ from conveyor.config.resolved import Config
 from conveyor.domain.holds import FORCEABLE, Attempt, Obstacle, stopping, unblock_command
 from conveyor.domain.model import DeploymentState, Health, HoldKind, Override
 from conveyor.engine.controls import cancel, queue_rollback
-from conveyor.engine.orchestrator import create_deployment
+from conveyor.engine.deployments import create_deployment
 from conveyor.errors import OperationError
 from conveyor.repos import Commit, GitError, RepoMirror, UnknownRef, mirror_path_for
 from conveyor.store.database import Database

@@ -17,9 +17,8 @@ from sqlalchemy.orm import Session, aliased
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
-from conveyor.domain.holds import Attempt, Obstacle, lift_command, stopping
+from conveyor.domain.holds import Attempt, HoldView, Obstacle, lift_command, stopping
 from conveyor.domain.model import DeploymentState, HoldKind, Override
-from conveyor.domain.snapshot import HoldView
 from conveyor.errors import OperationError
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision

@@ -19,8 +19,9 @@ from conveyor.cli.narrate import format_event
 from conveyor.domain.decisions import Cancel, Decision, Fail, Note, Promote, Start, Succeed, Supersede, Verify
 from conveyor.domain.model import DeploymentState, StepKind, StepState, Verdict
 from conveyor.engine.controls import cancel
+from conveyor.engine.deployments import create_deployment
 from conveyor.engine.leases import MAX_ATTEMPTS, Leases, StepResult
-from conveyor.engine.orchestrator import Orchestrator, create_deployment
+from conveyor.engine.orchestrator import Orchestrator
 from conveyor.store.database import Database
 from conveyor.store.step_logs import LogChunk, LogFlush, read_step_log
 from conveyor.store.tables import (

@@ -127,7 +127,7 @@ def test_a_hanging_driver_times_out_frees_its_locks_and_its_late_result_is_refus
             timed_out = session.scalars(select(Event).where(Event.kind == "step.timed_out")).all()
             log = read_step_log(session, step.id)
         assert [(e.app, e.payload["step_id"]) for e in timed_out] == [("broken", step.id)]
-        metrics = generate_latest(registry_for(db)).decode()
+        metrics = generate_latest(registry_for(db, config)).decode()
         assert "conveyor_step_timeouts_total 1.0" in metrics.splitlines()
         assert "timed out after 1s (step_timeout); stopping" in log
         abandoned = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]

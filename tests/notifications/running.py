@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from conveyor.config import Config, load_config
+from conveyor.config.retry import RetryPolicy
 from conveyor.engine.conductor import Conductor
-from conveyor.notify.retry import RetryPolicy
 from conveyor.notify.sender import Sender
 from conveyor.store.database import Database
 from conveyor.store.tables import Outbox

@@ -62,7 +62,7 @@ def test_broken_notifiers_are_disabled_and_deploys_go_on(
             " chat service",
             "chat": "notifier chat disabled: it raised SystemExit: 1",
         }
-        metrics = generate_latest(registry_for(db)).decode()
+        metrics = generate_latest(registry_for(db, config)).decode()
         assert "conveyor_notifiers_disabled_total 2.0" in metrics.splitlines()
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert [r.getMessage() for r in errors] == [

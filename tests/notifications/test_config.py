@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conveyor.config import ConfigError
+from conveyor.domain.event_kinds import NOTIFYING_KINDS
 from conveyor.notifiers.webhook import WebhookOptions
-from conveyor.notify.kinds import NOTIFYING_KINDS
 from tests.notifications.configs import load_text
 
 APPS = """\

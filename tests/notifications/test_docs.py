@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.domain.event_kinds import EVENT_KINDS, NOTIFYING_KINDS
 from conveyor.notifiers.webhook import WebhookOptions
-from conveyor.notify.kinds import EVENT_KINDS, NOTIFYING_KINDS
 from tests.notifications.notifier_contract import make_notification
 from tests.test_docs import event_kinds
 

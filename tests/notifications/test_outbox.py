@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from conveyor.config.retry import RetryPolicy
+from conveyor.domain.event_kinds import NOTIFYING_KINDS
 from conveyor.notifiers.base import DeliveryResult
-from conveyor.notify.kinds import NOTIFYING_KINDS
 from conveyor.notify.outbox import ClaimedDelivery, OutboxQueue
-from conveyor.notify.retry import RetryPolicy
 from conveyor.notify.routing import Router
 from conveyor.store.database import Database
 from conveyor.store.records import record_event

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor.notify.retry import RetryPolicy
+from conveyor.config.retry import RetryPolicy
 
 
 def test_the_delay_doubles_up_to_the_cap() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conveyor.config import ConfigError
+from conveyor.config.retry import RetryPolicy
 from conveyor.notify.outbox import OutboxQueue
-from conveyor.notify.retry import RetryPolicy
 from conveyor.notify.routing import install
 from conveyor.notify.sender import Sender
 from conveyor.store.database import Database

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.notify.kinds import NOTIFYING_KINDS
+from conveyor.domain.event_kinds import NOTIFYING_KINDS
 from conveyor.notify.routing import Router
 from tests.notifications.configs import ROUTING, load_text
 

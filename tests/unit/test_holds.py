@@ -13,9 +13,8 @@ from itertools import product
 
 import pytest
 
-from conveyor.domain.holds import Attempt, HoldPolicy, Window, lift_command, stopping
+from conveyor.domain.holds import Attempt, HoldPolicy, HoldView, Window, lift_command, stopping
 from conveyor.domain.model import HoldKind, Override
-from conveyor.domain.snapshot import HoldView
 from tests.unit.planner_builders import ENVS, NOW, minutes
 
 POLICY = HoldPolicy(ENVS)

@@ -8,8 +8,9 @@ import pytest
 
 from conveyor.domain import rules
 from conveyor.domain.decisions import Fail, Note, Promote, Supersede
+from conveyor.domain.holds import HoldView
 from conveyor.domain.model import DeploymentState, HoldKind, Verdict
-from conveyor.domain.snapshot import AppPolicy, DeploymentView, HoldView, StepView
+from conveyor.domain.snapshot import AppPolicy, DeploymentView, StepView
 from tests.unit.planner_builders import (
     BAKING,
     CANCELLED,

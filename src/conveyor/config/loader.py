@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from conveyor.config import schema
 from conveyor.config.apps import AppResolver
+from conveyor.config.database_url import database_url_problem
 from conveyor.config.errors import ConfigError, Position, Problem, ProblemLog
 from conveyor.config.notifiers import NotifierResolver
 from conveyor.config.resolved import ApiToken, Config, TeamConfig
@@ -40,7 +41,6 @@ from conveyor.config.schema import AppSection, FileSection, keys_of
 from conveyor.config.validation import Subject, describe_path, explain
 from conveyor.config.windows import WindowResolver
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
-from conveyor.store.database import database_url_problem
 
 DATABASE_URL_VARIABLE = "CONVEYOR_DATABASE_URL"
 WRITERS_ONLY = frozenset({"notifiers", "api"})  # the sections a reading load skips

@@ -22,7 +22,7 @@ from conveyor.config.resolved import NotifierConfig
 from conveyor.config.schema import NotifierEntry, RetrySection, TeamSection, keys_of
 from conveyor.config.validation import Subject, explain, the_path
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
-from conveyor.notify.kinds import EVENT_KINDS, NOTIFYING_KINDS
+from conveyor.domain.event_kinds import EVENT_KINDS, NOTIFYING_KINDS
 
 
 class NotifierResolver:

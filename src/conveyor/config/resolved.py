@@ -13,9 +13,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from conveyor.config.retry import RetryPolicy
 from conveyor.domain.holds import Window
 from conveyor.domain.model import CheckLimits, OnFailure, Tier
-from conveyor.notify.retry import RetryPolicy
 
 API_MAX_BODY_BYTES = 1024 * 1024
 

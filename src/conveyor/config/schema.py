@@ -23,8 +23,8 @@ from pydantic import (
 
 from conveyor.config.durations import Duration
 from conveyor.config.resolved import API_MAX_BODY_BYTES
+from conveyor.config.retry import RetryPolicy
 from conveyor.domain.model import OnFailure, Tier
-from conveyor.notify.retry import RetryPolicy
 
 DEFAULT_ENVIRONMENTS = ("integration", "staging", "production")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"  # app, environment and group names become lock and file names

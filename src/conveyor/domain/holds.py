@@ -30,15 +30,12 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays as holiday_calendars
 
 from conveyor.domain.model import HoldKind, Override
-
-if TYPE_CHECKING:
-    from conveyor.domain.snapshot import DeploymentView, HoldView
 
 SYSTEM_ACTOR = "conveyor"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -63,6 +60,25 @@ def holiday_calendar(code: str) -> Any:
     ``NotImplementedError`` for a code the ``holidays`` package does not know."""
     country, _, subdivision = code.partition("-")
     return holiday_calendars.country_holidays(country, subdiv=subdivision or None)
+
+
+@dataclass(frozen=True)
+class HoldView:
+    """A hold not lifted, as the scoping function sees it (read from the store by the snapshot)."""
+
+    id: int
+    kind: HoldKind
+    app: str | None  # None: every app
+    environment: str | None  # None: every environment
+    release_id: int | None
+    reason: str
+    actor: str
+    since: datetime
+    until: datetime | None = None
+    label: str = ""  # the release label, for blocks and vetoes
+
+    def active(self, now: datetime) -> bool:
+        return self.until is None or now < self.until
 
 
 @dataclass(frozen=True)
@@ -145,10 +161,6 @@ class Attempt:
     release_id: int | None = None
     explicit: bool = False
     override: Override | None = None
-
-    @classmethod
-    def of(cls, d: DeploymentView) -> Attempt:
-        return cls(d.app, d.environment, d.release_id, d.explicit, d.override)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,8 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
 
 def stopping_holds(d: DeploymentView, snap: Snapshot, now: datetime) -> tuple[Obstacle, ...]:
     """What stops ``d`` from starting now (see :func:`conveyor.domain.holds.stopping`)."""
-    return stopping(Attempt.of(d), snap.holds, snap.hold_policy, now)
+    attempt = Attempt(d.app, d.environment, d.release_id, d.explicit, d.override)
+    return stopping(attempt, snap.holds, snap.hold_policy, now)
 
 
 def hold_decision(d: DeploymentView, obstacles: tuple[Obstacle, ...]) -> Decision:

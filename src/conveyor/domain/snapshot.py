@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-from conveyor.domain.holds import HoldPolicy, Window
-from conveyor.domain.model import DeploymentState, Health, HoldKind, OnFailure, Override, StepKind, StepState, Tier
+from conveyor.domain.holds import HoldPolicy, HoldView, Window
+from conveyor.domain.model import DeploymentState, Health, OnFailure, Override, StepKind, StepState, Tier
 
 
 @dataclass(frozen=True)
@@ -52,23 +52,6 @@ class DeploymentView:
     cancel_requested: bool = False  # an operator asked to cancel it while it ran
     baking_since: datetime | None = None  # when its checks first passed (bake tier)
     bake_until: datetime | None = None  # when its bake is over
-
-
-@dataclass(frozen=True)
-class HoldView:
-    id: int
-    kind: HoldKind
-    app: str | None  # None: every app
-    environment: str | None  # None: every environment
-    release_id: int | None
-    reason: str
-    actor: str
-    since: datetime
-    until: datetime | None = None
-    label: str = ""  # the release label, for blocks and vetoes
-
-    def active(self, now: datetime) -> bool:
-        return self.until is None or now < self.until
 
 
 @dataclass(frozen=True)

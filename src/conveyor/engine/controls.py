@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Decision
 from conveyor.domain.model import DeploymentState, HoldKind, Override, StepState, Verdict
+from conveyor.engine.deployments import create_deployment
 from conveyor.store.records import lift_hold, record_decisions, record_event
 from conveyor.store.tables import Deployment, Hold, Release, Step
 
@@ -43,8 +44,6 @@ def queue_rollback(
     now: datetime,
 ) -> Deployment:
     """Queue a rollback of ``app`` in ``environment`` from ``from_release`` to ``to`` and veto the former."""
-    from conveyor.engine.orchestrator import create_deployment  # the orchestrator calls this module too
-
     message = f"{actor} rolled {app} back in {environment} from {from_release.label} to {to.label}: {reason}"
     d = create_deployment(
         session,

@@ -32,8 +32,9 @@ from conveyor.domain.decisions import (
     Verify,
     Wait,
 )
-from conveyor.domain.model import DeploymentState, Health, HoldKind, Override, StepKind, StepState
-from conveyor.engine import bulk, placements
+from conveyor.domain.model import DeploymentState, Health, HoldKind, StepKind, StepState
+from conveyor.engine import placements, transitions
+from conveyor.engine.controls import queue_rollback
 from conveyor.store.database import Database
 from conveyor.store.records import deployment_event, lift_hold, record_decisions, record_event
 from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
@@ -138,10 +139,10 @@ class Orchestrator:
         return d
 
     def _note(self, session: Session, intent: Note, now: datetime) -> bool:
-        return bulk.note_all(session, [intent], now)[0]
+        return transitions.note_all(session, [intent], now)[0]
 
     def _start(self, session: Session, intent: Start, now: datetime) -> bool:
-        return bulk.start_all(session, [intent], now)[0]
+        return transitions.start_all(session, [intent], now)[0]
 
     def _wait(self, session: Session, intent: Wait, now: datetime) -> bool:
         d = self._transition(
@@ -235,7 +236,7 @@ class Orchestrator:
         return True
 
     def _succeed(self, session: Session, intent: Succeed, now: datetime) -> bool:
-        return bulk.succeed_all(session, [intent], now)[0]
+        return transitions.succeed_all(session, [intent], now)[0]
 
     def _fail(self, session: Session, intent: Fail, now: datetime) -> bool:
         d = self._transition(session, intent.deployment_id, ACTIVE, DeploymentState.FAILED, now)
@@ -291,8 +292,6 @@ class Orchestrator:
 
     def _roll_back_after_failure(self, session: Session, d: Deployment, intent: Fail, now: datetime) -> None:
         """``on_failure: rollback``: the last good release goes back at once, the failed one is vetoed."""
-        from conveyor.engine.controls import queue_rollback
-
         to = session.get(Release, intent.rollback_to_release_id)
         failed = session.get(Release, d.release_id)
         if to is None or failed is None:
@@ -324,14 +323,14 @@ class Orchestrator:
         return True
 
     def _promote(self, session: Session, intent: Promote, now: datetime) -> bool:
-        return bulk.promote_all(session, [intent], now)[0]
+        return transitions.promote_all(session, [intent], now)[0]
 
 
 _BULK: dict[type[Intent], Callable[[Session, Any, datetime], list[bool]]] = {
-    Note: bulk.note_all,
-    Start: bulk.start_all,
-    Succeed: bulk.succeed_all,
-    Promote: bulk.promote_all,
+    Note: transitions.note_all,
+    Start: transitions.start_all,
+    Succeed: transitions.succeed_all,
+    Promote: transitions.promote_all,
 }
 
 
@@ -373,44 +372,3 @@ def _queue_checks(session: Session, deployment_id: int, checks: tuple[str, ...],
                 due_at=due_at,
             )
         )
-
-
-def create_deployment(
-    session: Session,
-    *,
-    release_id: int,
-    app: str,
-    environment: str,
-    now: datetime,
-    actor: str,
-    origin_key: str | None,
-    message: str,
-    override: Override | None = None,
-) -> Deployment:
-    """A new pending deployment and its Event, in the caller's transaction."""
-    d = Deployment(
-        release_id=release_id,
-        app=app,
-        environment=environment,
-        state=DeploymentState.PENDING.value,
-        origin_key=origin_key,
-        queued_at=now,
-        updated_at=now,
-        created_by=actor,
-        summary=message,
-        override=override.value if override else None,
-    )
-    session.add(d)
-    session.flush()
-    record_event(
-        session,
-        "deployment.created",
-        at=now,
-        actor=actor,
-        message=message,
-        app=app,
-        environment=environment,
-        release_id=release_id,
-        deployment_id=d.id,
-    )
-    return d

@@ -7,7 +7,7 @@
 3. The :class:`~conveyor.notify.sender.Sender` (a thread of every ``serve`` and ``worker``) claims due
    rows under a lease (:mod:`conveyor.notify.outbox`), delivers them through the notifier plugins
    (:mod:`conveyor.notifiers`) on its own thread pool, and retries failures with backoff
-   (:mod:`conveyor.notify.retry`). One notifier gets one release's notifications in event order.
+   (:mod:`conveyor.config.retry`). One notifier gets one release's notifications in event order.
 
 Nothing here is on a deployment's path: an outbox row is written and forgotten by the engine.
 """

@@ -11,7 +11,7 @@ in event order, one at a time, and a receiver that is down holds back only what 
 Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write transaction is ``BEGIN
 IMMEDIATE``, which serialises claimers.
 
-Each notifier's failures are retried and given up by its own :class:`~conveyor.notify.retry.RetryPolicy`
+Each notifier's failures are retried and given up by its own :class:`~conveyor.config.retry.RetryPolicy`
 (its ``retry`` in the config); a notifier without one, such as one no longer configured, goes by the
 queue's default policy.
 """
@@ -27,8 +27,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from conveyor.config.retry import RetryPolicy
 from conveyor.notifiers.base import DeliveryContext, DeliveryResult, Notification, ReleaseRef
-from conveyor.notify.retry import RetryPolicy
 from conveyor.store.database import Database
 from conveyor.store.tables import Event, NotifierMemory, Outbox, Release
 

@@ -1,5 +1,5 @@
 """Who hears about an event: the notifiers of the app's team, plus every notifier marked ``global``,
-each only for the event kinds it takes (its ``events``, or :data:`~conveyor.notify.kinds.NOTIFYING_KINDS`).
+each only for the event kinds it takes (its ``events``, or :data:`~conveyor.domain.event_kinds.NOTIFYING_KINDS`).
 
 An event without an app (or with an app no longer in the config) goes to the global notifiers only.
 The router is pure data built from the config; :func:`install` puts it on the Database, where

@@ -2,7 +2,7 @@
 
 Every ``serve`` and ``worker`` process runs one (started by the Conductor). Each pass claims as many due
 rows as its pool has free workers, hands them to the pool and goes back to waiting; a finished
-delivery wakes it. A failed attempt is retried with backoff (:class:`~conveyor.notify.retry.RetryPolicy`,
+delivery wakes it. A failed attempt is retried with backoff (:class:`~conveyor.config.retry.RetryPolicy`,
 each notifier's ``retry`` in the config) and given up after too many attempts or too long. Several
 senders, in one process or on many machines, share the outbox safely (:mod:`conveyor.notify.outbox`).
 Nothing a notifier does, raising included, escapes the sender, and a notifier never changes a
@@ -30,9 +30,9 @@ from datetime import datetime
 from conveyor import plugins
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
+from conveyor.config.retry import RetryPolicy
 from conveyor.notifiers.base import DeliveryResult, Notifier
 from conveyor.notify.outbox import ClaimedDelivery, OutboxQueue
-from conveyor.notify.retry import RetryPolicy
 from conveyor.notify.routing import Router
 from conveyor.store.database import Database
 from conveyor.store.records import record_event

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
+from conveyor.config.database_url import database_url_problem
 from conveyor.store.records import ROUTER_INFO_KEY, NotificationRouter
 
 PLANNER_LOCK_KEY = 7_305_011  # advisory lock id for planner passes (PostgreSQL)
@@ -41,9 +42,6 @@ IDLE_TIMEOUT_SETTING = "idle_in_transaction_session_timeout"
 log = logging.getLogger(__name__)
 
 
-SUPPORTED_BACKENDS = ("sqlite", "postgresql")
-
-
 class DatabaseUnreachable(RuntimeError):
     """The database could not be opened or reached; the message says which and why."""
 
@@ -54,22 +52,6 @@ class SchemaNotReady(DatabaseUnreachable):
 
 def no_schema_message(safe_url: str) -> str:
     return f"no conveyor schema at {safe_url}; run `conveyor db upgrade`"
-
-
-def database_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a conveyor database, or None when it can."""
-    try:
-        backend = make_url(url).get_backend_name()
-    except ArgumentError:
-        return f"database_url {url!r} is not a database URL (expected sqlite:///PATH or postgresql+psycopg://...)"
-    if backend not in SUPPORTED_BACKENDS:
-        return f"database_url uses {backend!r}; conveyor supports {' and '.join(SUPPORTED_BACKENDS)}"
-    if backend == "sqlite" and make_url(url).database in (None, "", ":memory:"):
-        return (
-            "database_url names an in-memory SQLite database, which every connection sees empty; "
-            "conveyor's commands and threads share one database: give a file (sqlite:///PATH)"
-        )
-    return None
 
 
 def _first_line(error: BaseException) -> str:

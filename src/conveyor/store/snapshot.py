@@ -9,12 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from conveyor.config.resolved import Config
-from conveyor.domain.holds import HoldPolicy
+from conveyor.domain.holds import HoldPolicy, HoldView
 from conveyor.domain.model import DeploymentState, Health, HoldKind, Override, StepKind, StepState
 from conveyor.domain.snapshot import (
     AppPolicy,
     DeploymentView,
-    HoldView,
     Placement,
     ReleaseAt,
     Snapshot,

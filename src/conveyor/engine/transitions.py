@@ -1,4 +1,5 @@
-"""Set-based versions of the intents a busy pass applies by the hundred: Start, Succeed, Promote, Note.
+"""The deployment transitions a busy pass applies by the hundred: Start, Succeed, Promote, Note, each
+for a whole group of intents at once.
 
 They are also the orchestrator's handlers for a single one of them (a group of one), so there is one
 implementation of each: a handful of statements for the whole group (one compare-and-set UPDATE ...
