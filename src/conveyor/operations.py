@@ -1,7 +1,9 @@
 """What a person or another tool asks conveyor to do: cut a release, deploy a version, promote, unblock.
 
 Each operation validates its input against the config and the store, then writes through the same
-records as the orchestrator (a pending deployment, a lifted hold, always with an Event naming the actor).
+records as the orchestrator (a pending deployment, a lifted hold), always with an Event that records the
+operator action, its actor (``cli:<user>``, ``api:<token name>``) and the reason given, which is the
+audit trail (:mod:`conveyor.domain.audit`).
 Git work (fetching, resolving refs, listing commits) happens before the write transaction opens.
 Errors a user can fix raise :class:`OperationError` with one clear sentence.
 """
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
+from conveyor.domain.audit import DEPLOY, PROMOTE, RELEASE, UNBLOCK, OperatorAction
 from conveyor.domain.model import DeploymentState, HoldKind
 from conveyor.engine.orchestrator import create_deployment
 from conveyor.repos import Commit, RepoMirror, mirror_path_for
@@ -54,10 +57,13 @@ class Operations:
 
     # -- releases -----------------------------------------------------------------------------------
 
-    def create_release(self, app: str, ref: str | None = None, actor: str = "cli") -> ReleaseResult:
+    def create_release(
+        self, app: str, ref: str | None = None, actor: str = "cli", reason: str | None = None
+    ) -> ReleaseResult:
         """Resolve ``ref`` (default: the app's branch) and record it as a release heading for the first
-        environment. Releasing the same commit twice returns the existing release."""
+        environment. Releasing the same commit twice returns the existing release (and records nothing)."""
         cfg = self.config.app(app)
+        reason = reason_for(RELEASE, reason)
         mirror = self.mirror(app)
         mirror.ensure()
         mirror.fetch()
@@ -98,6 +104,8 @@ class Operations:
                 release_id=release.id,
                 message=f"release {label} of {app}: {len(commits)} commit(s)",
                 payload={"sha": sha, "label": label, "ref": release.ref, "commits": len(commits)},
+                action=RELEASE,
+                reason=reason,
             )
             first = self.config.environments[0]
             create_deployment(
@@ -128,10 +136,11 @@ class Operations:
 
     # -- deploy and promote --------------------------------------------------------------------------
 
-    def deploy(self, app: str, version: str, environment: str, actor: str = "cli") -> int:
+    def deploy(self, app: str, version: str, environment: str, actor: str = "cli", reason: str | None = None) -> int:
         """Queue an explicit deployment of an existing release to an environment."""
         self.config.app(app)
         self.config.check_environment(environment)
+        reason = reason_for(DEPLOY, reason)
         with self.db.write() as session:
             release = self.find_release(session, app, version)
             now = self.clock()
@@ -144,13 +153,16 @@ class Operations:
                 actor=actor,
                 origin_key=None,
                 message=f"{actor} asked to deploy {release.label} to {environment}",
+                action=DEPLOY,
+                reason=reason,
             )
             return d.id
 
-    def promote(self, app: str, to: str | None = None, actor: str = "cli") -> int:
+    def promote(self, app: str, to: str | None = None, actor: str = "cli", reason: str | None = None) -> int:
         """Send the newest release that passed the previous environment into ``to`` (default: the first
         environment behind its predecessor). This is how the manual tier reaches the last environment."""
         self.config.app(app)
+        reason = reason_for(PROMOTE, reason)
         envs = self.config.environments
         with self.db.write() as session:
             live = _live_releases(session, app)
@@ -192,6 +204,8 @@ class Operations:
                 actor=actor,
                 origin_key=None,
                 message=f"{actor} promoted {candidate.label} from {source} to {target}",
+                action=PROMOTE,
+                reason=reason,
             )
             return d.id
 
@@ -216,8 +230,7 @@ class Operations:
         self.config.app(app)
         if environment is not None:
             self.config.check_environment(environment)
-        if not reason.strip():
-            raise OperationError("a reason is required to unblock")
+        why = reason_for(UNBLOCK, reason) or ""
         with self.db.write() as session:
             stmt = select(Hold).where(Hold.app == app, Hold.kind == HoldKind.BLOCK.value, Hold.lifted_at.is_(None))
             if environment is not None:
@@ -228,8 +241,17 @@ class Operations:
                 raise OperationError(f"{app} is not blocked{where}", "conflict")
             now = self.clock()
             for hold in holds:
-                lift_hold(session, hold, now, actor, reason)
+                lift_hold(session, hold, now, actor, why, action=UNBLOCK)
             return len(holds)
+
+
+def reason_for(action: OperatorAction, reason: str | None) -> str | None:
+    """The reason as recorded (stripped; None when none was given), or an OperationError when
+    ``action`` requires one and none was given."""
+    text = (reason or "").strip()
+    if action.reason_required and not text:
+        raise OperationError(f"a reason is required to {action.name}")
+    return text or None
 
 
 def _commit_json(c: Commit) -> dict[str, str]:

@@ -147,7 +147,7 @@ def test_check_rejects_a_database_url_that_cannot_be_parsed(project: Project) ->
 
 def test_every_command_is_walked() -> None:
     expected = {"init", "check", "db", "db upgrade", "serve", "worker", "release", "deploy", "promote"}
-    expected |= {"unblock", "status", "history", "why", "notifications", "demo"}
+    expected |= {"unblock", "status", "history", "why", "notifications", "demo", "audit", "audit verify"}
     assert {" ".join(path) for path in ALL_COMMANDS} == expected
 
 

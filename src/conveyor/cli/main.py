@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,14 @@ import click
 from rich.console import Console
 
 from conveyor import __version__, views
+from conveyor.audit_trail import BadSince, describe_verification, operator_actions, parse_since, verify_chain
+from conveyor.cli.audit import audit_table, cli_actor
 from conveyor.cli.context import Opened, open_project
 from conveyor.cli.errors import err, fail, friendly_errors
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.notifications import notifications_table
 from conveyor.cli.render import history_table, print_why, status_table
+from conveyor.clock import utc_now
 from conveyor.config import STARTER_CONFIG, load_config
 from conveyor.engine.conductor import Conductor
 from conveyor.notify.outbox import deliveries
@@ -271,20 +275,25 @@ def _remote(server: str, call: Callable[[ApiClient], dict[str, Any]]) -> dict[st
         client.close()
 
 
+def reason_option(required: bool = False, help: str = "Why (recorded in the audit trail).") -> Callable[..., Any]:
+    return click.option("--reason", required=required, help=help)
+
+
 @cli.command()
 @config_option
 @click.argument("app")
 @click.option("--ref", help="Branch, tag or commit (default: the app's branch).")
+@reason_option()
 @server_option
 @friendly_errors
-def release(config_path: Path, app: str, ref: str | None, server: str | None) -> None:
+def release(config_path: Path, app: str, ref: str | None, reason: str | None, server: str | None) -> None:
     """Cut a release of APP from its repository; it heads for the first environment."""
     if server:
-        answer = _remote(server, lambda api: api.release(app, ref))
+        answer = _remote(server, lambda api: api.release(app, ref, reason))
         created, label, sha, commits, first = (answer[k] for k in ("created", "label", "sha", "commits", "environment"))
     else:
         opened = open_project(config_path)
-        result = Operations(opened.config, opened.db).create_release(app, ref)
+        result = Operations(opened.config, opened.db).create_release(app, ref, actor=cli_actor(), reason=reason)
         created, label, sha, commits = result.created, result.label, result.sha, result.commits
         first = opened.config.environments[0]
     if created:
@@ -298,15 +307,17 @@ def release(config_path: Path, app: str, ref: str | None, server: str | None) ->
 @click.argument("app")
 @click.argument("version")
 @click.option("--to", "environment", required=True, help="Environment to deploy to.")
+@reason_option()
 @server_option
 @friendly_errors
-def deploy(config_path: Path, app: str, version: str, environment: str, server: str | None) -> None:
+def deploy(config_path: Path, app: str, version: str, environment: str, reason: str | None, server: str | None) -> None:
     """Deploy an existing release VERSION (label or SHA) of APP to an environment."""
     if server:
-        deployment_id = _remote(server, lambda api: api.deploy(app, version, environment))["deployment_id"]
+        deployment_id = _remote(server, lambda api: api.deploy(app, version, environment, reason))["deployment_id"]
     else:
         opened = open_project(config_path)
-        deployment_id = Operations(opened.config, opened.db).deploy(app, version, environment)
+        ops = Operations(opened.config, opened.db)
+        deployment_id = ops.deploy(app, version, environment, actor=cli_actor(), reason=reason)
     out.print(f"deployment #{deployment_id} of {app} {version} to {environment} queued", markup=False)
 
 
@@ -314,15 +325,17 @@ def deploy(config_path: Path, app: str, version: str, environment: str, server: 
 @config_option
 @click.argument("app")
 @click.option("--to", "environment", help="Target environment (default: the next one behind).")
+@reason_option()
 @server_option
 @friendly_errors
-def promote(config_path: Path, app: str, environment: str | None, server: str | None) -> None:
+def promote(config_path: Path, app: str, environment: str | None, reason: str | None, server: str | None) -> None:
     """Promote the newest release that passed the previous environment (the manual tier's gate)."""
     if server:
-        deployment_id = _remote(server, lambda api: api.promote(app, environment))["deployment_id"]
+        deployment_id = _remote(server, lambda api: api.promote(app, environment, reason))["deployment_id"]
     else:
         opened = open_project(config_path)
-        deployment_id = Operations(opened.config, opened.db).promote(app, environment)
+        ops = Operations(opened.config, opened.db)
+        deployment_id = ops.promote(app, environment, actor=cli_actor(), reason=reason)
     out.print(f"deployment #{deployment_id} of {app} queued (promoted)", markup=False)
 
 
@@ -330,7 +343,7 @@ def promote(config_path: Path, app: str, environment: str | None, server: str | 
 @config_option
 @click.argument("app")
 @click.option("--env", "environment", help="Only the block in this environment.")
-@click.option("--reason", required=True, help="Why it is safe to go on (recorded).")
+@reason_option(required=True, help="Why it is safe to go on (recorded in the audit trail).")
 @server_option
 @friendly_errors
 def unblock(config_path: Path, app: str, environment: str | None, reason: str, server: str | None) -> None:
@@ -339,7 +352,7 @@ def unblock(config_path: Path, app: str, environment: str | None, reason: str, s
         lifted = _remote(server, lambda api: api.unblock(app, environment, reason))["lifted"]
     else:
         opened = open_project(config_path)
-        lifted = Operations(opened.config, opened.db).unblock(app, environment, reason)
+        lifted = Operations(opened.config, opened.db).unblock(app, environment, reason, actor=cli_actor())
     out.print(f"lifted {lifted} block(s) on {app}", markup=False)
 
 
@@ -407,6 +420,67 @@ def notifications(config_path: Path, failed_only: bool, limit: int, as_json: boo
         _json({"notifications": rows})
     else:
         out.print(notifications_table(rows, failed_only=failed_only))
+
+
+@cli.group(invoke_without_command=True)
+@config_option
+@click.option(
+    "--since", metavar="TIME", help="Only actions since TIME: an ISO 8601 time (UTC) or an age (30m, 12h, 7d)."
+)
+@click.option("--app", help="Only actions on this app.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Most actions to show.")
+@json_option
+@server_option
+@click.pass_context
+@friendly_errors
+def audit(
+    ctx: click.Context,
+    config_path: Path,
+    since: str | None,
+    app: str | None,
+    limit: int,
+    as_json: bool,
+    server: str | None,
+) -> None:
+    """Operator actions, newest first: who did what, where, when and why. See also: conveyor audit verify."""
+    if ctx.invoked_subcommand is not None:
+        return
+    after = _since(since)
+    if server:
+        answer = _remote(server, lambda api: api.audit(since=after, app=app, limit=limit))
+    else:
+        opened = open_project(config_path)
+        answer = operator_actions(opened.db, opened.config, since=after, app=app, limit=limit).to_json()
+    if as_json:
+        _json(answer)
+    else:
+        out.print(audit_table(answer["actions"]))
+
+
+def _since(text: str | None) -> datetime | None:
+    """``--since`` as a time, or exit 2 with one line saying what is accepted."""
+    if text is None:
+        return None
+    try:
+        return parse_since(text, utc_now())
+    except BadSince as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+
+
+@audit.command("verify")
+@config_option
+@json_option
+@server_option
+@friendly_errors
+def audit_verify(config_path: Path, as_json: bool, server: str | None) -> None:
+    """Walk the events' hash chain: exit 0 with how many verified, or 1 naming the first event that breaks it."""
+    answer = _remote(server, lambda api: api.verify_audit()) if server else verify_chain(open_project(config_path).db)
+    if as_json:
+        _json(answer)
+    else:
+        (out if answer["ok"] else err).print(describe_verification(answer), markup=False)
+    sys.exit(0 if answer["ok"] else 1)
 
 
 @cli.command()

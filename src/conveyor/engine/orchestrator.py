@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from conveyor.domain.audit import OperatorAction
 from conveyor.domain.decisions import (
     CancelSteps,
     Fail,
@@ -293,8 +294,11 @@ def create_deployment(
     origin_key: str | None,
     message: str,
     override: Override | None = None,
+    action: OperatorAction | None = None,
+    reason: str | None = None,
 ) -> Deployment:
-    """A new pending deployment and its Event, in the caller's transaction."""
+    """A new pending deployment and its Event, in the caller's transaction; ``action`` and ``reason`` when
+    an operator asked for it (see :mod:`conveyor.domain.audit`)."""
     d = Deployment(
         release_id=release_id,
         app=app,
@@ -319,5 +323,7 @@ def create_deployment(
         environment=environment,
         release_id=release_id,
         deployment_id=d.id,
+        action=action,
+        reason=reason,
     )
     return d

@@ -1,5 +1,5 @@
-"""The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote`` and ``unblock`` sent to a
-``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``).
+"""The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote``, ``unblock`` and ``audit``
+sent to a ``conveyor serve`` over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``).
 
 Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
 app or environment, 1 for anything refused, unauthorized or unreachable.
@@ -7,6 +7,7 @@ app or environment, 1 for anything refused, unauthorized or unreachable.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -33,16 +34,16 @@ class ApiClient:
     def close(self) -> None:
         self._client.close()
 
-    def release(self, app: str, ref: str | None) -> dict[str, Any]:
-        return self._post(
-            app, "releases", {"ref": ref} if ref else {}, "created", "label", "sha", "commits", "environment"
-        )
+    def release(self, app: str, ref: str | None, reason: str | None = None) -> dict[str, Any]:
+        body = _given(ref=ref, reason=reason)
+        return self._post(app, "releases", body, "created", "label", "sha", "commits", "environment")
 
-    def deploy(self, app: str, version: str, environment: str) -> dict[str, Any]:
-        return self._post(app, "deploy", {"version": version, "environment": environment}, "deployment_id")
+    def deploy(self, app: str, version: str, environment: str, reason: str | None = None) -> dict[str, Any]:
+        body = {"version": version, "environment": environment, **_given(reason=reason)}
+        return self._post(app, "deploy", body, "deployment_id")
 
-    def promote(self, app: str, to: str | None) -> dict[str, Any]:
-        return self._post(app, "promote", {"to": to} if to else {}, "deployment_id")
+    def promote(self, app: str, to: str | None, reason: str | None = None) -> dict[str, Any]:
+        return self._post(app, "promote", _given(to=to, reason=reason), "deployment_id")
 
     def unblock(self, app: str, environment: str | None, reason: str) -> dict[str, Any]:
         body: dict[str, Any] = {"reason": reason}
@@ -50,11 +51,28 @@ class ApiClient:
             body["environment"] = environment
         return self._post(app, "unblock", body, "lifted")
 
+    def audit(self, *, since: datetime | None, app: str | None, limit: int) -> dict[str, Any]:
+        params: dict[str, str | int] = {"limit": limit, **_given(since=since.isoformat() if since else None, app=app)}
+        return self._request("GET", "/api/audit", "actions", params=params)
+
+    def verify_audit(self) -> dict[str, Any]:
+        return self._request("GET", "/api/audit/verify", "ok", "verified", "head")
+
     def _post(self, app: str, action: str, body: dict[str, Any], *expected: str) -> dict[str, Any]:
         """POST to ``/api/apps/APP/ACTION``; the answer must be a JSON object with the ``expected`` keys."""
+        return self._request("POST", f"/api/apps/{quote(app, safe='')}/{action}", *expected, body=body)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *expected: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str | int] | None = None,
+    ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = self._client.post(f"/api/apps/{quote(app, safe='')}/{action}", json=body, headers=headers)
+            response = self._client.request(method, path, json=body, params=params, headers=headers)
         except httpx.HTTPError as exc:
             raise RemoteError(f"cannot reach conveyor at {self.base_url}: {exc}") from exc
         data = _json(response)
@@ -72,6 +90,11 @@ class ApiClient:
             raise RemoteError(f"unauthorized: set {TOKEN_VARIABLE} to one of the server's api.tokens")
         unknown_name = error.get("code") in ("not_found", "invalid") and error.get("field") in ("app", "environment")
         raise RemoteError(message.splitlines()[0] if message else message, 2 if unknown_name else 1)
+
+
+def _given(**values: str | None) -> dict[str, str]:
+    """The values that were given, to leave the others out of a request."""
+    return {key: value for key, value in values.items() if value}
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

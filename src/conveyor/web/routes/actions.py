@@ -52,7 +52,8 @@ def create_release(
     state: State, actor: Actor, app: str, response: Response, body: Annotated[ReleaseRequest | None, Body()] = None
 ) -> ReleaseCreated:
     """Cut a release of the app from ``ref`` (default: its branch); it heads for the first environment."""
-    result = state.operations.create_release(app, body.ref if body else None, actor=actor)
+    ref, reason = (body.ref, body.reason) if body else (None, None)
+    result = state.operations.create_release(app, ref, actor=actor, reason=reason)
     if result.created:
         state.wake()
     else:
@@ -71,7 +72,7 @@ def create_release(
 @router.post("/{app}/deploy", status_code=202, response_model=DeploymentQueued)
 def deploy(state: State, actor: Actor, app: str, body: DeployRequest) -> DeploymentQueued:
     """Queue a deployment of an existing release (label or SHA prefix) to one environment."""
-    deployment_id = state.operations.deploy(app, body.version, body.environment, actor=actor)
+    deployment_id = state.operations.deploy(app, body.version, body.environment, actor=actor, reason=body.reason)
     state.wake()
     return _queued(state, deployment_id)
 
@@ -84,9 +85,9 @@ def promote(
 
     Every refusal depends on the pipeline's state (nothing passed yet, nothing newer, held), so it is a
     409 ``conflict`` carrying the app's latest Decision as ``error.decision`` when there is one."""
-    to = body.to if body else None
+    to, reason = (body.to, body.reason) if body else (None, None)
     try:
-        deployment_id = state.operations.promote(app, to, actor=actor)
+        deployment_id = state.operations.promote(app, to, actor=actor, reason=reason)
     except OperationError as exc:
         raise ApiError(409, "conflict", str(exc), decision=_latest_decision(state, app, to)) from exc
     state.wake()
