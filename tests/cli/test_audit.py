@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from conveyor.cli.audit import cli_actor
+from conveyor.cli.main import cli
 from conveyor.config import load_config
 from tests.cli.conftest import BASE_CONFIG, Project, write_project
 
@@ -137,3 +138,19 @@ def test_a_reason_of_only_spaces_is_no_reason(project: Project) -> None:
     assert actions(project)[0]["reason"] is None
     result = project.run("unblock", "web", "--reason", "  ")
     assert (result.exit_code, result.stderr.splitlines()) == (1, ["error: a reason is required to unblock"])
+
+
+def test_options_given_before_verify_apply_to_it(acted: Project) -> None:
+    result = acted.runner.invoke(
+        cli, ["audit", "-c", str(acted.config), "--json", "verify"], env={"CONVEYOR_DATABASE_URL": None}
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["ok"] is True
+
+
+def test_listing_filters_do_not_go_with_verify(acted: Project) -> None:
+    result = acted.run("audit", "--app", "web", "verify")
+    assert (result.exit_code, result.stderr.splitlines()) == (
+        2,
+        ["error: `conveyor audit verify` checks every event and takes no --app"],
+    )

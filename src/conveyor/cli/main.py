@@ -468,13 +468,28 @@ def _since(text: str | None) -> datetime | None:
         sys.exit(2)
 
 
+def _given_on_command_line(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
 @audit.command("verify")
 @config_option
 @json_option
 @server_option
+@click.pass_context
 @friendly_errors
-def audit_verify(config_path: Path, as_json: bool, server: str | None) -> None:
+def audit_verify(ctx: click.Context, config_path: Path, as_json: bool, server: str | None) -> None:
     """Walk the events' hash chain: exit 0 with how many verified, or 1 naming the first event that breaks it."""
+    # `conveyor audit -c FILE --json verify` means the same as `conveyor audit verify -c FILE --json`
+    group = ctx.parent
+    if group is not None:
+        listing = [f"--{name}" for name in ("since", "app", "limit") if _given_on_command_line(group, name)]
+        if listing:
+            fail(f"`conveyor audit verify` checks every event and takes no {' or '.join(listing)}", 2)
+        if not _given_on_command_line(ctx, "config_path"):
+            config_path = group.params["config_path"]
+        as_json = as_json or group.params["as_json"]
+        server = server or group.params["server"]
     answer = _remote(server, lambda api: api.verify_audit()) if server else verify_chain(open_project(config_path).db)
     if as_json:
         _json(answer)
