@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from conveyor.config.resolved import Config
+from conveyor.domain.audit import Anchor
 from conveyor.store.chain import verify
 from conveyor.store.database import Database
 from conveyor.store.tables import Event, Release
@@ -101,11 +102,12 @@ def action_json(e: Event, release: str | None) -> dict[str, Any]:
     }
 
 
-def verify_chain(db: Database) -> dict[str, Any]:
+def verify_chain(db: Database, anchor: Anchor | None = None) -> dict[str, Any]:
     """The chain walked from its first event to its head: ``ok``, how many events verified, the head,
-    and where it first breaks (``broken``: the event, or null ``event_id`` for the head)."""
+    and where it first breaks (``broken``: the event, or null ``event_id`` for the head). With
+    ``anchor``, the chain must still have that hash at that position."""
     with db.read() as session:
-        result = verify(session)
+        result = verify(session, anchor)
     broken = None
     if result.broken is not None:
         b = result.broken

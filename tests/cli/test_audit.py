@@ -154,3 +154,18 @@ def test_listing_filters_do_not_go_with_verify(acted: Project) -> None:
         2,
         ["error: `conveyor audit verify` checks every event and takes no --app"],
     )
+
+
+def test_verify_holds_the_chain_to_a_kept_head(acted: Project) -> None:
+    head = json.loads(acted.ok("audit", "verify", "--json").output)["head"]
+    acted.ok("release", "web", "--reason", "again")  # nothing new: records nothing
+    acted.ok("deploy", "web", acted.head("web")[:8], "--to", "staging", "--reason", "later")
+    assert acted.ok("audit", "verify", "--expect", f"{head['seq']}:{head['hash']}").output.startswith("verified ")
+    wrong = acted.run("audit", "verify", "--expect", f"{head['seq']}:{'0' * 64}")
+    assert wrong.exit_code == 1
+    assert "the chain no longer has the expected hash" in wrong.stderr
+    bad = acted.run("audit", "verify", "--expect", "latest")
+    assert (bad.exit_code, bad.stderr.splitlines()) == (
+        2,
+        ["error: invalid anchor 'latest': give POSITION:SHA256, as `conveyor audit verify` prints the head"],
+    )

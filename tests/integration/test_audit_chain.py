@@ -15,7 +15,8 @@ from alembic import command
 from sqlalchemy import delete, func, insert, select, text, update
 
 from conveyor.audit_trail import verify_chain
-from conveyor.domain.audit import DEPLOY
+from conveyor.domain.audit import DEPLOY, GENESIS, Anchor, chain_hash
+from conveyor.store.chain import CONTENT, content
 from conveyor.store.database import Database
 from conveyor.store.migrate import _alembic_config, upgrade
 from conveyor.store.records import About, record_events
@@ -251,3 +252,23 @@ def test_0009_marks_past_actions_and_chains_existing_events(db: Database) -> Non
     assert (answer["ok"], answer["verified"]) == (True, len(rows))
     write(db, 2)  # new events chain on from the migrated head
     assert verify_chain(db)["verified"] == len(rows) + 2
+
+
+def test_a_rewrite_with_recomputed_hashes_is_caught_by_a_kept_anchor(db: Database) -> None:
+    write(db, 3)
+    kept = verify_chain(db)["head"]  # what an operator keeps outside the database
+    write(db, 2)
+    with db.engine.begin() as conn:  # edit event 2 and recompute every hash after it, and the head
+        conn.execute(update(Event).where(Event.chain_seq == 2).values(message="nothing happened"))
+    with db.write() as session:
+        previous = GENESIS
+        for row in session.execute(select(*CONTENT).order_by(Event.chain_seq)).all():
+            previous = chain_hash(previous, content(row).canonical())
+            session.execute(update(Event).where(Event.id == row.id).values(chain_hash=previous))
+        session.execute(update(EventChain).values(hash=previous))
+    assert verify_chain(db)["ok"] is True  # the chain alone cannot tell
+    broken = verify_chain(db, Anchor(kept["seq"], kept["hash"]))["broken"]
+    assert (broken["seq"], broken["problem"]) == (
+        3,
+        f"the chain no longer has the expected hash {kept['hash']} here (history was rewritten)",
+    )

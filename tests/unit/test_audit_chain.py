@@ -15,6 +15,8 @@ from conveyor.domain.audit import (
     GENESIS,
     OPERATOR_ACTIONS,
     UNBLOCK,
+    Anchor,
+    ChainBreak,
     ChainWalk,
     EventContent,
     OperatorAction,
@@ -169,3 +171,35 @@ def test_since_takes_a_time_or_an_age(text: str, expected: datetime) -> None:
 def test_since_refuses_anything_else_in_one_sentence(text: str) -> None:
     with pytest.raises(BadSince, match=r"^invalid time .*: give an ISO 8601 time"):
         parse_since(text, NOW)
+
+
+def test_an_anchor_must_still_be_passed_through() -> None:
+    events = chained([content(i) for i in range(1, 6)])
+    kept = Anchor(3, events[2].hash or "")
+    walk = ChainWalk(kept)
+    for e in events:
+        walk.step(e)
+    assert walk.finish(5, events[-1].hash) is None
+
+    forged = chained([content(i, message="rewritten") for i in range(1, 6)])  # every hash recomputed
+    walk = ChainWalk(kept)
+    for e in forged:
+        walk.step(e)
+    broken = walk.finish(5, forged[-1].hash)
+    assert broken is not None
+    assert (broken.event_id, broken.problem) == (
+        3,
+        f"the chain no longer has the expected hash {kept.hash} here (history was rewritten)",
+    )
+
+    short = ChainWalk(Anchor(9, kept.hash))
+    for e in events:
+        short.step(e)
+    assert short.finish(5, events[-1].hash) == ChainBreak(None, 5, "the chain ends before the expected position 9")
+
+
+def test_an_anchor_is_read_as_it_is_printed() -> None:
+    assert Anchor.parse(f"12:{'AB' * 32}") == Anchor(12, "ab" * 32)
+    for text in ("12", "0:" + "a" * 64, "12:" + "a" * 63, "x:" + "a" * 64):
+        with pytest.raises(ValueError, match="give POSITION:SHA256"):
+            Anchor.parse(text)

@@ -89,6 +89,8 @@ def test_verify_needs_a_token_and_names_an_edited_event(any_api: Api) -> None:
     release = actions(api)["actions"][0]
     with api.db.engine.begin() as conn:
         conn.execute(update(Event).where(Event.id == release["id"]).values(reason="nobody asked"))
+    bad = api.get("/api/audit/verify", params={"expect": "1:xyz"}, headers=AUTH)
+    assert (bad.status_code, bad.json()["error"]["field"]) == (422, "expect")
     broken = api.get("/api/audit/verify", headers=AUTH).json()
     assert broken["ok"] is False
     assert broken["verified"] == release["id"] - 1  # the events before it, sealed in id order here

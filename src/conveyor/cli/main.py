@@ -28,6 +28,7 @@ from conveyor.cli.notifications import notifications_table
 from conveyor.cli.render import history_table, print_why, status_table
 from conveyor.clock import utc_now
 from conveyor.config import STARTER_CONFIG, load_config
+from conveyor.domain.audit import Anchor
 from conveyor.engine.conductor import Conductor
 from conveyor.notify.outbox import deliveries
 from conveyor.operations import Operations
@@ -474,12 +475,22 @@ def _given_on_command_line(ctx: click.Context, name: str) -> bool:
 
 @audit.command("verify")
 @config_option
+@click.option(
+    "--expect",
+    metavar="SEQ:HASH",
+    help="Also insist the chain still has HASH at position SEQ (a head printed by an earlier verify, kept elsewhere).",
+)
 @json_option
 @server_option
 @click.pass_context
 @friendly_errors
-def audit_verify(ctx: click.Context, config_path: Path, as_json: bool, server: str | None) -> None:
+def audit_verify(ctx: click.Context, config_path: Path, expect: str | None, as_json: bool, server: str | None) -> None:
     """Walk the events' hash chain: exit 0 with how many verified, or 1 naming the first event that breaks it."""
+    try:
+        anchor = Anchor.parse(expect) if expect else None
+    except ValueError as exc:
+        fail(str(exc), 2)
+        return
     # `conveyor audit -c FILE --json verify` means the same as `conveyor audit verify -c FILE --json`
     group = ctx.parent
     if group is not None:
@@ -490,7 +501,10 @@ def audit_verify(ctx: click.Context, config_path: Path, as_json: bool, server: s
             config_path = group.params["config_path"]
         as_json = as_json or group.params["as_json"]
         server = server or group.params["server"]
-    answer = _remote(server, lambda api: api.verify_audit()) if server else verify_chain(open_project(config_path).db)
+    if server:
+        answer = _remote(server, lambda api: api.verify_audit(expect))
+    else:
+        answer = verify_chain(open_project(config_path).db, anchor)
     if as_json:
         _json(answer)
     else:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -120,12 +121,31 @@ class ChainBreak:
     problem: str
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A chain position and the hash it had, recorded outside the database (``SEQ:HASH``), which the
+    chain must still pass through: the one thing that shows a history rewritten with recomputed hashes."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        match = re.fullmatch(r"\s*(\d+):([0-9a-fA-F]{64})\s*", text)
+        if not match or int(match.group(1)) < 1:
+            raise ValueError(
+                f"invalid anchor {text!r}: give POSITION:SHA256, as `conveyor audit verify` prints the head"
+            )
+        return cls(int(match.group(1)), match.group(2).lower())
+
+
 @dataclass
 class ChainWalk:
     """Checks stored events one at a time in chain order (so a long trail streams), then the head.
 
     ``broken`` is the first break found; once set, later events are not looked at."""
 
+    anchor: Anchor | None = None
     verified: int = 0
     previous: str = GENESIS
     seq: int = 0
@@ -151,6 +171,13 @@ class ChainWalk:
                 "its hash does not match its content and the hash before it (changed after it was recorded)",
             )
             return
+        if self.anchor is not None and event.seq == self.anchor.seq and event.hash != self.anchor.hash:
+            self.broken = ChainBreak(
+                c.id,
+                event.seq,
+                f"the chain no longer has the expected hash {self.anchor.hash} here (history was rewritten)",
+            )
+            return
         self.verified += 1
         self.previous, self.seq = event.hash, event.seq
 
@@ -158,6 +185,8 @@ class ChainWalk:
         """The walk's verdict, given the chain's head (None when no head is stored)."""
         if self.broken is not None:
             return self.broken
+        if self.anchor is not None and self.anchor.seq > self.seq:
+            return ChainBreak(None, self.seq, f"the chain ends before the expected position {self.anchor.seq}")
         if head_seq is None:
             if self.seq == 0:
                 return None

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
-from conveyor.domain.audit import GENESIS, ChainBreak, ChainWalk, EventContent, StoredEvent, chain_hash
+from conveyor.domain.audit import GENESIS, Anchor, ChainBreak, ChainWalk, EventContent, StoredEvent, chain_hash
 from conveyor.store.tables import Event, EventChain
 
 UNSEALED_INFO_KEY = "unsealed_event_ids"  # Session.info: ids this transaction inserted, to seal at commit
@@ -134,12 +134,13 @@ def stored_events(session: Session, up_to: int, batch: int = 2000) -> Iterator[S
         after = rows[-1].chain_seq
 
 
-def verify(session: Session) -> Verification:
+def verify(session: Session, anchor: Anchor | None = None) -> Verification:
     """Walk the chain up to the head as it stands when the walk begins (events sealed meanwhile are for
-    the next walk), then look for events that were never sealed (written around conveyor)."""
+    the next walk), then look for events that were never sealed (written around conveyor). With
+    ``anchor``, the chain must also have that hash at that position."""
     head = session.execute(select(EventChain.seq, EventChain.hash).where(EventChain.id == HEAD_ID)).first()
     head_seq, head_hash = (int(head.seq), str(head.hash)) if head else (None, None)
-    walk = ChainWalk()
+    walk = ChainWalk(anchor)
     if head_seq is not None:
         for event in stored_events(session, head_seq):
             walk.step(event)

@@ -7,6 +7,7 @@ app or environment, 1 for anything refused, unauthorized or unreachable.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -55,8 +56,8 @@ class ApiClient:
         params: dict[str, str | int] = {"limit": limit, **_given(since=since.isoformat() if since else None, app=app)}
         return self._request("GET", "/api/audit", "actions", params=params)
 
-    def verify_audit(self) -> dict[str, Any]:
-        return self._request("GET", "/api/audit/verify", "ok", "verified", "head")
+    def verify_audit(self, expect: str | None = None) -> dict[str, Any]:
+        return self._request("GET", "/api/audit/verify", "ok", "verified", "head", params=_given(expect=expect))
 
     def _post(self, app: str, action: str, body: dict[str, Any], *expected: str) -> dict[str, Any]:
         """POST to ``/api/apps/APP/ACTION``; the answer must be a JSON object with the ``expected`` keys."""
@@ -68,7 +69,7 @@ class ApiClient:
         path: str,
         *expected: str,
         body: dict[str, Any] | None = None,
-        params: dict[str, str | int] | None = None,
+        params: Mapping[str, str | int] | None = None,
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:

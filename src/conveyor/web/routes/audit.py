@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from conveyor.audit_trail import MAX_PAGE, BadSince, operator_actions, parse_since, verify_chain
 from conveyor.clock import utc_now
+from conveyor.domain.audit import Anchor
 from conveyor.web.errors import ApiError, error_responses
 from conveyor.web.models import AuditPage, AuditVerification
 from conveyor.web.routes.actions import Actor
@@ -37,7 +38,18 @@ def list_actions(
 
 
 @router.get("/verify", response_model=AuditVerification, responses=error_responses(401))
-def verify(state: State, actor: Actor) -> dict[str, Any]:
+def verify(
+    state: State,
+    actor: Actor,
+    expect: Annotated[
+        str | None,
+        Query(description="SEQ:HASH: the chain must still have HASH at position SEQ (a head kept elsewhere)"),
+    ] = None,
+) -> dict[str, Any]:
     """Walk the events' hash chain from the first event to the head; ``ok`` false names the first event
     whose chain breaks (or the head, when the newest events are gone). Answered 200 either way."""
-    return verify_chain(state.db)
+    try:
+        anchor = Anchor.parse(expect) if expect else None
+    except ValueError as exc:
+        raise ApiError(422, "invalid", str(exc), field="expect") from exc
+    return verify_chain(state.db, anchor)
