@@ -6,7 +6,8 @@ ids on the session; :meth:`Database.write() <conveyor.store.database.Database.wr
 as the last statement before it commits. Sealing reads the transaction's events back as stored (so the
 hash covers exactly what a verifier will read, and events undone by a rolled-back savepoint drop out),
 locks the chain's head row (``SELECT ... FOR UPDATE``), gives the events the next positions in id order,
-hashes them in Python, writes positions and hashes back (one executemany) and moves the head.
+hashes them in Python, and writes positions, hashes and the new head back (on PostgreSQL in one
+statement, so the lock is held for two round trips and the commit).
 
 **Why at commit.** Ids come from a sequence and commit out of order, so id order is not chain order:
 the chain order is ``chain_seq``, handed out under the head's lock. Taking that lock last keeps it held
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import GENESIS, Anchor, ChainBreak, ChainWalk, EventContent, StoredEvent, chain_hash
@@ -78,16 +79,32 @@ def seal(session: Session) -> int:
     ).all()
     if not rows:  # all undone by rolled-back savepoints
         return 0
+    ids = [row.id for row in rows]
     canonical = [content(row).canonical() for row in rows]  # before the lock: keep its hold short
-    seq, previous = _lock_head(session)
-    sealed = []
-    for row, text in zip(rows, canonical, strict=True):
-        seq += 1
-        previous = chain_hash(previous, text)
-        sealed.append({"id": row.id, "chain_seq": seq, "chain_hash": previous})
-    session.execute(update(Event), sealed)  # ORM bulk UPDATE by primary key: one executemany
-    session.execute(update(EventChain).where(EventChain.id == HEAD_ID).values(seq=seq, hash=previous))
-    return len(sealed)
+    first, previous = _lock_head(session)
+    hashes = []
+    for event in canonical:
+        previous = chain_hash(previous, event)
+        hashes.append(previous)
+    seqs = list(range(first + 1, first + 1 + len(ids)))
+    if session.get_bind().dialect.name == "postgresql":
+        # one round trip while the lock is held: the head and every event in one statement
+        session.execute(SEAL_POSTGRES, {"ids": ids, "seqs": seqs, "hashes": hashes, "seq": seqs[-1], "hash": previous})
+    else:
+        session.execute(
+            update(Event.__table__).where(Event.__table__.c.id == bindparam("b_id")),
+            [{"b_id": i, "chain_seq": s, "chain_hash": h} for i, s, h in zip(ids, seqs, hashes, strict=True)],
+        )
+        session.execute(update(EventChain).where(EventChain.id == HEAD_ID).values(seq=seqs[-1], hash=previous))
+    return len(ids)
+
+
+SEAL_POSTGRES = text(
+    "WITH head AS (UPDATE event_chain SET seq = :seq, hash = :hash WHERE id = 1) "
+    "UPDATE events SET chain_seq = sealed.seq, chain_hash = sealed.hash "
+    "FROM unnest(CAST(:ids AS INTEGER[]), CAST(:seqs AS INTEGER[]), CAST(:hashes AS VARCHAR[])) "
+    "AS sealed(id, seq, hash) WHERE events.id = sealed.id"
+)
 
 
 def _lock_head(session: Session) -> tuple[int, str]:
