@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Row, bindparam, select, text, update
+from sqlalchemy import Row, select, text, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import GENESIS, Anchor, ChainBreak, ChainWalk, EventContent, StoredEvent, chain_hash
@@ -91,9 +91,9 @@ def seal(session: Session) -> int:
         # one round trip while the lock is held: the head and every event in one statement
         session.execute(SEAL_POSTGRES, {"ids": ids, "seqs": seqs, "hashes": hashes, "seq": seqs[-1], "hash": previous})
     else:
-        session.execute(
-            update(Event.__table__).where(Event.__table__.c.id == bindparam("b_id")),
-            [{"b_id": i, "chain_seq": s, "chain_hash": h} for i, s, h in zip(ids, seqs, hashes, strict=True)],
+        session.execute(  # ORM bulk UPDATE by primary key: one executemany
+            update(Event),
+            [{"id": i, "chain_seq": s, "chain_hash": h} for i, s, h in zip(ids, seqs, hashes, strict=True)],
         )
         session.execute(update(EventChain).where(EventChain.id == HEAD_ID).values(seq=seqs[-1], hash=previous))
     return len(ids)
