@@ -43,7 +43,10 @@ def verify(
     actor: Actor,
     expect: Annotated[
         str | None,
-        Query(description="SEQ:HASH: the chain must still have HASH at position SEQ (a head kept elsewhere)"),
+        Query(
+            pattern=r"^[0-9]+:[0-9a-fA-F]{64}$",
+            description="SEQ:HASH: the chain must still have HASH at position SEQ (a head kept elsewhere)",
+        ),
     ] = None,
 ) -> dict[str, Any]:
     """Walk the events' hash chain from the first event to the head; ``ok`` false names the first event
