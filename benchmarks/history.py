@@ -23,7 +23,7 @@ from conveyor.engine.orchestrator import create_deployment
 from conveyor.store.database import Database
 from conveyor.store.migrate import upgrade
 from conveyor.store.snapshot import app_policies, load_snapshot
-from conveyor.store.tables import Decision, Deployment, Event, LatestSuccess, Release
+from conveyor.store.tables import Decision, Deployment, Event, Placement, Release
 
 ENVIRONMENTS = ("integration", "staging", "production")
 CHUNK = len(ENVIRONMENTS) * 2000  # whole releases per chunk
@@ -193,9 +193,20 @@ def _write_history(db: Database, apps: list[str], count: int) -> None:
             for d in done:
                 newest[(d.app, d.environment)] = max(newest.get((d.app, d.environment), (0, 0)), (d.release_id, d.id))
         session.execute(
-            insert(LatestSuccess),
+            insert(Placement),
             [
-                {"app": app, "environment": env, "release_id": rid, "deployment_id": did, "since": start}
+                {
+                    "app": app,
+                    "environment": env,
+                    "release_id": rid,
+                    "deployment_id": did,
+                    "health": "healthy",
+                    "since": start,
+                    "updated_at": start,
+                    "good_release_id": rid,
+                    "good_deployment_id": did,
+                    "good_since": start,
+                }
                 for (app, env), (rid, did) in newest.items()
             ],
         )

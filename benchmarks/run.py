@@ -18,6 +18,8 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
   command starting, p99 over 200 releases, against a real ``conveyor serve`` on SQLite (negative when the
   deploy starts before the response reaches the client); ``webhook_request_to_start_p99_ms`` counts from
   the request being sent instead, so it includes resolving the ref and recording the release.
+- ``process_start_ms_direct`` / ``_tethered`` / ``process_start_overhead_ms``: starting ``true`` with
+  ``subprocess.run`` and through the step supervisor (which ties the command to the worker), medians of 50.
 - ``scaleout_ratio_4_workers``: 200 deployments of 0.5 s fake (I/O-bound) deploys on PostgreSQL;
   throughput with 4 ``conveyor worker`` processes / with 1, at the same per-worker concurrency (8).
 - ``event_transactions_per_s_postgres``: 8 processes each committing 100 transactions that record 3
@@ -45,6 +47,7 @@ from engine import makespan, scaleout
 from event_writes import event_transactions_per_second
 from history import planner_pass_ms, status_ms
 from scratch import postgres_scratch
+from supervisor import start_costs
 
 ADMIN_URL = os.environ.get("CONVEYOR_BENCH_POSTGRES_URL")
 
@@ -84,6 +87,8 @@ def main() -> int:
     from_return, from_send = release_to_start_ms(200)
     figure("webhook_to_start_p99_ms", lambda: p99(from_return))
     figure("webhook_request_to_start_p99_ms", lambda: p99(from_send))
+    for name, cost in start_costs().items():
+        figure(name, lambda cost=cost: cost)
     if ADMIN_URL:
         with postgres_scratch(ADMIN_URL) as url:
             figure(

@@ -11,32 +11,49 @@ Errors a user can fix raise :class:`OperationError` with one clear sentence.
 from __future__ import annotations
 
 import itertools
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
-from conveyor.domain.audit import DEPLOY, PROMOTE, RELEASE, UNBLOCK, OperatorAction
-from conveyor.domain.model import DeploymentState, HoldKind
+from conveyor.domain.audit import (
+    BLOCK,
+    CANCEL,
+    DEPLOY,
+    FORCE,
+    FREEZE,
+    PROMOTE,
+    RELEASE,
+    ROLLBACK,
+    STOP,
+    UNBLOCK,
+    UNFREEZE,
+    UNVETO,
+    OperatorAction,
+)
+from conveyor.domain.holds import FORCEABLE, Attempt, Obstacle, stopping, unblock_command
+from conveyor.domain.model import DeploymentState, Health, HoldKind, Override
+from conveyor.engine.controls import cancel, queue_rollback
 from conveyor.engine.orchestrator import create_deployment
-from conveyor.repos import Commit, RepoMirror, mirror_path_for
+from conveyor.errors import OperationError
+from conveyor.repos import Commit, GitError, RepoMirror, UnknownRef, mirror_path_for
 from conveyor.store.database import Database
 from conveyor.store.records import lift_hold, record_event
-from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release
+from conveyor.store.snapshot import hold_policy, load_holds
+from conveyor.store.tables import Deployment, Hold, Placement, Release
+from conveyor.views import active_holds
 
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
 
-
-class OperationError(Exception):
-    """A request conveyor refuses, with the reason in words; ``code`` is a stable machine name."""
-
-    def __init__(self, message: str, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.code = code
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,33 +78,57 @@ class Operations:
         self, app: str, ref: str | None = None, actor: str = "cli", reason: str | None = None
     ) -> ReleaseResult:
         """Resolve ``ref`` (default: the app's branch) and record it as a release heading for the first
-        environment. Releasing the same commit twice returns the existing release (and records nothing)."""
+        environment. Releasing the same commit twice returns the existing release, also when two requests
+        race: the second finds the first's row, or meets the unique (app, sha) constraint and reads it. An
+        existing release records nothing."""
         cfg = self.config.app(app)
         reason = reason_for(RELEASE, reason)
         mirror = self.mirror(app)
-        mirror.ensure()
-        mirror.fetch()
-        sha = mirror.resolve(ref or cfg.branch)
-        with self.db.read() as session:
-            existing = _release_by_sha(session, app, sha)
-            if existing is not None:
-                return ReleaseResult(existing.id, existing.label, sha, False, len(existing.commits))
-            previous = session.scalars(
-                select(Release).where(Release.app == app).order_by(Release.id.desc()).limit(1)
-            ).first()
-            previous_sha = previous.sha if previous else None
-        commits = mirror.commits_between(previous_sha, sha)
-        label = mirror.describe(sha)
+        try:
+            mirror.update()
+            sha = mirror.resolve(ref or cfg.branch)
+            with self.db.read() as session:
+                existing = _release_by_sha(session, app, sha)
+                if existing is not None:
+                    return _existing(existing)
+                previous = session.scalars(
+                    select(Release).where(Release.app == app).order_by(Release.id.desc()).limit(1)
+                ).first()
+            commits = _commits_since(mirror, app, previous, sha)
+            label = mirror.describe(sha)
+        except GitError as exc:
+            log.error("cannot release %s from %s: %s", app, mirror, exc)
+            raise
+        try:
+            return self._record_release(app, ref or cfg.branch, sha, label, previous, commits, actor, reason)
+        except IntegrityError:
+            with self.db.read() as session:
+                raced = _release_by_sha(session, app, sha)
+            if raced is None:
+                raise
+            return _existing(raced)
+
+    def _record_release(
+        self,
+        app: str,
+        ref: str,
+        sha: str,
+        label: str,
+        previous: Release | None,
+        commits: list[Commit],
+        actor: str,
+        reason: str | None,
+    ) -> ReleaseResult:
         with self.db.write() as session:
             again = _release_by_sha(session, app, sha)
             if again is not None:
-                return ReleaseResult(again.id, again.label, sha, False, len(again.commits))
+                return _existing(again)
             now = self.clock()
             release = Release(
                 app=app,
                 sha=sha,
                 label=label,
-                ref=ref or cfg.branch,
+                ref=ref,
                 previous_release_id=previous.id if previous else None,
                 commits=[_commit_json(c) for c in commits],
                 created_at=now,
@@ -136,13 +177,28 @@ class Operations:
 
     # -- deploy and promote --------------------------------------------------------------------------
 
-    def deploy(self, app: str, version: str, environment: str, actor: str = "cli", reason: str | None = None) -> int:
-        """Queue an explicit deployment of an existing release to an environment."""
+    def deploy(
+        self,
+        app: str,
+        version: str,
+        environment: str,
+        actor: str = "cli",
+        *,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> int:
+        """Queue an explicit deployment of an existing release to an environment.
+
+        A stop, freeze or closed window there refuses it unless ``force`` (break-glass, with a reason)."""
         self.config.app(app)
         self.config.check_environment(environment)
         reason = reason_for(DEPLOY, reason)
         with self.db.write() as session:
             release = self.find_release(session, app, version)
+            attempt = Attempt(app, environment, release.id, explicit=True)
+            # without --force only what --force could pass refuses a deploy here (a block makes it wait);
+            # with --force, anything it cannot pass refuses it, rather than queue a start that never comes
+            passed = self.admit(session, attempt, force=force, reason=reason or "", kinds=None if force else FORCEABLE)
             now = self.clock()
             d = create_deployment(
                 session,
@@ -153,19 +209,24 @@ class Operations:
                 actor=actor,
                 origin_key=None,
                 message=f"{actor} asked to deploy {release.label} to {environment}",
+                override=Override.FORCE if force else None,
                 action=DEPLOY,
                 reason=reason,
             )
+            if force:
+                self.record_override(session, d, passed, actor, reason or "", now)
             return d.id
 
-    def promote(self, app: str, to: str | None = None, actor: str = "cli", reason: str | None = None) -> int:
+    def promote(
+        self, app: str, to: str | None = None, actor: str = "cli", *, force: bool = False, reason: str | None = None
+    ) -> int:
         """Send the newest release that passed the previous environment into ``to`` (default: the first
         environment behind its predecessor). This is how the manual tier reaches the last environment."""
         self.config.app(app)
         reason = reason_for(PROMOTE, reason)
         envs = self.config.environments
         with self.db.write() as session:
-            live = _live_releases(session, app)
+            live = _healthy_releases(session, app)
             target = self.config.check_environment(to) if to else _promotion_target(envs, live)
             if target is None:
                 raise OperationError(
@@ -178,10 +239,18 @@ class Operations:
             candidate = live.get(source)
             if candidate is None:
                 raise OperationError(f"no release of {app} has passed {source} yet", "conflict")
-            current = live.get(target)
+            current = _running(session, app).get(target)
             if current is not None and current.id >= candidate.id:
-                raise OperationError(f"{target} already runs {current.label} (newest passed {source})", "conflict")
-            self._refuse_if_blocked(session, app, target, candidate)
+                raise OperationError(f"{target} already runs {current.label} (healthy in {source})", "conflict")
+            veto = _open_veto(session, app, target, candidate.id)
+            if veto is not None:
+                raise OperationError(
+                    f"{candidate.label} is vetoed in {target}: rolled back by {veto.actor} ({veto.reason}); "
+                    f"lift it with: conveyor unveto {app} {candidate.label} --env {target} --reason ...",
+                    "conflict",
+                )
+            attempt = Attempt(app, target, candidate.id, explicit=True)
+            passed = self.admit(session, attempt, force=force, reason=reason or "")
             queued = session.scalars(
                 select(Deployment.id).where(
                     Deployment.app == app,
@@ -204,29 +273,158 @@ class Operations:
                 actor=actor,
                 origin_key=None,
                 message=f"{actor} promoted {candidate.label} from {source} to {target}",
+                override=Override.FORCE if force else None,
                 action=PROMOTE,
                 reason=reason,
             )
+            if force:
+                self.record_override(session, d, passed, actor, reason or "", now)
             return d.id
 
-    def _refuse_if_blocked(self, session: Session, app: str, target: str, release: Release) -> None:
-        envs = self.config.environments
-        for hold in session.scalars(
-            select(Hold).where(Hold.lifted_at.is_(None), or_(Hold.app == app, Hold.app.is_(None)))
-        ):
-            if hold.environment is not None and hold.environment in envs:
-                if envs.index(target) < envs.index(hold.environment):
-                    continue
-                if hold.environment == target and hold.release_id is not None and release.id > hold.release_id:
-                    continue
-            raise OperationError(
-                f"{app} is held in {hold.environment or 'every environment'}: {hold.reason} "
-                f"(lift it with: conveyor unblock {app} --env {hold.environment} --reason ...)",
-                "conflict",
+    # -- holds -----------------------------------------------------------------------------------------
+
+    def stopping(self, session: Session, attempt: Attempt) -> tuple[Obstacle, ...]:
+        """What stops ``attempt`` now: the one scoping function, over the holds in this transaction."""
+        return stopping(attempt, load_holds(session), hold_policy(self.config), self.clock())
+
+    def admit(
+        self,
+        session: Session,
+        attempt: Attempt,
+        *,
+        force: bool = False,
+        reason: str = "",
+        kinds: frozenset[str] | None = None,
+    ) -> tuple[Obstacle, ...]:
+        """Refuse ``attempt`` when a hold stops it (only holds of ``kinds``, when given), unless ``force``
+        passes every such hold (break-glass: stops, freezes and windows; never a block, a veto or a lock).
+        Returns the holds forced past, for :meth:`record_override`. Reusable by any explicit start."""
+        if force and not reason.strip():
+            raise OperationError("--force needs a --reason (it is recorded and notified)")
+        found = [o for o in self.stopping(session, attempt) if kinds is None or o.kind in kinds]
+        binding = [o for o in found if not (force and o.forceable)]
+        if binding:
+            first = binding[0]
+            if first.forceable:
+                hint = "; or break glass with --force --reason TEXT"
+            else:
+                hint = f" (--force never passes a {first.kind})" if force else ""
+            raise OperationError(f"{attempt.app} is held in {attempt.environment}: {first.summary}{hint}", "conflict")
+        return tuple(found)
+
+    def record_override(
+        self, session: Session, d: Deployment, passed: tuple[Obstacle, ...], actor: str, reason: str, now: datetime
+    ) -> None:
+        """The ``hold.overridden`` Event of a forced deployment, naming every hold it passed."""
+        what = ", ".join(o.kind + (f" #{o.hold.id}" if o.hold else "") for o in passed) or "nothing held it then"
+        record_event(
+            session,
+            "hold.overridden",
+            at=now,
+            actor=actor,
+            message=f"forced deployment #{d.id} to {d.environment} past {what}: {reason}",
+            app=d.app,
+            environment=d.environment,
+            release_id=d.release_id,
+            deployment_id=d.id,
+            payload={"override": Override.FORCE.value, "reason": reason, "passed": [o.evidence() for o in passed]},
+            action=FORCE,
+            reason=reason,
+        )
+
+    def holds(self) -> list[dict[str, Any]]:
+        """The holds in force now (not lifted, not expired), oldest first, each with its lift command."""
+        with self.db.read() as session:
+            return active_holds(session, self.clock())
+
+    def block(self, app: str, environment: str | None, reason: str, actor: str = "cli") -> int:
+        """Block an app by hand (in ``environment`` and every later one, or everywhere): only ``unblock``
+        lifts it, never a newer release."""
+        self.config.app(app)
+        if environment is not None:
+            self.config.check_environment(environment)
+        return self._create_hold(HoldKind.BLOCK, app, environment, reason, None, actor, BLOCK)
+
+    def freeze(
+        self, app: str | None, environment: str | None, reason: str, until: str | None = None, actor: str = "cli"
+    ) -> int:
+        """Freeze every app or one, in every environment or one (exactly that scope); ``until`` (ISO 8601
+        or relative like 2h) ends it on its own."""
+        if app is not None:
+            self.config.app(app)
+        if environment is not None:
+            self.config.check_environment(environment)
+        return self._create_hold(HoldKind.FREEZE, app, environment, reason, until, actor, FREEZE)
+
+    def stop(self, environment: str, reason: str, until: str | None = None, actor: str = "cli") -> int:
+        """Stop the line: no automatic start in ``environment`` for any app until ``unfreeze``."""
+        self.config.check_environment(environment)
+        return self._create_hold(HoldKind.STOP, None, environment, reason, until, actor, STOP)
+
+    def unfreeze(self, hold_id: int, reason: str = "", actor: str = "cli") -> dict[str, Any]:
+        """Lift a freeze or a stop by its id (``conveyor holds`` lists them)."""
+        with self.db.write() as session:
+            hold = session.get(Hold, hold_id)
+            if hold is None:
+                raise OperationError(f"no hold #{hold_id} (see: conveyor holds)", "not_found")
+            if hold.kind == HoldKind.BLOCK.value:
+                command = unblock_command(hold.app or "APP", hold.environment)
+                raise OperationError(f"hold #{hold_id} is a block, not a freeze: lift it with {command}", "conflict")
+            if hold.kind not in (HoldKind.FREEZE.value, HoldKind.STOP.value):
+                raise OperationError(f"hold #{hold_id} is a {hold.kind}, not a freeze or a stop", "conflict")
+            if hold.lifted_at is not None:
+                raise OperationError(
+                    f"hold #{hold_id} was already lifted by {hold.lifted_by} at {hold.lifted_at:%Y-%m-%d %H:%M}",
+                    "conflict",
+                )
+            now = self.clock()
+            lift_hold(session, hold, now, actor, reason.strip() or f"unfrozen by {actor}", action=UNFREEZE)
+            return {"id": hold.id, "kind": hold.kind, "app": hold.app, "environment": hold.environment}
+
+    def _create_hold(
+        self,
+        kind: HoldKind,
+        app: str | None,
+        environment: str | None,
+        reason: str,
+        until: str | None,
+        actor: str,
+        action: OperatorAction,
+    ) -> int:
+        if not reason.strip():
+            raise OperationError(f"a reason is required to {kind.value}")
+        now = self.clock()
+        ends = parse_until(until, now) if until else None
+        with self.db.write() as session:
+            hold = Hold(
+                kind=kind.value,
+                app=app,
+                environment=environment,
+                reason=reason,
+                actor=actor,
+                since=now,
+                until=ends,
+                evidence={},
             )
+            session.add(hold)
+            session.flush()
+            scope = f"{app or 'every app'} in {environment or 'every environment'}"
+            record_event(
+                session,
+                "hold.created",
+                at=now,
+                actor=actor,
+                message=f"{kind.value} of {scope}: {reason}",
+                app=app,
+                environment=environment,
+                payload={"hold_id": hold.id, "kind": kind.value, "until": ends.isoformat() if ends else None},
+                action=action,
+                reason=reason,
+            )
+            return hold.id
 
     def unblock(self, app: str, environment: str | None, reason: str, actor: str = "cli") -> int:
-        """Lift the automatic block(s) on an app; returns how many were lifted."""
+        """Lift the block(s) on an app, automatic or by hand; returns how many were lifted."""
         self.config.app(app)
         if environment is not None:
             self.config.check_environment(environment)
@@ -243,6 +441,189 @@ class Operations:
             for hold in holds:
                 lift_hold(session, hold, now, actor, why, action=UNBLOCK)
             return len(holds)
+
+    # -- rollback, veto, cancel ----------------------------------------------------------------------
+
+    def rollback(
+        self, app: str, environment: str, reason: str, to: str | None = None, actor: str = "cli"
+    ) -> RollbackResult:
+        """Deploy an earlier release now (default: the last good one before what runs), passing the holds
+        of that environment but never a lock; the release rolled back from is vetoed there."""
+        self.config.app(app)
+        self.config.check_environment(environment)
+        if not reason.strip():
+            raise OperationError("a reason is required to roll back")
+        with self.db.write() as session:
+            placed = session.get(Placement, (app, environment))
+            if placed is None:
+                raise OperationError(f"nothing of {app} runs in {environment}: nothing to roll back", "conflict")
+            current = session.get(Release, placed.release_id)
+            assert current is not None
+            target = self.find_release(session, app, to) if to else _last_good_before(session, placed)
+            if target is None:
+                raise OperationError(
+                    f"no release of {app} passed {environment} before {current.label}: name one with --to",
+                    "conflict",
+                )
+            if target.id == current.id:
+                raise OperationError(f"{environment} already runs {current.label}", "conflict")
+            queued = session.scalars(
+                select(Deployment.id).where(
+                    Deployment.app == app,
+                    Deployment.environment == environment,
+                    Deployment.override == Override.ROLLBACK.value,
+                    Deployment.state.in_(OPEN_STATES),
+                )
+            ).first()
+            if queued is not None:
+                raise OperationError(
+                    f"a rollback of {app} in {environment} is already under way (deployment #{queued}; "
+                    f"conveyor cancel --deployment {queued} to stop it)",
+                    "conflict",
+                )
+            d = queue_rollback(
+                session,
+                app=app,
+                environment=environment,
+                to=target,
+                from_release=current,
+                actor=actor,
+                reason=reason,
+                now=self.clock(),
+                action=ROLLBACK,
+            )
+            return RollbackResult(d.id, current.label, target.label)
+
+    def unveto(self, app: str, version: str, environment: str, reason: str, actor: str = "cli") -> int:
+        """Lift the veto on a release in an environment: it may be started there automatically again."""
+        self.config.app(app)
+        self.config.check_environment(environment)
+        if not reason.strip():
+            raise OperationError("a reason is required to lift a veto")
+        with self.db.write() as session:
+            release = self.find_release(session, app, version)
+            veto = _open_veto(session, app, environment, release.id)
+            if veto is None:
+                raise OperationError(f"{release.label} of {app} is not vetoed in {environment}", "conflict")
+            lift_hold(session, veto, self.clock(), actor, reason, action=UNVETO)
+            return veto.id
+
+    def cancel(
+        self,
+        app: str | None,
+        environment: str | None,
+        reason: str,
+        deployment_id: int | None = None,
+        actor: str = "cli",
+    ) -> list[int]:
+        """Cancel the open deployments of an app (in one environment or all), or one deployment by id.
+        Not started ones end at once; running ones stop at their worker's next heartbeat."""
+        if not reason.strip():
+            raise OperationError("a reason is required to cancel")
+        if (app is None) == (deployment_id is None):
+            raise OperationError("name an app or a deployment (--deployment ID), not both")
+        if app is not None:
+            self.config.app(app)
+        if environment is not None:
+            self.config.check_environment(environment)
+        with self.db.write() as session:
+            stmt = select(Deployment).where(Deployment.state.in_(OPEN_STATES)).order_by(Deployment.id)
+            found = None
+            if deployment_id is not None:
+                found = session.get(Deployment, deployment_id)
+                if found is None:
+                    raise OperationError(f"no deployment #{deployment_id}", "not_found")
+                stmt = stmt.where(Deployment.id == deployment_id)
+            else:
+                stmt = stmt.where(Deployment.app == app)
+                if environment is not None:
+                    stmt = stmt.where(Deployment.environment == environment)
+            if self.db.is_postgres:
+                stmt = stmt.with_for_update()
+            rows = [d for d in session.scalars(stmt) if d.cancel_requested_at is None]
+            if not rows:
+                if found is not None:
+                    state = "being cancelled" if found.cancel_requested_at is not None else found.state
+                    raise OperationError(f"nothing to cancel: deployment #{deployment_id} is {state}", "conflict")
+                where = f" in {environment}" if environment else ""
+                raise OperationError(f"nothing to cancel: {app} has no queued or running deployment{where}", "conflict")
+            cancel(session, rows, actor=actor, reason=reason, now=self.clock(), action=CANCEL)
+            return [d.id for d in rows]
+
+    def waits_behind(self, deployment_id: int) -> str | None:
+        """Why a just-queued deployment will not start at once, when a hold stops it: a deploy of an older
+        release into an environment blocked by a failure waits there; ``rollback`` is the way through."""
+        with self.db.read() as session:
+            d = session.get(Deployment, deployment_id)
+            release = session.get(Release, d.release_id) if d else None
+            if d is None or release is None or d.environment not in self.config.environments:
+                return None
+            override = Override(d.override) if d.override else None
+            attempt = Attempt(d.app, d.environment, d.release_id, explicit=d.origin_key is None, override=override)
+            found = self.stopping(session, attempt)
+            if not found:
+                return None
+            first = found[0]
+            text = first.summary
+            if (
+                first.kind == HoldKind.BLOCK.value
+                and first.hold is not None
+                and first.hold.environment == d.environment
+            ):
+                text += (
+                    f" It waits until then; to restore service now, run: conveyor rollback {d.app} "
+                    f"--env {d.environment} --to {release.label} --reason ..."
+                )
+            return text
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    deployment_id: int
+    rolled_back_from: str
+    to: str
+
+
+def _last_good_before(session: Session, placed: Placement) -> Release | None:
+    """The release that most recently passed every check in the place, other than the one that runs."""
+    if placed.good_release_id is not None and placed.good_release_id != placed.release_id:
+        return session.get(Release, placed.good_release_id)
+    release_id = session.scalars(
+        select(Deployment.release_id)
+        .where(
+            Deployment.app == placed.app,
+            Deployment.environment == placed.environment,
+            Deployment.state == DeploymentState.SUCCEEDED.value,
+            Deployment.release_id != placed.release_id,
+        )
+        .order_by(Deployment.finished_at.desc(), Deployment.id.desc())
+        .limit(1)
+    ).first()
+    return session.get(Release, release_id) if release_id is not None else None
+
+
+UNTIL_RELATIVE = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
+_UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_until(text: str, now: datetime) -> datetime:
+    """When a hold ends: relative to ``now`` (``30m``, ``2h``, ``1d``, ``1w``) or an ISO 8601 time
+    (``2026-12-24T18:00+01:00``; without an offset it is UTC; a date alone is its midnight UTC).
+    A time not after ``now`` is an error."""
+    match = UNTIL_RELATIVE.match(text)
+    try:
+        if match:
+            ends = now + int(match.group(1)) * _UNIT[match.group(2)]
+        else:
+            parsed = datetime.fromisoformat(text.strip())
+            ends = (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise OperationError(
+            f"--until {text!r} is not a time: give ISO 8601 (2026-12-24T18:00Z) or relative (30m, 2h, 1d)"
+        ) from None
+    if ends <= now:
+        raise OperationError(f"--until {text!r} is in the past ({ends:%Y-%m-%d %H:%M} UTC is before now)")
+    return ends
 
 
 def reason_for(action: OperatorAction, reason: str | None) -> str | None:
@@ -265,22 +646,66 @@ def _commit_json(c: Commit) -> dict[str, str]:
     }
 
 
+def _existing(release: Release) -> ReleaseResult:
+    return ReleaseResult(release.id, release.label, release.sha, False, len(release.commits))
+
+
+def _commits_since(mirror: RepoMirror, app: str, previous: Release | None, sha: str) -> list[Commit]:
+    """The commits since the previous release; all of ``sha``'s history (up to the usual limit) when the
+    previous release is no longer in the repository (history rewritten upstream, then collected)."""
+    if previous is None:
+        return mirror.commits_between(None, sha)
+    try:
+        return mirror.commits_between(previous.sha, sha)
+    except UnknownRef:
+        log.warning(
+            "the previous release %s of %s (%s) is no longer in its repository (history rewritten?); "
+            "listing the new release's commits without it",
+            previous.label,
+            app,
+            previous.sha[:12],
+        )
+        return mirror.commits_between(None, sha)
+
+
 def _release_by_sha(session: Session, app: str, sha: str) -> Release | None:
     return session.scalars(select(Release).where(Release.app == app, Release.sha == sha)).first()
 
 
-def _live_releases(session: Session, app: str) -> dict[str, Release]:
-    """Per environment, the newest release of ``app`` that succeeded there."""
+def _running(session: Session, app: str) -> dict[str, Release]:
+    """Per environment, the release of ``app`` that runs there (its placement's current release)."""
     rows = session.execute(
-        select(LatestSuccess.environment, Release)
-        .join(Release, Release.id == LatestSuccess.release_id)
-        .where(LatestSuccess.app == app)
+        select(Placement.environment, Release)
+        .join(Release, Release.id == Placement.release_id)
+        .where(Placement.app == app)
     ).all()
     return {env: release for env, release in rows}
 
 
-def _promotion_target(envs: tuple[str, ...], live: dict[str, Release]) -> str | None:
+def _healthy_releases(session: Session, app: str) -> dict[str, Release]:
+    """Per environment, the release of ``app`` that runs there and passed its checks: what may be promoted."""
+    rows = session.execute(
+        select(Placement.environment, Release)
+        .join(Release, Release.id == Placement.release_id)
+        .where(Placement.app == app, Placement.health == Health.HEALTHY.value)
+    ).all()
+    return {env: release for env, release in rows}
+
+
+def _open_veto(session: Session, app: str, environment: str, release_id: int) -> Hold | None:
+    return session.scalars(
+        select(Hold).where(
+            Hold.kind == HoldKind.VETO.value,
+            Hold.app == app,
+            Hold.environment == environment,
+            Hold.release_id == release_id,
+            Hold.lifted_at.is_(None),
+        )
+    ).first()
+
+
+def _promotion_target(envs: tuple[str, ...], healthy: dict[str, Release]) -> str | None:
     for prev, nxt in itertools.pairwise(envs):
-        if prev in live and (nxt not in live or live[nxt].id < live[prev].id):
+        if prev in healthy and (nxt not in healthy or healthy[nxt].id < healthy[prev].id):
             return nxt
     return None

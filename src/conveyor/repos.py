@@ -13,6 +13,15 @@ Refs come from users and webhooks and are untrusted. Invariants:
   hanging; SSH runs in batch mode unless the operator configured ``GIT_SSH_COMMAND``;
 - commit fields are read with NUL separators (``git log -z``), so any message text parses exactly.
 
+One mirror is changed (cloned, re-pointed, fetched) by one caller at a time: threads of a process queue on
+a lock per mirror path, and processes on one machine on ``fcntl.flock`` of ``<app>.git.lock`` beside the
+mirror (git itself refuses concurrent fetches with "cannot lock ref"). A fetch that began after a caller
+asked covers that caller, so a burst of releases of one app costs one fetch. On platforms without
+``fcntl`` (Windows) only the in-process lock applies. A fetch that fails (for example when history was
+rewritten upstream and the mirror lost objects its refs name) is logged with git's stderr and retried once
+as a full fetch: every local ref is dropped, objects are kept (checkouts share them), and all refs are
+fetched anew.
+
 Exceptions::
 
     GitError          git failed or timed out; carries git's stderr
@@ -22,15 +31,25 @@ Exceptions::
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: mirrors are serialised within a process only
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "Commit",
@@ -67,6 +86,8 @@ SAFE_CONFIG = tuple(arg for setting in SAFE_SETTINGS for arg in ("-c", setting))
 _HEX = re.compile(r"[0-9a-f]{4,40}")
 _UNSAFE_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
+
+log = logging.getLogger(__name__)
 
 
 class GitError(RuntimeError):
@@ -140,14 +161,49 @@ class RepoMirror:
 
     def ensure(self) -> None:
         """Clone the mirror if it is missing; point an existing one at ``url`` if config changed it."""
+        with _holding(self.path):
+            self._ensure()
+
+    def fetch(self) -> None:
+        """Bring every ref up to date with the origin, dropping refs deleted there."""
+        self.update(clone=False)
+
+    def update(self, *, clone: bool = True) -> None:
+        """:meth:`ensure` (unless ``clone`` is False) and :meth:`fetch`, holding the mirror once.
+
+        Skips the fetch when another thread's fetch began after this call was made (it saw everything
+        this one would). A failed fetch is retried once as a full fetch (see the module docstring).
+        """
+        asked = time.monotonic()
+        with _holding(self.path) as gate:
+            if clone:
+                self._ensure()
+            if gate.fetch_began >= asked:
+                return
+            began = time.monotonic()
+            try:
+                self._fetch()
+            except GitError as exc:
+                log.warning("fetching %s failed, retrying once with a full fetch: %s", self, exc)
+                self._drop_refs()
+                self._fetch()
+            gate.fetch_began = began
+
+    def _ensure(self) -> None:
         if not self.path.exists():
             self._clone()
         elif self._git("config", "--get", "remote.origin.url", check=False) != self.url:
             self._git("remote", "set-url", "origin", self.url)
 
-    def fetch(self) -> None:
-        """Bring every ref up to date with the origin, dropping refs deleted there."""
+    def _fetch(self) -> None:
         self._git("fetch", "--prune", "--quiet", "origin", timeout=self.network_timeout)
+
+    def _drop_refs(self) -> None:
+        """Delete every local ref, keeping the objects, so the next fetch takes all refs afresh. A ref
+        naming an object the mirror lost makes every fetch fail ("bad object"); this is the way out."""
+        refs = self._git("for-each-ref", "--format=delete %(refname)", strip=False)
+        if refs:
+            self._check(["update-ref", "--stdin"], run_git(self._in_mirror(["update-ref", "--stdin"]), stdin_text=refs))
 
     def resolve(self, ref: str) -> str:
         """The full 40-hex SHA of the commit ``ref`` (branch, tag, short or full SHA) names."""
@@ -225,12 +281,15 @@ class RepoMirror:
         return run_git(args, timeout)
 
 
-def run_git(args: Sequence[str], timeout: float = GIT_TIMEOUT) -> subprocess.CompletedProcess[str]:
+def run_git(
+    args: Sequence[str], timeout: float = GIT_TIMEOUT, *, stdin_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``git <args>`` without a shell or a terminal; raise :class:`GitError` on timeout."""
     try:
         return subprocess.run(
             ["git", *args],
-            stdin=subprocess.DEVNULL,
+            input=stdin_text,
+            stdin=subprocess.DEVNULL if stdin_text is None else None,
             capture_output=True,
             env=git_environ(),
             timeout=timeout,
@@ -240,6 +299,35 @@ def run_git(args: Sequence[str], timeout: float = GIT_TIMEOUT) -> subprocess.Com
         )
     except subprocess.TimeoutExpired as exc:
         raise GitError(args, f"no answer within {timeout:g}s") from exc
+
+
+class _MirrorGate:
+    """What this process knows about one mirror: its lock, and when the last successful fetch began."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fetch_began = -math.inf  # time.monotonic()
+
+
+_gates: dict[Path, _MirrorGate] = {}
+_gates_lock = threading.Lock()
+
+
+@contextmanager
+def _holding(path: Path) -> Iterator[_MirrorGate]:
+    """Hold the mirror at ``path``: its lock in this process, then its lock file against other processes."""
+    key = path.absolute()
+    with _gates_lock:
+        gate = _gates.setdefault(key, _MirrorGate())
+    with gate.lock:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key.with_name(f"{key.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # freed when fd is closed, or when the process dies
+            yield gate
+        finally:
+            os.close(fd)
 
 
 def git_environ() -> dict[str, str]:

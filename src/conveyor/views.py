@@ -1,23 +1,35 @@
-"""Read models for people and tools: status (apps × environments), history, and why.
+"""Read models for people and tools: status (apps × environments), history, why and logs.
 
 ``why`` answers "why didn't my change go out?": per environment, the latest Decision in plain words,
-the holds in force and the deployment it concerns, all with evidence. These functions only read.
+the holds in force and the deployment it concerns, all with evidence. ``logs`` shows one deployment's
+steps, each step's attempts and its log. These functions only read; a step's log text is read in one
+place, :func:`step_log_text`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import String, column, select, values
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
-from conveyor.domain.model import DeploymentState
+from conveyor.domain.holds import Attempt, Obstacle, lift_command, stopping
+from conveyor.domain.model import DeploymentState, HoldKind, Override
+from conveyor.domain.snapshot import HoldView
+from conveyor.errors import OperationError
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
-from conveyor.store.tables import Deployment, Hold, LatestSuccess, Release, Step
+from conveyor.store.snapshot import hold_policy, load_holds
+from conveyor.store.tables import Decision, Deployment, Hold, Placement, Release, Step, StepAttempt
+
+GOOD = aliased(Release, name="good")  # a placement's last good release (made once: cached statements stay cached)
+MANUAL_WAIT_RULE = "ManualTierWaitsForPromotion"  # the planner rule that leaves a release to a person
+
+NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -26,13 +38,26 @@ def _iso(at: datetime | None) -> str | None:
 
 @dataclass
 class EnvStatus:
+    """One (app, environment). ``release``, ``sha``, ``state``, ``since``, ``summary`` and ``deployment_id``
+    describe the newest deployment there (which may still be on its way); ``current``, ``health`` and
+    ``last_good`` say what runs there, from the placement the orchestrator keeps (``live`` is ``current``)."""
+
     release: str | None = None
     sha: str | None = None
     state: str | None = None
     since: str | None = None
-    live: str | None = None  # newest release that succeeded here
+    live: str | None = None
     summary: str = ""
     deployment_id: int | None = None
+    current: str | None = None  # the release whose deploy step last succeeded here: it runs
+    current_sha: str | None = None
+    current_deployment_id: int | None = None
+    current_since: str | None = None
+    health: str | None = None  # healthy | failing | checking | unknown; None before anything ran here
+    last_good: str | None = None  # the release that most recently passed every check here
+    # what stops the next automatic start here now (the scoping function's answer), most binding first
+    obstacles: list[dict[str, Any]] = field(default_factory=list)
+    awaiting_promotion: str | None = None  # a manual-tier release that passed the previous environment
 
 
 @dataclass
@@ -57,28 +82,93 @@ def hold_json(h: Hold, label: str | None) -> dict[str, Any]:
         "release": label,
         "reason": h.reason,
         "actor": h.actor,
+        "release_id": h.release_id,
         "since": _iso(h.since),
         "until": _iso(h.until),
         "evidence": h.evidence,
+        "lift": lift_command(_hold_view(h, label)),
     }
 
 
-def open_holds(session: Session, app: str | None = None) -> list[dict[str, Any]]:
-    """Holds not lifted yet, oldest first: those on ``app`` and on every app, or all of them."""
+def _hold_view(h: Hold, label: str | None) -> HoldView:
+    return HoldView(
+        h.id, HoldKind(h.kind), h.app, h.environment, h.release_id, h.reason, h.actor, h.since, h.until, label or ""
+    )
+
+
+def active_holds(session: Session, now: datetime, app: str | None = None) -> list[dict[str, Any]]:
+    """Holds in force at ``now`` (not lifted, not expired), oldest first: those on ``app`` and on every
+    app, or all of them."""
     stmt = select(Hold, Release.label).outerjoin(Release, Release.id == Hold.release_id).where(Hold.lifted_at.is_(None))
     if app is not None:
         stmt = stmt.where((Hold.app == app) | Hold.app.is_(None))
-    return [hold_json(h, label) for h, label in session.execute(stmt.order_by(Hold.id)).all()]
+    rows = session.execute(stmt.order_by(Hold.id)).all()
+    return [hold_json(h, label) for h, label in rows if h.until is None or now < h.until]
 
 
-def _live_labels(session: Session) -> dict[tuple[str, str], str]:
-    """The newest release that succeeded in each (app, environment)."""
-    rows = session.execute(
-        select(LatestSuccess.app, LatestSuccess.environment, Release.label).join(
-            Release, Release.id == LatestSuccess.release_id
+def obstacle_json(o: Obstacle) -> dict[str, Any]:
+    return {
+        "kind": o.kind,
+        "rule": o.rule,
+        "summary": o.summary,
+        "lift": o.lift,
+        "hold_id": o.hold.id if o.hold else None,
+        "forceable": o.forceable,
+    }
+
+
+def stops(db: Database, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The stop-the-line holds in force: the banner of ``status``."""
+    with db.read() as session:
+        return [h for h in active_holds(session, now or utc_now()) if h["kind"] == HoldKind.STOP.value]
+
+
+def placements(session: Session, app: str | None = None) -> dict[tuple[str, str], Any]:
+    """What runs in each (app, environment): current release (label, SHA, id), health and last good."""
+    stmt = (
+        select(
+            Placement.app,
+            Placement.environment,
+            Placement.deployment_id,
+            Placement.release_id,
+            Placement.health,
+            Placement.since,
+            Release.label,
+            Release.sha,
+            GOOD.label.label("good_label"),
         )
+        .join(Release, Release.id == Placement.release_id)
+        .outerjoin(GOOD, GOOD.id == Placement.good_release_id)
     )
-    return {(r.app, r.environment): r.label for r in rows}
+    if app is not None:
+        stmt = stmt.where(Placement.app == app)
+    return {(r.app, r.environment): r for r in session.execute(stmt)}
+
+
+def _places_of(places: list[tuple[str, str]]) -> Any:
+    """The (app, environment) pairs as a VALUES list, to join each with its newest row by index."""
+    return values(column("app", String), column("environment", String), name="places").data(places).cte("places")
+
+
+def _awaiting_promotion(session: Session, places: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+    """Per place, the release the newest Decision there says waits for ``conveyor promote`` (its id and
+    label): the planner's ``ManualTierWaitsForPromotion``. One statement, an index seek per place."""
+    if not places:
+        return {}
+    wanted = _places_of(places)
+    newest = (
+        select(Decision.id)
+        .where(Decision.app == wanted.c.app, Decision.environment == wanted.c.environment)
+        .order_by(Decision.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Decision.app, Decision.environment, Release.id, Release.label)
+        .join(Release, Release.id == Decision.release_id)
+        .where(Decision.id.in_(select(newest).select_from(wanted)), Decision.rule == MANUAL_WAIT_RULE)
+    )
+    return {(r.app, r.environment): (r.id, r.label) for r in rows}
 
 
 def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
@@ -87,7 +177,7 @@ def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict
     places, never the history."""
     if not places:
         return {}
-    wanted = values(column("app", String), column("environment", String), name="places").data(places).cte("places")
+    wanted = _places_of(places)
     newest = (
         select(Deployment.id)
         .where(
@@ -109,6 +199,11 @@ def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict
             Deployment.queued_at,
             Deployment.started_at,
             Deployment.finished_at,
+            Deployment.release_id,
+            Deployment.origin_key,
+            Deployment.override,
+            Deployment.baking_since,
+            Deployment.bake_until,
             Release.label,
             Release.sha,
         )
@@ -118,46 +213,70 @@ def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict
     return {(r.app, r.environment): r for r in rows}
 
 
+def _attempt(app: str, env: str, d: Any) -> Attempt:
+    """The start ``why`` asks about: the deployment waiting here, or else the next automatic one."""
+    if d is not None and d.state in NOT_STARTED:
+        override = Override(d.override) if d.override else None
+        return Attempt(app, env, d.release_id, explicit=d.origin_key is None, override=override)
+    return Attempt(app, env)
+
+
 def _status_of(
     config: Config,
     app: str,
-    live: dict[tuple[str, str], str],
+    placed: dict[tuple[str, str], Any],
     newest: dict[tuple[str, str], Any],
-    holds: list[dict[str, Any]],
+    holds: tuple[HoldView, ...],
+    listed: list[dict[str, Any]],
+    awaiting: dict[tuple[str, str], tuple[int, str]],
+    now: datetime,
 ) -> AppStatus:
     cfg = config.app(app)
+    policy = hold_policy(config)
     envs: dict[str, EnvStatus] = {}
     for env in config.environments:
-        label = live.get((cfg.name, env))
+        p = placed.get((cfg.name, env))
         d = newest.get((cfg.name, env))
-        envs[env] = (
-            EnvStatus(live=label)
-            if d is None
-            else EnvStatus(
-                d.label,
-                d.sha,
-                d.state,
-                _iso(d.finished_at or d.started_at or d.queued_at),
-                label,
-                d.summary,
-                d.id,
-            )
-        )
-    mine = [h for h in holds if h["app"] in (cfg.name, None)]
+        st = EnvStatus()
+        if p is not None:
+            st.current, st.current_sha, st.current_deployment_id = p.label, p.sha, p.deployment_id
+            st.current_since, st.health, st.last_good, st.live = _iso(p.since), p.health, p.good_label, p.label
+        if d is not None:
+            st.release, st.sha, st.state, st.summary, st.deployment_id = d.label, d.sha, d.state, d.summary, d.id
+            st.since = _iso(d.finished_at or d.started_at or d.queued_at)
+        envs[env] = st
+        found = stopping(_attempt(cfg.name, env, d), holds, policy, now)
+        st.obstacles = [obstacle_json(o) for o in found]
+        waiting = awaiting.get((cfg.name, env))
+        if waiting is not None and (d is None or d.release_id < waiting[0]):  # not promoted yet
+            st.awaiting_promotion = waiting[1]
+    mine = [h for h in listed if h["app"] in (cfg.name, None)]
     return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, mine)
 
 
-def _statuses(session: Session, config: Config, names: list[str]) -> list[AppStatus]:
-    """Apps' places in every environment: three statements however many apps and however long the history."""
+def _statuses(session: Session, config: Config, names: list[str], now: datetime) -> list[AppStatus]:
+    """Apps' places in every environment: a handful of statements however many apps and however long the
+    history (one more only for manual-tier apps' last environment, the one place a release waits for a
+    person)."""
     places = [(name, env) for name in names for env in config.environments]
-    live, holds, newest = _live_labels(session), open_holds(session), _newest_deployments(session, places)
-    return [_status_of(config, name, live, newest, holds) for name in names]
+    manual = [(name, config.environments[-1]) for name in names if config.app(name).tier == "manual"]
+    placed, holds, newest = placements(session), load_holds(session), _newest_deployments(session, places)
+    listed = active_holds(session, now)
+    awaiting = _awaiting_promotion(session, manual)
+    return [_status_of(config, name, placed, newest, holds, listed, awaiting, now) for name in names]
 
 
-def status(db: Database, config: Config, app: str | None = None) -> list[AppStatus]:
+def status(db: Database, config: Config, app: str | None = None, now: datetime | None = None) -> list[AppStatus]:
     names = [config.app(app).name] if app else list(config.apps)
     with db.read() as session:
-        return _statuses(session, config, names)
+        return _statuses(session, config, names, now or utc_now())
+
+
+def release_label(db: Database, deployment_id: int) -> str:
+    """The label of the release deployment ``deployment_id`` deploys (what a typed SHA prefix resolved to)."""
+    with db.read() as session:
+        stmt = select(Release.label).join(Deployment, Deployment.release_id == Release.id)
+        return session.execute(stmt.where(Deployment.id == deployment_id)).scalar_one()
 
 
 def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -170,6 +289,7 @@ def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dic
             .order_by(Deployment.id.desc())
             .limit(limit)
         ).all()
+        running = {p.deployment_id for p in placements(session, app).values()}
         return [
             {
                 "deployment_id": d.id,
@@ -183,17 +303,22 @@ def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dic
                 "created_by": d.created_by,
                 "summary": d.summary,
                 "commits": [c.get("subject", "") for c in r.commits][-5:],
+                "current": d.id in running,  # what runs in its environment now
+                "override": d.override,
             }
             for d, r in rows
         ]
 
 
-def why(db: Database, config: Config, app: str, environment: str | None = None) -> dict[str, Any]:
+def why(
+    db: Database, config: Config, app: str, environment: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     cfg = config.app(app)
     envs = [config.check_environment(environment)] if environment else list(config.environments)
+    now = now or datetime.now(UTC)
     with db.read() as session:
-        (st,) = _statuses(session, config, [cfg.name])
-        order = list(config.environments)
+        (st,) = _statuses(session, config, [cfg.name], now)
+        placed = placements(session, app)
         out: dict[str, Any] = {"app": app, "tier": cfg.tier, "environments": {}, "holds": st.holds}
         for env in envs:
             decision = latest_decision(session, app, env)
@@ -213,16 +338,46 @@ def why(db: Database, config: Config, app: str, environment: str | None = None) 
                     "evidence": decision.evidence,
                 }
             )
+            p = placed.get((app, env))
+            vetoes = [
+                h
+                for h in st.holds
+                if h["kind"] == "veto"
+                and h["environment"] == env
+                and (p is None or (h["release_id"] or 0) >= p.release_id)  # an older one says nothing now
+            ]
+            baking = _baking_left(session, current, now)
             out["environments"][env] = {
                 "state": current.state,
                 "release": current.release,
                 "live": current.live,
+                "current": current.current,
+                "health": current.health,
+                "last_good": current.last_good,
                 "summary": current.summary,
                 "decision": decision_json,
                 "failed_step": failed_step,
-                "explanation": explain(app, env, order, current, decision_json, st.holds),
+                "obstacles": current.obstacles,
+                "explanation": explain(current, decision_json, vetoes, baking),
             }
         return out
+
+
+def _baking_left(session: Session, current: EnvStatus, now: datetime) -> str | None:
+    if current.state != DeploymentState.BAKING.value or current.deployment_id is None:
+        return None
+    d = session.get(Deployment, current.deployment_id)
+    if d is None or d.baking_since is None or d.bake_until is None:
+        return None
+    total = (d.bake_until - d.baking_since).total_seconds()
+    left = max(0.0, (d.bake_until - now).total_seconds())
+    return f"baking: {_span(left)} of {_span(total)} left"
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 60)}m" if seconds >= 60 else f"{int(seconds)}s"
 
 
 def _failed_step(session: Session, deployment_id: int) -> dict[str, Any] | None:
@@ -236,54 +391,126 @@ def _failed_step(session: Session, deployment_id: int) -> dict[str, Any] | None:
         "name": step.name,
         "outcome": step.outcome,
         "measurements": step.measurements,
-        "log_tail": step.log.splitlines()[-10:],
+        "log_tail": step_log_text(session, step).splitlines()[-10:],
     }
+
+
+def step_log_text(session: Session, step: Step) -> str:
+    """The whole log of ``step`` so far, as one text: every reader of step logs goes through here."""
+    return step.log
+
+
+def logs(
+    db: Database, config: Config, app: str, environment: str | None = None, deployment_id: int | None = None
+) -> dict[str, Any]:
+    """One deployment of ``app`` with its steps, their attempts and logs.
+
+    ``deployment_id`` picks it (it must be one of ``app``'s); otherwise the app's newest deployment, in
+    ``environment`` when given. :class:`OperationError` (``not_found``) when there is none.
+    """
+    config.app(app)
+    if environment is not None:
+        config.check_environment(environment)
+    with db.read() as session:
+        stmt = select(Deployment, Release).join(Release, Release.id == Deployment.release_id)
+        stmt = stmt.where(Deployment.app == app)
+        if deployment_id is not None:
+            stmt = stmt.where(Deployment.id == deployment_id)
+        if environment is not None:
+            stmt = stmt.where(Deployment.environment == environment)
+        row = session.execute(stmt.order_by(Deployment.id.desc()).limit(1)).first()
+        if row is None:
+            where = f" in {environment}" if environment else ""
+            which = f"deployment #{deployment_id} of {app}{where}" if deployment_id else f"deployment of {app}{where}"
+            raise OperationError(f"no {which}", "not_found")
+        d, r = row
+        steps = list(session.scalars(select(Step).where(Step.deployment_id == d.id).order_by(Step.id)))
+        attempts: dict[int, list[StepAttempt]] = {}
+        for a in session.scalars(
+            select(StepAttempt)
+            .where(StepAttempt.step_id.in_([s.id for s in steps]))
+            .order_by(StepAttempt.step_id, StepAttempt.attempt)
+        ):
+            attempts.setdefault(a.step_id, []).append(a)
+        return {
+            "app": app,
+            "deployment": {
+                "id": d.id,
+                "environment": d.environment,
+                "state": d.state,
+                "release": r.label,
+                "sha": r.sha,
+                "queued_at": _iso(d.queued_at),
+                "started_at": _iso(d.started_at),
+                "finished_at": _iso(d.finished_at),
+                "created_by": d.created_by,
+                "summary": d.summary,
+            },
+            "steps": [
+                {
+                    "id": s.id,
+                    "kind": s.kind,
+                    "name": s.name,
+                    "state": s.state,
+                    "started_at": _iso(s.started_at),
+                    "finished_at": _iso(s.finished_at),
+                    "outcome": s.outcome,
+                    "attempts": [
+                        {
+                            "attempt": a.attempt,
+                            "owner": a.owner,
+                            "started_at": _iso(a.started_at),
+                            "finished_at": _iso(a.finished_at),
+                            "outcome": a.outcome,
+                        }
+                        for a in attempts.get(s.id, [])
+                    ],
+                    "log": step_log_text(session, s),
+                }
+                for s in steps
+            ],
+        }
 
 
 def _hhmm(iso: str) -> str:
     return iso[:16].replace("T", " ") + " UTC"
 
 
+def veto_text(h: dict[str, Any]) -> str:
+    at = (h["since"] or "")[11:16]
+    return f"{h['release']} vetoed: rolled back by {h['actor']} at {at} ({h['reason']})"
+
+
 def explain(
-    app: str,
-    env: str,
-    environments: list[str],
     current: EnvStatus,
     decision: dict[str, Any] | None,
-    holds: list[dict[str, Any]],
+    vetoes: list[dict[str, Any]] | None = None,
+    baking: str | None = None,
 ) -> str:
-    """One plain sentence for an environment, preferring what stops the line now."""
-    idx = environments.index(env)
-    here = [h for h in holds if h["environment"] in (env, None)]
-    upstream = [
-        h
-        for h in holds
-        if h["kind"] == "block" and h["environment"] in environments and environments.index(h["environment"]) < idx
-    ]
+    """One plain sentence for an environment, preferring what stops the line now (the scoping
+    function's first obstacle, with the command that lifts it), then saying what runs and how it is."""
     summary: str | None = decision["summary"] if decision else None
-    if current.state in (DeploymentState.PENDING.value, DeploymentState.WAITING.value) and summary:
-        return summary
-    if here:
-        h = here[0]
-        if h["kind"] != "block":
-            return f"held since {_hhmm(h['since'])} by {h['actor']}: {h['reason']}"
-        return (
-            f"blocked since {_hhmm(h['since'])}: {h['reason']}. Lifts when a release newer than "
-            f"{h['release']} passes {env}, or run: conveyor unblock {app} --env {env} --reason ..."
-        )
-    live = f"{current.live} is live here; " if current.live else ""
-    if upstream:
-        h = upstream[0]
-        return (
-            f"{live}held: {app} is blocked in {h['environment']} since {_hhmm(h['since'])} "
-            f"({h['reason']}), so nothing newer comes to {env} until that block lifts"
-        )
-    if decision and decision["rule"] == "ManualTierWaitsForPromotion":
-        return f"{live}{summary}"
+    runs = f"{current.current} runs here ({current.health}); " if current.current else ""
+    vetoed = "" if any(o["kind"] == "veto" for o in current.obstacles) else "; ".join(map(veto_text, vetoes or []))
+    vetoed = f"; {vetoed}" if vetoed else ""
+    active = current.state in (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, "baking")
+    if baking:
+        return f"{current.release} is {baking}{vetoed}"
+    if current.obstacles and not active:
+        first = current.obstacles[0]
+        more = [o["kind"] for o in current.obstacles[1:]]
+        also = f" (also: {', '.join(more)})" if more else ""
+        prefix = "" if current.state in NOT_STARTED else runs
+        return f"{prefix}{first['summary']}{also}{vetoed}"
+    if current.state in NOT_STARTED and summary:
+        return summary + vetoed
+    if decision and decision["rule"] == MANUAL_WAIT_RULE:
+        return f"{runs}{summary}{vetoed}"
     if current.state is None:
         return "nothing has been deployed here yet"
-    if current.state == DeploymentState.SUCCEEDED.value:
-        return f"{current.release} is live since {_hhmm(current.since or '')}"
+    if current.state == DeploymentState.SUCCEEDED.value and current.current == current.release:
+        return f"{current.release} is live since {_hhmm(current.since or '')} ({current.health}){vetoed}"
     if current.state == DeploymentState.FAILED.value:
-        return f"{live}the last attempt failed: {current.summary} (its block was lifted)"
-    return f"{current.release} is {current.state}: {current.summary or summary or ''}".rstrip(": ")
+        return f"{runs}the last attempt failed: {current.summary} (its block was lifted){vetoed}"
+    detail = current.summary or summary or ""
+    return f"{runs}{current.release} is {current.state}: {detail}".rstrip(": ") + vetoed

@@ -99,6 +99,7 @@ def test_filters(acted: Project) -> None:
     ],
 )
 def test_wrong_input_is_one_line(project: Project, args: list[str], code: int, message: str) -> None:
+    project.ok("db", "upgrade")
     result = project.run("audit", *args)
     assert (result.exit_code, result.stderr.splitlines()) == (code, [message])
 
@@ -169,3 +170,27 @@ def test_verify_holds_the_chain_to_a_kept_head(acted: Project) -> None:
         2,
         ["error: invalid anchor 'latest': give POSITION:SHA256, as `conveyor audit verify` prints the head"],
     )
+
+
+def test_the_hold_controls_are_operator_actions_too(project: Project) -> None:
+    project.ok("release", "api")  # queued for integration: something to cancel
+    project.ok("cancel", "api", "--reason", "wrong commit")
+    project.ok("block", "web", "--env", "staging", "--reason", "schema change")
+    project.ok("unblock", "web", "--env", "staging", "--reason", "schema change done")
+    project.ok("freeze", "--env", "production", "--reason", "year-end")
+    project.ok("stop", "--env", "staging", "--reason", "incident 42")
+    for hold in json.loads(project.ok("holds", "--json").output)["holds"]:
+        project.ok("unfreeze", str(hold["id"]), "--reason", "over")
+    found = [(a["action"], a["environment"], a["reason"]) for a in actions(project)]
+    assert found == [
+        ("unfreeze", "staging", "over"),
+        ("unfreeze", "production", "over"),
+        ("stop", "staging", "incident 42"),
+        ("freeze", "production", "year-end"),
+        ("unblock", "staging", "schema change done"),
+        ("block", "staging", "schema change"),
+        ("cancel", "integration", "wrong commit"),
+        ("release", None, None),
+    ]
+    assert {a["actor"] for a in actions(project)} == {cli_actor()}
+    assert project.ok("audit", "verify").output.startswith("verified ")

@@ -105,7 +105,9 @@ def test_serve_stops_gracefully_on_sigterm(project: Project) -> None:
 # -- errors in-process ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["status"], ["history", "web"], ["why", "web"], ["release", "web"]])
+@pytest.mark.parametrize(
+    "command", [["status"], ["history", "web"], ["why", "web"], ["logs", "web"], ["release", "web"]]
+)
 def test_every_command_reports_an_unreachable_database_with_exit_1(project: Project, command: list[str]) -> None:
     result = project.run(*command, env={"CONVEYOR_DATABASE_URL": UNREACHABLE})
     assert result.exit_code == 1
@@ -147,7 +149,10 @@ def test_check_rejects_a_database_url_that_cannot_be_parsed(project: Project) ->
 
 def test_every_command_is_walked() -> None:
     expected = {"init", "check", "db", "db upgrade", "serve", "worker", "release", "deploy", "promote"}
-    expected |= {"unblock", "status", "history", "why", "notifications", "demo", "audit", "audit verify"}
+    expected |= {"unblock", "status", "history", "why", "logs", "notifications", "demo"}
+    expected |= {"block", "freeze", "stop", "unfreeze", "holds"}
+    expected |= {"rollback", "unveto", "cancel"}
+    expected |= {"audit", "audit verify"}
     assert {" ".join(path) for path in ALL_COMMANDS} == expected
 
 

@@ -23,18 +23,40 @@ def environment(p: Project, app: str, env: str) -> dict[str, str | None]:
 def test_promote_takes_the_manual_tier_to_production(project: Project) -> None:
     project.ok("release", "api")
     project.work()
-    assert environment(project, "api", "production")["state"] is None
+    waiting = environment(project, "api", "production")
+    label = environment(project, "api", "staging")["release"]
+    assert (waiting["state"], waiting["awaiting_promotion"]) == (None, label)
+    assert environment(project, "api", "staging")["awaiting_promotion"] is None
+    assert f"⏸ {label} awaits promote" in project.ok("status").output
 
     promoted = project.ok("promote", "api")
     assert promoted.output.strip().endswith("of api queued (promoted)")
+    assert environment(project, "api", "production")["awaiting_promotion"] is None  # queued: not waiting
     project.work()
     production = environment(project, "api", "production")
     assert production["state"] == "succeeded"
     assert production["sha"] == project.head("api")
+    assert production["awaiting_promotion"] is None
+    assert "awaits promote" not in project.ok("status").output
 
     again = project.run("promote", "api")
     assert again.exit_code == 1
     assert again.stderr.splitlines() == ["error: nothing to promote for api: every environment has its newest release"]
+
+
+def test_status_marks_a_newer_release_waiting_behind_the_live_one(project: Project) -> None:
+    project.ok("release", "api")
+    project.work()
+    project.ok("promote", "api")
+    project.work()
+    commit(project.repo("api"), {"app.py": "print('api 2')\n"}, "api: second")
+    project.ok("release", "api")
+    project.work()
+    production = environment(project, "api", "production")
+    newer = environment(project, "api", "staging")["release"]
+    assert production["state"] == "succeeded" and production["release"] != newer
+    assert production["awaiting_promotion"] == newer
+    assert f"⏸ {newer} awaits promote" in project.ok("status", "api").output
 
 
 def test_promote_with_nothing_released_is_refused(project: Project) -> None:
@@ -79,9 +101,10 @@ def test_deploy_by_label(project: Project) -> None:
 
 def test_deploy_by_sha_prefix(project: Project) -> None:
     sha = project.head("web")
+    git(project.repo("web"), "tag", "v2.0")
     project.ok("release", "web")
     queued = project.ok("deploy", "web", sha[:8], "--to", "staging")
-    assert queued.output.strip().endswith(f"of web {sha[:8]} to staging queued")
+    assert queued.output.strip().endswith("of web v2.0 to staging queued")  # the release it found, not the prefix
     rows = json.loads(project.ok("history", "web", "--json").output)["deployments"]
     assert [(r["environment"], r["sha"], r["created_by"]) for r in rows] == [
         ("staging", sha, cli_actor()),
@@ -163,6 +186,7 @@ def test_a_failure_blocks_and_why_says_so(blocked: Project) -> None:
     assert environment(blocked, "web", "staging")["state"] == "failed"
     why = blocked.ok("why", "web").output
     assert "staging: [failed] blocked since" in why
+    assert "      its log: conveyor logs web --env staging" in why.splitlines()
     assert "hold #" in why
     assert "blocked" in blocked.ok("status", "web").output
     holds = json.loads(blocked.ok("why", "web", "--json").output)["holds"]

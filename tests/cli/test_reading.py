@@ -21,7 +21,8 @@ def test_the_worker_brought_web_to_production(delivered: Project) -> None:
 
 def test_status_json_has_apps_environments_release_sha_and_state(delivered: Project) -> None:
     data = json.loads(delivered.ok("status", "--json").output)
-    assert list(data) == ["apps"]
+    assert list(data) == ["apps", "stops"]
+    assert data["stops"] == []
     assert [a["name"] for a in data["apps"]] == ["web", "api"]
     web_sha = delivered.head("web")
     for app in data["apps"]:
@@ -136,3 +137,19 @@ def test_why_with_an_unknown_name_is_exit_2(delivered: Project, args: list[str])
 def test_why_for_an_unknown_environment_names_the_known_ones(delivered: Project) -> None:
     result = delivered.run("why", "web", "moon")
     assert result.stderr.strip() == ("error: unknown environment 'moon' (known: integration, staging, production)")
+
+
+def test_output_to_a_pipe_is_not_cut_to_80_columns(delivered: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    table = delivered.ok("status").output.splitlines()
+    web = next(line for line in table if line.startswith("│ web "))
+    assert len(web) > 80
+    assert web.count("v1.0 succeeded") == 3  # every environment's cell on the app's one line
+    why = delivered.ok("why", "api", "production").output
+    sentence = next(line for line in why.splitlines() if "waiting for promotion" in line)
+    assert sentence.rstrip().endswith("run: conveyor promote api --to production")
+
+
+def test_columns_still_sets_the_width(delivered: Project) -> None:
+    narrow = delivered.run("status", env={"COLUMNS": "60"})
+    assert max(len(line) for line in narrow.output.splitlines()) <= 60

@@ -3,20 +3,142 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
+from click.testing import Result
+
 from tests.cli.conftest import BASE_CONFIG, Project
+from tests.gitrepos import git, make_repo
 
 PROBLEM_LINE = re.compile(r"^(?P<file>\S+\.yaml):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
 
 
-def test_init_writes_a_config_that_check_accepts(tmp_path: Path) -> None:
+def _problems(result: Result) -> list[re.Match[str]]:
+    return [m for m in map(PROBLEM_LINE.match, result.stderr.splitlines()) if m]
+
+
+def test_init_writes_a_config_that_check_accepts_once_its_repos_exist(tmp_path: Path) -> None:
     p = Project(tmp_path)
     written = p.ok("init")
     assert p.config.exists()
     assert "conveyor check" in written.output
+    missing = p.run("check")
+    assert missing.exit_code == 2
+    problems = _problems(missing)
+    assert [(m["line"], m["col"]) for m in problems] == [("38", "11"), ("48", "11")], missing.stderr
+    assert problems[0]["message"] == f"repo './repos/shop' of app 'shop' does not exist ({tmp_path / 'repos/shop'})"
+
+    make_repo(tmp_path / "repos" / "shop", {"app.py": ""})
+    make_repo(tmp_path / "repos" / "search", {"app.py": ""})
     checked = p.ok("check")
     assert f"{p.config}: OK" in checked.output
+
+
+def test_check_refuses_a_repo_folder_that_is_not_a_git_repository(project: Project) -> None:
+    shutil.rmtree(project.repo("api") / ".git")
+    result = project.run("check")
+    assert result.exit_code == 2
+    (problem,) = _problems(result)
+    assert problem["line"] == "9"
+    assert problem["message"].startswith("repo './repos/api' of app 'api' is not a git repository")
+
+
+def test_check_accepts_a_bare_repository_and_a_file_url(project: Project) -> None:
+    bare = project.root / "bare.git"
+    git(project.root, "clone", "-q", "--bare", str(project.repo("api")), str(bare))
+    project.config.write_text(
+        BASE_CONFIG.replace("repo: ./repos/api", "repo: ./bare.git").replace(
+            "repo: ./repos/web", f"repo: '{project.repo('web').as_uri()}'"
+        )
+    )
+    project.ok("check")
+    project.config.write_text(BASE_CONFIG.replace("repo: ./repos/web", f"repo: '{(project.root / 'gone').as_uri()}'"))
+    assert "does not exist" in _problems(project.run("check"))[0]["message"]
+
+
+LOCAL_CONFIG = """environments: [integration, staging, production]
+teams: {publishing: {}}
+defaults:
+  deploy: {driver: local, start: [python3, app.py]}
+apps:
+  web:
+    repo: ./repos/web
+    team: publishing
+    environments:
+      integration: {vars: {port: 8101}}
+      staging: {vars: {port: 8102}}
+      production: {vars: {prt: 8103}}
+"""
+
+
+def test_check_reports_a_var_the_driver_needs_per_environment(project: Project) -> None:
+    project.config.write_text(LOCAL_CONFIG)
+    result = project.run("check")
+    assert result.exit_code == 2
+    (problem,) = _problems(result)
+    assert (problem["line"], problem["col"]) == ("12", "20")
+    assert problem["message"] == (
+        "the local driver needs var 'port' in app 'web' environment 'production' (did you mean 'prt'?)"
+        " (set vars.port in defaults, the app or the environment)"
+    )
+
+
+def test_check_reports_a_var_of_the_wrong_type_where_its_value_is(project: Project) -> None:
+    project.config.write_text(LOCAL_CONFIG.replace("port: 8101", 'port: "99999"').replace("prt:", "port:"))
+    result = project.run("check")
+    assert result.exit_code == 2
+    (problem,) = _problems(result)
+    assert (problem["line"], problem["col"]) == ("10", "34")
+    assert problem["message"] == (
+        "var 'port' in app 'web' environment 'integration': input should be less than or equal to 65535"
+        " (the local driver reads it)"
+    )
+
+
+def test_a_bad_var_in_defaults_is_one_problem_however_many_places_read_it(project: Project) -> None:
+    project.config.write_text(
+        "teams: {publishing: {}}\n"
+        "defaults:\n"
+        "  vars: {port: 0}\n"
+        "  deploy: {driver: local, start: [python3, app.py]}\n"
+        "apps:\n"
+        "  web: {repo: ./repos/web, team: publishing}\n"
+        "  api: {repo: ./repos/api, team: publishing}\n"
+    )
+    result = project.run("check")
+    assert result.exit_code == 2, result.output
+    (problem,) = _problems(result)  # not one per app and environment
+    assert (problem["line"], problem["col"]) == ("3", "16")
+    assert problem["message"] == (
+        "var 'port' in defaults: input should be greater than or equal to 1 (the local driver reads it)"
+    )
+
+
+def test_a_missing_var_used_as_a_placeholder_is_one_problem(project: Project) -> None:
+    checked = LOCAL_CONFIG.replace(
+        "apps:", "  checks: [{name: up, type: http, url: 'http://127.0.0.1:{port}/'}]\napps:"
+    )
+    project.config.write_text(checked)
+    result = project.run("check")
+    assert result.exit_code == 2
+    assert [m["message"].split(" (")[0] for m in _problems(result)] == [
+        "the local driver needs var 'port' in app 'web' environment 'production'"
+    ]
+
+
+def test_one_misspelt_environment_is_one_problem(tmp_path: Path) -> None:
+    p = Project(tmp_path)
+    p.ok("init")
+    p.config.write_text(
+        p.config.read_text().replace("      staging: {vars: {port: 8102}}", "      stagin: {vars: {port: 8102}}")
+    )
+    make_repo(tmp_path / "repos" / "shop", {"app.py": ""})
+    make_repo(tmp_path / "repos" / "search", {"app.py": ""})
+    result = p.run("check")
+    assert result.exit_code == 2
+    (problem,) = _problems(result)
+    assert problem["message"].startswith("unknown environment 'stagin' (did you mean 'staging'?)")
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:

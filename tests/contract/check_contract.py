@@ -35,6 +35,7 @@ def make_request(options: BaseModel, state_dir: Path, **overrides: Any) -> Check
         "vars": {"region": "eu-west"},
         "options": options,
         "state_dir": state_dir,
+        "repo": str(state_dir / "mirror.git"),
     }
     fields.update(overrides)
     return CheckRequest(**fields)

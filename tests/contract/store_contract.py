@@ -13,14 +13,27 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, update
 
-from conveyor.domain.decisions import Decision, Fail, Note, Promote, Start, Succeed, Supersede, Verify
+from conveyor.cli.narrate import format_event
+from conveyor.domain.decisions import Cancel, Decision, Fail, Note, Promote, Start, Succeed, Supersede, Verify
 from conveyor.domain.model import DeploymentState, StepKind, StepState, Verdict
+from conveyor.engine.controls import cancel
 from conveyor.engine.leases import MAX_ATTEMPTS, Leases, StepResult
 from conveyor.engine.orchestrator import Orchestrator, create_deployment
 from conveyor.store.database import Database
-from conveyor.store.tables import Base, Deployment, Event, Hold, Lock, Release, Step, StepAttempt, StepDuration
+from conveyor.store.tables import (
+    Base,
+    Deployment,
+    Event,
+    Hold,
+    Lock,
+    Placement,
+    Release,
+    Step,
+    StepAttempt,
+    StepDuration,
+)
 from conveyor.store.tables import Decision as DecisionRow
 
 
@@ -72,6 +85,13 @@ class StoreContract:
                 origin_key=None,
                 message="m",
             ).id
+
+    def _steps_done(self, db: Database, *deployment_ids: int) -> None:
+        """Their steps ran and succeeded (as a worker would record): a Succeed needs that."""
+        with db.write() as s:
+            s.execute(
+                update(Step).where(Step.deployment_id.in_(deployment_ids)).values(state=StepState.SUCCEEDED.value)
+            )
 
     def _state(self, db: Database, deployment_id: int) -> str:
         with db.read() as s:
@@ -130,6 +150,7 @@ class StoreContract:
             assert not list(s.scalars(select(Lock)))
         d2 = self._deployment(store, clock, good)
         assert orch.apply(Start(None, deployment_id=d2, locks=("app:web:integration",)))
+        self._steps_done(store, d2)
         assert orch.apply(Succeed(None, deployment_id=d2))
         with store.read() as s:
             hold = s.scalars(select(Hold)).one()
@@ -181,6 +202,7 @@ class StoreContract:
         assert orch.apply(Fail(None, deployment_id=failing, step_id=1, summary="release bbbbbbb failed"))
         fixes = [self._deployment(store, clock, good), self._deployment(store, clock, good, env="staging")]
         assert orch.apply_all([Start(None, deployment_id=d, locks=(f"app:web:{d}",)) for d in fixes]) == [True, True]
+        self._steps_done(store, *fixes)
         assert orch.apply_all([Succeed(None, deployment_id=d) for d in [*fixes, failing]]) == [True, True, False]
         assert [self._state(store, d) for d in fixes] == ["succeeded", "succeeded"]
         with store.read() as s:
@@ -214,6 +236,7 @@ class StoreContract:
         rid = self._release(store, clock)
         finished, waiter = self._deployment(store, clock, rid), self._deployment(store, clock, rid, env="other")
         assert orch.apply(Start(None, deployment_id=finished, locks=("group:g:x",)))
+        self._steps_done(store, finished)
         promote = Promote(
             None, app="web", release_id=rid, environment="staging", origin_key="a", from_deployment_id=finished
         )
@@ -329,6 +352,148 @@ class StoreContract:
         (again,) = Leases(store, clock, "other", 10).claim(1)
         assert again.step_id == c.step_id and again.attempt == 2
 
+    def test_released_and_requeued_steps_name_their_app_and_environment(self, store: Database, clock: Clock) -> None:
+        self._started_step(store, clock)
+        worker = Leases(store, clock, "w", 10)
+        (c,) = worker.claim(1)
+        worker.release([(c.step_id, c.attempt)])
+        assert worker.claim(1)
+        clock.advance(11)
+        assert Leases(store, clock, "reaper", 10).reap() == 1
+        with store.read() as s:
+            kinds = ["step.released", "step.requeued"]
+            events = {e.kind: e for e in s.scalars(select(Event).where(Event.kind.in_(kinds)))}
+        assert {k: (e.app, e.environment) for k, e in events.items()} == dict.fromkeys(kinds, ("web", "integration"))
+        assert events["step.requeued"].message == "lease of w expired; the deploy step will run again"
+        assert "web → integration" in format_event(events["step.released"]).plain
+
     def test_deployment_states_are_known(self, store: Database, clock: Clock) -> None:
         did = self._started_step(store, clock)
         assert DeploymentState(self._state(store, did)) == DeploymentState.DEPLOYING
+
+    # -- what runs where, succeed's precondition, cancel ------------------------------------------------
+
+    def _placement(self, db: Database, app: str = "web", env: str = "integration") -> tuple[object, ...] | None:
+        with db.read() as s:
+            p = s.get(Placement, (app, env))
+            if p is None:
+                return None
+            return (p.release_id, p.deployment_id, p.health, p.good_release_id)
+
+    def _through_checks(self, orch: Orchestrator, db: Database, did: int, *, passed: bool) -> None:
+        """Start ``did``, its deploy step succeeds, one check runs and passes or fails; then the outcome."""
+        assert orch.apply(Start(None, deployment_id=did, locks=(f"app:web:integration:{did}",)))
+        self._steps_done(db, did)
+        assert orch.apply(Verify(None, deployment_id=did, checks=("smoke",)))
+        with db.write() as s:
+            check = s.scalars(select(Step).where(Step.deployment_id == did, Step.kind == "check")).one()
+            check.state = (StepState.SUCCEEDED if passed else StepState.FAILED).value
+            check_id = check.id
+        if passed:
+            assert orch.apply(Succeed(None, deployment_id=did, from_state=DeploymentState.VERIFYING))
+        else:
+            assert orch.apply(Fail(None, deployment_id=did, step_id=check_id, summary="smoke failed"))
+
+    def test_placement_follows_what_runs(self, store: Database, clock: Clock) -> None:
+        orch = Orchestrator(store, clock)
+        v1, v2 = self._release(store, clock, sha="1" * 40), self._release(store, clock, sha="2" * 40)
+        first = self._deployment(store, clock, v1)
+        self._through_checks(orch, store, first, passed=True)
+        assert self._placement(store) == (v1, first, "healthy", v1)
+        second = self._deployment(store, clock, v2)
+        assert orch.apply(Start(None, deployment_id=second, locks=("app:web:integration:x",)))
+        self._steps_done(store, second)
+        assert orch.apply(Verify(None, deployment_id=second, checks=("smoke",)))
+        assert self._placement(store) == (v2, second, "checking", v1)  # it runs: its deploy step succeeded
+        with store.write() as s:
+            s.execute(update(Step).where(Step.deployment_id == second, Step.kind == "check").values(state="failed"))
+        assert orch.apply(Fail(None, deployment_id=second, step_id=0, summary="smoke failed"))
+        assert self._placement(store) == (v2, second, "failing", v1)  # still what runs, failing
+        back = self._deployment(store, clock, v1)  # an older release deployed again by hand moves it back
+        self._through_checks(orch, store, back, passed=True)
+        assert self._placement(store) == (v1, back, "healthy", v1)
+
+    def test_a_failed_deploy_step_leaves_the_placement_alone(self, store: Database, clock: Clock) -> None:
+        orch = Orchestrator(store, clock)
+        v1, v2 = self._release(store, clock, sha="1" * 40), self._release(store, clock, sha="2" * 40)
+        first = self._deployment(store, clock, v1)
+        self._through_checks(orch, store, first, passed=True)
+        second = self._deployment(store, clock, v2)
+        assert orch.apply(Start(None, deployment_id=second, locks=("app:web:integration:x",)))
+        assert orch.apply(Fail(None, deployment_id=second, step_id=0, summary="deploy failed"))
+        assert self._placement(store) == (v1, first, "healthy", v1)
+
+    @pytest.mark.parametrize(
+        ("from_state", "steps_done", "ok"),
+        [
+            (DeploymentState.DEPLOYING, True, True),
+            (DeploymentState.DEPLOYING, False, False),  # its deploy step has not even run
+            (DeploymentState.VERIFYING, True, False),  # planned from verifying, still deploying: refused
+        ],
+    )
+    def test_succeed_only_from_the_state_it_was_planned_in(
+        self, store: Database, clock: Clock, from_state: DeploymentState, steps_done: bool, ok: bool
+    ) -> None:
+        orch = Orchestrator(store, clock)
+        did = self._deployment(store, clock, self._release(store, clock))
+        assert orch.apply(Start(None, deployment_id=did, locks=("app:web:integration",)))
+        if steps_done:
+            self._steps_done(store, did)
+        assert orch.apply(Succeed(None, deployment_id=did, from_state=from_state)) == ok
+        assert self._state(store, did) == ("succeeded" if ok else "deploying")
+        assert bool(self._placement(store)) == ok
+
+    def test_cancel_ends_a_waiting_deployment_at_once_and_a_running_one_once_its_step_stops(
+        self, store: Database, clock: Clock
+    ) -> None:
+        orch = Orchestrator(store, clock)
+        rid = self._release(store, clock)
+        running, waiting = self._deployment(store, clock, rid), self._deployment(store, clock, rid, env="staging")
+        assert orch.apply(Start(None, deployment_id=running, locks=("group:g:x",)))
+        leases = Leases(store, clock, "holder", 30)
+        (claimed,) = leases.claim(1)
+        with store.write() as s:
+            rows = list(s.scalars(select(Deployment).where(Deployment.id.in_([running, waiting]))))
+            cancel(s, rows, actor="cli:an-operator", reason="wrong version", now=clock())
+        assert self._state(store, waiting) == "cancelled"
+        assert self._state(store, running) == "deploying"  # its step still runs: the lock stays held
+        assert not orch.apply(Cancel(None, deployment_id=running))
+        # the holder's heartbeat learns of it (and keeps the lease meanwhile), the driver stops, the result
+        # is recorded as cancelled
+        assert leases.heartbeat([(claimed.step_id, claimed.attempt)], {}) == {claimed.step_id}
+        assert leases.finish(claimed, StepResult(False, "cancelled", [], {}), "")
+        assert orch.apply(Cancel(None, deployment_id=running))
+        assert self._state(store, running) == "cancelled"
+        with store.read() as s:
+            step = s.get(Step, claimed.step_id)
+            assert step is not None and step.state == StepState.CANCELLED
+            assert not list(s.scalars(select(Lock)))
+            kinds = [e.kind for e in s.scalars(select(Event).order_by(Event.id))]
+            rules = [d.rule for d in s.scalars(select(DecisionRow))]
+        assert kinds.count("deployment.cancelled") == 2 and "cancel.requested" in kinds
+        assert rules == ["CancelledByOperator", "CancelledByOperator"]
+
+    def test_the_reaper_finishes_the_cancel_of_a_dead_holder(self, store: Database, clock: Clock) -> None:
+        did = self._started_step(store, clock)
+        (claimed,) = Leases(store, clock, "dead", 1).claim(1)
+        with store.write() as s:
+            cancel(s, [s.get(Deployment, did)], actor="cli:an-operator", reason="stop", now=clock())  # type: ignore[list-item]
+        clock.advance(5)
+        assert Leases(store, clock, "reaper", 10).reap() == 1
+        with store.read() as s:
+            step = s.get(Step, claimed.step_id)
+            assert step is not None and step.state == StepState.CANCELLED
+        assert Leases(store, clock, "other", 10).claim(1) == []  # never re-queued
+        assert Orchestrator(store, clock).apply(Cancel(None, deployment_id=did))
+        assert self._state(store, did) == "cancelled"
+
+    def test_steps_of_a_deployment_being_cancelled_are_not_claimed(self, store: Database, clock: Clock) -> None:
+        """A check queued by a plan made just before the cancel is never started: the orchestrator ends it."""
+        did = self._started_step(store, clock)
+        leases = Leases(store, clock, "w", 10)
+        (deploy,) = leases.claim(1)
+        with store.write() as s:
+            cancel(s, [s.get(Deployment, did)], actor="cli:an-operator", reason="stop", now=clock())  # type: ignore[list-item]
+            s.add(Step(deployment_id=did, kind="check", name="smoke", state="queued", due_at=clock()))
+        assert leases.claim(5) == []
+        assert leases.finish(deploy, StepResult(False, "cancelled", [], {}), "")

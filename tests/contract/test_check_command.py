@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,12 @@ from tests.contract.check_contract import CheckContract, make_request
 PY = sys.executable
 
 
-def request_for(tmp_path: Path, argv: list[str], **options: Any) -> CheckRequest:
-    return make_request(CommandOptions(argv=argv, **options), tmp_path)
+def request_for(
+    tmp_path: Path, argv: list[str], attempt: int = 1, lease_expires_at: datetime | None = None, **options: Any
+) -> CheckRequest:
+    return make_request(
+        CommandOptions(argv=argv, **options), tmp_path, attempt=attempt, lease_expires_at=lease_expires_at
+    )
 
 
 def python(code: str) -> list[str]:
@@ -74,9 +79,15 @@ def test_environment_is_minimal_plus_release_facts(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("CONVEYOR_DATABASE_PASSWORD", "hunter2")
     out = tmp_path / "env.json"
     code = f"import json, os; open({str(out)!r}, 'w').write(json.dumps(dict(os.environ)))"
-    request = request_for(tmp_path, python(code), env={"EXTRA": "yes", "REGION": "overridden"})
+    expires = datetime(2026, 1, 31, 12, 0, 5, tzinfo=UTC)
+    request = request_for(
+        tmp_path, python(code), env={"EXTRA": "yes", "REGION": "overridden"}, attempt=3, lease_expires_at=expires
+    )
     assert measure(request).phase == "pass"
     env = json.loads(out.read_text())
+    assert env["CONVEYOR_REPO"] == str(tmp_path / "mirror.git")  # as drivers get it
+    assert env["CONVEYOR_ATTEMPT"] == "3"
+    assert env["CONVEYOR_LEASE_EXPIRES_AT"] == "2026-01-31T12:00:05.000Z"
     assert env["CONVEYOR_APP"] == "shop"
     assert env["CONVEYOR_ENV"] == "staging"
     assert env["CONVEYOR_VERSION"] == "1.2.3"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,10 @@ def test_release_facts_and_env_reach_the_command_as_variables(tmp_path: Path, mo
     monkeypatch.setenv("CONVEYOR_TEST_SECRET", "must-not-leak")
     out = tmp_path / "env.txt"
     code = f"import os, json; open({str(out)!r}, 'w').write(json.dumps(dict(os.environ)))"
-    request = request_for(tmp_path, python(code), env={"EXTRA": "yes"}, cwd=str(tmp_path))
+    expires = datetime(2026, 1, 31, 12, 0, 5, 250000, tzinfo=UTC)
+    request = request_for(
+        tmp_path, python(code), env={"EXTRA": "yes"}, cwd=str(tmp_path), attempt=2, lease_expires_at=expires
+    )
     assert CommandDriver().deploy(request, new_context()[0]).ok
     env = json.loads(out.read_text())
     assert env["CONVEYOR_APP"] == "shop"
@@ -122,6 +126,8 @@ def test_release_facts_and_env_reach_the_command_as_variables(tmp_path: Path, mo
     assert env["CONVEYOR_VERSION"] == "1.2.3"
     assert env["CONVEYOR_SHA"] == request.sha
     assert env["CONVEYOR_REPO"] == request.repo
+    assert env["CONVEYOR_ATTEMPT"] == "2"
+    assert env["CONVEYOR_LEASE_EXPIRES_AT"] == "2026-01-31T12:00:05.250Z"
     assert env["REGION"] == env["CONVEYOR_VAR_REGION"] == "eu-west"
     assert env["EXTRA"] == "yes"
     assert "PATH" in env

@@ -214,7 +214,7 @@ def test_0009_marks_past_actions_and_chains_existing_events(db: Database) -> Non
     cfg = _alembic_config()
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0004")
+        command.downgrade(cfg, "0005")
     at = "2026-11-01 10:00:00.000001"
     rows = [
         ("release.created", "cli", "release v1 of shop: 2 commit(s)"),

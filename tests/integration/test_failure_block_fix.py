@@ -17,7 +17,8 @@ from sqlalchemy import select
 from conveyor import views
 from conveyor.config import Config
 from conveyor.domain.model import HoldKind
-from conveyor.operations import OperationError, Operations
+from conveyor.errors import OperationError
+from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.store.tables import Event, Hold
 from tests.integration.harness import (

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from conveyor import views
-from conveyor.operations import OperationError, Operations
+from conveyor.errors import OperationError
+from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.store.tables import Decision, Event
 from tests.integration.harness import deployment_state, load, make_app_repo, run_until_idle, write_config

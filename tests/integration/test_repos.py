@@ -122,7 +122,8 @@ def test_clone_failure_raises_git_error_and_leaves_nothing(tmp_path: Path) -> No
         m.ensure()
     assert raised.value.stderr
     assert "no-such-repo" in str(raised.value)
-    assert list((tmp_path / "state" / "mirrors").iterdir()) == []
+    # no mirror and no half-made clone; only the lock file that serialises work on the mirror
+    assert [p.name for p in (tmp_path / "state" / "mirrors").iterdir()] == ["x.git.lock"]
 
 
 def test_resolve_branch_tag_and_shas(mirror: RepoMirror, upstream: Upstream) -> None:

@@ -41,9 +41,12 @@ def test_the_default_kinds_are_what_a_person_wants_to_hear_about() -> None:
         "deployment.succeeded",
         "deployment.failed",
         "deployment.superseded",
+        "deployment.cancelled",
+        "rollback.queued",
         "promotion.waiting",
         "hold.created",
         "hold.lifted",
+        "hold.overridden",
     } == NOTIFYING_KINDS
     assert not any(kind.startswith("step.") for kind in NOTIFYING_KINDS)
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from conveyor.domain.decisions import (
+    Cancel,
     CancelSteps,
     Fail,
     Intent,
@@ -22,14 +23,15 @@ from conveyor.domain.decisions import (
     Verify,
     Wait,
 )
-from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState, Tier
+from conveyor.domain.model import DeploymentState, Health, HoldKind, StepKind, StepState, Tier
 from conveyor.domain.snapshot import (
     AppPolicy,
     DeploymentView,
     HoldView,
+    Placement,
+    ReleaseAt,
     Snapshot,
     StepView,
-    Succeeded,
 )
 
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
@@ -116,8 +118,25 @@ def freeze(
     )  # fmt: skip
 
 
-def done(release: int, deployment_id: int | None = None) -> Succeeded:
-    return Succeeded(deployment_id if deployment_id is not None else 1000 + release, release, f"v{release}")
+def done(release: int, deployment_id: int | None = None) -> Placement:
+    """A place where release ``release`` runs, healthy, and is the last good one."""
+    here = ReleaseAt(deployment_id if deployment_id is not None else 1000 + release, release, f"v{release}")
+    return Placement(here, Health.HEALTHY, here)
+
+
+def placed(
+    release: int, health: Health = Health.HEALTHY, *, good: int | None = None, deployment_id: int | None = None
+) -> Placement:
+    """A place where ``release`` runs with ``health``; ``good`` is the last good release (default: none)."""
+    here = ReleaseAt(deployment_id if deployment_id is not None else 1000 + release, release, f"v{release}")
+    last = ReleaseAt(1000 + good, good, f"v{good}") if good is not None else None
+    return Placement(here, health, last)
+
+
+def veto(app: str, env: str, release: int, *, id: int = 3, actor: str = "cli:an-operator") -> HoldView:
+    return HoldView(
+        id, HoldKind.VETO, app, env, release, "bad gateway errors", actor, minutes(-30), None, f"v{release}"
+    )
 
 
 def snap(
@@ -126,15 +145,16 @@ def snap(
     deployments: Iterable[DeploymentView] = (),
     holds: Iterable[HoldView] = (),
     locks: Mapping[str, int] | None = None,
-    succeeded: Mapping[tuple[str, str], int | Succeeded] | None = None,
+    succeeded: Mapping[tuple[str, str], int | Placement] | None = None,
     deployed: Iterable[tuple[int, str]] = (),
     fingerprints: Mapping[tuple[str, str], str] | None = None,
     environments: tuple[str, ...] = ENVS,
 ) -> Snapshot:
     """A snapshot; ``apps`` defaults to an auto-tier policy for every app the deployments and successes
-    name. ``succeeded`` maps (app, env) to a release number (or a :class:`Succeeded`)."""
+    name. ``succeeded`` maps (app, env) to the release running there healthy (a number), or a
+    :class:`Placement`."""
     deployments = tuple(deployments)
-    latest = {k: v if isinstance(v, Succeeded) else done(v) for k, v in (succeeded or {}).items()}
+    latest = {k: v if isinstance(v, Placement) else done(v) for k, v in (succeeded or {}).items()}
     if apps is None:
         names = {d.app for d in deployments} | {a for a, _ in latest}
         apps = [app(n, environments=environments) for n in sorted(names)]
@@ -142,7 +162,7 @@ def snap(
         environments=environments,
         apps={p.name: p for p in apps},
         open_deployments=deployments,
-        latest_succeeded=latest,
+        placements=latest,
         deployed_releases=frozenset(deployed),
         holds=tuple(holds),
         locks=dict(locks or {}),
@@ -173,6 +193,8 @@ def brief(intent: Intent | None) -> tuple[object, ...] | None:
             return ("Succeed", did)
         case Fail(deployment_id=did, step_id=step_id):
             return ("Fail", did, step_id)
+        case Cancel(deployment_id=did):
+            return ("Cancel", did)
         case CancelSteps(deployment_id=did, step_ids=step_ids):
             return ("CancelSteps", did, step_ids)
         case Promote(release_id=rid, environment=env, origin_key=key):

@@ -145,7 +145,7 @@ def test_every_action_is_unique_and_checked() -> None:
     with pytest.raises(ValueError, match="needs a reason"):
         check_action(UNBLOCK, "hold.lifted", "  ")
     with pytest.raises(ValueError, match="not in OPERATOR_ACTIONS"):
-        check_action(OperatorAction("sneak", "hold.lifted", False, ""), "hold.lifted", None)
+        check_action(OperatorAction("sneak", ("hold.lifted",), False, ""), "hold.lifted", None)
 
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -87,7 +87,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "bad tier value",
         BASE + "  web:\n    repo: ./web\n    team: publishing\n    tier: sometimes\n",
-        ["conveyor.yaml:12:11: 'tier' in app 'web': input should be 'auto' or 'manual'"],
+        ["conveyor.yaml:12:11: 'tier' in app 'web': input should be 'auto', 'manual' or 'bake'"],
     ),
     (
         "unknown driver",

@@ -378,11 +378,23 @@ def test_a_failure_in_this_pass_frees_nothing_until_it_is_written() -> None:
     assert [brief(i) for i in plan_next(s, NOW).intents] == [("Fail", 3, 11), ("Note", "web", "staging", "WaitForLock")]
 
 
-def test_an_older_release_succeeding_late_is_not_promoted_over_a_newer_one() -> None:
-    """An operator's rollback of web to v2 in staging, while v8 is live there: v8 stays the one promoted."""
+def test_a_rollback_by_hand_in_production_is_not_undone_by_promoting_again() -> None:
+    """An operator deployed v1 to production while v2 ran there (v2 passed staging): v1 becomes what runs,
+    and v2, deployed there once already, is not promoted again."""
+    late = replace(dep(6, "web", "production", 1, DEPLOYING, steps=[deploy_step(PASSED)]), explicit=True)
+    s = snap(
+        apps=[app("web")],
+        deployments=[late],
+        succeeded={("web", "staging"): 2, ("web", "production"): 2},
+        deployed=[(2, "production")],
+    )
+    assert briefs(s) == [("Succeed", 6)]
+
+
+def test_an_older_release_put_back_in_staging_is_not_promoted_over_a_newer_one_in_production() -> None:
     late = replace(dep(6, "web", "staging", 2, DEPLOYING, steps=[deploy_step(PASSED)]), explicit=True)
-    s = snap(apps=[app("web")], deployments=[late], succeeded={("web", "staging"): 8})
-    assert briefs(s) == [("Succeed", 6), ("Promote", 8, "production", "auto:8:production")]
+    s = snap(apps=[app("web")], deployments=[late], succeeded={("web", "staging"): 8, ("web", "production"): 8})
+    assert briefs(s) == [("Succeed", 6)]
 
 
 def test_active_deployments_are_not_scheduled_again() -> None:

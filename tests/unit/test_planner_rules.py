@@ -137,14 +137,15 @@ HOLD_ROWS: list[tuple[str, list[HoldView], DeploymentView, int | None]] = [
 
 
 @pytest.mark.parametrize(("holds", "d", "hold_id"), [r[1:] for r in HOLD_ROWS], ids=[r[0] for r in HOLD_ROWS])
-def test_blocking_hold(holds: list[HoldView], d: DeploymentView, hold_id: int | None) -> None:
-    hold = rules.blocking_hold(d, snap(apps=[app("api"), app("web")], deployments=[d], holds=holds), NOW)
-    assert (hold.id if hold else None) == hold_id
+def test_stopping_holds(holds: list[HoldView], d: DeploymentView, hold_id: int | None) -> None:
+    found = rules.stopping_holds(d, snap(apps=[app("api"), app("web")], deployments=[d], holds=holds), NOW)
+    first = found[0].hold if found else None
+    assert (first.id if first else None) == hold_id
 
 
 def test_block_decision_says_how_it_lifts() -> None:
     d = dep(7, "api", "production", 5)
-    decision = rules.hold_decision(d, STAGING_BLOCK)
+    decision = rules.hold_decision(d, rules.stopping_holds(d, snap(deployments=[d], holds=[STAGING_BLOCK]), NOW))
     assert (decision.verdict, decision.rule) == (Verdict.HOLD, "HoldWhileBlocked")
     assert (decision.app, decision.environment, decision.deployment_id) == ("api", "production", 7)
     assert "release newer than v5 passes staging" in decision.summary
@@ -155,7 +156,10 @@ def test_block_decision_says_how_it_lifts() -> None:
 
 
 def test_freeze_decision_names_actor_and_reason() -> None:
-    decision = rules.hold_decision(dep(7, "api", "production", 5), freeze(env="production", id=2))
+    d = dep(7, "api", "production", 5)
+    decision = rules.hold_decision(
+        d, rules.stopping_holds(d, snap(deployments=[d], holds=[freeze(env="production")]), NOW)
+    )
     assert (decision.verdict, decision.rule) == (Verdict.HOLD, "HoldWhileFrozen")
     assert "by an operator: end-of-quarter freeze" in decision.summary
     assert decision.reasons == ("end-of-quarter freeze",)
@@ -272,13 +276,13 @@ def test_advance_active(
     state: DeploymentState, steps: list[StepView], checks: dict[str, tuple[str, ...]], expected: object
 ) -> None:
     d = dep(1, "api", "staging", 5, state, steps=steps)
-    assert brief(rules.advance_active(d, snap(apps=[app("api", checks=checks)], deployments=[d]))) == expected
+    assert brief(rules.advance_active(d, snap(apps=[app("api", checks=checks)], deployments=[d]), NOW)) == expected
 
 
 def test_failed_deploy_names_release_step_and_evidence() -> None:
     step = deploy_step(FAILED, id=11, outcome="exit status 2")
     d = dep(1, "api", "staging", 5, DEPLOYING, steps=[step])
-    result = rules.advance_active(d, snap(deployments=[d]))
+    result = rules.advance_active(d, snap(deployments=[d]), NOW)
     assert isinstance(result, Fail)
     assert result.summary == "release v5 failed deploy in staging: exit status 2"
     assert result.step_id == 11
@@ -292,7 +296,7 @@ def test_failed_deploy_names_release_step_and_evidence() -> None:
 
 def test_failed_check_is_named_in_the_summary() -> None:
     d = dep(1, "api", "staging", 5, VERIFYING, steps=[check("smoke", FAILED, id=21, outcome="HTTP 503")])
-    result = rules.advance_active(d, snap(apps=[app("api", checks=CHECKED)], deployments=[d]))
+    result = rules.advance_active(d, snap(apps=[app("api", checks=CHECKED)], deployments=[d]), NOW)
     assert isinstance(result, Fail)
     assert "check 'smoke'" in result.summary
     assert "v5" in result.summary and "HTTP 503" in result.summary
@@ -301,7 +305,7 @@ def test_failed_check_is_named_in_the_summary() -> None:
 
 def test_failure_without_detail_says_so() -> None:
     d = dep(1, "api", "staging", 5, DEPLOYING, steps=[deploy_step(FAILED)])
-    result = rules.advance_active(d, snap(deployments=[d]))
+    result = rules.advance_active(d, snap(deployments=[d]), NOW)
     assert isinstance(result, Fail)
     assert result.summary.endswith(": no detail")
 
@@ -350,16 +354,16 @@ def test_promote_succeeded(
     expected: object,
 ) -> None:
     s = snap(apps=[policy], succeeded=succeeded, deployed=deployed)
-    assert brief(rules.promote_succeeded("api", source, s)) == expected
+    assert brief(rules.promote_succeeded("api", source, s, NOW)) == expected
 
 
 def test_promote_of_an_app_no_longer_configured_is_ignored() -> None:
     s = snap(apps=[], succeeded={("gone", "integration"): 5})
-    assert rules.promote_succeeded("gone", "integration", s) is None
+    assert rules.promote_succeeded("gone", "integration", s, NOW) is None
 
 
 def test_promotion_decision() -> None:
-    result = rules.promote_succeeded("api", "staging", snap(succeeded={("api", "staging"): 5}))
+    result = rules.promote_succeeded("api", "staging", snap(succeeded={("api", "staging"): 5}), NOW)
     assert isinstance(result, Promote)
     assert (result.app, result.release_id, result.environment) == ("api", 5, "production")
     assert result.decision is not None
@@ -370,7 +374,7 @@ def test_promotion_decision() -> None:
 
 
 def test_manual_tier_waits_with_its_reason() -> None:
-    result = rules.promote_succeeded("api", "staging", snap(apps=[MANUAL], succeeded={("api", "staging"): 5}))
+    result = rules.promote_succeeded("api", "staging", snap(apps=[MANUAL], succeeded={("api", "staging"): 5}), NOW)
     assert isinstance(result, Note)
     decision = result.decision
     assert decision is not None
@@ -383,7 +387,7 @@ def test_manual_tier_waits_with_its_reason() -> None:
 
 def test_promote_from_an_environment_no_longer_configured_is_ignored() -> None:
     s = snap(apps=[app("api")], succeeded={("api", "qa"): 5})
-    assert rules.promote_succeeded("api", "qa", s) is None
+    assert rules.promote_succeeded("api", "qa", s, NOW) is None
 
 
 def test_explicit_rollback_is_not_superseded_by_the_live_release() -> None:

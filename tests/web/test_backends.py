@@ -59,4 +59,6 @@ def test_promote_while_blocked_is_409(any_api: Api) -> None:
         )
     response = any_api.post("/api/apps/api/promote")
     assert response.status_code == 409
-    assert response.json()["error"]["message"].startswith("api is held in production: release freeze")
+    message = response.json()["error"]["message"]
+    assert message.startswith("api is held in production: frozen"), message
+    assert "release freeze" in message and "conveyor unfreeze" in message and "--force" in message

@@ -53,6 +53,12 @@ def test_metrics_follow_the_store(blocked: Api) -> None:
     assert metrics[("conveyor_step_duration_seconds_bucket", (("kind", "deploy"), ("le", "+Inf")))] == deploys
     assert metrics[("conveyor_step_duration_seconds_bucket", (("kind", "deploy"), ("le", "0.1")))] <= deploys
     assert metrics[("conveyor_step_duration_seconds_sum", (("kind", "deploy"),))] > 0
+    # what runs where: web in integration; its deploy failed in staging, so nothing runs there
+    current = {labels: value for (name, labels), value in metrics.items() if name == "conveyor_current_release"}
+    assert [(dict(labels)["app"], dict(labels)["environment"], dict(labels)["health"]) for labels in current] == [
+        ("web", "integration", "healthy")
+    ]
+    assert list(current.values()) == [1.0]
 
 
 def test_holds_whose_until_passed_and_pending_outbox_rows(api: Api) -> None:

@@ -139,3 +139,26 @@ def test_openapi_describes_the_api(api: Api) -> None:
     assert {"/api/apps", "/api/apps/{app}", "/api/apps/{app}/releases", "/healthz", "/metrics"} <= set(schema["paths"])
     assert "ErrorResponse" in schema["components"]["schemas"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_logs_answer_what_conveyor_logs_json_prints(delivered: Api) -> None:
+    response = delivered.get("/api/apps/web/logs")
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer == json.loads(delivered.cli("logs", "web", "--json").output)
+    assert answer["deployment"]["environment"] == "production"
+    assert [s["kind"] for s in answer["steps"]] == ["deploy", "check"]
+    assert answer["steps"][0]["attempts"][0]["outcome"] == "succeeded"
+    first = delivered.get("/api/apps/web/logs", params={"deployment": 1}).json()
+    assert first["deployment"]["id"] == 1
+    staging = delivered.get("/api/apps/web/logs", params={"environment": "staging"}).json()
+    assert staging["deployment"]["environment"] == "staging"
+
+
+def test_logs_of_nothing_is_404_and_an_unknown_environment_422(delivered: Api) -> None:
+    none = delivered.get("/api/apps/api/logs", params={"environment": "production"})
+    assert none.status_code == 404
+    assert none.json()["error"] == {"code": "not_found", "message": "no deployment of api in production"}
+    assert delivered.get("/api/apps/nope/logs").status_code == 404
+    unknown = delivered.get("/api/apps/web/logs", params={"environment": "prod"})
+    assert (unknown.status_code, unknown.json()["error"]["field"]) == (422, "environment")

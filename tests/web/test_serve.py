@@ -58,8 +58,8 @@ class Live:
         return self.process.wait(timeout=60)
 
 
-def start(root: Path) -> Live:
-    project = write_project(root, CONFIG)
+def start(root: Path, config: str = CONFIG) -> Live:
+    project = write_project(root, config)
     port = free_port()
     script = shutil.which("conveyor", path=str(Path(sys.executable).parent))
     assert script, "the conveyor console script is not installed next to the interpreter"
@@ -170,6 +170,17 @@ def test_without_a_valid_token_remote_commands_exit_1(live: Live, token: str | N
         ),
         (["unblock", "web", "--reason", "just in case"], 1, "error: web is not blocked"),
         (["release", "web", "--ref", "-x"], 1, "error: unknown ref '-x': a ref may not start with '-'"),
+        (
+            ["rollback", "web", "--env", "moon", "--reason", "r"],
+            2,
+            "error: unknown environment 'moon' (known: integration, staging, production)",
+        ),
+        (
+            ["unveto", "web", "v9", "--env", "staging", "--reason", "r"],
+            1,
+            "error: no release 'v9' of web (see: conveyor history web)",
+        ),
+        (["cancel", "--deployment", "99999", "--reason", "r"], 1, "error: no deployment #99999"),
     ],
 )
 def test_refusals_exit_as_the_local_command_would(live: Live, args: list[str], code: int, message: str) -> None:
@@ -188,10 +199,54 @@ def test_deploy_and_promote_through_the_server(live: Live) -> None:
     live.wait_until(lambda: live.state("api", "production") == "succeeded")
     code, out, _ = remote(live, "deploy", "api", sha[:8], "--to", "staging", "--server", live.url)
     assert code == 0
-    assert out.strip().endswith(f"of api {sha[:8]} to staging queued")
+    assert out.strip().endswith(f"of api {sha[:7]} to staging queued")  # the release's label, not the prefix
+
+
+def test_logs_through_the_server_print_what_the_local_command_prints(live: Live) -> None:
+    code, out, _ = remote(live, "release", "api", "--server", live.url)
+    assert code == 0, out
+    live.wait_until(lambda: live.state("api", "staging") == "succeeded")
+    code, out, err = remote(live, "logs", "api", "--env", "staging", "--server", live.url)
+    assert (code, err) == (0, "")
+    assert out.startswith("deployment #") and " of api " in out and " to staging, queued by " in out
+    assert "step deploy\n" in out and "  | " in out
+    assert out.rstrip().splitlines()[-1].startswith("deployment #") and ": succeeded" in out
+    local = live.project.run("logs", "api", "--env", "staging", env={"CONVEYOR_URL": None, **environ("")})
+    assert local.stdout == out
+    code, _, err = remote(live, "logs", "api", "--env", "nowhere", "--server", live.url)
+    assert (code, err.strip()) == (2, "error: unknown environment 'nowhere' (known: integration, staging, production)")
 
 
 def test_an_unreachable_server_is_exit_1(live: Live) -> None:
     code, _, err = remote(live, "release", "web", "--server", f"http://127.0.0.1:{free_port()}")
     assert code == 1
     assert err.startswith("error: cannot reach conveyor at http://127.0.0.1:")
+
+
+def test_rollback_unveto_and_cancel_through_the_server(live: Live) -> None:
+    def current(env: str) -> str | None:
+        found: str | None = httpx.get(f"{live.url}/api/apps/web").json()["environments"][env]["current"]
+        return found
+
+    labels = []
+    for n in (1, 2):
+        commit(live.project.repo("web"), {"rollback.txt": f"{n}\n"}, f"rollback test {n}")
+        code, out, err = remote(live, "release", "web", "--server", live.url)
+        assert code == 0, err
+        labels.append(out.split()[1])
+        live.wait_until(lambda: current("production") == labels[-1])
+    first, second = labels
+    code, out, err = remote(live, "rollback", "web", "--env", "production", "--reason", "bad", "--server", live.url)
+    assert (code, err) == (0, ""), err
+    assert f"rolls web back to {first} in production; {second} is vetoed there" in out
+    live.wait_until(lambda: current("production") == first)
+    holds = httpx.get(f"{live.url}/api/apps/web").json()["holds"]
+    assert [(h["kind"], h["release"], h["actor"]) for h in holds if h["kind"] == "veto"] == [("veto", second, "api:ci")]
+    code, out, err = remote(
+        live, "unveto", "web", second, "--env", "production", "--reason", "ok", "--server", live.url
+    )
+    assert (code, out.strip()) == (0, f"web {second} may go to production again"), err
+    code, _, err = remote(live, "unveto", "web", second, "--env", "production", "--reason", "ok", "--server", live.url)
+    assert (code, err.strip()) == (1, f"error: {second} of web is not vetoed in production")
+    code, _, err = remote(live, "cancel", "web", "--env", "production", "--reason", "r", "--server", live.url)
+    assert (code, err.strip()) == (1, "error: nothing to cancel: web has no queued or running deployment in production")

@@ -14,6 +14,9 @@ Example::
 
         def measure(self, request: CheckRequest, ctx: StepContext) -> Measurement:
             return Measurement.passed("fine")
+
+A check that reads per-environment vars declares them in ``Vars`` (field names and types), as drivers
+do; ``conveyor check`` reports a missing or mistyped one per environment.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -28,16 +32,23 @@ from pydantic import BaseModel, ConfigDict
 
 from conveyor.domain.model import Measurement
 from conveyor.steps import StepContext
+from conveyor.supervisor import release_environ
 
-__all__ = ["Check", "CheckRequest", "Measurement", "NoOptions"]
+__all__ = ["Check", "CheckRequest", "Measurement", "NoOptions", "NoVars"]
 
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class NoVars(BaseModel):
+    """A check that reads no vars; every var the app has is left alone (vars are shared by all plugins)."""
+
+
 @dataclass(frozen=True)
 class CheckRequest:
+    """One check of a deployed release; the fields mean what they mean on a ``DeployRequest``."""
+
     app: str
     environment: str
     version: str
@@ -45,11 +56,30 @@ class CheckRequest:
     vars: Mapping[str, str]
     options: BaseModel
     state_dir: Path
+    repo: str = ""
+    attempt: int = 1
+    lease_expires_at: datetime | None = None
+    step_id: int | None = None
+
+    def environ(self) -> dict[str, str]:
+        """The environment variables every process a check starts should carry."""
+        return release_environ(
+            app=self.app,
+            environment=self.environment,
+            version=self.version,
+            sha=self.sha,
+            repo=self.repo,
+            vars=self.vars,
+            step_id=self.step_id,
+            attempt=self.attempt,
+            lease_expires_at=self.lease_expires_at,
+        )
 
 
 class Check(ABC):
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    Vars: ClassVar[type[BaseModel]] = NoVars  # the vars it reads, validated per environment by the config loader
 
     @abstractmethod
     def measure(self, request: CheckRequest, ctx: StepContext) -> Measurement:

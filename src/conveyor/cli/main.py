@@ -16,26 +16,30 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from conveyor import __version__, views
 from conveyor.audit_trail import BadSince, describe_verification, operator_actions, parse_since, verify_chain
 from conveyor.cli.audit import audit_table, cli_actor
-from conveyor.cli.context import Opened, open_project
+from conveyor.cli.console import cli_console
+from conveyor.cli.context import Opened, open_for_reading, open_for_writing
 from conveyor.cli.errors import err, fail, friendly_errors
+from conveyor.cli.logs import LogPrinter, deployment_ended
+from conveyor.cli.logs import follow as follow_logs
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.notifications import notifications_table
-from conveyor.cli.render import history_table, print_why, status_table
+from conveyor.cli.render import history_table, holds_lines, print_why, status_from_json, status_table, stop_banners
 from conveyor.clock import utc_now
 from conveyor.config import STARTER_CONFIG, load_config
 from conveyor.domain.audit import Anchor
+from conveyor.domain.holds import unblock_command
 from conveyor.engine.conductor import Conductor
 from conveyor.notify.outbox import deliveries
 from conveyor.operations import Operations
+from conveyor.store.database import Database
 from conveyor.store.migrate import upgrade
 from conveyor.web.client import TOKEN_VARIABLE, URL_VARIABLE, ApiClient, RemoteError
 
-out = Console(highlight=False, soft_wrap=True)
+out = cli_console()
 
 config_option = click.option(
     "-c",
@@ -72,15 +76,18 @@ def init(config_path: Path, force: bool) -> None:
     if config_path.exists() and not force:
         fail(f"{config_path} already exists (use --force to overwrite it)")
     config_path.write_text(STARTER_CONFIG)
-    out.print(f"wrote {config_path}; edit it, then run: conveyor check -c {config_path}")
+    out.print(
+        f"wrote {config_path}; point each app's repo at its git repository, then run: conveyor check -c {config_path}",
+        markup=False,
+    )
 
 
 @cli.command()
 @config_option
 @friendly_errors
 def check(config_path: Path) -> None:
-    """Validate the configuration; exit 2 listing every problem, or 0 with a summary."""
-    config = load_config(config_path)
+    """Validate the configuration and the local repositories; exit 2 listing every problem, or 0 with a summary."""
+    config = load_config(config_path, check_repos=True)
     out.print(f"[bold]{config_path}[/]: OK")
     out.print(f"environments: {' → '.join(config.environments)}")
     out.print(f"teams: {', '.join(config.teams) or 'none'}")
@@ -104,10 +111,14 @@ def db() -> None:
 @config_option
 @friendly_errors
 def db_upgrade(config_path: Path) -> None:
-    """Apply schema migrations to the configured database."""
-    opened = open_project(config_path, migrate=False)
-    upgrade(opened.db)
-    out.print(f"database at {opened.db.safe_url} is up to date")
+    """Apply schema migrations to the configured database (creating a SQLite one)."""
+    db = Database(load_config(config_path, reading=True).database_url)
+    try:
+        db.ping()
+        upgrade(db)
+        out.print(f"database at {db.safe_url} is up to date")
+    finally:
+        db.dispose()
 
 
 @dataclass(frozen=True)
@@ -207,7 +218,7 @@ def serve(config_path: Path, run: RunOptions, host: str, port: int) -> None:
     from conveyor.web.server import CannotListen, listen, serve_http
 
     stop = _stop_on_signals()
-    opened = open_project(config_path)
+    opened = open_for_writing(config_path)
     try:
         sock = listen(host, port)
     except CannotListen as exc:
@@ -249,7 +260,7 @@ def serve(config_path: Path, run: RunOptions, host: str, port: int) -> None:
 def worker(config_path: Path, run: RunOptions, exit_when_idle: bool) -> None:
     """Run planner and runner in this process; any number of workers may share one PostgreSQL database."""
     stop = _stop_on_signals()
-    opened = open_project(config_path)
+    opened = open_for_writing(config_path)
     _run_conductor(opened, run, stop, exit_when_idle=exit_when_idle)
 
 
@@ -293,7 +304,7 @@ def release(config_path: Path, app: str, ref: str | None, reason: str | None, se
         answer = _remote(server, lambda api: api.release(app, ref, reason))
         created, label, sha, commits, first = (answer[k] for k in ("created", "label", "sha", "commits", "environment"))
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         result = Operations(opened.config, opened.db).create_release(app, ref, actor=cli_actor(), reason=reason)
         created, label, sha, commits = result.created, result.label, result.sha, result.commits
         first = opened.config.environments[0]
@@ -303,41 +314,68 @@ def release(config_path: Path, app: str, ref: str | None, reason: str | None, se
         out.print(f"{app} {label} ({sha[:12]}) is already a release; nothing new", markup=False)
 
 
+def force_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--force`` and ``--reason``, shared by every command that may break glass."""
+    func = click.option("--reason", default="", help="Why (required with --force; recorded and notified).")(func)
+    return click.option(
+        "--force", is_flag=True, help="Break glass: pass stops, freezes and windows (never a block or a lock)."
+    )(func)
+
+
+def _check_force(force: bool, reason: str) -> None:
+    if force and not reason.strip():
+        fail("--force needs --reason TEXT (it is recorded and notified)")
+
+
 @cli.command()
 @config_option
 @click.argument("app")
 @click.argument("version")
 @click.option("--to", "environment", required=True, help="Environment to deploy to.")
-@reason_option()
+@force_options
 @server_option
 @friendly_errors
-def deploy(config_path: Path, app: str, version: str, environment: str, reason: str | None, server: str | None) -> None:
+def deploy(
+    config_path: Path, app: str, version: str, environment: str, force: bool, reason: str, server: str | None
+) -> None:
     """Deploy an existing release VERSION (label or SHA) of APP to an environment."""
+    _check_force(force, reason)
     if server:
-        deployment_id = _remote(server, lambda api: api.deploy(app, version, environment, reason))["deployment_id"]
+        answer = _remote(server, lambda api: api.deploy(app, version, environment, force=force, reason=reason))
+        deployment_id, label = answer["deployment_id"], str(answer.get("release") or version)
+        waits = answer.get("waits")
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         ops = Operations(opened.config, opened.db)
-        deployment_id = ops.deploy(app, version, environment, actor=cli_actor(), reason=reason)
-    out.print(f"deployment #{deployment_id} of {app} {version} to {environment} queued", markup=False)
+        deployment_id = ops.deploy(app, version, environment, actor=cli_actor(), force=force, reason=reason)
+        label = views.release_label(opened.db, deployment_id)
+        waits = ops.waits_behind(deployment_id)
+    forced = " (forced past holds)" if force else ""
+    out.print(f"deployment #{deployment_id} of {app} {label} to {environment} queued{forced}", markup=False)
+    if waits:
+        err.print(f"warning: it will wait: {waits}", markup=False)
 
 
 @cli.command()
 @config_option
 @click.argument("app")
 @click.option("--to", "environment", help="Target environment (default: the next one behind).")
-@reason_option()
+@force_options
 @server_option
 @friendly_errors
-def promote(config_path: Path, app: str, environment: str | None, reason: str | None, server: str | None) -> None:
+def promote(config_path: Path, app: str, environment: str | None, force: bool, reason: str, server: str | None) -> None:
     """Promote the newest release that passed the previous environment (the manual tier's gate)."""
+    _check_force(force, reason)
     if server:
-        deployment_id = _remote(server, lambda api: api.promote(app, environment, reason))["deployment_id"]
+        answer = _remote(server, lambda api: api.promote(app, environment, force=force, reason=reason))
+        deployment_id = answer["deployment_id"]
     else:
-        opened = open_project(config_path)
-        ops = Operations(opened.config, opened.db)
-        deployment_id = ops.promote(app, environment, actor=cli_actor(), reason=reason)
-    out.print(f"deployment #{deployment_id} of {app} queued (promoted)", markup=False)
+        opened = open_for_writing(config_path)
+        deployment_id = Operations(opened.config, opened.db).promote(
+            app, environment, actor=cli_actor(), force=force, reason=reason
+        )
+    forced = ", forced past holds" if force else ""
+    out.print(f"deployment #{deployment_id} of {app} queued (promoted{forced})", markup=False)
 
 
 @cli.command()
@@ -352,27 +390,229 @@ def unblock(config_path: Path, app: str, environment: str | None, reason: str, s
     if server:
         lifted = _remote(server, lambda api: api.unblock(app, environment, reason))["lifted"]
     else:
-        opened = open_project(config_path)
+        opened = open_for_writing(config_path)
         lifted = Operations(opened.config, opened.db).unblock(app, environment, reason, actor=cli_actor())
     out.print(f"lifted {lifted} block(s) on {app}", markup=False)
 
 
+@cli.command()
+@config_option
+@click.argument("app")
+@click.option("--env", "environment", help="Environment it starts at; it also stops every later one (default: all).")
+@click.option("--reason", required=True, help="Why (recorded).")
+@server_option
+@friendly_errors
+def block(config_path: Path, app: str, environment: str | None, reason: str, server: str | None) -> None:
+    """Block APP by hand; only `conveyor unblock` lifts it (a newer release does not)."""
+    if server:
+        hold_id = _remote(server, lambda api: api.block(app, environment, reason))["id"]
+    else:
+        opened = open_for_writing(config_path)
+        hold_id = Operations(opened.config, opened.db).block(app, environment, reason, actor=cli_actor())
+    where = f"{environment} and every later environment" if environment else "every environment"
+    lift = unblock_command(app, environment)
+    out.print(f"hold #{hold_id}: {app} is blocked in {where}; lift it with: {lift}", markup=False)
+
+
+until_option = click.option(
+    "--until",
+    metavar="TIME",
+    help="When it ends on its own: ISO 8601 (2026-12-24T18:00+01:00; no offset means UTC) or relative "
+    "(30m, 2h, 1d, 1w).",
+)
+
+
+@cli.command()
+@config_option
+@click.option("--app", help="Only this app (default: every app).")
+@click.option("--env", "environment", help="Only this environment (default: every environment).")
+@click.option("--reason", required=True, help="Why (recorded and notified).")
+@until_option
+@server_option
+@friendly_errors
+def freeze(
+    config_path: Path, app: str | None, environment: str | None, reason: str, until: str | None, server: str | None
+) -> None:
+    """Stop automatic starts in exactly one scope: every app or one, every environment or one."""
+    if server:
+        hold_id = _remote(server, lambda api: api.freeze(app, environment, reason, until))["id"]
+    else:
+        opened = open_for_writing(config_path)
+        hold_id = Operations(opened.config, opened.db).freeze(app, environment, reason, until, actor=cli_actor())
+    scope = f"{app or 'every app'} in {environment or 'every environment'}"
+    out.print(f"hold #{hold_id}: froze {scope}; lift it with: conveyor unfreeze {hold_id}", markup=False)
+
+
+@cli.command()
+@config_option
+@click.option("--env", "environment", required=True, help="The environment to stop.")
+@click.option("--reason", required=True, help="Why (recorded and notified).")
+@until_option
+@server_option
+@friendly_errors
+def stop(config_path: Path, environment: str, reason: str, until: str | None, server: str | None) -> None:
+    """Stop the line: no automatic start in an environment, for any app."""
+    if server:
+        hold_id = _remote(server, lambda api: api.stop(environment, reason, until))["id"]
+    else:
+        opened = open_for_writing(config_path)
+        hold_id = Operations(opened.config, opened.db).stop(environment, reason, until, actor=cli_actor())
+    out.print(
+        f"hold #{hold_id}: line stopped in {environment}; lift it with: conveyor unfreeze {hold_id}", markup=False
+    )
+
+
+@cli.command()
+@config_option
+@click.argument("app")
+@click.option("--env", "environment", required=True, help="Environment to roll back.")
+@click.option("--to", "version", help="Release to go back to (default: the last good one before what runs).")
+@click.option("--reason", required=True, help="Why (recorded, and shown with the veto).")
+@server_option
+@friendly_errors
+def rollback(
+    config_path: Path, app: str, environment: str, version: str | None, reason: str, server: str | None
+) -> None:
+    """Deploy an earlier release of APP now, passing the environment's holds (never a lock); the release
+    rolled back from is vetoed there: never started there again automatically."""
+    if server:
+        answer = _remote(server, lambda api: api.rollback(app, environment, reason, version))
+        deployment_id, to, vetoed = answer["deployment_id"], answer["release"], answer["vetoed"]
+    else:
+        opened = open_for_writing(config_path)
+        result = Operations(opened.config, opened.db).rollback(app, environment, reason, version, cli_actor())
+        deployment_id, to, vetoed = result.deployment_id, result.to, result.rolled_back_from
+    out.print(
+        f"deployment #{deployment_id} rolls {app} back to {to} in {environment}; {vetoed} is vetoed there "
+        f"(lift: conveyor unveto {app} {vetoed} --env {environment} --reason ...)",
+        markup=False,
+    )
+
+
+@cli.command()
+@config_option
+@click.argument("hold_id", metavar="ID", type=click.IntRange(1, 2**31 - 1))
+@click.option("--reason", help="Why it is safe to go on (recorded).")
+@server_option
+@friendly_errors
+def unfreeze(config_path: Path, hold_id: int, reason: str | None, server: str | None) -> None:
+    """Lift a freeze or a stop-the-line by its ID (see: conveyor holds)."""
+    if server:
+        lifted = _remote(server, lambda api: api.unfreeze(hold_id, reason))
+    else:
+        opened = open_for_writing(config_path)
+        lifted = Operations(opened.config, opened.db).unfreeze(hold_id, reason or "", actor=cli_actor())
+    scope = f"{lifted['app'] or 'every app'} in {lifted['environment'] or 'every environment'}"
+    out.print(f"lifted {lifted['kind']} #{hold_id} ({scope})", markup=False)
+
+
+@cli.command()
+@config_option
+@click.argument("app")
+@click.argument("version")
+@click.option("--env", "environment", required=True, help="Environment where the release is vetoed.")
+@click.option("--reason", required=True, help="Why it may go there again (recorded).")
+@server_option
+@friendly_errors
+def unveto(config_path: Path, app: str, version: str, environment: str, reason: str, server: str | None) -> None:
+    """Lift the veto on release VERSION of APP in an environment (set when it was rolled back there)."""
+    if server:
+        _remote(server, lambda api: api.unveto(app, version, environment, reason))
+    else:
+        opened = open_for_writing(config_path)
+        Operations(opened.config, opened.db).unveto(app, version, environment, reason, cli_actor())
+    out.print(f"{app} {version} may go to {environment} again", markup=False)
+
+
+@cli.command()
+@config_option
+@click.argument("app", required=False)
+@click.option("--env", "environment", help="Only deployments to this environment.")
+@click.option("--deployment", "deployment_id", type=int, help="Cancel this deployment (instead of naming an app).")
+@click.option("--reason", required=True, help="Why (recorded).")
+@server_option
+@friendly_errors
+def cancel(
+    config_path: Path,
+    app: str | None,
+    environment: str | None,
+    deployment_id: int | None,
+    reason: str,
+    server: str | None,
+) -> None:
+    """Cancel APP's queued and running deployments, or one by --deployment ID. Queued ones end at once;
+    a running one stops at its worker's next heartbeat, then frees its locks."""
+    if (app is None) == (deployment_id is None):
+        fail("name an app or a deployment (--deployment ID), not both", 2)
+    if server:
+        ids = _remote(server, lambda api: api.cancel(app, environment, reason, deployment_id))["cancelled"]
+    else:
+        opened = open_for_writing(config_path)
+        ids = Operations(opened.config, opened.db).cancel(app, environment, reason, deployment_id, cli_actor())
+    out.print(f"cancelled deployment(s) {', '.join(f'#{i}' for i in ids)}", markup=False)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def answer(
+    server: str | None,
+    config_path: Path,
+    local: Callable[[Opened], dict[str, Any]],
+    remote: Callable[[ApiClient], dict[str, Any]],
+) -> dict[str, Any]:
+    """The answer to a read, as the API would give it: from the ``conveyor serve`` at ``server`` when
+    given (no config or database needed here), else from the local database opened for reading
+    (which creates nothing). Every read command goes through here; its rendering takes this answer."""
+    if server:
+        return _remote(server, remote)
+    return local(open_for_reading(config_path))
+
+
+@cli.command()
+@config_option
+@json_option
+@server_option
+@friendly_errors
+def holds(config_path: Path, as_json: bool, server: str | None) -> None:
+    """The holds in force (blocks, vetoes, stops, freezes), each with the command that lifts it."""
+    data = answer(
+        server,
+        config_path,
+        lambda opened: {"holds": Operations(opened.config, opened.db).holds()},
+        lambda api: api.holds(),
+    )
+    if as_json:
+        _json(data)
+    else:
+        for line in holds_lines(data["holds"]):
+            out.print(line)
 
 
 @cli.command()
 @config_option
 @click.argument("app", required=False)
 @json_option
+@server_option
 @friendly_errors
-def status(config_path: Path, app: str | None, as_json: bool) -> None:
+def status(config_path: Path, app: str | None, as_json: bool, server: str | None) -> None:
     """Apps × environments: release, state and age, with blocked and waiting markers."""
-    opened = open_project(config_path)
-    apps = views.status(opened.db, opened.config, app)
+    data = answer(
+        server,
+        config_path,
+        lambda opened: {
+            "apps": [a.to_json() for a in views.status(opened.db, opened.config, app)],
+            "stops": views.stops(opened.db),
+        },
+        lambda api: api.status(app),
+    )
     if as_json:
-        _json({"apps": [a.to_json() for a in apps]})
+        _json(data)
     else:
-        out.print(status_table(apps, opened.config.environments))
+        for banner in stop_banners(data.get("stops", [])):
+            out.print(banner)
+        apps = status_from_json(data["apps"])
+        out.print(status_table(apps, tuple(apps[0].environments) if apps else ()))
 
 
 @cli.command()
@@ -380,15 +620,20 @@ def status(config_path: Path, app: str | None, as_json: bool) -> None:
 @click.argument("app")
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True, help="Most deployments to show.")
 @json_option
+@server_option
 @friendly_errors
-def history(config_path: Path, app: str, limit: int, as_json: bool) -> None:
+def history(config_path: Path, app: str, limit: int, as_json: bool, server: str | None) -> None:
     """Deployments of APP, newest first."""
-    opened = open_project(config_path)
-    rows = views.history(opened.db, opened.config, app, limit)
+    data = answer(
+        server,
+        config_path,
+        lambda opened: {"app": app, "deployments": views.history(opened.db, opened.config, app, limit)},
+        lambda api: api.history(app, limit),
+    )
     if as_json:
-        _json({"app": app, "deployments": rows})
+        _json(data)
     else:
-        out.print(history_table(app, rows))
+        out.print(history_table(app, data["deployments"]))
 
 
 @cli.command()
@@ -396,15 +641,70 @@ def history(config_path: Path, app: str, limit: int, as_json: bool) -> None:
 @click.argument("app")
 @click.argument("environment", required=False)
 @json_option
+@server_option
 @friendly_errors
-def why(config_path: Path, app: str, environment: str | None, as_json: bool) -> None:
+def why(config_path: Path, app: str, environment: str | None, as_json: bool, server: str | None) -> None:
     """Explain, per environment, what conveyor decided for APP and why, with evidence."""
-    opened = open_project(config_path)
-    answer = views.why(opened.db, opened.config, app, environment)
+    data = answer(
+        server,
+        config_path,
+        lambda opened: views.why(opened.db, opened.config, app, environment),
+        lambda api: api.why(app, environment),
+    )
+    if as_json:
+        _json(data)
+    else:
+        print_why(out, data)
+
+
+@cli.command()
+@config_option
+@click.argument("app")
+@click.option("--env", "environment", help="The newest deployment in this environment.")
+@click.option("--deployment", "deployment_id", type=click.IntRange(1, 2**31 - 1), help="This deployment (by #id).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the deployment has ended.")
+@json_option
+@server_option
+@friendly_errors
+def logs(
+    config_path: Path,
+    app: str,
+    environment: str | None,
+    deployment_id: int | None,
+    follow: bool,
+    as_json: bool,
+    server: str | None,
+) -> None:
+    """The steps, attempts and logs of a deployment of APP (default: its newest one)."""
+    if follow and as_json:
+        raise click.UsageError("--follow and --json cannot be combined")
+    fetch: Callable[[int | None], dict[str, Any]]
+    if server:
+        url = server
+
+        def fetch(pinned: int | None) -> dict[str, Any]:
+            return _remote(url, lambda api: api.logs(app, environment, pinned))
+    else:
+        opened = open_for_reading(config_path)
+
+        def fetch(pinned: int | None) -> dict[str, Any]:
+            return views.logs(opened.db, opened.config, app, environment, pinned)
+
+    answer = fetch(deployment_id)
     if as_json:
         _json(answer)
-    else:
-        print_why(out, answer)
+        return
+    printer = LogPrinter(out)
+    if not follow:
+        printer.show(answer, final=True)
+        return
+    pinned = answer["deployment"]["id"]  # the newest now: later ones are not this one's story
+    try:
+        printer.show(answer, final=deployment_ended(answer))
+        if not deployment_ended(answer):
+            follow_logs(lambda: fetch(pinned), printer)
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C ends following; the deployment goes on
 
 
 @cli.command()
@@ -415,8 +715,7 @@ def why(config_path: Path, app: str, environment: str | None, as_json: bool) -> 
 @friendly_errors
 def notifications(config_path: Path, failed_only: bool, limit: int, as_json: bool) -> None:
     """Deliveries of events to notifiers, newest first: state, attempts and the last error."""
-    opened = open_project(config_path)
-    rows = deliveries(opened.db, failed_only=failed_only, limit=limit)
+    rows = deliveries(open_for_reading(config_path).db, failed_only=failed_only, limit=limit)
     if as_json:
         _json({"notifications": rows})
     else:
@@ -450,7 +749,7 @@ def audit(
     if server:
         answer = _remote(server, lambda api: api.audit(since=after, app=app, limit=limit))
     else:
-        opened = open_project(config_path)
+        opened = open_for_reading(config_path)
         answer = operator_actions(opened.db, opened.config, since=after, app=app, limit=limit).to_json()
     if as_json:
         _json(answer)
@@ -504,7 +803,7 @@ def audit_verify(ctx: click.Context, config_path: Path, expect: str | None, as_j
     if server:
         answer = _remote(server, lambda api: api.verify_audit(expect))
     else:
-        answer = verify_chain(open_project(config_path).db, anchor)
+        answer = verify_chain(open_for_reading(config_path).db, anchor)
     if as_json:
         _json(answer)
     else:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from conveyor.views import AppStatus
+from conveyor.views import AppStatus, EnvStatus
 
 STATE_STYLE = {
     "succeeded": "green",
@@ -20,7 +20,10 @@ STATE_STYLE = {
     "waiting": "yellow",
     "superseded": "dim",
     "cancelled": "dim",
+    "baking": "cyan",
 }
+
+HEALTH_STYLE = {"healthy": "green", "failing": "bold red", "checking": "cyan", "unknown": "yellow"}
 
 
 def age(iso: str | None, now: datetime | None = None) -> str:
@@ -31,6 +34,24 @@ def age(iso: str | None, now: datetime | None = None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{max(seconds, 0)}s ago"
+
+
+def status_from_json(apps: list[dict[str, Any]]) -> list[AppStatus]:
+    """The read model back from ``status --json`` (or the API's ``/api/apps``), for the table."""
+    known = set(EnvStatus.__dataclass_fields__)
+    return [
+        AppStatus(
+            name=a["name"],
+            team=a["team"],
+            tier=a["tier"],
+            groups=list(a["groups"]),
+            environments={
+                env: EnvStatus(**{k: v for k, v in st.items() if k in known}) for env, st in a["environments"].items()
+            },
+            holds=list(a.get("holds", [])),
+        )
+        for a in apps
+    ]
 
 
 def status_table(apps: list[AppStatus], environments: tuple[str, ...]) -> Table:
@@ -48,21 +69,51 @@ def status_table(apps: list[AppStatus], environments: tuple[str, ...]) -> Table:
     return table
 
 
+OBSTACLE_MARK = {"window": "🕘", "freeze": "❄", "stop": "🛑"}
+OBSTACLE_WORD = {"block": "blocked", "veto": "vetoed", "stop": "line stopped", "freeze": "frozen", "window": "closed"}
+
+
+def stop_banners(stops: list[dict[str, Any]]) -> list[Text]:
+    """One line per stop-the-line in force, shown above the status table."""
+    return [
+        Text(
+            f"🛑 LINE STOPPED in {h['environment']} since {h['since'][:16].replace('T', ' ')} UTC by {h['actor']}: "
+            f"{h['reason']} (lift: {h['lift']})",
+            style="bold red",
+        )
+        for h in stops
+    ]
+
+
 def _cell(app: AppStatus, env: str) -> Text:
     st = app.environments[env]
     if st.state is None:
-        return Text("—", style="dim")
+        if st.obstacles:
+            kind = st.obstacles[0]["kind"]
+            text = Text(f"— {OBSTACLE_MARK.get(kind, '⛔')} {OBSTACLE_WORD.get(kind, kind)}", style="red")
+        else:
+            text = Text("—", style="dim")
+        if st.awaiting_promotion:
+            text.append(f"\n⏸ {st.awaiting_promotion} awaits promote", style="magenta")
+        return text
     text = Text()
     text.append(st.release or "?", style="bold")
     text.append(" ")
     text.append(st.state, style=STATE_STYLE.get(st.state, ""))
     text.append(f" {age(st.since)}", style="dim")
-    if st.live and st.live != st.release:
-        text.append(f"\nlive: {st.live}", style="green")
-    if any(h["environment"] in (env, None) for h in app.holds):
-        text.append("\n⛔ blocked", style="bold red")
+    if st.current and (st.current != st.release or st.health != "healthy"):
+        text.append(f"\nruns: {st.current} ", style="bold")
+        text.append(st.health or "unknown", style=HEALTH_STYLE.get(st.health or "", ""))
+    vetoed = [h["release"] for h in app.holds if h["kind"] == "veto" and h["environment"] == env]
+    if st.obstacles and st.state not in ("deploying", "verifying", "baking"):
+        kind = st.obstacles[0]["kind"]
+        text.append(f"\n{OBSTACLE_MARK.get(kind, '⛔')} {OBSTACLE_WORD.get(kind, kind)}", style="bold red")
     elif st.state == "waiting":
         text.append("\n⏳ waiting", style="yellow")
+    if vetoed:
+        text.append(f"\nvetoed: {', '.join(vetoed)}", style="red")
+    if st.awaiting_promotion:
+        text.append(f"\n⏸ {st.awaiting_promotion} awaits promote", style="magenta")
     return text
 
 
@@ -78,11 +129,15 @@ def print_why(console: Console, answer: dict[str, Any]) -> None:
         if step and step["measurements"]:
             for m in step["measurements"][-3:]:
                 console.print(Text(f"      {m['phase']}: {m['message']}", style="dim"))
+        if step:
+            console.print(Text(f"      its log: conveyor logs {answer['app']} --env {env}", style="dim"))
     for hold in answer["holds"]:
+        scope = f"{hold['app'] or 'every app'} in {hold['environment'] or 'every environment'}"
+        until = f" until {hold['until'][:16].replace('T', ' ')}" if hold["until"] else ""
         console.print(
             Text(
-                f"  hold #{hold['id']} ({hold['kind']}, {hold['environment'] or 'all environments'}) "
-                f"by {hold['actor']} since {hold['since'][:19]}: {hold['reason']}",
+                f"  hold #{hold['id']} ({hold['kind']}, {scope}) by {hold['actor']} since "
+                f"{hold['since'][:16].replace('T', ' ')}{until}: {hold['reason']} — lift: {hold['lift']}",
                 style="red",
             )
         )
@@ -103,3 +158,22 @@ def history_table(app: str, rows: list[dict[str, Any]]) -> Table:
             r["summary"],
         )
     return table
+
+
+def holds_lines(rows: list[dict[str, Any]]) -> list[Text]:
+    """One line per hold in force: what, where, since when and until when, by whom, why, how to lift it."""
+    if not rows:
+        return [Text("no holds in force")]
+    lines = []
+    for h in rows:
+        scope = f"{h['app'] or 'every app'} in {h['environment'] or 'every environment'}"
+        release = f" ({h['release']})" if h.get("release") else ""
+        until = f" until {h['until'][:16].replace('T', ' ')} UTC" if h["until"] else ""
+        since = (h["since"] or "")[:16].replace("T", " ")
+        lines.append(
+            Text(
+                f"#{h['id']} {h['kind']} {scope}{release} since {since} UTC{until} by {h['actor']}: {h['reason']} "
+                f"— lift: {h['lift']}"
+            )
+        )
+    return lines

@@ -3,17 +3,22 @@
 An app must name a declared team, declared groups and only configured environments (each with a
 did-you-mean); a ``manual`` tier needs a ``reason``. A local ``repo`` path is taken relative to the
 config's folder and stored absolute; URLs (``https://``, ``file://``, ``ssh://``, ``user@host:path``)
-are kept as written. Every app gets an :class:`AppEnvironment` for every configured environment.
+are kept as written. With ``check_repos``, a local path (or ``file://`` URL) that does not exist or is
+not a git repository (a work tree or a bare one) is a problem. Every app gets an :class:`AppEnvironment`
+for every configured environment.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from conveyor.config.errors import ProblemLog, did_you_mean
-from conveyor.config.inheritance import Level, merge_deploy, merge_vars, pick_checks
+from conveyor.config.inheritance import Level, merge_deploy, merge_vars, pick_checks, pick_setting, var_paths
 from conveyor.config.plugin_specs import PluginSpecs
 from conveyor.config.resolved import AppConfig, AppEnvironment
 from conveyor.config.schema import RESERVED_VARS, AppSection, EnvironmentSection, FileSection
@@ -27,9 +32,17 @@ class AppResolver:
     validation, whose dependent checks are skipped rather than reported as a cascade."""
 
     def __init__(
-        self, doc: PositionedDocument, log: ProblemLog, folder: Path, file: FileSection, broken: set[str]
+        self,
+        doc: PositionedDocument,
+        log: ProblemLog,
+        folder: Path,
+        file: FileSection,
+        broken: set[str],
+        *,
+        check_repos: bool = False,
     ) -> None:
         self.doc, self.log, self.folder, self.file, self.broken = doc, log, folder, file, broken
+        self.check_repos = check_repos
 
     def resolve(self, name: str, app: AppSection, broken_keys: set[str]) -> AppConfig | None:
         """The app, or None after reporting problems; ``broken_keys`` failed validation already."""
@@ -40,14 +53,21 @@ class AppResolver:
             self._check_team(path, app.team)
         if not broken & {"groups"}:
             self._check_groups(path, app.groups)
+        if self.check_repos and "repo" not in broken:
+            self._check_repo(path, app.repo)
         if broken & {"environments", "defaults", "vars", "deploy", "checks", "tier"}:
             return None
-        self._check_environment_keys(path, app)
+        misspelt = self._check_environment_keys(path, app)
         tier = app.tier or self.file.defaults.tier or "auto"
         if tier == "manual" and not app.reason:
             where = self.doc.at((*path, "tier")) if app.tier else self.doc.key_at(path)
             self.log.add(where, f"app {name!r} has tier manual but no reason (add `reason: ...` saying why)")
-        environments = {env: self._environment(name, app, env) for env in self.file.environments}
+        environments = {env: self._environment(name, app, env) for env in self.file.environments if env not in misspelt}
+        if tier == "bake" and not any(e.bake > 0 for e in environments.values() if e is not None):
+            where = self.doc.at((*path, "tier")) if app.tier else self.doc.key_at(path)
+            self.log.add(
+                where, f"app {name!r} has tier bake but no bake time (add `bake: 30m` to it or an environment)"
+            )
         if len(self.log) > problems_before:
             return None
         return AppConfig(
@@ -71,11 +91,20 @@ class AppResolver:
                 known = list(self.file.groups)
                 self.log.add(self.doc.at((*path, "groups", index)), _unknown("group", group, known))
 
-    def _check_environment_keys(self, path: YamlPath, app: AppSection) -> None:
+    def _check_environment_keys(self, path: YamlPath, app: AppSection) -> set[str]:
+        """Report unknown environment keys; return the configured environments they likely misspell.
+
+        Those environments are not resolved: their settings are in the misspelt section, so every
+        problem found there (a missing var, an unknown placeholder) would only repeat the typo.
+        """
+        misspelt: set[str] = set()
+        unset = [env for env in self.file.environments if env not in app.environments]
         for env in app.environments:
             if env not in self.file.environments:
                 where = self.doc.key_at((*path, "environments", env))
                 self.log.add(where, _unknown("environment", env, self.file.environments))
+                misspelt.update(difflib.get_close_matches(env, unset, n=1))
+        return misspelt
 
     def _environment(self, name: str, app: AppSection, env: str) -> AppEnvironment | None:
         app_path: YamlPath = ("apps", name)
@@ -86,12 +115,21 @@ class AppResolver:
         ]
         vars = merge_vars(levels)
         self._check_reserved_vars(levels)
-        specs = PluginSpecs(self.doc, self.log, name, env, vars)
+        specs = PluginSpecs(self.doc, self.log, name, env, vars, var_paths(levels))
         deploy = specs.deploy(merge_deploy(levels))
         checks = specs.checks(*pick_checks(levels))
         if deploy is None:
             return None
-        return AppEnvironment(environment=env, vars=vars, deploy=deploy, checks=checks)
+        on_failure, bake, interval = (pick_setting(levels, k) for k in ("on_failure", "bake", "bake_interval"))
+        return AppEnvironment(
+            environment=env,
+            vars=vars,
+            deploy=deploy,
+            checks=checks,
+            on_failure=on_failure.value if on_failure else "hold",
+            bake=float(bake.value) if bake else 0.0,
+            bake_interval=float(interval.value) if interval else 60.0,
+        )
 
     def _check_reserved_vars(self, levels: list[Level]) -> None:
         for level in levels:
@@ -100,10 +138,32 @@ class AppResolver:
                     where = self.doc.key_at((*level.path, "vars", var))
                     self.log.add(where, f"var {var!r} is reserved: conveyor fills {{{var}}} itself")
 
+    def _check_repo(self, path: YamlPath, repo: str) -> None:
+        if repo.startswith("file://"):
+            local = Path(url2pathname(urlsplit(repo).path))
+        elif _URL.match(repo):
+            return  # a remote: only a fetch can tell
+        else:
+            local = Path(self._repo(repo))
+        if not local.exists():
+            problem = "does not exist"
+        elif not _is_git_repository(local):
+            problem = "is not a git repository"
+        else:
+            return
+        self.log.add(self.doc.at((*path, "repo")), f"repo {repo!r} of app {path[-1]!r} {problem} ({local})")
+
     def _repo(self, repo: str) -> str:
         if _URL.match(repo):
             return repo
         return str((self.folder / os.path.expanduser(repo)).resolve())
+
+
+def _is_git_repository(folder: Path) -> bool:
+    """A work tree (``.git`` folder, or file in a linked worktree) or a bare repository, as git tells them."""
+    if (folder / ".git").exists():
+        return True
+    return (folder / "HEAD").is_file() and (folder / "objects").is_dir() and (folder / "refs").is_dir()
 
 
 def _unknown(kind: str, name: str, known: list[str]) -> str:

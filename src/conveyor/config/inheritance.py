@@ -5,6 +5,7 @@
   merged over it key by key; a deeper block naming a different driver replaces it entirely.
 - ``checks``: a list at a deeper level replaces the inherited list wholesale (``checks: []`` removes
   every check).
+- ``on_failure``, ``bake`` and ``bake_interval``: the deepest level that sets one wins.
 
 Every merged value remembers the document path it came from, so a problem found after merging still
 points at the line the user wrote.
@@ -48,6 +49,14 @@ def merge_vars(levels: Sequence[Level]) -> dict[str, str]:
     return merged
 
 
+def var_paths(levels: Sequence[Level]) -> dict[str, YamlPath]:
+    """Where each merged var's value was written: the deepest level that sets it."""
+    paths: dict[str, YamlPath] = {}
+    for level in levels:
+        paths.update({name: (*level.path, "vars", name) for name in level.layer.vars})
+    return paths
+
+
 def merge_deploy(levels: Sequence[Level]) -> MergedDeploy:
     merged = MergedDeploy()
     for level in levels:
@@ -72,4 +81,14 @@ def pick_checks(levels: Sequence[Level]) -> tuple[YamlPath, list[dict[str, Any]]
     for level in levels:
         if level.layer.checks is not None:
             chosen = ((*level.path, "checks"), level.layer.checks)
+    return chosen
+
+
+def pick_setting(levels: Sequence[Level], name: str) -> Sourced | None:
+    """A plain setting (``on_failure``, ``bake``, ...): the deepest level that sets it wins."""
+    chosen: Sourced | None = None
+    for level in levels:
+        value = getattr(level.layer, name)
+        if value is not None:
+            chosen = Sourced(value, (*level.path, name))
     return chosen

@@ -5,11 +5,18 @@ The steps, each reporting into one :class:`~conveyor.config.errors.ProblemLog`:
 1. read and parse the YAML, keeping positions and filling ``${VAR}`` (:mod:`.yaml_positions`);
 2. check the shape with pydantic models (:mod:`.schema`), the top level and each app separately;
 3. check references: environments, an app's team, groups, per-environment keys, manual tier reasons,
-   notifiers (:mod:`.notifiers`) and the team ``notify`` lists that name them;
+   notifiers (:mod:`.notifiers`) and the team ``notify`` lists that name them, windows (:mod:`.windows`);
 4. for every app in every environment, apply inheritance (:mod:`.inheritance`) and validate deploy
-   and check options against their plugins (:mod:`.plugin_specs`).
+   and check options, and the vars each plugin declares, against their plugins (:mod:`.plugin_specs`);
+5. with ``check_repos`` (``conveyor check``), look at every local repository path: it must exist and
+   be a git repository. Other commands skip this, so a read never depends on a folder being there.
 
 Nothing is returned unless the log is empty; otherwise :class:`ConfigError` lists every problem.
+
+``reading=True`` loads the config of a command that only reads (``status``, ``why``, ``history``): the
+``notifiers`` and ``api`` sections, which only the notification sender and the HTTP API use, are skipped,
+so their ``${VAR}`` secrets need not be set where people read. The result has no notifiers and no API
+tokens. ``conveyor check`` and every command that writes load the whole file.
 """
 
 from __future__ import annotations
@@ -31,22 +38,32 @@ from conveyor.config.notifiers import NotifierResolver
 from conveyor.config.resolved import ApiToken, Config, TeamConfig
 from conveyor.config.schema import AppSection, FileSection, keys_of
 from conveyor.config.validation import Subject, describe_path, explain
+from conveyor.config.windows import WindowResolver
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 from conveyor.store.database import database_url_problem
 
 DATABASE_URL_VARIABLE = "CONVEYOR_DATABASE_URL"
+WRITERS_ONLY = frozenset({"notifiers", "api"})  # the sections a reading load skips
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Load and validate the config at ``path``; ``environ`` (default ``os.environ``) fills ``${VAR}``."""
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, *, reading: bool = False, check_repos: bool = False
+) -> Config:
+    """Load and validate the config at ``path``; ``environ`` (default ``os.environ``) fills ``${VAR}``.
+
+    With ``reading``, skip the sections only writers use (see the module docstring). ``check_repos`` also
+    reports a local repository path that is missing or not a git repository.
+    """
     environ = os.environ if environ is None else environ
     log = ProblemLog(str(path))
     text = _read(path, log)
-    doc = PositionedDocument(text, log, environ)
+    doc = PositionedDocument(text, log, environ, WRITERS_ONLY if reading else frozenset())
     data = _top_level(doc, log)
     log.raise_if_any(doc.secrets)
-    config = _resolve(path, doc, log, data, environ)
+    if reading:
+        data = {key: value for key, value in data.items() if key not in WRITERS_ONLY}
+    config = _resolve(path, doc, log, data, environ, check_repos=check_repos, check_team_notifiers=not reading)
     log.raise_if_any(doc.secrets)
     assert config is not None  # an empty log means every part resolved
     return config
@@ -97,14 +114,21 @@ def _groups_from_list(doc: PositionedDocument, log: ProblemLog, names: list[Any]
 
 
 def _resolve(
-    path: Path, doc: PositionedDocument, log: ProblemLog, data: dict[str, Any], environ: Mapping[str, str]
+    path: Path,
+    doc: PositionedDocument,
+    log: ProblemLog,
+    data: dict[str, Any],
+    environ: Mapping[str, str],
+    *,
+    check_repos: bool,
+    check_team_notifiers: bool = True,
 ) -> Config | None:
     file, broken = _validate_top_level(data, doc, log)
     apps = _validate_apps(data.get("apps"), doc, log)
     if "environments" not in broken:
         _check_environments(file.environments, doc, log)
     folder = path.resolve().parent
-    resolver = AppResolver(doc, log, folder, file, broken)
+    resolver = AppResolver(doc, log, folder, file, broken, check_repos=check_repos)
     resolved_apps = {name: resolver.resolve(name, app, bad) for name, (app, bad) in apps.items()}
     database_url = _database_url(file.database_url, folder, environ)
     if file.database_url and not environ.get(DATABASE_URL_VARIABLE):
@@ -114,8 +138,9 @@ def _resolve(
     api_tokens = _api_tokens(file.api, doc, log)
     notifiers = NotifierResolver(doc, log)
     resolved_notifiers = notifiers.resolve(file.notifiers)
-    if not broken & {"teams", "notifiers"}:
+    if check_team_notifiers and not broken & {"teams", "notifiers"}:
         notifiers.check_teams(file.teams, list(file.notifiers))
+    windows = WindowResolver(doc, log).resolve(file.windows, tuple(file.environments))
     secrets = set(doc.secrets) | notifiers.secrets
     secrets.update(token.token for token in file.api.tokens)
     password = urlsplit(database_url).password
@@ -134,6 +159,7 @@ def _resolve(
         secrets=frozenset(secrets),
         api_tokens=api_tokens,
         notifiers=resolved_notifiers,
+        windows=windows,
     )
 
 

@@ -18,11 +18,14 @@ _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
 class PlaceholderError(ValueError):
-    """A template cannot be filled; the message says why, ``where`` is filled in by the caller."""
+    """A template cannot be filled; the message says why, ``where`` is filled in by the caller.
 
-    def __init__(self, message: str) -> None:
+    ``name`` is the unknown placeholder's name (None for an unbalanced brace).
+    """
+
+    def __init__(self, message: str, name: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
+        self.message, self.name = message, name
 
 
 def fill(template: str, values: Mapping[str, str], where: str = "") -> str:
@@ -43,7 +46,7 @@ def fill(template: str, values: Mapping[str, str], where: str = "") -> str:
         else:
             known = ", ".join(sorted(values))
             raise PlaceholderError(
-                f"unknown placeholder {{{name}}}{where}{did_you_mean(name, values)} (known: {known})"
+                f"unknown placeholder {{{name}}}{where}{did_you_mean(name, values)} (known: {known})", name
             )
     out.append(template[position:])
     return "".join(out)
@@ -53,7 +56,7 @@ def fill_tree(
     value: Any,
     values: Mapping[str, str],
     path: YamlPath,
-    on_error: Callable[[YamlPath, str], None],
+    on_error: Callable[[YamlPath, PlaceholderError], None],
     where: str = "",
 ) -> Any:
     """Fill placeholders in every string inside ``value`` (lists and mappings included).
@@ -64,7 +67,7 @@ def fill_tree(
         try:
             return fill(value, values, where)
         except PlaceholderError as exc:
-            on_error(path, exc.message)
+            on_error(path, exc)
             return value
     if isinstance(value, list):
         return [fill_tree(item, values, (*path, i), on_error, where) for i, item in enumerate(value)]

@@ -4,11 +4,16 @@ For one app in one environment, after inheritance: the driver or check type is l
 :mod:`conveyor.plugins`; ``{placeholders}`` in the options are filled from that app's vars (plus ``app``
 and ``env``); duration strings given for ``float`` fields become seconds; then the plugin's ``Options``
 model validates the result. Every error points at the line where the offending value was written.
+
+Before any option is filled, the vars each plugin declares in its ``Vars`` model are validated: a var
+that is missing is reported where the environment is (or would be) written, a var of the wrong type
+where its value is. A var reported so is not reported again as an unknown ``{placeholder}``: one
+mistake, one problem.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -17,10 +22,10 @@ from conveyor import plugins
 from conveyor.config.durations import convert_duration_fields
 from conveyor.config.errors import ProblemLog, did_you_mean
 from conveyor.config.inheritance import MergedDeploy, Sourced
-from conveyor.config.placeholders import fill_tree
+from conveyor.config.placeholders import PlaceholderError, fill_tree
 from conveyor.config.resolved import CheckSpec, DeploySpec
 from conveyor.config.schema import CheckEntry, keys_of
-from conveyor.config.validation import Subject, explain, the_path
+from conveyor.config.validation import Subject, describe_path, explain, short_message, the_path
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 from conveyor.domain.model import CheckLimits
 
@@ -28,10 +33,20 @@ from conveyor.domain.model import CheckLimits
 class PluginSpecs:
     """Builds the DeploySpec and CheckSpecs of one app in one environment, reporting into ``log``."""
 
-    def __init__(self, doc: PositionedDocument, log: ProblemLog, app: str, env: str, vars: dict[str, str]):
+    def __init__(
+        self,
+        doc: PositionedDocument,
+        log: ProblemLog,
+        app: str,
+        env: str,
+        vars: dict[str, str],
+        var_paths: Mapping[str, YamlPath],
+    ):
         self.doc, self.log, self.app, self.env = doc, log, app, env
+        self.vars, self.var_paths = vars, var_paths
         self.values = {**vars, "app": app, "env": env}
         self.where = f" in app {app!r} environment {env!r}"
+        self.reported_vars: set[str] = set()  # missing or invalid: placeholders naming them say nothing more
 
     def deploy(self, merged: MergedDeploy) -> DeploySpec | None:
         if merged.driver is None:
@@ -42,12 +57,13 @@ class PluginSpecs:
             )
             return None
         name = merged.driver.value
-        options_model = self._plugin("driver", name, merged.driver.path, plugins.driver_class)
-        if options_model is None:
+        plugin = self._plugin("driver", name, merged.driver.path, plugins.driver_class)
+        if plugin is None:
             return None
+        vars_ok = self._vars(plugin, f"the {name} driver")
         subject = f"deploy (driver {name!r})"
-        options = self._options(options_model, merged.options, merged.anchor, subject, ["driver"])
-        return DeploySpec(driver=name, options=options) if options is not None else None
+        options = self._options(plugin.Options, merged.options, merged.anchor, subject, ["driver"])
+        return DeploySpec(driver=name, options=options) if options is not None and vars_ok else None
 
     def checks(self, path: YamlPath, entries: Sequence[dict[str, Any]]) -> tuple[CheckSpec, ...]:
         specs: list[CheckSpec] = []
@@ -77,22 +93,25 @@ class PluginSpecs:
         kind = entry.get("type")
         if kind is None:
             return None
-        options_model = self._plugin("check type", kind, (*path, "type"), plugins.check_class)
-        if options_model is None:
+        plugin = self._plugin("check type", kind, (*path, "type"), plugins.check_class)
+        if plugin is None:
             return None
+        vars_ok = self._vars(plugin, f"{label} (type {kind!r})")
         raw = {k: Sourced(v, (*path, k)) for k, v in entry.items() if k not in own_keys}
-        options = self._options(options_model, raw, path, f"{label} (type {kind!r})", own_keys)
-        if options is None or check is None:
+        options = self._options(plugin.Options, raw, path, f"{label} (type {kind!r})", own_keys)
+        if options is None or check is None or not vars_ok:
             return None
         limits = CheckLimits(**check.model_dump(exclude={"name", "type"}))
         return CheckSpec(name=check.name, type=check.type, options=options, limits=limits)
 
-    def _plugin(self, kind: str, name: Any, path: YamlPath, lookup: Callable[[str], Any]) -> type[BaseModel] | None:
+    def _plugin(self, kind: str, name: Any, path: YamlPath, lookup: Callable[[str], Any]) -> Any:
+        """The plugin class (its ``Options`` and ``Vars`` models are what matter here), or None if reported."""
         if not isinstance(name, str):
             self.log.add(self.doc.at(path), f"the {kind} must be a string")
             return None
         try:
-            options_model: type[BaseModel] = lookup(name).Options
+            plugin = lookup(name)
+            plugin.Options  # noqa: B018  (a plugin without an Options model is broken: say so here)
         except plugins.UnknownPlugin as exc:
             known = ", ".join(exc.known) or "none installed"
             hint = did_you_mean(name, exc.known)
@@ -102,7 +121,43 @@ class PluginSpecs:
             problem = f"{type(exc).__name__}: {exc}"
             self.log.add(self.doc.at(path), f"{kind} {name!r} could not be loaded: {problem}")
             return None
-        return options_model
+        return plugin
+
+    def _vars(self, plugin: Any, reader: str) -> bool:
+        """Validate the vars ``plugin`` declares; False after reporting a missing or invalid one.
+
+        Var names are matched without regard to case (``PORT`` is ``port``), as they reach processes
+        upper-cased anyway.
+        """
+        model: type[BaseModel] | None = getattr(plugin, "Vars", None)
+        if model is None or not model.model_fields:
+            return True
+        by_lower = {name.lower(): name for name in self.vars}
+        given = {field: by_lower[field.lower()] for field in model.model_fields if field.lower() in by_lower}
+        try:
+            model.model_validate({field: self.vars[name] for field, name in given.items()})
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                field = str(error["loc"][0]) if error["loc"] else ""
+                if field in self.reported_vars:
+                    continue
+                self.reported_vars.add(field)
+                if error["type"] == "missing":
+                    hint = did_you_mean(field, self.vars)
+                    self.log.add(
+                        self.doc.key_at(("apps", self.app, "environments", self.env, "vars", field)),
+                        f"{reader} needs var {field!r}{self.where}{hint}"
+                        f" (set vars.{field} in defaults, the app or the environment)",
+                    )
+                else:  # said of the level that wrote it, so a bad default is one problem, not one per place
+                    name = given.get(field, field)
+                    path = self.var_paths.get(name, ("apps", self.app, "vars", name))
+                    self.log.add(
+                        self.doc.at(path),
+                        f"var {name!r} in {describe_path(path[:-2])}: {short_message(error)} ({reader} reads it)",
+                    )
+            return False
+        return True
 
     def _options(
         self,
@@ -114,9 +169,10 @@ class PluginSpecs:
     ) -> BaseModel | None:
         unfilled: list[YamlPath] = []  # options whose placeholders failed: reported already
 
-        def on_error(path: YamlPath, message: str) -> None:
+        def on_error(path: YamlPath, error: PlaceholderError) -> None:
             unfilled.append(path)
-            self.log.add(self.doc.at(path), message)
+            if error.name not in self.reported_vars:
+                self.log.add(self.doc.at(path), error.message)
 
         filled = {k: fill_tree(s.value, self.values, s.path, on_error, self.where) for k, s in raw.items()}
         try:

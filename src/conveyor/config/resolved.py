@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from conveyor.domain.model import CheckLimits, Tier
+from conveyor.domain.holds import Window
+from conveyor.domain.model import CheckLimits, OnFailure, Tier
 from conveyor.notify.retry import RetryPolicy
 
 
@@ -37,6 +38,9 @@ class AppEnvironment:
     vars: dict[str, str]
     deploy: DeploySpec
     checks: tuple[CheckSpec, ...]
+    on_failure: OnFailure = "hold"  # after failed checks: hold (block), or roll back to the last good release
+    bake: float = 0.0  # bake tier: seconds a release stays baking after its checks pass
+    bake_interval: float = 60.0  # seconds between rounds of checks while baking
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class Config:
     secrets: frozenset[str] = field(default_factory=frozenset)  # values that came from ${VAR}
     notifiers: dict[str, NotifierConfig] = field(default_factory=dict)
     api_tokens: tuple[ApiToken, ...] = ()
+    windows: dict[str, Window] = field(default_factory=dict)  # environment -> its opening hours
 
     def app(self, name: str) -> AppConfig:
         try:

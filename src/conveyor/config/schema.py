@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from conveyor.config.durations import Duration
-from conveyor.domain.model import Tier
+from conveyor.domain.model import OnFailure, Tier
 from conveyor.notify.retry import RetryPolicy
 
 DEFAULT_ENVIRONMENTS = ("integration", "staging", "production")
@@ -112,6 +112,9 @@ class Layer(Section):
     vars: dict[VarName, VarValue] = Field(default_factory=dict)
     deploy: Block | None = None
     checks: list[Block] | None = None
+    on_failure: OnFailure | None = None
+    bake: Annotated[Duration, Field(ge=0)] | None = None
+    bake_interval: PositiveDuration | None = None
 
 
 class DefaultsSection(Layer):
@@ -165,6 +168,7 @@ class FileSection(Section):
     defaults: DefaultsSection = Field(default_factory=DefaultsSection)
     apps: dict[Name, Any] = Field(default_factory=dict)
     api: ApiSection = Field(default_factory=ApiSection)
+    windows: dict[str, Any] = Field(default_factory=dict)  # checked by conveyor.config.windows
 
 
 class CheckEntry(Section):

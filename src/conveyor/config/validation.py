@@ -75,7 +75,7 @@ def _explain_one(error: ErrorDetails, subject: Subject) -> Explained:
         return Explained(subject.path_of(loc), True, f"missing required key {last!r} in {subject.describe(container)}")
     if kind == "string_pattern_mismatch":
         return Explained(subject.path_of(loc), False, _bad_name(error, subject.describe(container)))
-    return Explained(subject.path_of(loc), False, f"{_label(loc, subject)}: {_short(error)}")
+    return Explained(subject.path_of(loc), False, f"{_label(loc, subject)}: {short_message(error)}")
 
 
 def _label(loc: tuple[Any, ...], subject: Subject) -> str:
@@ -91,7 +91,8 @@ def _bad_name(error: ErrorDetails, where: str) -> str:
     return f"invalid name {error['input']!r} in {where}: names must match {pattern}"
 
 
-def _short(error: ErrorDetails) -> str:
+def short_message(error: ErrorDetails) -> str:
+    """One error's complaint about a value, lower-case, without pydantic's prefixes."""
     if error["type"] in _SHORT:
         return _SHORT[error["type"]]
     message = error["msg"].removeprefix("Value error, ")

@@ -37,9 +37,12 @@ def _position(mark: Mark | None) -> Position:
 class PositionedDocument:
     """The document's data plus the position of every value (``value_marks``) and key (``key_marks``)."""
 
-    def __init__(self, text: str, log: ProblemLog, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, text: str, log: ProblemLog, environ: Mapping[str, str], unchecked: frozenset[str] = frozenset()
+    ) -> None:
         self.log = log
         self.environ = environ
+        self.unchecked = unchecked  # top-level sections whose unset ${VAR} are not problems (not used)
         self.value_marks: dict[YamlPath, Position] = {(): Position(1, 1)}
         self.key_marks: dict[YamlPath, Position] = {}
         self.secrets: set[str] = set()
@@ -97,10 +100,16 @@ class PositionedDocument:
             self._building.discard(id(node))
 
     def _scalar(self, node: ScalarNode, path: YamlPath) -> Any:
-        value = self._loader.construct_object(node)
+        try:
+            value = self._loader.construct_object(node)
+        except ValueError as exc:  # a scalar YAML types but cannot build, such as the date 2026-13-01
+            self.log.add(self.value_marks[path], f"invalid value {node.value!r}: {exc}")
+            return None
         if not isinstance(value, str):
             return value
         expansion = expand_environment(value, self.environ)
+        if path[:1] and path[0] in self.unchecked:
+            expansion.missing.clear()
         for name in expansion.missing:
             self.log.add(self.value_marks[path], f"environment variable {name!r} is not set")
         self.secrets.update(s for s in expansion.secrets if s)

@@ -7,7 +7,9 @@ The story, told by the engine's own events as they happen:
 2. A commit breaks ``api``'s health endpoint in staging only: it passes integration, fails staging, is
    blocked there, and production keeps the previous version. ``conveyor why api`` explains.
 3. A fix flows through, lifts the block, and reaches production.
-4. The final status, and where the database and logs are.
+4. An operator rolls api back in production: the last good release before the fix returns, and the
+   fix is vetoed there (never started there again automatically). ``conveyor why`` says so.
+5. The final status, and where the database and logs are.
 
 With ``--once`` every expectation is checked and the exit code says whether all held.
 """
@@ -45,6 +47,7 @@ from conveyor.store.tables import Deployment, Event, Hold
 APPS = {"web": ("frontend", ["edge"]), "api": ("platform", ["edge"]), "search": ("platform", [])}
 ENVIRONMENTS = ("integration", "staging", "production")
 STAGE_TIMEOUT = 45.0
+RULE_WIDTH = 100  # columns at most for the line under each act's title
 
 
 class DemoFailed(Exception):
@@ -109,7 +112,8 @@ class Demo:
 
     def say(self, title: str) -> None:
         self.catch_up()
-        self.console.print(Rule(f"[bold]{title}[/]", align="left"))
+        # a rule spans the console's width, which is unbounded when the output is piped
+        self.console.print(Rule(f"[bold]{title}[/]", align="left"), width=min(self.console.width, RULE_WIDTH))
 
     def catch_up(self, timeout: float = 2.0) -> None:
         """Let the narrator print every event so far, so the story reads in order."""
@@ -193,10 +197,12 @@ class Demo:
         self.catch_up()
         self.shell("conveyor why api")
         print_why(self.console, views.why(self.db, self.config, "api"))
-        self.console.print(f"[green]✔ {bad} passed integration, failed staging, was blocked; production kept v1[/]")
+        self.console.print(
+            f"[green]✔ {bad} passed integration, failed staging, was blocked; production kept {before}[/]"
+        )
         return bad
 
-    def act_three(self, bad: str) -> None:
+    def act_three(self, bad: str) -> str:
         self.say("3. A fix flows out and lifts the block")
         write_version(self.root / "repos" / "api", "api", "3", "api: fix the staging health check")
         fix = self.release("api")
@@ -206,16 +212,40 @@ class Demo:
         if self.answer("api", "production")["version"] != "3":
             raise DemoFailed("production should answer with api version 3")
         self.console.print(f"[green]✔ {fix} passed staging, the block lifted, production runs the fix[/]")
+        return fix
+
+    def act_rollback(self, fix: str) -> None:
+        self.say("4. An operator rolls api back in production")
+        reason = f"slow queries since {fix}"
+        self.shell(f'conveyor rollback api --env production --reason "{reason}"')
+        result = self.ops.rollback("api", "production", reason, actor="demo")
+
+        def restored() -> bool:
+            st = self.env_status("api", "production")
+            return st.state == "succeeded" and st.current == result.to and st.health == "healthy"
+
+        self.wait_for(f"api {result.to} back in production", restored)
+        if self.answer("api", "production")["version"] != "1":
+            raise DemoFailed("production should answer with api version 1 after the rollback")
+        self.catch_up()
+        self.shell("conveyor why api production")
+        print_why(self.console, views.why(self.db, self.config, "api", "production"))
+        self.console.print(
+            f"[green]✔ production runs api {result.to} again; {result.rolled_back_from} is vetoed there "
+            "and will not be started there again on its own[/]"
+        )
 
     def act_four(self, *, kept: bool) -> None:
-        self.say("4. Where things stand")
+        self.say("5. Where things stand")
         self.shell("conveyor status")
         self.console.print(status_table(views.status(self.db, self.config), self.config.environments))
         self.console.print(f"config:   {self.config.path}")
         self.console.print(f"database: {self.db.safe_url}")
         self.console.print(f"logs:     {self.config.state_dir / 'envs'}/<app>/<environment>/logs/")
         if kept:
-            self.console.print(f"try:      conveyor why api -c {self.config.path}   (or status, history api)")
+            self.console.print(
+                f"try:      conveyor why api -c {self.config.path}   (or status, history api, logs api --env staging)"
+            )
         else:
             self.console.print("this folder is removed on exit; run `conveyor demo --keep DIR` to keep it and explore")
 
@@ -247,7 +277,8 @@ def run_demo(console: Console, *, once: bool, keep: Path | None = None) -> int:
         demo.start()
         demo.act_one()
         bad = demo.act_two()
-        demo.act_three(bad)
+        fix = demo.act_three(bad)
+        demo.act_rollback(fix)
         demo.act_four(kept=keep is not None or not once)
         console.print(f"[bold green]demo complete in {time.monotonic() - started:.1f}s[/]")
         if not once:

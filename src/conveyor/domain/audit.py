@@ -41,22 +41,45 @@ GENESIS = "0" * 64  # the "previous hash" of the first event in the chain
 
 @dataclass(frozen=True)
 class OperatorAction:
-    """One thing an operator can ask for, recorded as an event of ``kind`` carrying ``name`` and a reason
-    (required when ``reason_required``)."""
+    """One thing an operator can ask for, recorded as an event of one of ``kinds`` carrying ``name`` and a
+    reason (required when ``reason_required``)."""
 
     name: str
-    kind: str
+    kinds: tuple[str, ...]
     reason_required: bool
     description: str
 
 
-RELEASE = OperatorAction("release", "release.created", False, "cut a release")
-DEPLOY = OperatorAction("deploy", "deployment.created", False, "queue a deployment of a chosen release")
-PROMOTE = OperatorAction("promote", "deployment.created", False, "promote past the manual tier's gate")
-UNBLOCK = OperatorAction("unblock", "hold.lifted", True, "lift a block after a failure")
+RELEASE = OperatorAction("release", ("release.created",), False, "cut a release")
+DEPLOY = OperatorAction("deploy", ("deployment.created",), False, "queue a deployment of a chosen release")
+PROMOTE = OperatorAction("promote", ("deployment.created",), False, "promote past the manual tier's gate")
+ROLLBACK = OperatorAction("rollback", ("rollback.queued",), True, "roll back and veto the release rolled back from")
+CANCEL = OperatorAction(
+    "cancel", ("deployment.cancelled", "cancel.requested"), True, "cancel a queued or running deployment"
+)
+BLOCK = OperatorAction("block", ("hold.created",), True, "block an app by hand")
+UNBLOCK = OperatorAction("unblock", ("hold.lifted",), True, "lift a block")
+FREEZE = OperatorAction("freeze", ("hold.created",), True, "freeze automatic starts")
+STOP = OperatorAction("stop", ("hold.created",), True, "stop the line in an environment")
+UNFREEZE = OperatorAction("unfreeze", ("hold.lifted",), False, "lift a freeze or a stop")
+UNVETO = OperatorAction("unveto", ("hold.lifted",), True, "lift a veto")
+FORCE = OperatorAction("force", ("hold.overridden",), True, "break glass: deploy or promote past holds")
 
 # Every operator action, in the order the docs list them. A new command adds its action here.
-OPERATOR_ACTIONS: tuple[OperatorAction, ...] = (RELEASE, DEPLOY, PROMOTE, UNBLOCK)
+OPERATOR_ACTIONS: tuple[OperatorAction, ...] = (
+    RELEASE,
+    DEPLOY,
+    PROMOTE,
+    ROLLBACK,
+    CANCEL,
+    BLOCK,
+    UNBLOCK,
+    FREEZE,
+    STOP,
+    UNFREEZE,
+    UNVETO,
+    FORCE,
+)
 
 
 def check_action(action: OperatorAction, kind: str, reason: str | None) -> None:
@@ -64,8 +87,10 @@ def check_action(action: OperatorAction, kind: str, reason: str | None) -> None:
     another kind, or without the reason it requires. Operations check reasons first, in words."""
     if action not in OPERATOR_ACTIONS:
         raise ValueError(f"{action.name!r} is not in OPERATOR_ACTIONS")
-    if kind != action.kind:
-        raise ValueError(f"the {action.name} action is recorded as {action.kind!r}, not {kind!r}")
+    if kind not in action.kinds:
+        raise ValueError(
+            f"the {action.name} action is recorded as {' or '.join(map(repr, action.kinds))}, not {kind!r}"
+        )
     if action.reason_required and not (reason or "").strip():
         raise ValueError(f"the {action.name} action needs a reason")
 

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.domain.model import Verdict
+from conveyor.domain.holds import HoldPolicy
+from conveyor.domain.model import DeploymentState, Verdict
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Note(Intent):
 class Start(Intent):
     deployment_id: int
     locks: tuple[str, ...]
+    # the environments and windows the start re-checks holds against, in its own transaction (None: no
+    # re-check, for tests that start a deployment directly)
+    policy: HoldPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,37 @@ class Verify(Intent):
 
 @dataclass(frozen=True)
 class Succeed(Intent):
+    """Refused unless the deployment is still in ``from_state`` with every step succeeded (and, from
+    ``baking``, its bake over): deploying with no checks, verifying with all checks passed, baking done."""
+
+    deployment_id: int
+    from_state: DeploymentState = DeploymentState.DEPLOYING
+
+
+@dataclass(frozen=True)
+class Bake(Intent):
+    """Checks passed on the bake tier: stay ``baking`` for ``seconds`` while the checks repeat."""
+
+    deployment_id: int
+    seconds: float
+    checks: tuple[str, ...]
+    interval: float
+
+
+@dataclass(frozen=True)
+class RepeatChecks(Intent):
+    """While baking: queue another round of the checks, due ``after`` seconds from now."""
+
+    deployment_id: int
+    checks: tuple[str, ...]
+    after: float
+
+
+@dataclass(frozen=True)
+class Cancel(Intent):
+    """An operator asked to cancel an active deployment and none of its steps runs any more: end it
+    ``cancelled`` and free its locks."""
+
     deployment_id: int
 
 
@@ -82,6 +117,8 @@ class Fail(Intent):
     step_id: int
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    # on_failure: rollback, and a last good release to go back to: deploy it at once, veto this one
+    rollback_to_release_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ Deployment states::
                                    \\-> failed        (a deploy or check step failed)
     pending|waiting -> superseded                    (a newer release took its place before it started)
     pending|waiting -> cancelled                     (an operator cancelled it)
+    deploying|verifying|baking -> cancelled          (an operator cancelled it; once its running step stopped)
+    verifying -> baking -> succeeded                 (bake tier: checks repeat until the bake time is over)
 
 Terminal states (succeeded, failed, superseded, cancelled, rolled_back) never change again.
 """
@@ -99,6 +101,19 @@ class Override(enum.StrEnum):
     FORCE = "force"
 
 
+class Health(enum.StrEnum):
+    """How the release that runs in an (app, environment) is doing, by its checks there.
+
+    ``healthy``: its checks passed (or it has none); ``failing``: they failed; ``checking``: they are
+    running; ``unknown``: none has finished (e.g. its deployment was cancelled while checking).
+    """
+
+    HEALTHY = "healthy"
+    FAILING = "failing"
+    CHECKING = "checking"
+    UNKNOWN = "unknown"
+
+
 class Verdict(enum.StrEnum):
     """The planner's verdict for an (app, environment) at a moment."""
 
@@ -110,7 +125,9 @@ class Verdict(enum.StrEnum):
     SKIP = "skip"
 
 
-Tier = Literal["auto", "manual"]
+Tier = Literal["auto", "manual", "bake"]
+
+OnFailure = Literal["hold", "rollback"]
 
 Phase = Literal["pass", "fail", "error", "inconclusive"]
 

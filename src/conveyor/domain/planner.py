@@ -1,9 +1,11 @@
 """The planner: a pure function from a snapshot of state and ``now`` to intents with their decisions.
 
 Order of a pass:
-1. active deployments advance from their steps' results (verify, succeed, fail);
-2. succeeded releases are promoted (or wait for a person on the manual tier);
-3. not-started deployments, oldest first: superseded by a newer release, held by a block or freeze,
+1. active deployments advance from their steps' results (verify, bake, succeed, fail, cancel);
+2. the release current and healthy in each place is promoted (or waits for a person on the manual
+   tier, or is noted as vetoed in the next environment);
+3. not-started deployments, oldest first: superseded by a newer release, held (:mod:`.holds`: a block,
+   veto, stop, freeze or closed window),
    waiting for a lock, or started. Locks are granted in arrival order: a waiter reserves the locks it
    needs, so a later arrival never overtakes it (no starvation), while deployments needing other locks
    go ahead at once.
@@ -24,8 +26,8 @@ from datetime import datetime
 
 from conveyor.domain import rules
 from conveyor.domain.decisions import Decision, Intent, Note, Start, Succeed, Wait
-from conveyor.domain.model import DeploymentState, Verdict
-from conveyor.domain.snapshot import DeploymentView, Snapshot, Succeeded
+from conveyor.domain.model import DeploymentState, Health, Verdict
+from conveyor.domain.snapshot import DeploymentView, Placement, ReleaseAt, Snapshot
 
 
 @dataclass
@@ -41,12 +43,12 @@ def plan_next(snap: Snapshot, now: datetime) -> Plan:
     plan = Plan()
     for d in snap.open_deployments:
         if d.state.active:
-            intent = rules.advance_active(d, snap)
+            intent = rules.advance_active(d, snap, now)
             if intent is not None:
                 plan.intents.append(intent)
     snap = _after_successes(snap, [i.deployment_id for i in plan.intents if isinstance(i, Succeed)])
-    for app, environment in sorted(snap.latest_succeeded):
-        intent = rules.promote_succeeded(app, environment, snap)
+    for app, environment in sorted(snap.placements):
+        intent = rules.promote_succeeded(app, environment, snap, now)
         if intent is not None and _worth_recording(intent, snap):
             plan.intents.append(intent)
     plan.intents.extend(_schedule_waiting(snap, now))
@@ -54,20 +56,18 @@ def plan_next(snap: Snapshot, now: datetime) -> Plan:
 
 
 def _after_successes(snap: Snapshot, succeeding: list[int]) -> Snapshot:
-    """The snapshot as it will be once these deployments have succeeded: each is the newest success of
-    its place unless a newer release already is, and holds no locks."""
+    """The snapshot as it will be once these deployments have succeeded: each is current, healthy and
+    last good in its place, and holds no locks."""
     if not succeeding:
         return snap
     ids = set(succeeding)
-    latest = dict(snap.latest_succeeded)
+    placements = dict(snap.placements)
     for d in snap.open_deployments:
-        if d.id not in ids:
-            continue
-        there = latest.get((d.app, d.environment))
-        if there is None or (there.release_id, there.deployment_id) <= (d.release_id, d.id):
-            latest[(d.app, d.environment)] = Succeeded(d.id, d.release_id, d.label)
+        if d.id in ids:
+            here = ReleaseAt(d.id, d.release_id, d.label)
+            placements[(d.app, d.environment)] = Placement(here, Health.HEALTHY, here)
     locks = {name: holder for name, holder in snap.locks.items() if holder not in ids}
-    return replace(snap, latest_succeeded=latest, locks=locks)
+    return replace(snap, placements=placements, locks=locks)
 
 
 def _worth_recording(intent: Intent, snap: Snapshot) -> bool:
@@ -93,9 +93,9 @@ def _schedule_waiting(snap: Snapshot, now: datetime) -> list[Intent]:
         if superseded is not None:
             intents.append(superseded)
             continue
-        hold = rules.blocking_hold(d, snap, now)
-        if hold is not None:
-            intents.extend(_wait(d, rules.hold_decision(d, hold), snap))
+        obstacles = rules.stopping_holds(d, snap, now)
+        if obstacles:
+            intents.extend(_wait(d, rules.hold_decision(d, obstacles), snap))
             continue
         needed = policy.locks.get(d.environment, ())
         decision = _lock_wait_decision(d, needed, snap, reserved)
@@ -114,7 +114,7 @@ def _schedule_waiting(snap: Snapshot, now: datetime) -> list[Intent]:
             deployment_id=d.id,
             release_id=d.release_id,
         )
-        intents.append(Start(started, deployment_id=d.id, locks=needed))
+        intents.append(Start(started, deployment_id=d.id, locks=needed, policy=snap.hold_policy))
     return intents
 
 

@@ -7,21 +7,25 @@ composes them in a fixed order.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from conveyor.domain.decisions import (
+    Bake,
+    Cancel,
     CancelSteps,
     Decision,
     Fail,
     Intent,
     Note,
     Promote,
+    RepeatChecks,
     Succeed,
     Supersede,
     Verify,
 )
-from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState, Verdict
-from conveyor.domain.snapshot import DeploymentView, HoldView, Snapshot, StepView
+from conveyor.domain.holds import Attempt, Obstacle, stopping
+from conveyor.domain.model import DeploymentState, Health, Override, StepKind, StepState, Verdict
+from conveyor.domain.snapshot import DeploymentView, ReleaseAt, Snapshot, StepView
 
 
 def _hhmm(at: datetime) -> str:
@@ -33,14 +37,16 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
 
     An operator's explicit deployment of an older release (a rollback by hand) is only replaced by a
     newer one still to come, not by one already live: deploying an old version on purpose must work."""
+    if d.override == Override.ROLLBACK:
+        return None  # an operator's way back: never replaced, not even by a newer release to come
     newer = [
         o.release_id
         for o in snap.open_deployments
         if o.app == d.app and o.environment == d.environment and o.release_id > d.release_id
     ]
-    done = snap.latest_succeeded.get((d.app, d.environment))
-    if done and done.release_id > d.release_id and not d.explicit:
-        newer.append(done.release_id)
+    placed = snap.placements.get((d.app, d.environment))
+    if placed and placed.current.release_id > d.release_id and not d.explicit:
+        newer.append(placed.current.release_id)
     if not newer:
         return None
     by = max(newer)
@@ -58,55 +64,25 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
     return Supersede(decision, deployment_id=d.id, by_release_id=by)
 
 
-def blocking_hold(d: DeploymentView, snap: Snapshot, now: datetime) -> HoldView | None:
-    """The hold that stops ``d`` now, if any.
-
-    A block from a failure in environment E stops the app in E and every later environment, except that
-    a release newer than the failed one may still try E itself: that is how a fix goes forward.
-    A freeze stops its scope (an app or every app; an environment or every environment) until lifted.
-    """
-    idx = snap.env_index(d.environment)
-    for hold in snap.holds:
-        if not hold.active(now) or (hold.app is not None and hold.app != d.app):
-            continue
-        if hold.kind == HoldKind.BLOCK and hold.environment is not None:
-            hold_idx = snap.env_index(hold.environment) if hold.environment in snap.environments else -1
-            if hold_idx < 0 or idx < hold_idx:
-                continue
-            if idx == hold_idx and hold.release_id is not None and d.release_id > hold.release_id:
-                continue  # fix-forward attempt
-            return hold
-        if hold.environment is None or hold.environment == d.environment:
-            return hold
-    return None
+def stopping_holds(d: DeploymentView, snap: Snapshot, now: datetime) -> tuple[Obstacle, ...]:
+    """What stops ``d`` from starting now (see :func:`conveyor.domain.holds.stopping`)."""
+    return stopping(Attempt.of(d), snap.holds, snap.hold_policy, now)
 
 
-def hold_decision(d: DeploymentView, hold: HoldView) -> Decision:
-    if hold.kind == HoldKind.BLOCK:
-        where = hold.environment or "every environment"
-        summary = (
-            f"blocked since {_hhmm(hold.since)}: {hold.reason}. Lifts when a release newer than "
-            f"{hold.label or 'the failed one'} passes {where}, or run: conveyor unblock {d.app} "
-            f"--env {where} --reason ..."
-        )
-        rule = "HoldWhileBlocked"
-    else:
-        summary = f"frozen since {_hhmm(hold.since)} by {hold.actor}: {hold.reason}"
-        rule = "HoldWhileFrozen"
+def hold_decision(d: DeploymentView, obstacles: tuple[Obstacle, ...]) -> Decision:
+    """Held (or waiting for a window) by the first obstacle; the others are in the evidence."""
+    first = obstacles[0]
+    more = [o.kind for o in obstacles[1:]]
+    summary = first.summary + (f" (also: {', '.join(more)})" if more else "")
+    reasons = tuple(o.hold.reason for o in obstacles if o.hold is not None)
     return Decision(
         d.app,
         d.environment,
-        Verdict.HOLD,
-        rule,
+        Verdict.WAIT if first.kind == "window" else Verdict.HOLD,
+        first.rule,
         summary,
-        reasons=(hold.reason,),
-        evidence={
-            "hold_id": hold.id,
-            "kind": hold.kind.value,
-            "actor": hold.actor,
-            "since": hold.since.isoformat(),
-            "hold_environment": hold.environment,
-        },
+        reasons=reasons,
+        evidence={**first.evidence(), "obstacles": [o.evidence() for o in obstacles]},
         deployment_id=d.id,
         release_id=d.release_id,
     )
@@ -116,10 +92,14 @@ def _step(d: DeploymentView, kind: StepKind) -> list[StepView]:
     return [s for s in d.steps if s.kind == kind]
 
 
-def _failure(d: DeploymentView, step: StepView) -> Fail:
+def _failure(d: DeploymentView, step: StepView, snap: Snapshot) -> Fail:
     what = "deploy" if step.kind == StepKind.DEPLOY else f"check '{step.name}'"
     summary = f"release {d.label} failed {what} in {d.environment}: {step.outcome or 'no detail'}"
     evidence = {"step_id": step.id, "step": step.name, "kind": step.kind.value, **step.evidence}
+    rollback_to = _rollback_target(d, step, snap)
+    if rollback_to is not None:
+        summary += f"; rolling back to {rollback_to.label} (on_failure: rollback) and vetoing {d.label} there"
+        evidence["rollback_to"] = rollback_to.label
     decision = Decision(
         d.app,
         d.environment,
@@ -131,16 +111,54 @@ def _failure(d: DeploymentView, step: StepView) -> Fail:
         deployment_id=d.id,
         release_id=d.release_id,
     )
-    return Fail(decision, deployment_id=d.id, step_id=step.id, summary=summary, evidence=evidence)
+    return Fail(
+        decision,
+        deployment_id=d.id,
+        step_id=step.id,
+        summary=summary,
+        evidence=evidence,
+        rollback_to_release_id=rollback_to.release_id if rollback_to else None,
+    )
 
 
-def advance_active(d: DeploymentView, snap: Snapshot) -> Intent | None:
-    """Move a deploying or verifying deployment on, from the states of its steps."""
+def _rollback_target(d: DeploymentView, step: StepView, snap: Snapshot) -> ReleaseAt | None:
+    """With ``on_failure: rollback``, a release whose checks failed (so it runs, failing) is followed by
+    its place's last good release, if there is one other than itself. A failed deploy step left the
+    previous release running: nothing to roll back."""
+    policy = snap.apps.get(d.app)
+    if step.kind != StepKind.CHECK or policy is None or policy.on_failure.get(d.environment) != "rollback":
+        return None
+    if d.override == Override.ROLLBACK:
+        return None  # a rollback that fails is not rolled back in turn: a person decides
+    placed = snap.placements.get((d.app, d.environment))
+    good = placed.last_good if placed else None
+    if good is None or good.release_id == d.release_id:
+        return None
+    return good
+
+
+def advance_active(d: DeploymentView, snap: Snapshot, now: datetime) -> Intent | None:
+    """Move a deploying, verifying or baking deployment on, from the states of its steps."""
+    if d.cancel_requested:
+        return _advance_cancelled(d)
     if d.state == DeploymentState.DEPLOYING:
         return _advance_deploying(d, snap)
     if d.state == DeploymentState.VERIFYING:
-        return _advance_verifying(d)
+        return _advance_verifying(d, snap)
+    if d.state == DeploymentState.BAKING:
+        return _advance_baking(d, snap, now)
     return None
+
+
+def _advance_cancelled(d: DeploymentView) -> Intent | None:
+    """Cancelled by an operator: queued steps never run; once no step runs any more (the holder saw the
+    request at its heartbeat and stopped its driver), the deployment ends and frees its locks."""
+    queued = tuple(s.id for s in d.steps if s.state == StepState.QUEUED)
+    if queued:
+        return CancelSteps(None, deployment_id=d.id, step_ids=queued)
+    if any(s.state == StepState.RUNNING for s in d.steps):
+        return None
+    return Cancel(None, deployment_id=d.id)
 
 
 def _advance_deploying(d: DeploymentView, snap: Snapshot) -> Intent | None:
@@ -149,17 +167,17 @@ def _advance_deploying(d: DeploymentView, snap: Snapshot) -> Intent | None:
         return None
     last = deploys[-1]
     if last.state != StepState.SUCCEEDED:
-        return _failure(d, last)
+        return _failure(d, last, snap)
     policy = snap.apps.get(d.app)
     names = policy.checks.get(d.environment, ()) if policy else ()
     if not names:
-        return Succeed(None, deployment_id=d.id)
+        return Succeed(None, deployment_id=d.id, from_state=DeploymentState.DEPLOYING)
     return Verify(None, deployment_id=d.id, checks=names)
 
 
-def _advance_verifying(d: DeploymentView) -> Intent | None:
-    """All checks passed: succeed. One failed: cancel the queued ones, let running ones finish (their
-    locks stay held meanwhile), then fail with the first failure as the evidence."""
+def _checks_outcome(d: DeploymentView, snap: Snapshot) -> Intent | bool | None:
+    """One failed: cancel the queued ones, let running ones finish (their locks stay held meanwhile),
+    then fail with the first failure as the evidence. True when every check passed, False while some run."""
     checks = _step(d, StepKind.CHECK)
     failed = [s for s in checks if s.state == StepState.FAILED]
     if failed or any(s.state == StepState.CANCELLED for s in checks):
@@ -169,27 +187,94 @@ def _advance_verifying(d: DeploymentView) -> Intent | None:
         if any(s.state == StepState.RUNNING for s in checks):
             return None
         culprit = failed[0] if failed else next(s for s in checks if s.state == StepState.CANCELLED)
-        return _failure(d, culprit)
-    if checks and all(s.state == StepState.SUCCEEDED for s in checks):
-        return Succeed(None, deployment_id=d.id)
-    return None
+        return _failure(d, culprit, snap)
+    return bool(checks) and all(s.state == StepState.SUCCEEDED for s in checks)
 
 
-def promote_succeeded(app: str, environment: str, snap: Snapshot) -> Intent | None:
-    """After a release succeeds in an environment, send it to the next one (auto tier), or wait for a
-    person before the last environment (manual tier)."""
-    done = snap.latest_succeeded.get((app, environment))
+def _advance_verifying(d: DeploymentView, snap: Snapshot) -> Intent | None:
+    """All checks passed: succeed, or start baking on the bake tier."""
+    outcome = _checks_outcome(d, snap)
+    if outcome is not True:
+        return outcome or None
+    policy = snap.apps.get(d.app)
+    bake = policy.bake.get(d.environment, 0.0) if policy and policy.tier == "bake" else 0.0
+    if bake > 0 and policy is not None:
+        return Bake(
+            None,
+            deployment_id=d.id,
+            seconds=bake,
+            checks=policy.checks.get(d.environment, ()),
+            interval=policy.bake_interval.get(d.environment, 60.0),
+        )
+    return Succeed(None, deployment_id=d.id, from_state=DeploymentState.VERIFYING)
+
+
+def _advance_baking(d: DeploymentView, snap: Snapshot, now: datetime) -> Intent | None:
+    """Baking: a failed round is a failure; once the bake time is over and no round is left, succeed;
+    otherwise, when the last round passed, queue the next one."""
+    outcome = _checks_outcome(d, snap)
+    if outcome is not True:
+        return outcome or None
+    policy = snap.apps.get(d.app)
+    if d.bake_until is None or now >= d.bake_until or policy is None:
+        return Succeed(None, deployment_id=d.id, from_state=DeploymentState.BAKING)
+    # rounds fall on the bake's own schedule (since + k x interval), however late this pass runs
+    interval = policy.bake_interval.get(d.environment, 60.0)
+    since = d.baking_since or now
+    rounds = int((now - since).total_seconds() // interval) + 1
+    next_round = since + timedelta(seconds=rounds * interval)
+    if next_round >= d.bake_until:
+        return None  # no round before the end: the planner passes again when the bake is over
+    after = (next_round - now).total_seconds()
+    return RepeatChecks(None, deployment_id=d.id, checks=policy.checks.get(d.environment, ()), after=after)
+
+
+def baking_left(d: DeploymentView, now: datetime) -> str:
+    """ "12m of 30m left", for why."""
+    if d.bake_until is None or d.baking_since is None:
+        return ""
+    total = (d.bake_until - d.baking_since).total_seconds()
+    left = max(0.0, (d.bake_until - now).total_seconds())
+    return f"baking: {_minutes(left)} of {_minutes(total)} left"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m" if seconds >= 60 else f"{int(seconds)}s"
+
+
+def promote_succeeded(app: str, environment: str, snap: Snapshot, now: datetime) -> Intent | None:
+    """After a release passes an environment, send it to the next one (auto tier), or wait for a person
+    before the last environment (manual tier). What is promoted is the release current and healthy
+    there: after a rollback, the release rolled back to; never one vetoed in the target."""
+    placed = snap.placements.get((app, environment))
     policy = snap.apps.get(app)
-    if done is None or policy is None or environment not in snap.environments:
+    if placed is None or policy is None or environment not in snap.environments:
         return None  # removed from config since: nothing to promote from there
+    if placed.health != Health.HEALTHY:
+        return None
+    done = placed.current
     target = snap.next_environment(environment)
     if target is None:
         return None
+    there = snap.placements.get((app, target))
+    if there is not None and there.current.release_id >= done.release_id:
+        return None  # already runs this release or a newer one
+    attempt = Attempt(app, target, done.release_id)
+    veto = next((o for o in stopping(attempt, snap.holds, snap.hold_policy, now) if o.kind == "veto"), None)
+    if veto is not None:
+        decision = Decision(
+            app,
+            target,
+            Verdict.VETO,
+            veto.rule,
+            veto.summary,
+            reasons=(veto.hold.reason,) if veto.hold else (),
+            evidence={**veto.evidence(), "release": done.label},
+            release_id=done.release_id,
+        )
+        return Note(decision)
     if (done.release_id, target) in snap.deployed_releases:
         return None
-    there = snap.latest_succeeded.get((app, target))
-    if there is not None and there.release_id >= done.release_id:
-        return None  # already has this release or a newer one
     if policy.tier == "manual" and target == snap.environments[-1]:
         summary = (
             f"waiting for promotion — manual tier: {policy.reason}. Release {done.label} passed "

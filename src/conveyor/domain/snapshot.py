@@ -6,10 +6,12 @@ planner can be tested table by table without a database.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState, Tier
+from conveyor.domain.holds import HoldPolicy, Window
+from conveyor.domain.model import DeploymentState, Health, HoldKind, OnFailure, Override, StepKind, StepState, Tier
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,9 @@ class AppPolicy:
     reason: str | None
     locks: dict[str, tuple[str, ...]]  # environment -> lock names
     checks: dict[str, tuple[str, ...]]  # environment -> check names
+    on_failure: dict[str, OnFailure] = field(default_factory=dict)  # environment -> hold | rollback
+    bake: dict[str, float] = field(default_factory=dict)  # environment -> seconds to bake (bake tier)
+    bake_interval: dict[str, float] = field(default_factory=dict)  # environment -> seconds between rounds
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ class DeploymentView:
     steps: tuple[StepView, ...] = ()
     explicit: bool = False  # asked for by a person (deploy, promote), not by a release or promotion
     override: Override | None = None  # a rollback or a forced deployment: see Override
+    cancel_requested: bool = False  # an operator asked to cancel it while it ran
+    baking_since: datetime | None = None  # when its checks first passed (bake tier)
+    bake_until: datetime | None = None  # when its bake is over
 
 
 @dataclass(frozen=True)
@@ -56,15 +64,15 @@ class HoldView:
     actor: str
     since: datetime
     until: datetime | None = None
-    label: str = ""  # the release label, for blocks
+    label: str = ""  # the release label, for blocks and vetoes
 
     def active(self, now: datetime) -> bool:
         return self.until is None or now < self.until
 
 
 @dataclass(frozen=True)
-class Succeeded:
-    """The newest release that succeeded in an (app, environment)."""
+class ReleaseAt:
+    """One release as deployed by one deployment in a place."""
 
     deployment_id: int
     release_id: int
@@ -72,17 +80,35 @@ class Succeeded:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """What runs in one (app, environment), kept by the orchestrator alone (invariant 7).
+
+    ``current``: the release whose deploy step last succeeded there, whatever its checks said after;
+    ``health``: how its checks went; ``last_good``: the release that most recently passed every check there
+    (after a rollback, an older release may be current and good)."""
+
+    current: ReleaseAt
+    health: Health
+    last_good: ReleaseAt | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     environments: tuple[str, ...]
     apps: dict[str, AppPolicy]
     open_deployments: tuple[DeploymentView, ...]
-    latest_succeeded: dict[tuple[str, str], Succeeded]
+    placements: dict[tuple[str, str], Placement]
     deployed_releases: frozenset[tuple[int, str]]  # (release_id, environment) that have any deployment
     holds: tuple[HoldView, ...]
     locks: dict[str, int]  # lock name -> holding deployment id
     # fingerprints of the latest decision per (app, environment, deployment): a decision already
     # standing is not recorded again
     decision_fingerprints: frozenset[str] = frozenset()
+    windows: Mapping[str, Window] = field(default_factory=dict)  # environment -> its opening hours
+
+    @property
+    def hold_policy(self) -> HoldPolicy:
+        return HoldPolicy(self.environments, self.windows)
 
     def env_index(self, environment: str) -> int:
         return self.environments.index(environment)

@@ -24,6 +24,10 @@ Example, a driver that records what it deployed::
 
 Register it under the ``conveyor.drivers`` entry-point group; config then accepts
 ``deploy: {driver: echo, target: ...}``, with the options validated by ``Options``.
+
+A driver that reads per-environment vars declares them in ``Vars``, a model whose fields are the var
+names it needs and their types (``port: int``); ``conveyor check`` then reports a var that is missing or
+of the wrong type, per environment, before anything is deployed.
 """
 
 from __future__ import annotations
@@ -31,16 +35,22 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from conveyor.steps import StepContext
+from conveyor.supervisor import release_environ
 
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class NoVars(BaseModel):
+    """A plugin that reads no vars; every var the app has is left alone (vars are shared by all plugins)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,10 @@ class DeployRequest:
     ``repo`` is the path of conveyor's mirror clone of the app's repository (a bare git repository in
     the state folder) so drivers can check out ``sha`` without touching the network. ``vars`` are the
     per-environment variables from config, already as strings. ``state_dir`` is a folder this driver may
-    keep files in for this (app, environment): checkouts, pid files, logs.
+    keep files in for this (app, environment): checkouts, pid files, logs. ``step_id`` names the step,
+    ``attempt`` counts its runs (a crash re-runs it) and ``lease_expires_at`` is when the step's lease ran
+    out as of its claim: the fencing facts a deploy script gets as ``CONVEYOR_STEP_ID``,
+    ``CONVEYOR_ATTEMPT`` and ``CONVEYOR_LEASE_EXPIRES_AT``.
     """
 
     app: str
@@ -62,19 +75,22 @@ class DeployRequest:
     options: BaseModel
     state_dir: Path
     attempt: int = 1
+    lease_expires_at: datetime | None = None
+    step_id: int | None = None
 
     def environ(self) -> dict[str, str]:
         """The environment variables every process a driver starts should carry."""
-        env = {f"CONVEYOR_VAR_{k.upper()}": v for k, v in self.vars.items()}
-        env.update({k.upper(): v for k, v in self.vars.items()})
-        env.update(
-            CONVEYOR_APP=self.app,
-            CONVEYOR_ENV=self.environment,
-            CONVEYOR_VERSION=self.version,
-            CONVEYOR_SHA=self.sha,
-            CONVEYOR_REPO=self.repo,
+        return release_environ(
+            app=self.app,
+            environment=self.environment,
+            version=self.version,
+            sha=self.sha,
+            repo=self.repo,
+            vars=self.vars,
+            step_id=self.step_id,
+            attempt=self.attempt,
+            lease_expires_at=self.lease_expires_at,
         )
-        return env
 
 
 @dataclass(frozen=True)
@@ -85,10 +101,11 @@ class DeployResult:
 
 
 class Driver(ABC):
-    """Puts a version of an app into an environment. Subclasses set ``name`` and ``Options``."""
+    """Puts a version of an app into an environment. Subclasses set ``name``, ``Options`` and ``Vars``."""
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    Vars: ClassVar[type[BaseModel]] = NoVars  # the vars it reads, validated per environment by the config loader
 
     @abstractmethod
     def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:

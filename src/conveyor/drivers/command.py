@@ -1,10 +1,12 @@
 """The ``command`` driver: deploy by running a command the operator configured.
 
-The command is an argv list, run without a shell. Release facts reach it only as environment variables
-(``CONVEYOR_APP``, ``CONVEYOR_ENV``, ``CONVEYOR_VERSION``, ``CONVEYOR_SHA``, ``CONVEYOR_REPO`` and the
-environment's vars, see :meth:`DeployRequest.environ`), never as text spliced into a command line, so a
-version label or branch name cannot inject anything. The child's environment is a few inherited variables
-(PATH, HOME, LANG, ...), then the release facts, then ``env`` from the options.
+The command is an argv list, run without a shell, by :mod:`conveyor.supervisor` (so it and everything it
+starts end with a timeout, a cancel or the worker's death). Release facts reach it only as environment
+variables (``CONVEYOR_APP``, ``CONVEYOR_ENV``, ``CONVEYOR_VERSION``, ``CONVEYOR_SHA``, ``CONVEYOR_REPO``,
+``CONVEYOR_ATTEMPT``, ``CONVEYOR_LEASE_EXPIRES_AT`` and the environment's vars, see
+:meth:`DeployRequest.environ`), never as text spliced into a command line, so a version label or branch
+name cannot inject anything. The child's environment is a few inherited variables (PATH, HOME, LANG, ...),
+then the release facts, then ``env`` from the options.
 
 Exit code 0 means deployed. A non-zero exit, a timeout, a cancellation or a command that cannot start is a
 failed :class:`DeployResult`, never an exception. Idempotency is the command's job: it is run again with
@@ -19,8 +21,8 @@ from typing import Annotated, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.drivers.base import DeployRequest, DeployResult, Driver
-from conveyor.drivers.process import ProcessResult, minimal_environ, run_process
 from conveyor.steps import StepContext
+from conveyor.supervisor import ProcessResult, minimal_environ, run_process
 
 
 class CommandOptions(BaseModel):

@@ -23,7 +23,6 @@ import re
 import shlex
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -34,16 +33,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conveyor.drivers.base import DeployRequest, DeployResult, Driver
-from conveyor.drivers.process import (
-    describe_start_error,
-    detached_exit_code,
-    minimal_environ,
-    process_identity,
-    run_process,
-    spawn_detached,
-    stop_group,
-)
+from conveyor.drivers.process import detached_exit_code, process_identity, spawn_detached, stop_group
 from conveyor.steps import StepContext
+from conveyor.supervisor import describe_start_error, minimal_environ, run_process
 
 RECORD_NAME = "current.json"
 GIT_TIMEOUT = 300.0
@@ -59,6 +51,12 @@ class LocalOptions(BaseModel):
     ready_path: Annotated[str, Field(pattern=r"^/")] = "/"
     stop_timeout: Annotated[float, Field(ge=0)] = DEFAULT_STOP_TIMEOUT
     env: dict[str, str] = Field(default_factory=dict)
+
+
+class LocalVars(BaseModel):
+    """The vars the local driver reads in each environment: the port the app listens on."""
+
+    port: Annotated[int, Field(ge=1, le=65535)]
 
 
 class ProcessRecord(BaseModel):
@@ -87,6 +85,7 @@ class _DeployFailed(Exception):
 class LocalDriver(Driver):
     name = "local"
     Options = LocalOptions
+    Vars = LocalVars
 
     def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
         opts = cast(LocalOptions, request.options)
@@ -210,15 +209,10 @@ def _require_sha(sha: str) -> None:
 def _head_of(checkout: Path) -> str | None:
     if not (checkout / ".git").exists():  # without it git would look at enclosing folders
         return None
-    out = subprocess.run(
-        ["git", "-C", str(checkout), "rev-parse", "--verify", "HEAD"],
-        capture_output=True,
-        text=True,
-        env=_git_environ(),
-        timeout=GIT_TIMEOUT,
-        check=False,
-    )
-    return out.stdout.strip() if out.returncode == 0 else None
+    output: list[str] = []
+    argv = ["git", "-C", str(checkout), "rev-parse", "--verify", "--quiet", "HEAD"]
+    outcome = run_process(argv, env=_git_environ(), cwd=None, timeout=GIT_TIMEOUT, ctx=StepContext(log=output.append))
+    return output[-1].strip() if outcome.ok and output else None
 
 
 def _git(args: list[str], ctx: StepContext) -> None:

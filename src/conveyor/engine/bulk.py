@@ -13,13 +13,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Decision as DecisionRecord
 from conveyor.domain.decisions import Note, Promote, Start, Succeed
-from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
-from conveyor.store.database import dialect_insert
+from conveyor.domain.holds import Attempt, stopping
+from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState
+from conveyor.engine import placements
 from conveyor.store.records import (
     About,
     deployment_events,
@@ -28,7 +29,8 @@ from conveyor.store.records import (
     record_decisions,
     record_events,
 )
-from conveyor.store.tables import Deployment, Hold, LatestSuccess, Lock, Release, Step
+from conveyor.store.snapshot import load_holds
+from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
 
 SYSTEM = "conveyor"
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
@@ -36,14 +38,19 @@ ACTIVE = (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, Depl
 
 
 def _compare_and_set(
-    session: Session, ids: Sequence[int], expected: Sequence[str], values: dict[str, Any]
+    session: Session,
+    ids: Sequence[int],
+    expected: Sequence[str],
+    values: dict[str, Any],
+    *also: ColumnElement[bool],
 ) -> dict[int, Any]:
-    """Move the deployments among ``ids`` that are still in an ``expected`` state; returns their rows."""
+    """Move the deployments among ``ids`` that are still in an ``expected`` state (and meet ``also``);
+    returns their rows."""
     if not ids:
         return {}
     rows = session.execute(
         update(Deployment)
-        .where(Deployment.id.in_(ids), Deployment.state.in_(expected))
+        .where(Deployment.id.in_(ids), Deployment.state.in_(expected), *also)
         .values(**values)
         .returning(Deployment.id, Deployment.app, Deployment.environment, Deployment.release_id),
         execution_options={"synchronize_session": False},
@@ -52,11 +59,17 @@ def _compare_and_set(
 
 
 def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list[bool]:
+    """Start the deployments whose locks are free and that no hold stops now: the holds are read again
+    in this transaction, so a block recorded earlier in the same pass (a failure in staging) stops a
+    start planned from an older snapshot (the same app in production)."""
+    held = _held_now(session, intents, now)
     wanted = {name for intent in intents for name in intent.locks}
     taken = dict(session.execute(select(Lock.name, Lock.deployment_id).where(Lock.name.in_(wanted))).all())
     chosen: list[Start] = []
     granted: set[str] = set()
     for intent in intents:
+        if intent.deployment_id in held:
+            continue  # re-planned next pass, which records the hold's decision
         if any(taken.get(n, intent.deployment_id) != intent.deployment_id or n in granted for n in intent.locks):
             continue  # a lock is held, or an earlier intent of this group takes it: re-planned next pass
         granted.update(intent.locks)
@@ -92,10 +105,52 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
     return [i.deployment_id in started for i in intents]
 
 
+def _held_now(session: Session, intents: Sequence[Start], now: datetime) -> set[int]:
+    """The deployments among ``intents`` that a hold stops now (see :func:`conveyor.domain.holds.stopping`)."""
+    checked = {i.deployment_id: i.policy for i in intents if i.policy is not None}
+    if not checked:
+        return set()
+    rows = session.execute(
+        select(
+            Deployment.id,
+            Deployment.app,
+            Deployment.environment,
+            Deployment.release_id,
+            Deployment.origin_key,
+            Deployment.override,
+        ).where(Deployment.id.in_(list(checked)))
+    ).all()
+    holds = load_holds(session)
+    held: set[int] = set()
+    for row in rows:
+        attempt = Attempt(
+            row.app,
+            row.environment,
+            row.release_id,
+            explicit=row.origin_key is None,
+            override=Override(row.override) if row.override else None,
+        )
+        if stopping(attempt, holds, checked[row.id], now):
+            held.add(row.id)
+    return held
+
+
 def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> list[bool]:
-    """Mark the deployments live, free their locks, and lift the blocks older releases left behind."""
+    """Mark the deployments live, free their locks, and lift the blocks older releases left behind.
+
+    Each succeeds only from the state it was planned in and with every one of its steps succeeded: from
+    ``deploying`` (no checks), ``verifying`` (all checks passed) or ``baking`` (its bake over too)."""
     values = {"state": DeploymentState.SUCCEEDED.value, "updated_at": now, "finished_at": now}
-    done = _compare_and_set(session, [i.deployment_id for i in intents], ACTIVE, values)
+    unfinished = (
+        select(Step.id).where(Step.deployment_id == Deployment.id, Step.state != StepState.SUCCEEDED.value).exists()
+    )
+    done: dict[int, Any] = {}
+    for state in dict.fromkeys(i.from_state for i in intents):
+        also: list[ColumnElement[bool]] = [~unfinished, Deployment.cancel_requested_at.is_(None)]
+        if state == DeploymentState.BAKING:
+            also.append(or_(Deployment.bake_until.is_(None), Deployment.bake_until <= now))
+        ids = [i.deployment_id for i in intents if i.from_state == state]
+        done |= _compare_and_set(session, ids, (state.value,), values, *also)
     if not done:
         return [False] * len(intents)
     session.execute(delete(Lock).where(Lock.deployment_id.in_(list(done))))
@@ -106,8 +161,8 @@ def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> 
     summaries = {did: f"{labels.get(r.release_id, r.release_id)} is live in {r.environment}" for did, r in done.items()}
     session.execute(update(Deployment), [{"id": did, "summary": text} for did, text in summaries.items()])
     deployment_events(session, "deployment.succeeded", now, [(row, summaries[did], None) for did, row in done.items()])
+    placements.passed(session, done.values(), now)
     newest = _newest_per_place(done.values())
-    _record_latest(session, newest, now)
     _lift_fixed_blocks(session, newest, labels, now)
     seen: set[int] = set()  # an intent repeated within the group changed nothing the second time
     applied = []
@@ -125,24 +180,6 @@ def _newest_per_place(rows: Iterable[Any]) -> dict[tuple[str, str], Any]:
         if key not in newest or (newest[key].release_id, newest[key].id) < (r.release_id, r.id):
             newest[key] = r
     return newest
-
-
-def _record_latest(session: Session, newest: dict[tuple[str, str], Any], now: datetime) -> None:
-    """Keep ``latest_successes`` pointing at the newest release that succeeded in each place; an older
-    release succeeding late (deployed explicitly) does not move it back."""
-    stmt = dialect_insert(session, LatestSuccess)
-    table = LatestSuccess.__table__.c
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[table.app, table.environment],
-        set_={"release_id": stmt.excluded.release_id, "deployment_id": stmt.excluded.deployment_id, "since": now},
-        where=tuple_(table.release_id, table.deployment_id)
-        <= tuple_(stmt.excluded.release_id, stmt.excluded.deployment_id),
-    )
-    rows = [
-        {"app": r.app, "environment": r.environment, "release_id": r.release_id, "deployment_id": r.id, "since": now}
-        for r in newest.values()
-    ]
-    session.execute(upsert, rows)  # one statement, compiled once and cached, for the whole group
 
 
 def _lift_fixed_blocks(

@@ -224,7 +224,7 @@ class Conductor:
         for r in running:
             # a step that finished between our snapshot and the heartbeat is not lost, just done
             if r.claimed.step_id in lost and r.claimed.step_id in still_running:
-                log.warning("step %s: lease lost; stopping it", r.claimed.step_id)
+                log.warning("step %s: lease lost or deployment cancelled; stopping it", r.claimed.step_id)
                 r.ctx.cancelled.set()
 
     def _heartbeat_loop(self, stop: threading.Event) -> None:

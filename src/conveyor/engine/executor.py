@@ -80,7 +80,9 @@ class Executor:
             vars=env.vars,
             options=env.deploy.options,
             state_dir=env_state_dir(self.config, step.app, step.environment),
+            step_id=step.step_id,
             attempt=step.attempt,
+            lease_expires_at=step.lease_expires_at,
         )
         request.state_dir.mkdir(parents=True, exist_ok=True)
         driver_name = env.deploy.driver
@@ -104,6 +106,10 @@ class Executor:
             vars=env.vars,
             options=spec.options,
             state_dir=env_state_dir(self.config, step.app, step.environment),
+            repo=str(mirror_path_for(self.config.state_dir, step.app)),
+            step_id=step.step_id,
+            attempt=step.attempt,
+            lease_expires_at=step.lease_expires_at,
         )
         measurements, outcome = run_check(check, request, spec.limits, ctx)
         return StepResult(

@@ -38,6 +38,7 @@ class ClaimedStep:
     release_id: int
     sha: str
     label: str
+    lease_expires_at: datetime | None = None  # as of the claim; heartbeats extend the lease later
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,8 @@ class Leases:
             for step in due:
                 d = deployments.get(step.deployment_id)
                 release = releases.get(d.release_id) if d else None
-                if d is None or release is None:
-                    continue
+                if d is None or release is None or d.cancel_requested_at is not None:
+                    continue  # a cancelled deployment's queued steps are cancelled by the orchestrator
                 if step.attempt >= MAX_ATTEMPTS:
                     self._give_up(session, step, d, now)
                     abandoned.append((step.kind, step.started_at, now))
@@ -107,6 +108,7 @@ class Leases:
                         d.release_id,
                         release.sha,
                         release.label,
+                        step.lease_expires_at,
                     )
                 )
             if claimed:
@@ -172,6 +174,9 @@ class Leases:
                 result = session.execute(update(Step).where(*self._fenced(step_id, attempt)).values(**values))
                 if not getattr(result, "rowcount", 0):
                     lost.add(step_id)
+            # an operator cancelled their deployment: stop them too (the lease is kept while they wind down)
+            ids = [step_id for step_id, _ in running]
+            lost.update(session.scalars(select(Step.id).where(Step.id.in_(ids), Step.cancel_requested.is_(True))))
         return lost
 
     def finish(self, claimed: ClaimedStep, result: StepResult, log_tail: str) -> bool:
@@ -186,7 +191,7 @@ class Leases:
             return []
         with self.db.write() as session:
             now = self.clock()
-            stmt = select(Step.id, Step.attempt, Step.log, Step.started_at).where(
+            stmt = select(Step.id, Step.attempt, Step.log, Step.started_at, Step.cancel_requested).where(
                 Step.id.in_([c.step_id for c, _, _ in items]),
                 Step.lease_owner == self.owner,
                 Step.state == StepState.RUNNING.value,
@@ -197,14 +202,22 @@ class Leases:
             accepted = [c.step_id in ours and ours[c.step_id].attempt == c.attempt for c, _, _ in items]
             done = [item for item, ok in zip(items, accepted, strict=True) if ok]
             if done:
-                self._write_results(session, done, {sid: row.log for sid, row in ours.items()}, now)
+                cancelled = {sid for sid, row in ours.items() if row.cancel_requested}
+                self._write_results(session, done, {sid: row.log for sid, row in ours.items()}, now, cancelled)
                 count_finished(session, [(c.kind.value, ours[c.step_id].started_at, now) for c, _, _ in done])
         return accepted
 
     def _write_results(
-        self, session: Session, done: list[tuple[ClaimedStep, StepResult, str]], logs: dict[int, str], now: datetime
+        self,
+        session: Session,
+        done: list[tuple[ClaimedStep, StepResult, str]],
+        logs: dict[int, str],
+        now: datetime,
+        cancelled: set[int],
     ) -> None:
-        def state(result: StepResult) -> str:
+        def state(c: ClaimedStep, result: StepResult) -> str:
+            if c.step_id in cancelled and not result.ok:
+                return StepState.CANCELLED.value  # stopped because its deployment was cancelled
             return (StepState.SUCCEEDED if result.ok else StepState.FAILED).value
 
         session.execute(
@@ -212,7 +225,7 @@ class Leases:
             [
                 {
                     "id": c.step_id,
-                    "state": state(r),
+                    "state": state(c, r),
                     "finished_at": now,
                     "outcome": r.outcome,
                     "lease_owner": None,
@@ -229,7 +242,7 @@ class Leases:
             update(table)
             .where(table.c.step_id == bindparam("sid"), table.c.attempt == bindparam("n"))
             .values(finished_at=bindparam("at"), outcome=bindparam("out")),
-            [{"sid": c.step_id, "n": c.attempt, "at": now, "out": state(r)} for c, r, _ in done],
+            [{"sid": c.step_id, "n": c.attempt, "at": now, "out": state(c, r)} for c, r, _ in done],
         )
         about = [
             About(
@@ -258,28 +271,37 @@ class Leases:
             for step_id, attempt in running:
                 result = session.execute(
                     update(Step)
-                    .where(*self._fenced(step_id, attempt))
+                    .where(*self._fenced(step_id, attempt), Step.cancel_requested.is_(False))  # the reaper ends those
                     .values(state=StepState.QUEUED.value, lease_owner=None, lease_expires_at=None, due_at=now)
                 )
                 if getattr(result, "rowcount", 0):
                     self._close_attempt(session, step_id, attempt, "released", now)
+                    d = session.scalars(select(Deployment).join(Step).where(Step.id == step_id)).one()
                     record_event(
                         session,
                         "step.released",
                         at=now,
                         actor=self.owner,
+                        app=d.app,
+                        environment=d.environment,
+                        deployment_id=d.id,
                         message="handed back to the queue on shutdown",
                         payload={"step_id": step_id, "attempt": attempt},
                     )
 
     def reap(self, limit: int = 100) -> int:
-        """Re-queue steps whose lease expired: their worker died or stalled."""
+        """Re-queue steps whose lease expired: their worker died or stalled (cancelled ones end instead)."""
         with self.db.write() as session:
             now = self.clock()
             expired = self._due(session, now, limit, expired=True)
             for step in expired:
                 self._close_attempt(session, step.id, step.attempt, "expired", now)
                 d = session.get(Deployment, step.deployment_id)
+                if step.cancel_requested:  # cancelled while its holder died: end it, never run it again
+                    step.state, step.finished_at = StepState.CANCELLED.value, now
+                    step.outcome = "cancelled: its deployment was cancelled and its worker was lost"
+                    step.lease_owner = step.lease_expires_at = None
+                    continue
                 record_event(
                     session,
                     "step.requeued",
@@ -288,7 +310,7 @@ class Leases:
                     app=d.app if d else None,
                     environment=d.environment if d else None,
                     deployment_id=step.deployment_id,
-                    message=f"lease of {step.lease_owner} expired; {step.kind} {step.name} will run again",
+                    message=f"lease of {step.lease_owner} expired; the {step.name} step will run again",
                     payload={"step_id": step.id, "attempt": step.attempt, "owner": step.lease_owner},
                 )
                 step.state = StepState.QUEUED.value

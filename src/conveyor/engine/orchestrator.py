@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -19,22 +19,25 @@ from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import OperatorAction
 from conveyor.domain.decisions import (
+    Bake,
+    Cancel,
     CancelSteps,
     Fail,
     Intent,
     Note,
     Promote,
+    RepeatChecks,
     Start,
     Succeed,
     Supersede,
     Verify,
     Wait,
 )
-from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState
-from conveyor.engine import bulk
+from conveyor.domain.model import DeploymentState, Health, HoldKind, Override, StepKind, StepState
+from conveyor.engine import bulk, placements
 from conveyor.store.database import Database
 from conveyor.store.records import deployment_event, lift_hold, record_decisions, record_event
-from conveyor.store.tables import Deployment, Hold, Lock, Step
+from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +169,70 @@ class Orchestrator:
         )
         if d is None:
             return False
-        for name in intent.checks:
-            session.add(
-                Step(
-                    deployment_id=d.id,
-                    kind=StepKind.CHECK.value,
-                    name=name,
-                    state=StepState.QUEUED.value,
-                    due_at=now,
-                )
-            )
+        placements.now_current(session, [d], Health.CHECKING, now)  # its deploy step succeeded: it runs
+        _queue_checks(session, d.id, intent.checks, now)
         deployment_event(session, d, "deployment.verifying", now, f"checking {', '.join(intent.checks)}")
+        return True
+
+    def _bake(self, session: Session, intent: Bake, now: datetime) -> bool:
+        d = self._transition(
+            session, intent.deployment_id, (DeploymentState.VERIFYING.value,), DeploymentState.BAKING, now
+        )
+        if d is None:
+            return False
+        d.baking_since = now
+        d.bake_until = now + timedelta(seconds=intent.seconds)
+        placements.set_health(session, [d.id], Health.HEALTHY, now)
+        if intent.interval < intent.seconds:
+            _queue_checks(session, d.id, intent.checks, now + timedelta(seconds=intent.interval))
+        minutes = f"{intent.seconds / 60:g}m" if intent.seconds >= 60 else f"{intent.seconds:g}s"
+        deployment_event(
+            session, d, "deployment.baking", now, f"checks passed; baking for {minutes}, checking again meanwhile"
+        )
+        return True
+
+    def _repeat_checks(self, session: Session, intent: RepeatChecks, now: datetime) -> bool:
+        d = self._lock_deployment(session, intent.deployment_id)
+        if d is None or d.state != DeploymentState.BAKING.value or d.cancel_requested_at is not None:
+            return False
+        open_steps = session.scalar(
+            select(func.count())
+            .select_from(Step)
+            .where(Step.deployment_id == d.id, Step.state.in_([StepState.QUEUED.value, StepState.RUNNING.value]))
+        )
+        if open_steps:
+            return False
+        _queue_checks(session, d.id, intent.checks, now + timedelta(seconds=intent.after))
+        return True
+
+    def _cancel(self, session: Session, intent: Cancel, now: datetime) -> bool:
+        """End a deployment an operator cancelled, once none of its steps runs: its locks go with it."""
+        running = session.scalar(
+            select(func.count())
+            .select_from(Step)
+            .where(Step.deployment_id == intent.deployment_id, Step.state == StepState.RUNNING.value)
+        )
+        if running:
+            return False
+        d = self._lock_deployment(session, intent.deployment_id)
+        if d is None or d.cancel_requested_at is None:
+            return False
+        d = self._transition(session, intent.deployment_id, ACTIVE, DeploymentState.CANCELLED, now)
+        if d is None:
+            return False
+        deployed = session.scalar(
+            select(func.count())
+            .select_from(Step)
+            .where(
+                Step.deployment_id == d.id,
+                Step.kind == StepKind.DEPLOY.value,
+                Step.state == StepState.SUCCEEDED.value,
+            )
+        )
+        if deployed:  # it runs, but its checks never finished
+            placements.now_current(session, [d], Health.UNKNOWN, now)
+        d.summary = d.summary.removeprefix("cancelling: ") or "cancelled"
+        deployment_event(session, d, "deployment.cancelled", now, d.summary)
         return True
 
     def _succeed(self, session: Session, intent: Succeed, now: datetime) -> bool:
@@ -194,6 +250,7 @@ class Orchestrator:
             .values(state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: deployment failed")
         )
         deployment_event(session, d, "deployment.failed", now, intent.summary, intent.evidence)
+        placements.set_health(session, [d.id], Health.FAILING, now)  # only where it is current: it runs
         older = session.scalars(
             select(Hold).where(
                 Hold.kind == HoldKind.BLOCK.value,
@@ -229,22 +286,42 @@ class Orchestrator:
             deployment_id=d.id,
             payload={"hold_id": hold.id, "kind": hold.kind},
         )
+        if intent.rollback_to_release_id is not None:
+            self._roll_back_after_failure(session, d, intent, now)
         return True
+
+    def _roll_back_after_failure(self, session: Session, d: Deployment, intent: Fail, now: datetime) -> None:
+        """``on_failure: rollback``: the last good release goes back at once, the failed one is vetoed."""
+        from conveyor.engine.controls import queue_rollback
+
+        to = session.get(Release, intent.rollback_to_release_id)
+        failed = session.get(Release, d.release_id)
+        if to is None or failed is None:
+            return
+        queue_rollback(
+            session,
+            app=d.app,
+            environment=d.environment,
+            to=to,
+            from_release=failed,
+            actor=SYSTEM,
+            reason=f"on_failure: rollback after {failed.label} failed its checks",
+            now=now,
+        )
 
     def _cancel_steps(self, session: Session, intent: CancelSteps, now: datetime) -> bool:
         d = self._lock_deployment(session, intent.deployment_id)
         if d is None:
             return False
+        why = "its deployment was cancelled" if d.cancel_requested_at is not None else "a sibling check failed"
         result = session.execute(
             update(Step)
             .where(Step.id.in_(intent.step_ids), Step.state == StepState.QUEUED.value)
-            .values(state=StepState.CANCELLED.value, finished_at=now, outcome="cancelled: a sibling check failed")
+            .values(state=StepState.CANCELLED.value, finished_at=now, outcome=f"cancelled: {why}")
         )
         if not getattr(result, "rowcount", 0):
             return False
-        deployment_event(
-            session, d, "step.cancelled", now, "a sibling check failed", {"step_ids": list(intent.step_ids)}
-        )
+        deployment_event(session, d, "step.cancelled", now, why, {"step_ids": list(intent.step_ids)})
         return True
 
     def _promote(self, session: Session, intent: Promote, now: datetime) -> bool:
@@ -280,7 +357,23 @@ _HANDLERS: dict[type[Intent], Callable[[Orchestrator, Session, Any, datetime], b
     Fail: Orchestrator._fail,
     CancelSteps: Orchestrator._cancel_steps,
     Promote: Orchestrator._promote,
+    Bake: Orchestrator._bake,
+    RepeatChecks: Orchestrator._repeat_checks,
+    Cancel: Orchestrator._cancel,
 }
+
+
+def _queue_checks(session: Session, deployment_id: int, checks: tuple[str, ...], due_at: datetime) -> None:
+    for name in checks:
+        session.add(
+            Step(
+                deployment_id=deployment_id,
+                kind=StepKind.CHECK.value,
+                name=name,
+                state=StepState.QUEUED.value,
+                due_at=due_at,
+            )
+        )
 
 
 def create_deployment(

@@ -12,6 +12,10 @@ EVENT_KINDS = frozenset(
         "deployment.succeeded",
         "deployment.failed",
         "deployment.superseded",
+        "deployment.baking",
+        "deployment.cancelled",
+        "cancel.requested",
+        "rollback.queued",
         "step.started",
         "step.finished",
         "step.requeued",
@@ -20,6 +24,7 @@ EVENT_KINDS = frozenset(
         "step.cancelled",
         "hold.created",
         "hold.lifted",
+        "hold.overridden",
         "promotion.waiting",
     }
 )
@@ -32,8 +37,11 @@ NOTIFYING_KINDS = frozenset(
         "deployment.succeeded",
         "deployment.failed",
         "deployment.superseded",
+        "deployment.cancelled",
+        "rollback.queued",
         "promotion.waiting",
         "hold.created",
         "hold.lifted",
+        "hold.overridden",
     }
 )

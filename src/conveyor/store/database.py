@@ -28,7 +28,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from conveyor.store.chain import seal
 from conveyor.store.records import ROUTER_INFO_KEY, NotificationRouter
@@ -50,6 +49,14 @@ class DatabaseUnreachable(RuntimeError):
     """The database could not be opened or reached; the message says which and why."""
 
 
+class SchemaNotReady(DatabaseUnreachable):
+    """The database has no conveyor schema, or not the one this conveyor needs; the message says what to run."""
+
+
+def no_schema_message(safe_url: str) -> str:
+    return f"no conveyor schema at {safe_url}; run `conveyor db upgrade`"
+
+
 def database_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be a conveyor database, or None when it can."""
     try:
@@ -58,6 +65,11 @@ def database_url_problem(url: str) -> str | None:
         return f"database_url {url!r} is not a database URL (expected sqlite:///PATH or postgresql+psycopg://...)"
     if backend not in SUPPORTED_BACKENDS:
         return f"database_url uses {backend!r}; conveyor supports {' and '.join(SUPPORTED_BACKENDS)}"
+    if backend == "sqlite" and make_url(url).database in (None, "", ":memory:"):
+        return (
+            "database_url names an in-memory SQLite database, which every connection sees empty; "
+            "conveyor's commands and threads share one database: give a file (sqlite:///PATH)"
+        )
     return None
 
 
@@ -66,13 +78,14 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, *, create: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout=30000")  # first, so the pragmas below wait rather than fail
-        cursor.execute("PRAGMA journal_mode=WAL")
+        if create:  # WAL is a property of the file, set by whoever created it; a reader changes nothing
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -84,15 +97,25 @@ def _sqlite_setup(engine: Engine) -> None:
 
 
 class Database:
-    """One engine plus the transaction helpers every other module uses."""
+    """One engine plus the transaction helpers every other module uses.
+
+    With ``create`` False (the read commands) a SQLite file that does not exist is not created, nor its
+    folder: :class:`SchemaNotReady` says so instead.
+    """
 
     def __init__(
-        self, url: str, *, pool_size: int = 8, idle_transaction_timeout: float = IDLE_TRANSACTION_TIMEOUT
+        self,
+        url: str,
+        *,
+        pool_size: int = 8,
+        idle_transaction_timeout: float = IDLE_TRANSACTION_TIMEOUT,
+        create: bool = True,
     ) -> None:
         problem = database_url_problem(url)
         if problem is not None:
             raise DatabaseUnreachable(problem)
         self.url = url
+        self.create = create
         try:
             self._connect(url, pool_size, idle_transaction_timeout)
         except (ArgumentError, ImportError, OSError, NoSuchModuleError) as exc:
@@ -110,14 +133,12 @@ class Database:
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             database = parsed.database or ""
-            if database and database != ":memory:":
+            if not self.create and not Path(database).is_file():
+                raise SchemaNotReady(no_schema_message(self.safe_url))
+            if self.create:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-            kwargs["poolclass"] = NullPool if database in ("", ":memory:") else None
-            if kwargs["poolclass"] is None:
-                del kwargs["poolclass"]
-                kwargs["pool_size"] = pool_size
-                kwargs["max_overflow"] = pool_size * 4
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 4)
         else:
             # Transactions are short, so steps queue for a connection rather than each holding one: a
             # process stays within pool_size + max_overflow connections however many steps it runs, and
@@ -128,7 +149,7 @@ class Database:
             }
         self.engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
-            _sqlite_setup(self.engine)
+            _sqlite_setup(self.engine, create=self.create)
 
     @property
     def is_postgres(self) -> bool:

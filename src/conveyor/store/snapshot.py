@@ -6,23 +6,28 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from conveyor.config.resolved import Config
-from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState
+from conveyor.domain.holds import HoldPolicy
+from conveyor.domain.model import DeploymentState, Health, HoldKind, Override, StepKind, StepState
 from conveyor.domain.snapshot import (
     AppPolicy,
     DeploymentView,
     HoldView,
+    Placement,
+    ReleaseAt,
     Snapshot,
     StepView,
-    Succeeded,
 )
 from conveyor.store.database import Database
 from conveyor.store.records import latest_fingerprints
-from conveyor.store.tables import Deployment, Hold, LatestSuccess, Lock, Release, Step
+from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
+from conveyor.store.tables import Placement as PlacementRow
 
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
+HEALTH = {h.value: h for h in Health}
+GOOD = aliased(Release, name="good")  # a placement's last good release (made once: cached statements stay cached)
 
 
 def app_policies(config: Config) -> dict[str, AppPolicy]:
@@ -33,6 +38,9 @@ def app_policies(config: Config) -> dict[str, AppPolicy]:
             reason=app.reason,
             locks={env: app.lock_names(env) for env in config.environments},
             checks={env: tuple(c.name for c in app.environments[env].checks) for env in config.environments},
+            on_failure={env: app.environments[env].on_failure for env in config.environments},
+            bake={env: app.environments[env].bake for env in config.environments},
+            bake_interval={env: app.environments[env].bake_interval for env in config.environments},
         )
         for app in config.apps.values()
     }
@@ -57,6 +65,9 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
             Deployment.queued_at,
             Deployment.origin_key,
             Deployment.override,
+            Deployment.cancel_requested_at,
+            Deployment.baking_since,
+            Deployment.bake_until,
         )
         .join(Release, Release.id == Deployment.release_id)
         .where(Deployment.state.in_(OPEN_STATES))
@@ -101,33 +112,54 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
             tuple(steps.get(r.id, ())),
             explicit=r.origin_key is None,
             override=Override(r.override) if r.override else None,
+            cancel_requested=r.cancel_requested_at is not None,
+            baking_since=r.baking_since,
+            bake_until=r.bake_until,
         )
         for r in rows
     )
-    latest = _latest_succeeded(session)
+    placements = load_placements(session)
     return Snapshot(
         environments=config.environments,
         apps=policies,
         open_deployments=open_deployments,
-        latest_succeeded=latest,
-        deployed_releases=_deployed_releases(session, {s.release_id for s in latest.values()}),
-        holds=_holds(session),
+        placements=placements,
+        deployed_releases=_deployed_releases(session, {p.current.release_id for p in placements.values()}),
+        holds=load_holds(session),
         locks={r.name: r.deployment_id for r in session.execute(select(Lock.name, Lock.deployment_id))},
         decision_fingerprints=frozenset(latest_fingerprints(session, [r.id for r in rows]).values()),
+        windows=config.windows,
     )
 
 
-def _latest_succeeded(session: Session) -> dict[tuple[str, str], Succeeded]:
-    rows = session.execute(
+def load_placements(session: Session, app: str | None = None) -> dict[tuple[str, str], Placement]:
+    """What runs in each (app, environment), from the one record the orchestrator keeps."""
+    stmt = (
         select(
-            LatestSuccess.app,
-            LatestSuccess.environment,
-            LatestSuccess.deployment_id,
-            LatestSuccess.release_id,
+            PlacementRow.app,
+            PlacementRow.environment,
+            PlacementRow.deployment_id,
+            PlacementRow.release_id,
             Release.label,
-        ).join(Release, Release.id == LatestSuccess.release_id)
-    ).all()
-    return {(r.app, r.environment): Succeeded(r.deployment_id, r.release_id, r.label) for r in rows}
+            PlacementRow.health,
+            PlacementRow.good_deployment_id,
+            PlacementRow.good_release_id,
+            GOOD.label.label("good_label"),
+        )
+        .join(Release, Release.id == PlacementRow.release_id)
+        .outerjoin(GOOD, GOOD.id == PlacementRow.good_release_id)
+    )
+    if app is not None:
+        stmt = stmt.where(PlacementRow.app == app)
+    placements: dict[tuple[str, str], Placement] = {}
+    for r in session.execute(stmt):  # one pass, few objects: a snapshot reads every place on every pass
+        here = ReleaseAt(r.deployment_id, r.release_id, r.label)
+        good = None
+        if r.good_release_id is not None and r.good_deployment_id is not None:
+            same = r.good_deployment_id == r.deployment_id
+            good = here if same else ReleaseAt(r.good_deployment_id, r.good_release_id, r.good_label)
+        placements[(r.app, r.environment)] = Placement(here, HEALTH[r.health], good)
+    return placements
 
 
 def _deployed_releases(session: Session, release_ids: set[int]) -> frozenset[tuple[int, str]]:
@@ -140,7 +172,12 @@ def _deployed_releases(session: Session, release_ids: set[int]) -> frozenset[tup
     return frozenset((r.release_id, r.environment) for r in rows)
 
 
-def _holds(session: Session) -> tuple[HoldView, ...]:
+def hold_policy(config: Config) -> HoldPolicy:
+    return HoldPolicy(config.environments, config.windows)
+
+
+def load_holds(session: Session) -> tuple[HoldView, ...]:
+    """Every hold not lifted, oldest first (expired ones too: the scoping function ignores those)."""
     rows = session.execute(
         select(Hold, Release.label)
         .outerjoin(Release, Release.id == Hold.release_id)

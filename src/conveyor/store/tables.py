@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -94,6 +96,10 @@ class Deployment(Base):
     summary: Mapped[str] = mapped_column(Text, default="")
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
     override: Mapped[str | None] = mapped_column(String(20))  # domain.model.Override: rollback | force
+    # an operator's cancel of a running deployment: its holder stops the step at its next heartbeat
+    cancel_requested_at: Mapped[datetime | None]
+    baking_since: Mapped[datetime | None]  # bake tier: when its checks first passed
+    bake_until: Mapped[datetime | None]  # bake tier: when it may succeed
 
 
 class Step(Base):
@@ -115,6 +121,8 @@ class Step(Base):
     log: Mapped[str] = mapped_column(Text, default="")
     measurements: Mapped[list[Any]] = mapped_column(default=list)
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # its deployment was cancelled while it ran: the holder stops it, and it ends "cancelled"
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class StepAttempt(Base):
@@ -173,17 +181,26 @@ class Lock(Base):
     acquired_at: Mapped[datetime]
 
 
-class LatestSuccess(Base):
-    """The newest release that succeeded in each (app, environment), kept by the orchestrator as it marks
-    deployments succeeded, so a planner pass reads one row per place instead of the whole history."""
+class Placement(Base):
+    """What runs in each (app, environment): written by the orchestrator alone, read by every view.
 
-    __tablename__ = "latest_successes"
+    ``release_id``/``deployment_id``: the current release, whose deploy step last succeeded there (it
+    runs, whatever its checks said); ``health``: healthy | failing | checking | unknown, from its checks;
+    ``good_*``: the release that most recently passed every check there (the last good one).
+    """
+
+    __tablename__ = "placements"
 
     app: Mapped[str] = mapped_column(String(100), primary_key=True)
     environment: Mapped[str] = mapped_column(String(100), primary_key=True)
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
-    since: Mapped[datetime]
+    health: Mapped[str] = mapped_column(String(20))
+    since: Mapped[datetime]  # when the current release became current
+    updated_at: Mapped[datetime]
+    good_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    good_deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id"))
+    good_since: Mapped[datetime | None]  # when it last passed
 
 
 class Decision(Base):

@@ -11,7 +11,7 @@ from conveyor.store.database import Database
 from conveyor.web.auth import TokenCheck
 from conveyor.web.errors import install_error_handlers
 from conveyor.web.metrics import registry_for
-from conveyor.web.routes import actions, apps, audit, health, records
+from conveyor.web.routes import actions, apps, audit, controls, health, holds, records
 from conveyor.web.state import ApiState, Wakeable
 
 
@@ -32,6 +32,6 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
         conductor=conductor,
     )
     install_error_handlers(app)
-    for module in (health, apps, records, actions, audit):
+    for module in (health, apps, records, actions, holds, controls, audit):
         app.include_router(module.router)
     return app

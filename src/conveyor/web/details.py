@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from conveyor.store.database import Database
 from conveyor.store.tables import Deployment, Release, Step, StepAttempt
+from conveyor.views import step_log_text
 
 
 def iso(at: datetime | None) -> str | None:
@@ -82,11 +83,11 @@ def deployment_detail(db: Database, deployment_id: int) -> dict[str, Any] | None
             "created_by": d.created_by,
             "summary": d.summary,
             "evidence": d.evidence,
-            "steps": [_step(s, attempts.get(s.id, [])) for s in steps],
+            "steps": [_step(s, attempts.get(s.id, []), step_log_text(session, s)) for s in steps],
         }
 
 
-def _step(s: Step, attempts: list[StepAttempt]) -> dict[str, Any]:
+def _step(s: Step, attempts: list[StepAttempt], log: str) -> dict[str, Any]:
     duration = (s.finished_at - s.started_at).total_seconds() if s.started_at and s.finished_at else None
     return {
         "id": s.id,
@@ -103,7 +104,7 @@ def _step(s: Step, attempts: list[StepAttempt]) -> dict[str, Any]:
         "outcome": s.outcome,
         "measurements": s.measurements,
         "result": s.result,
-        "log": s.log,
+        "log": log,
         "attempts": [
             {
                 "attempt": a.attempt,

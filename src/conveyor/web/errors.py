@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from conveyor.config import UnknownName
-from conveyor.operations import OperationError
+from conveyor.errors import OperationError
 from conveyor.repos import GitError, UnknownRef
 from conveyor.store.database import DatabaseUnreachable
 

@@ -11,6 +11,8 @@ nothing. Each app gets its own :class:`~prometheus_client.CollectorRegistry`.
 - ``conveyor_steps{state}`` (gauge): steps ``queued`` and ``running`` now.
 - ``conveyor_holds_active`` (gauge): holds in force (not lifted, ``until`` not passed).
 - ``conveyor_outbox_backlog`` (gauge): notifications waiting to be delivered (outbox rows ``pending``).
+- ``conveyor_current_release{app,environment,release,health}`` (gauge, always 1): what runs in each place
+  and its health, from the placement the orchestrator keeps (the same record as ``status``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from conveyor import views
 from conveyor.clock import utc_now
 from conveyor.domain.model import DeploymentState, StepState
 from conveyor.store.database import Database
@@ -42,7 +45,7 @@ class StoreCollector(Collector):
         yield from _families()
 
     def collect(self) -> Iterator[Metric]:
-        deployments, duration, steps, holds, outbox = _families()
+        deployments, duration, steps, holds, outbox, current = _families()
         with self.db.read() as session:
             by_state = dict(session.execute(select(Deployment.state, func.count()).group_by(Deployment.state)).all())
             for state in DeploymentState:
@@ -72,11 +75,13 @@ class StoreCollector(Collector):
             )
             backlog = session.scalar(select(func.count()).select_from(Outbox).where(Outbox.state == "pending"))
             outbox.add_metric([], float(backlog or 0))
-        yield from (deployments, duration, steps, holds, outbox)
+            for p in views.placements(session).values():
+                current.add_metric([p.app, p.environment, p.label, p.health], 1.0)
+        yield from (deployments, duration, steps, holds, outbox, current)
 
 
 def _families() -> tuple[
-    GaugeMetricFamily, HistogramMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
+    GaugeMetricFamily, HistogramMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
 ]:
     return (
         GaugeMetricFamily(
@@ -90,6 +95,11 @@ def _families() -> tuple[
         GaugeMetricFamily("conveyor_steps", "Steps queued or running now.", labels=["state"]),
         GaugeMetricFamily("conveyor_holds_active", "Holds in force: not lifted, and their until not passed."),
         GaugeMetricFamily("conveyor_outbox_backlog", "Notifications waiting in the outbox (state pending)."),
+        GaugeMetricFamily(
+            "conveyor_current_release",
+            "What runs in each app and environment (always 1), labelled with its release and health.",
+            labels=["app", "environment", "release", "health"],
+        ),
     )
 
 

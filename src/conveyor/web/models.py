@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 # No control characters: values reach git (refs) and the database, and PostgreSQL refuses NUL in text.
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -20,14 +20,37 @@ Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern
 # -- reads ---------------------------------------------------------------------------------------------
 
 
+class ObstacleModel(BaseModel):
+    kind: str = Field(description="block, veto, stop, freeze or window")
+    rule: str
+    summary: str
+    lift: str = Field(description="the exact command that lifts it")
+    hold_id: int | None
+    forceable: bool = Field(description="passed by a deploy or promote with force (break-glass)")
+
+
 class EnvironmentStatus(BaseModel):
     release: str | None
     sha: str | None
     state: str | None
     since: str | None
-    live: str | None = Field(description="the newest release that succeeded in this environment")
+    live: str | None = Field(description="the release that runs here: the same as current (kept for older clients)")
     summary: str
     deployment_id: int | None
+    current: str | None = Field(
+        description="the release whose deploy step last succeeded here, whatever its checks said: it runs"
+    )
+    current_sha: str | None
+    current_deployment_id: int | None
+    current_since: str | None
+    health: str | None = Field(description="healthy | failing | checking | unknown; null before anything ran")
+    last_good: str | None = Field(description="the release that most recently passed every check here")
+    obstacles: list[ObstacleModel] = Field(
+        description="what stops the next automatic start here now, most binding first"
+    )
+    awaiting_promotion: str | None = Field(
+        description="a manual-tier release that passed the previous environment and waits for `conveyor promote`"
+    )
 
 
 class HoldModel(BaseModel):
@@ -36,11 +59,13 @@ class HoldModel(BaseModel):
     app: str | None
     environment: str | None
     release: str | None
+    release_id: int | None = None
     reason: str
     actor: str
     since: str | None
     until: str | None
     evidence: dict[str, Any]
+    lift: str = Field(description="the exact command that lifts it")
 
 
 class AppStatusModel(BaseModel):
@@ -54,6 +79,7 @@ class AppStatusModel(BaseModel):
 
 class AppList(BaseModel):
     apps: list[AppStatusModel]
+    stops: list[HoldModel] = Field(description="stop-the-line holds in force (the banner of status)")
 
 
 class DecisionModel(BaseModel):
@@ -77,9 +103,13 @@ class WhyEnvironment(BaseModel):
     state: str | None
     release: str | None
     live: str | None
+    current: str | None = None
+    health: str | None = None
+    last_good: str | None = None
     summary: str
     decision: DecisionModel | None
     failed_step: FailedStep | None
+    obstacles: list[ObstacleModel]
     explanation: str
 
 
@@ -102,6 +132,8 @@ class HistoryEntry(BaseModel):
     created_by: str
     summary: str
     commits: list[str] = Field(description="subjects of the release's last five commits")
+    current: bool = Field(default=False, description="this deployment's release is what runs in its environment now")
+    override: str | None = Field(default=None, description="rollback or force, for a deployment that was one")
 
 
 class HistoryModel(BaseModel):
@@ -191,6 +223,39 @@ class DeploymentModel(BaseModel):
     steps: list[StepModel]
 
 
+class LogsDeployment(BaseModel):
+    id: int
+    environment: str
+    state: str
+    release: str
+    sha: str
+    queued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    created_by: str
+    summary: str
+
+
+class LogsStep(BaseModel):
+    id: int
+    kind: str
+    name: str
+    state: str
+    started_at: str | None
+    finished_at: str | None
+    outcome: str
+    attempts: list[AttemptModel]
+    log: str = Field(description="the step's log so far, secrets redacted")
+
+
+class LogsModel(BaseModel):
+    """What ``conveyor logs --json`` prints: one deployment, its steps, their attempts and logs."""
+
+    app: str
+    deployment: LogsDeployment
+    steps: list[LogsStep]
+
+
 class OperatorActionModel(BaseModel):
     id: int = Field(description="the event's id")
     at: str
@@ -250,15 +315,56 @@ class ReleaseRequest(Body):
     reason: Reason | None = Field(default=None, description=OPTIONAL_REASON)
 
 
-class DeployRequest(Body):
+class Forcing(Body):
+    """Break-glass: ``force`` passes stops, freezes and windows (never a block, a veto or a lock); it
+    needs a ``reason``, recorded and notified as ``hold.overridden``."""
+
+    force: bool = Field(default=False, description="pass stops, freezes and windows (break-glass)")
+    reason: Reason | None = Field(default=None, description="why; recorded in the audit trail; required with force")
+
+    @model_validator(mode="after")
+    def _reason_with_force(self) -> Forcing:
+        if self.force and not (self.reason or "").strip():
+            raise ValueError("force needs a reason")
+        return self
+
+
+class DeployRequest(Forcing):
     version: Version = Field(description="a release label or (a prefix of at least 4 characters of) its SHA")
     environment: EnvironmentName
-    reason: Reason | None = Field(default=None, description=OPTIONAL_REASON)
 
 
-class PromoteRequest(Body):
+class PromoteRequest(Forcing):
     to: EnvironmentName | None = Field(default=None, description="default: the first environment that is behind")
-    reason: Reason | None = Field(default=None, description=OPTIONAL_REASON)
+
+
+Until = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PRINTABLE)]
+
+
+class BlockRequest(Body):
+    environment: EnvironmentName | None = Field(
+        default=None, description="the environment it starts at (it also stops every later one); default: every"
+    )
+    reason: Reason
+
+
+class FreezeRequest(Body):
+    app: EnvironmentName | None = Field(default=None, description="default: every app")
+    environment: EnvironmentName | None = Field(default=None, description="default: every environment")
+    reason: Reason
+    until: Until | None = Field(
+        default=None, description="when it ends on its own: ISO 8601 (no offset: UTC) or relative (30m, 2h, 1d, 1w)"
+    )
+
+
+class StopRequest(Body):
+    environment: EnvironmentName
+    reason: Reason
+    until: Until | None = Field(default=None, description="as for a freeze")
+
+
+class UnfreezeRequest(Body):
+    reason: Reason | None = None
 
 
 class UnblockRequest(Body):
@@ -281,8 +387,66 @@ class DeploymentQueued(BaseModel):
     app: str
     environment: str
     release: str
+    waits: str | None = Field(
+        default=None, description="when a hold stops it from starting now: why, and what to do (e.g. rollback)"
+    )
 
 
 class Unblocked(BaseModel):
     app: str
     lifted: int
+
+
+class HoldCreated(HoldModel):
+    pass
+
+
+class HoldList(BaseModel):
+    holds: list[HoldModel]
+
+
+class Unfrozen(BaseModel):
+    id: int
+    kind: str
+    app: str | None
+    environment: str | None
+
+
+class RollbackRequest(Body):
+    environment: EnvironmentName
+    to: Version | None = Field(default=None, description="default: the last good release before what runs")
+    reason: Reason = Field(description="why; recorded, and shown with the veto")
+
+
+class RollbackQueued(BaseModel):
+    deployment_id: int
+    app: str
+    environment: str
+    release: str = Field(description="the release rolled back to")
+    vetoed: str = Field(description="the release rolled back from, now vetoed in the environment")
+
+
+class UnvetoRequest(Body):
+    version: Version
+    environment: EnvironmentName
+    reason: Reason
+
+
+class Unvetoed(BaseModel):
+    app: str
+    release: str
+    environment: str
+    hold_id: int
+
+
+class CancelRequest(Body):
+    reason: Reason
+
+
+class AppCancelRequest(Body):
+    environment: EnvironmentName | None = Field(default=None, description="default: every environment")
+    reason: Reason
+
+
+class Cancelled(BaseModel):
+    cancelled: list[int] = Field(description="ids of the deployments cancelled (running ones stop shortly)")

@@ -1,4 +1,4 @@
-"""The writes: cut a release, deploy, promote, unblock. Each needs a bearer token (see :mod:`..auth`) and
+"""The writes: cut a release, deploy, promote, block, unblock. Each needs a bearer token (see :mod:`..auth`) and
 records ``api:<token name>`` as the actor; after it commits, an attached conductor is woken.
 
 The handlers are plain ``def``: git work in ``create_release`` blocks, so FastAPI runs them in its
@@ -13,12 +13,14 @@ from fastapi import APIRouter, Body, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from conveyor import views
-from conveyor.operations import OperationError
+from conveyor.errors import OperationError
 from conveyor.store.tables import Deployment, Release
 from conveyor.web.errors import ApiError, error_responses
 from conveyor.web.models import (
+    BlockRequest,
     DeploymentQueued,
     DeployRequest,
+    HoldCreated,
     PromoteRequest,
     ReleaseCreated,
     ReleaseRequest,
@@ -71,10 +73,16 @@ def create_release(
 
 @router.post("/{app}/deploy", status_code=202, response_model=DeploymentQueued)
 def deploy(state: State, actor: Actor, app: str, body: DeployRequest) -> DeploymentQueued:
-    """Queue a deployment of an existing release (label or SHA prefix) to one environment."""
-    deployment_id = state.operations.deploy(app, body.version, body.environment, actor=actor, reason=body.reason)
+    """Queue a deployment of an existing release (label or SHA prefix) to one environment.
+
+    A stop, freeze or closed window there refuses it (409) unless ``force`` with a ``reason``."""
+    deployment_id = state.operations.deploy(
+        app, body.version, body.environment, actor=actor, force=body.force, reason=body.reason or ""
+    )
     state.wake()
-    return _queued(state, deployment_id)
+    queued = _queued(state, deployment_id)
+    queued.waits = state.operations.waits_behind(deployment_id)
+    return queued
 
 
 @router.post("/{app}/promote", status_code=202, response_model=DeploymentQueued)
@@ -85,9 +93,10 @@ def promote(
 
     Every refusal depends on the pipeline's state (nothing passed yet, nothing newer, held), so it is a
     409 ``conflict`` carrying the app's latest Decision as ``error.decision`` when there is one."""
-    to, reason = (body.to, body.reason) if body else (None, None)
+    to = body.to if body else None
+    force, reason = (body.force, body.reason or "") if body else (False, "")
     try:
-        deployment_id = state.operations.promote(app, to, actor=actor, reason=reason)
+        deployment_id = state.operations.promote(app, to, actor=actor, force=force, reason=reason)
     except OperationError as exc:
         raise ApiError(409, "conflict", str(exc), decision=_latest_decision(state, app, to)) from exc
     state.wake()
@@ -100,6 +109,14 @@ def unblock(state: State, actor: Actor, app: str, body: UnblockRequest) -> Unblo
     lifted = state.operations.unblock(app, body.environment, body.reason, actor=actor)
     state.wake()
     return Unblocked(app=app, lifted=lifted)
+
+
+@router.post("/{app}/block", status_code=201, response_model=HoldCreated)
+def block(state: State, actor: Actor, app: str, body: BlockRequest) -> dict[str, Any]:
+    """Block the app by hand, in one environment and every later one (or all); only unblock lifts it."""
+    hold_id = state.operations.block(app, body.environment, body.reason, actor=actor)
+    found = next((h for h in state.operations.holds() if h["id"] == hold_id), None)
+    return found or {"id": hold_id}
 
 
 def _queued(state: ApiState, deployment_id: int) -> DeploymentQueued:

@@ -1,4 +1,4 @@
-"""Reads about apps, the same read models as ``conveyor status``, ``why`` and ``history`` (open to all)."""
+"""Reads about apps, the same read models as ``conveyor status``, ``why``, ``history`` and ``logs`` (open to all)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from conveyor import views
 from conveyor.web.errors import error_responses
-from conveyor.web.models import AppList, AppStatusModel, EnvironmentName, HistoryModel, WhyModel
+from conveyor.web.models import AppList, AppStatusModel, EnvironmentName, HistoryModel, LogsModel, WhyModel
 from conveyor.web.state import State
 
 router = APIRouter(prefix="/api/apps", tags=["apps"], responses=error_responses(404, 422, 500, 503))
@@ -16,8 +16,9 @@ router = APIRouter(prefix="/api/apps", tags=["apps"], responses=error_responses(
 
 @router.get("", response_model=AppList)
 def list_apps(state: State) -> dict[str, Any]:
-    """Every app in config order, each as one entry of ``conveyor status --json``."""
-    return {"apps": [a.to_json() for a in views.status(state.db, state.config)]}
+    """Every app in config order, each as one entry of ``conveyor status --json``, and the stop-the-line
+    holds in force (its banner)."""
+    return {"apps": [a.to_json() for a in views.status(state.db, state.config)], "stops": views.stops(state.db)}
 
 
 @router.get("/{app}", response_model=AppStatusModel)
@@ -36,3 +37,15 @@ def why(state: State, app: str, environment: Annotated[EnvironmentName | None, Q
 def history(state: State, app: str, limit: Annotated[int, Query(ge=1, le=10000)] = 50) -> dict[str, Any]:
     """The app's deployments, newest first."""
     return {"app": state.config.app(app).name, "deployments": views.history(state.db, state.config, app, limit)}
+
+
+@router.get("/{app}/logs", response_model=LogsModel)
+def logs(
+    state: State,
+    app: str,
+    environment: Annotated[EnvironmentName | None, Query()] = None,
+    deployment: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> dict[str, Any]:
+    """One deployment's steps, attempts and logs: ``deployment`` (one of the app's), else the app's newest
+    deployment, in ``environment`` when given. 404 when there is none."""
+    return views.logs(state.db, state.config, app, environment, deployment)

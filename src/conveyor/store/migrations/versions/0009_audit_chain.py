@@ -9,7 +9,7 @@ lifted by someone other than conveyor, whose message was the reason). Then every
 order, a thousand at a time.
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-29
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 from conveyor.domain.audit import GENESIS, EventContent, chain_hash
 
 revision = "0009"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

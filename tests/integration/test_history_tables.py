@@ -1,23 +1,31 @@
-"""Revision 0003 and the tables it adds, on SQLite and PostgreSQL: ``latest_successes`` (the newest
-release that succeeded per (app, environment)) and ``step_durations`` (finished steps counted per
-histogram bucket), each filled from the history on upgrade and kept up to date afterwards, so neither a
-planner pass nor a metrics scrape reads the whole history."""
+"""Tables filled from the history on upgrade, on SQLite and PostgreSQL: ``placements`` (revision 0005:
+what runs in each (app, environment), its health and last good release; it replaced 0003's
+``latest_successes``) and ``step_durations`` (0003: finished steps counted per histogram bucket), so
+neither a planner pass nor a metrics scrape reads the whole history."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from alembic import command
-from sqlalchemy import insert, select
+from sqlalchemy import column, insert, select, table
 
-from conveyor.domain.decisions import Start, Succeed
-from conveyor.engine.orchestrator import Orchestrator
 from conveyor.store.database import Database
 from conveyor.store.migrate import _alembic_config, current_revision, head_revision, upgrade
 from conveyor.store.step_durations import BUCKETS, bucket_of, count_finished
-from conveyor.store.tables import Deployment, LatestSuccess, Release, Step, StepDuration
+from conveyor.store.tables import Deployment, Placement, Release, StepDuration
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+# the steps table as revision 0002 left it: rows written before an upgrade have none of the later columns
+OLD_STEPS = table(
+    "steps",
+    *(column(name) for name in ("deployment_id", "kind", "name", "state", "attempt", "due_at", "started_at")),
+    column("finished_at"),
+    column("outcome"),
+    column("log"),
+    column("measurements"),
+    column("result"),
+)
 
 
 def _releases(db: Database, app: str, count: int) -> list[int]:
@@ -53,62 +61,54 @@ def _deployment(db: Database, release_id: int, app: str, env: str, state: str, m
         )
 
 
-def _latest(db: Database) -> dict[tuple[str, str], tuple[int, int]]:
+def _placements(db: Database) -> dict[tuple[str, str], tuple[int, int, str, int | None]]:
     with db.read() as s:
-        return {(c.app, c.environment): (c.release_id, c.deployment_id) for c in s.scalars(select(LatestSuccess))}
+        return {
+            (p.app, p.environment): (p.release_id, p.deployment_id, p.health, p.good_release_id)
+            for p in s.scalars(select(Placement))
+        }
 
 
-def test_upgrade_fills_latest_successes_from_the_history(db: Database) -> None:
+def test_upgrade_fills_placements_from_the_history(db: Database) -> None:
     cfg = _alembic_config()
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0002")
     old, new, newest = _releases(db, "web", 3)
     _deployment(db, old, "web", "integration", "succeeded", 1)
-    first = _deployment(db, new, "web", "integration", "succeeded", 2)
-    again = _deployment(db, new, "web", "integration", "succeeded", 3)  # the same release redeployed
-    _deployment(db, old, "web", "integration", "succeeded", 4)  # an older release put back later
-    _deployment(db, newest, "web", "integration", "failed", 5)  # failures never count
+    _deployment(db, new, "web", "integration", "succeeded", 2)
+    put_back = _deployment(db, old, "web", "integration", "succeeded", 4)  # an older release put back by hand
     staging = _deployment(db, old, "web", "staging", "succeeded", 6)
-    _deployment(db, newest, "web", "production", "deploying", 7)  # nothing live there yet
+    failing = _deployment(db, newest, "web", "staging", "failed", 7)  # deployed, then its checks failed
+    broken = _deployment(db, newest, "web", "production", "failed", 8)  # its deploy step failed: never ran
+    for did, minutes in ((put_back, 4), (staging, 6), (failing, 7)):
+        _step(db, did, "deploy", "succeeded", 1.0, minutes)
+    _step(db, broken, "deploy", "failed", 1.0, 8)
     upgrade(db)
     assert current_revision(db) == head_revision()
-    assert _latest(db) == {("web", "integration"): (new, again), ("web", "staging"): (old, staging)}
-    assert first != again
+    assert _placements(db) == {
+        ("web", "integration"): (old, put_back, "healthy", old),  # what runs is the one put back
+        ("web", "staging"): (newest, failing, "failing", old),
+    }
 
 
-def test_successes_move_the_latest_success_forward_only(db: Database) -> None:
-    orch = Orchestrator(db, lambda: T0)
-    older, newer = _releases(db, "api", 2)
-    live_new = _deployment(db, newer, "api", "staging", "pending")
-    late_old = _deployment(db, older, "api", "staging", "pending")
-    assert orch.apply(Start(None, deployment_id=live_new, locks=()))
-    assert orch.apply(Succeed(None, deployment_id=live_new))
-    assert _latest(db) == {("api", "staging"): (newer, live_new)}
-    # an older release deployed explicitly and succeeding afterwards does not move it back
-    assert orch.apply(Start(None, deployment_id=late_old, locks=()))
-    assert orch.apply(Succeed(None, deployment_id=late_old))
-    assert _latest(db) == {("api", "staging"): (newer, live_new)}
-    # a newer deployment of the same release does move it, to that deployment
-    redeploy = _deployment(db, newer, "api", "staging", "pending")
-    assert orch.apply_all([Start(None, deployment_id=redeploy, locks=()), Succeed(None, deployment_id=redeploy)]) == [
-        True,
-        True,
-    ]
-    assert _latest(db) == {("api", "staging"): (newer, redeploy)}
-
-
-def _step(db: Database, deployment_id: int, kind: str, state: str, seconds: float | None) -> None:
+def _step(db: Database, deployment_id: int, kind: str, state: str, seconds: float | None, minutes: int = 0) -> None:
+    start = T0 + timedelta(minutes=minutes)
     with db.write() as s:
         s.execute(
-            insert(Step).values(
+            insert(OLD_STEPS).values(
                 deployment_id=deployment_id,
                 kind=kind,
                 name=kind,
                 state=state,
-                due_at=T0,
-                started_at=None if seconds is None else T0,
-                finished_at=None if seconds is None else T0 + timedelta(seconds=seconds),
+                attempt=0,
+                due_at=start.replace(tzinfo=None),
+                started_at=None if seconds is None else start.replace(tzinfo=None),
+                finished_at=None if seconds is None else (start + timedelta(seconds=seconds)).replace(tzinfo=None),
+                outcome="",
+                log="",
+                measurements="[]",
+                result="{}",
             )
         )
 
