@@ -49,8 +49,8 @@ def test_every_committed_event_is_sealed_in_order(db: Database) -> None:
             session,
             "deployment.created",
             at=NOW,
-            actor="cli:alex",
-            about=[About("cli:alex asked to deploy v1 to staging", "shop", "staging")],
+            actor="cli:operator",
+            about=[About("cli:operator asked to deploy v1 to staging", "shop", "staging")],
             action=DEPLOY,
             reason="the hotfix, ünïcode and all",
         )

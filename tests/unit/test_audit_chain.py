@@ -36,7 +36,7 @@ def content(i: int, **changes: object) -> EventContent:
         environment="production",
         release_id=3,
         deployment_id=None,
-        actor="cli:alex",
+        actor="cli:operator",
         at=AT + timedelta(seconds=i),
         message="fixed the database by hand",
         payload={"kind": "block", "hold_id": 9},
@@ -59,7 +59,7 @@ def test_canonical_json_is_sorted_compact_utf8_with_utc_microseconds() -> None:
     assert (
         c.canonical()
         == (
-            '{"action":"unblock","actor":"cli:alex","app":"shop","at":"2026-11-29T14:02:03.000000Z",'
+            '{"action":"unblock","actor":"cli:operator","app":"shop","at":"2026-11-29T14:02:03.000000Z",'
             '"deployment_id":null,"environment":"production","id":1,"kind":"hold.lifted",'
             '"message":"déployé ✓","payload":{"hold_id":9,"kind":"block"},"reason":"fixed the database by hand",'
             '"release_id":3}'
