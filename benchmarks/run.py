@@ -26,6 +26,9 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
   ``subprocess.run`` and through the step supervisor (which ties the command to the worker), medians of 50.
 - ``scaleout_ratio_4_workers``: 200 deployments of 0.5 s fake (I/O-bound) deploys on PostgreSQL;
   throughput with 4 ``conveyor worker`` processes / with 1, at the same per-worker concurrency (8).
+- ``event_transactions_per_s_postgres``: 8 processes each committing 100 transactions that record 3
+  events and nothing else, on PostgreSQL: transactions per second, the worst case for sealing events
+  into the audit chain (each transaction holds the chain's head from sealing to commit).
 
 PostgreSQL figures need ``CONVEYOR_BENCH_POSTGRES_URL`` (an admin URL such as
 ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``; a scratch database is created and dropped),
@@ -45,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api_latency import p99, release_to_start_ms
 from engine import makespan, makespan_in_child, scaleout
+from event_writes import event_transactions_per_second
 from history import planner_pass_ms, status_ms
 from scratch import postgres_scratch
 from supervisor import start_costs
@@ -100,8 +104,10 @@ def main() -> int:
             )
         with postgres_scratch(ADMIN_URL) as one, postgres_scratch(ADMIN_URL) as four:
             figure("scaleout_ratio_4_workers", lambda: scaleout(one, workers=1) / scaleout(four, workers=4))
+        with postgres_scratch(ADMIN_URL) as url:
+            figure("event_transactions_per_s_postgres", lambda: event_transactions_per_second(url))
     else:
-        for name in ("overhead_ms_per_step_postgres", "scaleout_ratio_4_workers"):
+        for name in ("overhead_ms_per_step_postgres", "scaleout_ratio_4_workers", "event_transactions_per_s_postgres"):
             figures[name] = "skipped: set CONVEYOR_BENCH_POSTGRES_URL"
             print(f"{name}: {figures[name]}")
     print(json.dumps(figures))

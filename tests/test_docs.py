@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from conveyor.cli.main import cli
 from conveyor.config import schema
+from conveyor.domain.audit import OPERATOR_ACTIONS, OperatorAction
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -136,6 +137,13 @@ def test_every_event_kind_is_in_concepts(kind: str) -> None:
     concepts = DOCS / "concepts.md"
     assert concepts.exists(), "docs/concepts.md is missing"
     assert f"`{kind}`" in concepts.read_text(encoding="utf-8"), f"event kind {kind} is not in docs/concepts.md"
+
+
+@pytest.mark.parametrize("action", OPERATOR_ACTIONS, ids=lambda a: a.name)
+def test_every_operator_action_is_in_concepts(action: OperatorAction) -> None:
+    kinds = " or ".join(f"`{kind}`" for kind in action.kinds)
+    row = f"| `{action.name}` | {kinds} | {'required' if action.reason_required else 'optional'} |"
+    assert row in read("concepts.md"), f"operator action {action.name} is not in the table of docs/concepts.md#audit"
 
 
 # -- docs/configuration.md: config keys -------------------------------------------------------------------

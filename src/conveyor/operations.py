@@ -1,7 +1,9 @@
 """What a person or another tool asks conveyor to do: cut a release, deploy a version, promote, unblock.
 
 Each operation validates its input against the config and the store, then writes through the same
-records as the orchestrator (a pending deployment, a lifted hold, always with an Event naming the actor).
+records as the orchestrator (a pending deployment, a lifted hold), always with an Event that records the
+operator action, its actor (``cli:<user>``, ``api:<token name>``) and the reason given, which is the
+audit trail (:mod:`conveyor.domain.audit`).
 Git work (fetching, resolving refs, listing commits) happens before the write transaction opens.
 Errors a user can fix raise :class:`OperationError` with one clear sentence.
 """
@@ -10,10 +12,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -22,8 +23,24 @@ from sqlalchemy.orm import Session
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
+from conveyor.domain.audit import (
+    BLOCK,
+    CANCEL,
+    DEPLOY,
+    FORCE,
+    FREEZE,
+    PROMOTE,
+    RELEASE,
+    ROLLBACK,
+    STOP,
+    UNBLOCK,
+    UNFREEZE,
+    UNVETO,
+    OperatorAction,
+)
 from conveyor.domain.holds import FORCEABLE, Attempt, Obstacle, stopping, unblock_command
 from conveyor.domain.model import DeploymentState, Health, HoldKind, Override
+from conveyor.domain.moments import parse_moment
 from conveyor.engine.controls import cancel, queue_rollback
 from conveyor.engine.deployments import create_deployment
 from conveyor.errors import OperationError
@@ -57,11 +74,15 @@ class Operations:
 
     # -- releases -----------------------------------------------------------------------------------
 
-    def create_release(self, app: str, ref: str | None = None, actor: str = "cli") -> ReleaseResult:
+    def create_release(
+        self, app: str, ref: str | None = None, actor: str = "cli", reason: str | None = None
+    ) -> ReleaseResult:
         """Resolve ``ref`` (default: the app's branch) and record it as a release heading for the first
         environment. Releasing the same commit twice returns the existing release, also when two requests
-        race: the second finds the first's row, or meets the unique (app, sha) constraint and reads it."""
+        race: the second finds the first's row, or meets the unique (app, sha) constraint and reads it. An
+        existing release records nothing."""
         cfg = self.config.app(app)
+        reason = reason_for(RELEASE, reason)
         mirror = self.mirror(app)
         try:
             mirror.update()
@@ -79,7 +100,7 @@ class Operations:
             log.error("cannot release %s from %s: %s", app, mirror, exc)
             raise
         try:
-            return self._record_release(app, ref or cfg.branch, sha, label, previous, commits, actor)
+            return self._record_release(app, ref or cfg.branch, sha, label, previous, commits, actor, reason)
         except IntegrityError:
             with self.db.read() as session:
                 raced = _release_by_sha(session, app, sha)
@@ -88,7 +109,15 @@ class Operations:
             return _existing(raced)
 
     def _record_release(
-        self, app: str, ref: str, sha: str, label: str, previous: Release | None, commits: list[Commit], actor: str
+        self,
+        app: str,
+        ref: str,
+        sha: str,
+        label: str,
+        previous: Release | None,
+        commits: list[Commit],
+        actor: str,
+        reason: str | None,
     ) -> ReleaseResult:
         with self.db.write() as session:
             again = _release_by_sha(session, app, sha)
@@ -116,6 +145,8 @@ class Operations:
                 release_id=release.id,
                 message=f"release {label} of {app}: {len(commits)} commit(s)",
                 payload={"sha": sha, "label": label, "ref": release.ref, "commits": len(commits)},
+                action=RELEASE,
+                reason=reason,
             )
             first = self.config.environments[0]
             create_deployment(
@@ -147,19 +178,27 @@ class Operations:
     # -- deploy and promote --------------------------------------------------------------------------
 
     def deploy(
-        self, app: str, version: str, environment: str, actor: str = "cli", *, force: bool = False, reason: str = ""
+        self,
+        app: str,
+        version: str,
+        environment: str,
+        actor: str = "cli",
+        *,
+        force: bool = False,
+        reason: str | None = None,
     ) -> int:
         """Queue an explicit deployment of an existing release to an environment.
 
         A stop, freeze or closed window there refuses it unless ``force`` (break-glass, with a reason)."""
         self.config.app(app)
         self.config.check_environment(environment)
+        reason = reason_for(DEPLOY, reason)
         with self.db.write() as session:
             release = self.find_release(session, app, version)
             attempt = Attempt(app, environment, release.id, explicit=True)
             # without --force only what --force could pass refuses a deploy here (a block makes it wait);
             # with --force, anything it cannot pass refuses it, rather than queue a start that never comes
-            passed = self.admit(session, attempt, force=force, reason=reason, kinds=None if force else FORCEABLE)
+            passed = self.admit(session, attempt, force=force, reason=reason or "", kinds=None if force else FORCEABLE)
             now = self.clock()
             d = create_deployment(
                 session,
@@ -171,17 +210,20 @@ class Operations:
                 origin_key=None,
                 message=f"{actor} asked to deploy {release.label} to {environment}",
                 override=Override.FORCE if force else None,
+                action=DEPLOY,
+                reason=reason,
             )
             if force:
-                self.record_override(session, d, passed, actor, reason, now)
+                self.record_override(session, d, passed, actor, reason or "", now)
             return d.id
 
     def promote(
-        self, app: str, to: str | None = None, actor: str = "cli", *, force: bool = False, reason: str = ""
+        self, app: str, to: str | None = None, actor: str = "cli", *, force: bool = False, reason: str | None = None
     ) -> int:
         """Send the newest release that passed the previous environment into ``to`` (default: the first
         environment behind its predecessor). This is how the manual tier reaches the last environment."""
         self.config.app(app)
+        reason = reason_for(PROMOTE, reason)
         envs = self.config.environments
         with self.db.write() as session:
             live = _healthy_releases(session, app)
@@ -208,7 +250,7 @@ class Operations:
                     "conflict",
                 )
             attempt = Attempt(app, target, candidate.id, explicit=True)
-            passed = self.admit(session, attempt, force=force, reason=reason)
+            passed = self.admit(session, attempt, force=force, reason=reason or "")
             queued = session.scalars(
                 select(Deployment.id).where(
                     Deployment.app == app,
@@ -232,9 +274,11 @@ class Operations:
                 origin_key=None,
                 message=f"{actor} promoted {candidate.label} from {source} to {target}",
                 override=Override.FORCE if force else None,
+                action=PROMOTE,
+                reason=reason,
             )
             if force:
-                self.record_override(session, d, passed, actor, reason, now)
+                self.record_override(session, d, passed, actor, reason or "", now)
             return d.id
 
     # -- holds -----------------------------------------------------------------------------------------
@@ -284,6 +328,8 @@ class Operations:
             release_id=d.release_id,
             deployment_id=d.id,
             payload={"override": Override.FORCE.value, "reason": reason, "passed": [o.evidence() for o in passed]},
+            action=FORCE,
+            reason=reason,
         )
 
     def holds(self) -> list[dict[str, Any]]:
@@ -297,7 +343,7 @@ class Operations:
         self.config.app(app)
         if environment is not None:
             self.config.check_environment(environment)
-        return self._create_hold(HoldKind.BLOCK, app, environment, reason, None, actor)
+        return self._create_hold(HoldKind.BLOCK, app, environment, reason, None, actor, BLOCK)
 
     def freeze(
         self, app: str | None, environment: str | None, reason: str, until: str | None = None, actor: str = "cli"
@@ -308,12 +354,12 @@ class Operations:
             self.config.app(app)
         if environment is not None:
             self.config.check_environment(environment)
-        return self._create_hold(HoldKind.FREEZE, app, environment, reason, until, actor)
+        return self._create_hold(HoldKind.FREEZE, app, environment, reason, until, actor, FREEZE)
 
     def stop(self, environment: str, reason: str, until: str | None = None, actor: str = "cli") -> int:
         """Stop the line: no automatic start in ``environment`` for any app until ``unfreeze``."""
         self.config.check_environment(environment)
-        return self._create_hold(HoldKind.STOP, None, environment, reason, until, actor)
+        return self._create_hold(HoldKind.STOP, None, environment, reason, until, actor, STOP)
 
     def unfreeze(self, hold_id: int, reason: str = "", actor: str = "cli") -> dict[str, Any]:
         """Lift a freeze or a stop by its id (``conveyor holds`` lists them)."""
@@ -332,11 +378,18 @@ class Operations:
                     "conflict",
                 )
             now = self.clock()
-            lift_hold(session, hold, now, actor, reason.strip() or f"unfrozen by {actor}")
+            lift_hold(session, hold, now, actor, reason.strip() or f"unfrozen by {actor}", action=UNFREEZE)
             return {"id": hold.id, "kind": hold.kind, "app": hold.app, "environment": hold.environment}
 
     def _create_hold(
-        self, kind: HoldKind, app: str | None, environment: str | None, reason: str, until: str | None, actor: str
+        self,
+        kind: HoldKind,
+        app: str | None,
+        environment: str | None,
+        reason: str,
+        until: str | None,
+        actor: str,
+        action: OperatorAction,
     ) -> int:
         if not reason.strip():
             raise OperationError(f"a reason is required to {kind.value}")
@@ -365,6 +418,8 @@ class Operations:
                 app=app,
                 environment=environment,
                 payload={"hold_id": hold.id, "kind": kind.value, "until": ends.isoformat() if ends else None},
+                action=action,
+                reason=reason,
             )
             return hold.id
 
@@ -373,8 +428,7 @@ class Operations:
         self.config.app(app)
         if environment is not None:
             self.config.check_environment(environment)
-        if not reason.strip():
-            raise OperationError("a reason is required to unblock")
+        why = reason_for(UNBLOCK, reason) or ""
         with self.db.write() as session:
             stmt = select(Hold).where(Hold.app == app, Hold.kind == HoldKind.BLOCK.value, Hold.lifted_at.is_(None))
             if environment is not None:
@@ -385,7 +439,7 @@ class Operations:
                 raise OperationError(f"{app} is not blocked{where}", "conflict")
             now = self.clock()
             for hold in holds:
-                lift_hold(session, hold, now, actor, reason)
+                lift_hold(session, hold, now, actor, why, action=UNBLOCK)
             return len(holds)
 
     # -- rollback, veto, cancel ----------------------------------------------------------------------
@@ -436,6 +490,7 @@ class Operations:
                 actor=actor,
                 reason=reason,
                 now=self.clock(),
+                action=ROLLBACK,
             )
             return RollbackResult(d.id, current.label, target.label)
 
@@ -450,7 +505,7 @@ class Operations:
             veto = _open_veto(session, app, environment, release.id)
             if veto is None:
                 raise OperationError(f"{release.label} of {app} is not vetoed in {environment}", "conflict")
-            lift_hold(session, veto, self.clock(), actor, reason)
+            lift_hold(session, veto, self.clock(), actor, reason, action=UNVETO)
             return veto.id
 
     def cancel(
@@ -492,7 +547,7 @@ class Operations:
                     raise OperationError(f"nothing to cancel: deployment #{deployment_id} is {state}", "conflict")
                 where = f" in {environment}" if environment else ""
                 raise OperationError(f"nothing to cancel: {app} has no queued or running deployment{where}", "conflict")
-            cancel(session, rows, actor=actor, reason=reason, now=self.clock())
+            cancel(session, rows, actor=actor, reason=reason, now=self.clock(), action=CANCEL)
             return [d.id for d in rows]
 
     def waits_behind(self, deployment_id: int) -> str | None:
@@ -547,28 +602,24 @@ def _last_good_before(session: Session, placed: Placement) -> Release | None:
     return session.get(Release, release_id) if release_id is not None else None
 
 
-UNTIL_RELATIVE = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
-_UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-
-
 def parse_until(text: str, now: datetime) -> datetime:
-    """When a hold ends: relative to ``now`` (``30m``, ``2h``, ``1d``, ``1w``) or an ISO 8601 time
-    (``2026-12-24T18:00+01:00``; without an offset it is UTC; a date alone is its midnight UTC).
-    A time not after ``now`` is an error."""
-    match = UNTIL_RELATIVE.match(text)
+    """When a hold ends (:mod:`conveyor.domain.moments`); a time not after ``now`` is a conflict."""
     try:
-        if match:
-            ends = now + int(match.group(1)) * _UNIT[match.group(2)]
-        else:
-            parsed = datetime.fromisoformat(text.strip())
-            ends = (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise OperationError(
-            f"--until {text!r} is not a time: give ISO 8601 (2026-12-24T18:00Z) or relative (30m, 2h, 1d)"
-        ) from None
+        ends = parse_moment(text, now)
+    except ValueError as exc:
+        raise OperationError(f"--until {exc}") from None
     if ends <= now:
         raise OperationError(f"--until {text!r} is in the past ({ends:%Y-%m-%d %H:%M} UTC is before now)", "conflict")
     return ends
+
+
+def reason_for(action: OperatorAction, reason: str | None) -> str | None:
+    """The reason as recorded (stripped; None when none was given), or an OperationError when
+    ``action`` requires one and none was given."""
+    text = (reason or "").strip()
+    if action.reason_required and not text:
+        raise OperationError(f"a reason is required to {action.name}")
+    return text or None
 
 
 def _commit_json(c: Commit) -> dict[str, str]:

@@ -152,6 +152,7 @@ def test_every_command_is_walked() -> None:
     expected |= {"unblock", "status", "history", "why", "logs", "notifications", "demo"}
     expected |= {"block", "freeze", "stop", "unfreeze", "holds"}
     expected |= {"rollback", "unveto", "cancel"}
+    expected |= {"audit", "audit verify"}
     assert {" ".join(path) for path in ALL_COMMANDS} == expected
 
 

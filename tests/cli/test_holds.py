@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from conveyor.cli.audit import cli_actor
 from conveyor.config import load_config
 from conveyor.store.database import Database
 from conveyor.store.tables import Event, Hold
@@ -57,7 +58,7 @@ def test_a_freeze_on_production_stops_only_production_until_unfrozen(project: Pr
     )
     assert "frozen" in project.ok("status").output
     text = project.ok("why", "web", "production").output
-    assert "hold #1 (freeze, every app in production) by cli since" in text
+    assert f"hold #1 (freeze, every app in production) by {cli_actor()} since" in text
     assert "lift: conveyor unfreeze 1" in text
     assert "#1 freeze every app in production since" in project.ok("holds").output
 
@@ -158,7 +159,8 @@ def test_stop_the_line_is_a_banner_and_force_breaks_glass(project: Project) -> N
     project.work()
     assert state(project, "web", "production") == "succeeded"
     [overridden] = events(project, "hold.overridden")
-    assert overridden.actor == "cli" and overridden.payload["reason"] == "the hotfix"
+    assert overridden.actor == cli_actor() and overridden.payload["reason"] == "the hotfix"
+    assert (overridden.action, overridden.reason) == ("force", "the hotfix")
     assert [p["kind"] for p in overridden.payload["passed"]] == ["stop"]
     assert "the hotfix" in overridden.message
 

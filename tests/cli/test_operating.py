@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from conveyor.cli.audit import cli_actor
 from tests.cli.conftest import BASE_CONFIG, Project
 from tests.gitrepos import commit, git
 
@@ -106,8 +107,8 @@ def test_deploy_by_sha_prefix(project: Project) -> None:
     assert queued.output.strip().endswith("of web v2.0 to staging queued")  # the release it found, not the prefix
     rows = json.loads(project.ok("history", "web", "--json").output)["deployments"]
     assert [(r["environment"], r["sha"], r["created_by"]) for r in rows] == [
-        ("staging", sha, "cli"),
-        ("integration", sha, "cli"),
+        ("staging", sha, cli_actor()),
+        ("integration", sha, cli_actor()),
     ]
     project.work()
     assert environment(project, "web", "staging")["state"] == "succeeded"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from conveyor.cli.audit import cli_actor
 from tests.cli.conftest import Project
 
 ENVIRONMENTS = ["integration", "staging", "production"]
@@ -70,7 +71,7 @@ def test_history_lists_deployments_newest_first(delivered: Project) -> None:
     assert [r["environment"] for r in rows] == ["production", "staging", "integration"]
     assert [r["deployment_id"] for r in rows] == sorted((r["deployment_id"] for r in rows), reverse=True)
     assert {r["release"] for r in rows} == {"v1.0"}
-    assert rows[-1]["created_by"] == "cli"  # the release command queued the first deployment
+    assert rows[-1]["created_by"] == cli_actor()  # the release command queued the first deployment
     assert rows[0]["commits"] == ["web: first commit"]
 
 

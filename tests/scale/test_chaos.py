@@ -4,7 +4,7 @@ few seconds and restarted, while 60 releases of 30 apps in 6 conflict groups flo
 Everything is asserted from what the store recorded, not from logs: every app's newest release reached
 production; no two deployments sharing a lock overlapped in time (deployments and step attempts); no
 step had two live attempts at once; every re-run is a new attempt that began after the previous one
-was closed as expired (its lease ran out) or released.
+was closed as expired (its lease ran out) or released; the audit chain verifies.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.audit_trail import verify_chain
 from conveyor.engine.leases import MAX_ATTEMPTS
 from conveyor.operations import Operations
 from conveyor.store.database import Database
@@ -160,4 +161,8 @@ def test_workers_killed_at_random_lose_nothing_and_never_overlap(
     for d, r in everything:
         assert d.state in ("succeeded", "superseded"), (d.app, d.environment, r.label, d.state)
     assert reruns >= 1, "no kill interrupted a running step"
-    print(f"kills={kills} reruns={reruns} deployments={len(everything)}")
+
+    # workers killed in the middle of writing left the audit chain whole: nothing half-sealed
+    chain = verify_chain(db)
+    assert chain["ok"] is True, chain
+    print(f"kills={kills} reruns={reruns} deployments={len(everything)} events={chain['verified']}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import getpass
 import json
 import logging
 import os
@@ -12,12 +11,15 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from conveyor import __version__, views
+from conveyor.audit_trail import BadSince, describe_verification, operator_actions, parse_since, verify_chain
+from conveyor.cli.audit import audit_table, cli_actor
 from conveyor.cli.console import cli_console
 from conveyor.cli.context import Opened, open_for_reading, open_for_writing
 from conveyor.cli.errors import err, fail, friendly_errors
@@ -26,7 +28,9 @@ from conveyor.cli.logs import follow as follow_logs
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.notifications import notifications_table
 from conveyor.cli.render import history_table, holds_lines, print_why, status_from_json, status_table, stop_banners
+from conveyor.clock import utc_now
 from conveyor.config import STARTER_CONFIG, load_config
+from conveyor.domain.audit import Anchor
 from conveyor.domain.holds import unblock_command
 from conveyor.engine.conductor import DEFAULT_CONCURRENCY, Conductor
 from conveyor.notify.outbox import deliveries
@@ -283,20 +287,25 @@ def _remote(server: str, call: Callable[[ApiClient], dict[str, Any]]) -> dict[st
         client.close()
 
 
+def reason_option(required: bool = False, help: str = "Why (recorded in the audit trail).") -> Callable[..., Any]:
+    return click.option("--reason", required=required, help=help)
+
+
 @cli.command()
 @config_option
 @click.argument("app")
 @click.option("--ref", help="Branch, tag or commit (default: the app's branch).")
+@reason_option()
 @server_option
 @friendly_errors
-def release(config_path: Path, app: str, ref: str | None, server: str | None) -> None:
+def release(config_path: Path, app: str, ref: str | None, reason: str | None, server: str | None) -> None:
     """Cut a release of APP from its repository; it heads for the first environment."""
     if server:
-        answer = _remote(server, lambda api: api.release(app, ref))
+        answer = _remote(server, lambda api: api.release(app, ref, reason))
         created, label, sha, commits, first = (answer[k] for k in ("created", "label", "sha", "commits", "environment"))
     else:
         opened = open_for_writing(config_path)
-        result = Operations(opened.config, opened.db).create_release(app, ref)
+        result = Operations(opened.config, opened.db).create_release(app, ref, actor=cli_actor(), reason=reason)
         created, label, sha, commits = result.created, result.label, result.sha, result.commits
         first = opened.config.environments[0]
     if created:
@@ -338,7 +347,7 @@ def deploy(
     else:
         opened = open_for_writing(config_path)
         ops = Operations(opened.config, opened.db)
-        deployment_id = ops.deploy(app, version, environment, force=force, reason=reason)
+        deployment_id = ops.deploy(app, version, environment, actor=cli_actor(), force=force, reason=reason)
         label = views.release_label(opened.db, deployment_id)
         waits = ops.waits_behind(deployment_id)
     forced = " (forced past holds)" if force else ""
@@ -362,7 +371,9 @@ def promote(config_path: Path, app: str, environment: str | None, force: bool, r
         deployment_id = answer["deployment_id"]
     else:
         opened = open_for_writing(config_path)
-        deployment_id = Operations(opened.config, opened.db).promote(app, environment, force=force, reason=reason)
+        deployment_id = Operations(opened.config, opened.db).promote(
+            app, environment, actor=cli_actor(), force=force, reason=reason
+        )
     forced = ", forced past holds" if force else ""
     out.print(f"deployment #{deployment_id} of {app} queued (promoted{forced})", markup=False)
 
@@ -371,7 +382,7 @@ def promote(config_path: Path, app: str, environment: str | None, force: bool, r
 @config_option
 @click.argument("app")
 @click.option("--env", "environment", help="Only the block in this environment.")
-@click.option("--reason", required=True, help="Why it is safe to go on (recorded).")
+@reason_option(required=True, help="Why it is safe to go on (recorded in the audit trail).")
 @server_option
 @friendly_errors
 def unblock(config_path: Path, app: str, environment: str | None, reason: str, server: str | None) -> None:
@@ -380,7 +391,7 @@ def unblock(config_path: Path, app: str, environment: str | None, reason: str, s
         lifted = _remote(server, lambda api: api.unblock(app, environment, reason))["lifted"]
     else:
         opened = open_for_writing(config_path)
-        lifted = Operations(opened.config, opened.db).unblock(app, environment, reason)
+        lifted = Operations(opened.config, opened.db).unblock(app, environment, reason, actor=cli_actor())
     out.print(f"lifted {lifted} block(s) on {app}", markup=False)
 
 
@@ -397,7 +408,7 @@ def block(config_path: Path, app: str, environment: str | None, reason: str, ser
         hold_id = _remote(server, lambda api: api.block(app, environment, reason))["id"]
     else:
         opened = open_for_writing(config_path)
-        hold_id = Operations(opened.config, opened.db).block(app, environment, reason)
+        hold_id = Operations(opened.config, opened.db).block(app, environment, reason, actor=cli_actor())
     where = f"{environment} and every later environment" if environment else "every environment"
     lift = unblock_command(app, environment)
     out.print(f"hold #{hold_id}: {app} is blocked in {where}; lift it with: {lift}", markup=False)
@@ -427,7 +438,7 @@ def freeze(
         hold_id = _remote(server, lambda api: api.freeze(app, environment, reason, until))["id"]
     else:
         opened = open_for_writing(config_path)
-        hold_id = Operations(opened.config, opened.db).freeze(app, environment, reason, until)
+        hold_id = Operations(opened.config, opened.db).freeze(app, environment, reason, until, actor=cli_actor())
     scope = f"{app or 'every app'} in {environment or 'every environment'}"
     out.print(f"hold #{hold_id}: froze {scope}; lift it with: conveyor unfreeze {hold_id}", markup=False)
 
@@ -445,18 +456,10 @@ def stop(config_path: Path, environment: str, reason: str, until: str | None, se
         hold_id = _remote(server, lambda api: api.stop(environment, reason, until))["id"]
     else:
         opened = open_for_writing(config_path)
-        hold_id = Operations(opened.config, opened.db).stop(environment, reason, until)
+        hold_id = Operations(opened.config, opened.db).stop(environment, reason, until, actor=cli_actor())
     out.print(
         f"hold #{hold_id}: line stopped in {environment}; lift it with: conveyor unfreeze {hold_id}", markup=False
     )
-
-
-def _cli_actor() -> str:
-    """``cli:<user>``: who ran the command, as the events and holds record it."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no user name for this uid (a bare container)
-        return "cli"
 
 
 @cli.command()
@@ -477,7 +480,7 @@ def rollback(
         deployment_id, to, vetoed = answer["deployment_id"], answer["release"], answer["vetoed"]
     else:
         opened = open_for_writing(config_path)
-        result = Operations(opened.config, opened.db).rollback(app, environment, reason, version, _cli_actor())
+        result = Operations(opened.config, opened.db).rollback(app, environment, reason, version, cli_actor())
         deployment_id, to, vetoed = result.deployment_id, result.to, result.rolled_back_from
     out.print(
         f"deployment #{deployment_id} rolls {app} back to {to} in {environment}; {vetoed} is vetoed there "
@@ -498,7 +501,7 @@ def unfreeze(config_path: Path, hold_id: int, reason: str | None, server: str | 
         lifted = _remote(server, lambda api: api.unfreeze(hold_id, reason))
     else:
         opened = open_for_writing(config_path)
-        lifted = Operations(opened.config, opened.db).unfreeze(hold_id, reason or "")
+        lifted = Operations(opened.config, opened.db).unfreeze(hold_id, reason or "", actor=cli_actor())
     scope = f"{lifted['app'] or 'every app'} in {lifted['environment'] or 'every environment'}"
     out.print(f"lifted {lifted['kind']} #{hold_id} ({scope})", markup=False)
 
@@ -517,7 +520,7 @@ def unveto(config_path: Path, app: str, version: str, environment: str, reason: 
         _remote(server, lambda api: api.unveto(app, version, environment, reason))
     else:
         opened = open_for_writing(config_path)
-        Operations(opened.config, opened.db).unveto(app, version, environment, reason, _cli_actor())
+        Operations(opened.config, opened.db).unveto(app, version, environment, reason, cli_actor())
     out.print(f"{app} {version} may go to {environment} again", markup=False)
 
 
@@ -545,7 +548,7 @@ def cancel(
         ids = _remote(server, lambda api: api.cancel(app, environment, reason, deployment_id))["cancelled"]
     else:
         opened = open_for_writing(config_path)
-        ids = Operations(opened.config, opened.db).cancel(app, environment, reason, deployment_id, _cli_actor())
+        ids = Operations(opened.config, opened.db).cancel(app, environment, reason, deployment_id, cli_actor())
     out.print(f"cancelled deployment(s) {', '.join(f'#{i}' for i in ids)}", markup=False)
 
 
@@ -717,6 +720,95 @@ def notifications(config_path: Path, failed_only: bool, limit: int, as_json: boo
         _json({"notifications": rows})
     else:
         out.print(notifications_table(rows, failed_only=failed_only))
+
+
+@cli.group(invoke_without_command=True)
+@config_option
+@click.option(
+    "--since", metavar="TIME", help="Only actions since TIME: an ISO 8601 time (UTC) or an age (30m, 12h, 7d)."
+)
+@click.option("--app", help="Only actions on this app.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Most actions to show.")
+@json_option
+@server_option
+@click.pass_context
+@friendly_errors
+def audit(
+    ctx: click.Context,
+    config_path: Path,
+    since: str | None,
+    app: str | None,
+    limit: int,
+    as_json: bool,
+    server: str | None,
+) -> None:
+    """Operator actions, newest first: who did what, where, when and why. See also: conveyor audit verify."""
+    if ctx.invoked_subcommand is not None:
+        return
+    after = _since(since)
+    if server:
+        answer = _remote(server, lambda api: api.audit(since=after, app=app, limit=limit))
+    else:
+        opened = open_for_reading(config_path)
+        answer = operator_actions(opened.db, opened.config, since=after, app=app, limit=limit).to_json()
+    if as_json:
+        _json(answer)
+    else:
+        out.print(audit_table(answer["actions"]))
+
+
+def _since(text: str | None) -> datetime | None:
+    """``--since`` as a time, or exit 2 with one line saying what is accepted."""
+    if text is None:
+        return None
+    try:
+        return parse_since(text, utc_now())
+    except BadSince as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+
+
+def _given_on_command_line(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+@audit.command("verify")
+@config_option
+@click.option(
+    "--expect",
+    metavar="SEQ:HASH",
+    help="Also insist the chain still has HASH at position SEQ (a head printed by an earlier verify, kept elsewhere).",
+)
+@json_option
+@server_option
+@click.pass_context
+@friendly_errors
+def audit_verify(ctx: click.Context, config_path: Path, expect: str | None, as_json: bool, server: str | None) -> None:
+    """Walk the events' hash chain: exit 0 with how many verified, or 1 naming the first event that breaks it."""
+    try:
+        anchor = Anchor.parse(expect) if expect else None
+    except ValueError as exc:
+        fail(str(exc), 2)
+        return
+    # `conveyor audit -c FILE --json verify` means the same as `conveyor audit verify -c FILE --json`
+    group = ctx.parent
+    if group is not None:
+        listing = [f"--{name}" for name in ("since", "app", "limit") if _given_on_command_line(group, name)]
+        if listing:
+            fail(f"`conveyor audit verify` checks every event and takes no {' or '.join(listing)}", 2)
+        if not _given_on_command_line(ctx, "config_path"):
+            config_path = group.params["config_path"]
+        as_json = as_json or group.params["as_json"]
+        server = server or group.params["server"]
+    if server:
+        answer = _remote(server, lambda api: api.verify_audit(expect))
+    else:
+        answer = verify_chain(open_for_reading(config_path).db, anchor)
+    if as_json:
+        _json(answer)
+    else:
+        (out if answer["ok"] else err).print(describe_verification(answer), markup=False)
+    sys.exit(0 if answer["ok"] else 1)
 
 
 @cli.command()

@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from conveyor.domain.audit import OperatorAction
 from conveyor.domain.decisions import Decision
 from conveyor.domain.model import DeploymentState, HoldKind, Override, StepState, Verdict
 from conveyor.engine.deployments import create_deployment
@@ -42,8 +43,10 @@ def queue_rollback(
     actor: str,
     reason: str,
     now: datetime,
+    action: OperatorAction | None = None,
 ) -> Deployment:
-    """Queue a rollback of ``app`` in ``environment`` from ``from_release`` to ``to`` and veto the former."""
+    """Queue a rollback of ``app`` in ``environment`` from ``from_release`` to ``to`` and veto the former;
+    ``action`` when an operator asked for it (an automatic rollback after a failure has none)."""
     message = f"{actor} rolled {app} back in {environment} from {from_release.label} to {to.label}: {reason}"
     d = create_deployment(
         session,
@@ -95,6 +98,8 @@ def queue_rollback(
         release_id=to.id,
         deployment_id=d.id,
         payload={"from": from_release.label, "to": to.label, "reason": reason},
+        action=action,
+        reason=reason if action else None,
     )
     decision = Decision(
         app,
@@ -125,9 +130,17 @@ def _open_vetoes(session: Session, app: str, environment: str, release_id: int) 
     )
 
 
-def cancel(session: Session, deployments: Sequence[Deployment], *, actor: str, reason: str, now: datetime) -> None:
+def cancel(
+    session: Session,
+    deployments: Sequence[Deployment],
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    action: OperatorAction | None = None,
+) -> None:
     """Cancel ``deployments`` (open ones, read in this transaction): not started ones end at once; running
-    ones are asked to stop (see the module docstring)."""
+    ones are asked to stop (see the module docstring). ``action`` when an operator asked for it."""
     for d in deployments:
         message = f"{actor} cancelled deployment #{d.id}: {reason}"
         if d.state in NOT_STARTED:
@@ -150,6 +163,8 @@ def cancel(session: Session, deployments: Sequence[Deployment], *, actor: str, r
                 release_id=d.release_id,
                 deployment_id=d.id,
                 payload={"reason": reason},
+                action=action,
+                reason=reason if action else None,
             )
         elif d.state in ACTIVE:
             session.execute(
@@ -181,6 +196,8 @@ def cancel(session: Session, deployments: Sequence[Deployment], *, actor: str, r
                 release_id=d.release_id,
                 deployment_id=d.id,
                 payload={"reason": reason},
+                action=action,
+                reason=reason if action else None,
             )
         else:
             continue

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from conveyor.domain.audit import OperatorAction
 from conveyor.domain.model import DeploymentState, Override
 from conveyor.store.records import record_event
 from conveyor.store.tables import Deployment
@@ -26,8 +27,11 @@ def create_deployment(
     origin_key: str | None,
     message: str,
     override: Override | None = None,
+    action: OperatorAction | None = None,
+    reason: str | None = None,
 ) -> Deployment:
-    """A new pending deployment and its Event, in the caller's transaction."""
+    """A new pending deployment and its Event, in the caller's transaction; ``action`` and ``reason`` when
+    an operator asked for it (see :mod:`conveyor.domain.audit`)."""
     d = Deployment(
         release_id=release_id,
         app=app,
@@ -52,5 +56,7 @@ def create_deployment(
         environment=environment,
         release_id=release_id,
         deployment_id=d.id,
+        action=action,
+        reason=reason,
     )
     return d

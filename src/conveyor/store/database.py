@@ -30,6 +30,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.orm import Session
 
 from conveyor.config.database_url import database_url_problem
+from conveyor.store.chain import seal
 from conveyor.store.records import ROUTER_INFO_KEY, NotificationRouter
 
 PLANNER_LOCK_KEY = 7_305_011  # advisory lock id for planner passes (PostgreSQL)
@@ -155,6 +156,9 @@ class Database:
         SQLite's busy handler, which sleeps in steps of up to 100 ms and would add that to every
         contended write (a hundred steps finishing together). Other processes still meet the busy
         handler, as they must.
+
+        The events the transaction recorded are sealed into the audit chain as its last statements,
+        right before the commit (see :mod:`conveyor.store.chain`).
         """
         with (
             self._sqlite_writer,
@@ -163,6 +167,7 @@ class Database:
             session.begin(),
         ):
             yield session
+            seal(session)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

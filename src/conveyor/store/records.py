@@ -1,7 +1,9 @@
 """Appending to the audit trail: Events (who did what, when, why) and Decisions (verdicts with reasons).
 
 Both are written inside the caller's transaction, so a state change, its Event and its Decision commit
-together or not at all. So are the Event's notifications: one ``outbox`` row per notifier the
+together or not at all. Events are sealed into the audit hash chain when that transaction commits
+(:mod:`conveyor.store.chain`); an operator action's event also carries the action and the operator's
+reason (:mod:`conveyor.domain.audit`). So are the Event's notifications: one ``outbox`` row per notifier the
 :class:`NotificationRouter` routes it to. The router is installed on the Database at process start
 (:func:`conveyor.notify.routing.install`) and reaches this module through the session's ``info``, so
 every writer of events (orchestrator, leases, operations) notifies alike without knowing the config.
@@ -18,7 +20,9 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
+from conveyor.domain.audit import OperatorAction, check_action
 from conveyor.domain.decisions import Decision as DecisionRecord
+from conveyor.store.chain import note_unsealed
 from conveyor.store.tables import Decision, Event, Hold, Outbox
 
 ROUTER_INFO_KEY = "notification_router"  # where Database.write() puts its router in Session.info
@@ -42,9 +46,19 @@ class About:
     payload: dict[str, Any] | None = None
 
 
-def record_events(session: Session, kind: str, *, at: datetime, actor: str, about: Sequence[About]) -> list[int]:
+def record_events(
+    session: Session,
+    kind: str,
+    *,
+    at: datetime,
+    actor: str,
+    about: Sequence[About],
+    action: OperatorAction | None = None,
+    reason: str | None = None,
+) -> list[int]:
     """Append one Event of ``kind`` per item of ``about`` and their notifications; returns the Event ids
-    in ascending order (which need not be the order of ``about``).
+    in ascending order (which need not be the order of ``about``). With ``action``, the events record that
+    operator action and ``reason`` (see :data:`conveyor.domain.audit.OPERATOR_ACTIONS`).
 
     One INSERT for the events and one for their outbox rows, however many there are: a pass that starts
     or finishes a hundred deployments writes a hundred events of each kind. The rows come back unordered
@@ -53,6 +67,8 @@ def record_events(session: Session, kind: str, *, at: datetime, actor: str, abou
     one release's notifications are delivered in."""
     if not about:
         return []
+    if action is not None:
+        check_action(action, kind, reason)
     rows = [
         {
             "kind": kind,
@@ -64,11 +80,14 @@ def record_events(session: Session, kind: str, *, at: datetime, actor: str, abou
             "at": at,
             "message": a.message,
             "payload": a.payload or {},
+            "action": action.name if action else None,
+            "reason": reason,
         }
         for a in about
     ]
     returning = insert(Event).returning(Event.id, Event.app, Event.release_id)
     events = sorted(session.execute(returning, rows).all(), key=lambda e: int(e.id))
+    note_unsealed(session, [int(e.id) for e in events])
     router: NotificationRouter | None = session.info.get(ROUTER_INFO_KEY)
     if router is not None:
         outbox = [
@@ -101,10 +120,12 @@ def record_event(
     release_id: int | None = None,
     deployment_id: int | None = None,
     payload: dict[str, Any] | None = None,
+    action: OperatorAction | None = None,
+    reason: str | None = None,
 ) -> int:
     """Append one Event and its notifications; returns its id."""
     about = About(message, app, environment, release_id, deployment_id, payload)
-    return record_events(session, kind, at=at, actor=actor, about=[about])[0]
+    return record_events(session, kind, at=at, actor=actor, about=[about], action=action, reason=reason)[0]
 
 
 def deployment_events(
@@ -182,8 +203,11 @@ def record_decisions(session: Session, decisions: Sequence[DecisionRecord], at: 
     )
 
 
-def lift_hold(session: Session, hold: Hold, now: datetime, actor: str, reason: str) -> None:
-    """Lift ``hold`` and record who did and why, in the caller's transaction."""
+def lift_hold(
+    session: Session, hold: Hold, now: datetime, actor: str, reason: str, action: OperatorAction | None = None
+) -> None:
+    """Lift ``hold`` and record who did and why, in the caller's transaction; ``action`` when an operator
+    asked for it."""
     hold.lifted_at = now
     hold.lifted_by = actor
     hold.lift_reason = reason
@@ -197,4 +221,6 @@ def lift_hold(session: Session, hold: Hold, now: datetime, actor: str, reason: s
         environment=hold.environment,
         release_id=hold.release_id,
         payload={"hold_id": hold.id, "kind": hold.kind},
+        action=action,
+        reason=reason if action else None,
     )

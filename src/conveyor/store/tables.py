@@ -26,6 +26,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -236,10 +237,27 @@ class Decision(Base):
     at: Mapped[datetime]
 
 
+OPERATOR_ACTION = text("action IS NOT NULL")  # the events `conveyor audit` lists
+
+
 class Event(Base):
-    """Append-only audit record: who did what, when, why."""
+    """Append-only audit record: who did what, when, why.
+
+    ``action`` and ``reason`` are set on operator actions only (see :mod:`conveyor.domain.audit`).
+    ``chain_seq`` and ``chain_hash`` seal the event into the hash chain when its transaction commits
+    (:mod:`conveyor.store.chain`); they are NULL only inside the transaction that wrote it."""
 
     __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_operator_actions", "id", postgresql_where=OPERATOR_ACTION, sqlite_where=OPERATOR_ACTION),
+        Index(
+            "ix_events_operator_actions_app",
+            "app",
+            "id",
+            postgresql_where=OPERATOR_ACTION,
+            sqlite_where=OPERATOR_ACTION,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(50), index=True)
@@ -251,6 +269,22 @@ class Event(Base):
     at: Mapped[datetime]
     message: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    action: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    chain_seq: Mapped[int | None] = mapped_column(Integer, unique=True)
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class EventChain(Base):
+    """The head of the events' hash chain: the position and hash of the newest sealed event. One row
+    (``id`` 1), locked by every transaction that seals events, so two never chain onto the same hash;
+    it also shows when the newest events were deleted."""
+
+    __tablename__ = "event_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class Outbox(Base):

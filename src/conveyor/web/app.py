@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.routing import BaseRoute
 
 from conveyor import __version__
 from conveyor.config.resolved import Config
@@ -14,8 +15,20 @@ from conveyor.web.errors import install_error_handlers
 from conveyor.web.gate import RequestGate
 from conveyor.web.metrics import registry_for
 from conveyor.web.openapi import describe_environments
-from conveyor.web.routes import actions, apps, controls, health, holds, records
+from conveyor.web.routes import actions, apps, audit, controls, health, holds, records
 from conveyor.web.state import ApiState, Wakeable
+
+
+def _takes_actor(route: BaseRoute) -> bool:
+    """Whether ``route`` depends, at any depth, on the token's actor (see ``routes.actions.Actor``)."""
+    found = getattr(route, "dependant", None)
+    stack = [found] if found is not None else []
+    while stack:
+        dependant = stack.pop()
+        if dependant.call is actions.token_actor:
+            return True
+        stack.extend(dependant.dependencies)
+    return False
 
 
 def create_app(config: Config, db: Database, *, conductor: Wakeable | None = None) -> FastAPI:
@@ -39,11 +52,11 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
     )
     describe_environments(app, config.environments)
     install_error_handlers(app)
-    routers = [module.router for module in (health, apps, records, actions, holds, controls)]
+    routers = [module.router for module in (health, apps, records, actions, holds, controls, audit)]
     for router in routers:
         app.include_router(router)
-    # every route that changes something needs a token; the gate checks it before any body is read
-    writes = [r for router in routers for r in router.routes if set(getattr(r, "methods", ())) - {"GET", "HEAD"}]
+    # every route that takes an Actor needs a token; the gate checks it before any body is read
+    writes = [r for router in routers for r in router.routes if _takes_actor(r)]
     app.add_middleware(
         RequestGate,
         tokens=TokenCheck(config.api_tokens),

@@ -1,8 +1,8 @@
 """The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote``, ``unblock``, ``block``,
 ``freeze``, ``stop``, ``unfreeze``, ``rollback``, ``unveto`` and ``cancel`` sent to a ``conveyor serve``
 over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``), and the reads ``status``,
-``why``, ``history``, ``holds`` and ``logs`` answered by it. A new read is one method calling
-:meth:`ApiClient.get` with the path and the keys its answer must have.
+``why``, ``history``, ``holds``, ``logs``, ``audit`` and ``audit verify`` answered by it. A new read is one
+method calling :meth:`ApiClient.get` with the path and the keys its answer must have.
 
 Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
 app or environment, 1 for anything refused, unauthorized or unreachable.
@@ -10,6 +10,7 @@ app or environment, 1 for anything refused, unauthorized or unreachable.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -36,10 +37,9 @@ class ApiClient:
     def close(self) -> None:
         self._client.close()
 
-    def release(self, app: str, ref: str | None) -> dict[str, Any]:
-        return self._post(
-            app, "releases", {"ref": ref} if ref else {}, "created", "label", "sha", "commits", "environment"
-        )
+    def release(self, app: str, ref: str | None, reason: str | None = None) -> dict[str, Any]:
+        body = _given(ref=ref, reason=reason)
+        return self._post(app, "releases", body, "created", "label", "sha", "commits", "environment")
 
     def deploy(
         self, app: str, version: str, environment: str, *, force: bool = False, reason: str = ""
@@ -74,6 +74,13 @@ class ApiClient:
         if environment:
             body["environment"] = environment
         return self._post(app, "unblock", body, "lifted")
+
+    def audit(self, *, since: datetime | None, app: str | None, limit: int) -> dict[str, Any]:
+        params = {"limit": limit, **_given(since=since.isoformat() if since else None, app=app)}
+        return self.get("/api/audit", params, "actions")
+
+    def verify_audit(self, expect: str | None = None) -> dict[str, Any]:
+        return self.get("/api/audit/verify", _given(expect=expect), "ok", "verified", "head")
 
     def rollback(self, app: str, environment: str, reason: str, to: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {"environment": environment, "reason": reason}
@@ -150,8 +157,14 @@ class ApiClient:
         raise RemoteError(message.splitlines()[0] if message else message, 2 if unknown_name else 1)
 
 
-def _forcing(force: bool, reason: str) -> dict[str, Any]:
-    return {"force": True, "reason": reason} if force else {}
+def _given(**values: str | None) -> dict[str, str]:
+    """The values that were given, to leave the others out of a request."""
+    return {key: value for key, value in values.items() if value}
+
+
+def _forcing(force: bool, reason: str | None) -> dict[str, Any]:
+    """``force`` when set, and the reason whenever one was given (it is recorded in the audit trail)."""
+    return {**({"force": True} if force else {}), **({"reason": reason} if reason else {})}
 
 
 def _present(**fields: Any) -> dict[str, Any]:

@@ -279,6 +279,45 @@ class LogsModel(BaseModel):
     steps: list[LogsStep]
 
 
+class OperatorActionModel(BaseModel):
+    id: int = Field(description="the event's id")
+    at: str
+    actor: str = Field(description="cli:<user> or api:<token name>")
+    action: str = Field(description="release, deploy, promote, unblock, ...")
+    kind: str = Field(description="the event kind that records it")
+    app: str | None
+    environment: str | None
+    release: str | None
+    deployment_id: int | None
+    reason: str | None
+    message: str
+
+
+class AuditPage(BaseModel):
+    actions: list[OperatorActionModel] = Field(description="newest first")
+    next_before: int | None = Field(description="pass as `before` for the next, older page; null on the last page")
+
+
+class ChainHead(BaseModel):
+    seq: int = Field(description="position of the newest sealed event")
+    hash: str
+
+
+class ChainBreakModel(BaseModel):
+    event_id: int | None = Field(description="the first event whose chain breaks; null when the head does")
+    seq: int | None
+    kind: str | None
+    at: str | None
+    problem: str
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    verified: int = Field(description="events verified from the first up to the break or the head")
+    head: ChainHead
+    broken: ChainBreakModel | None
+
+
 class Health(BaseModel):
     status: str
     database: str
@@ -291,8 +330,12 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+OPTIONAL_REASON = "why; recorded in the audit trail"
+
+
 class ReleaseRequest(Body):
     ref: Ref | None = Field(default=None, description="branch, tag or commit; default: the app's branch")
+    reason: Reason | None = Field(default=None, description=OPTIONAL_REASON)
 
 
 # A reason that says something: described so to clients (the server answers its own message otherwise).
@@ -308,7 +351,7 @@ class Forcing(Body):
 
     force: bool = Field(default=False, description="pass stops, freezes and windows (break-glass)")
     reason: Annotated[Reason | None, WithJsonSchema(_SAYS_SOMETHING)] = Field(
-        default=None, description="required with force; recorded"
+        default=None, description="why; recorded in the audit trail; required with force"
     )
 
     @model_validator(mode="after")
@@ -367,7 +410,7 @@ class UnfreezeRequest(Body):
 
 class UnblockRequest(Body):
     environment: EnvironmentName | None = Field(default=None, description="default: every environment")
-    reason: Reason = Field(description="why it is safe to go on; recorded")
+    reason: Reason = Field(description="why it is safe to go on; recorded in the audit trail")
 
 
 class ReleaseCreated(BaseModel):

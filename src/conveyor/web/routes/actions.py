@@ -35,14 +35,14 @@ from conveyor.web.state import ApiState, State
 bearer = HTTPBearer(auto_error=False, description="a token from the config's api.tokens")
 
 
-def _actor(request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+def token_actor(request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
     """The actor :class:`~conveyor.web.gate.RequestGate` found for the request's token before its body was
     read (``bearer`` is here so that /openapi.json describes the scheme)."""
     actor: str = request.state.actor
     return actor
 
 
-Actor = Annotated[str, Depends(_actor)]
+Actor = Annotated[str, Depends(token_actor)]  # a route that takes an Actor needs a token: the gate checks it
 
 router = APIRouter(prefix="/api/apps", tags=["actions"], responses=error_responses(401, 404, 409, 413, 422, 500, 503))
 
@@ -60,7 +60,8 @@ def create_release(
     state: State, actor: Actor, app: str, response: Response, body: Annotated[ReleaseRequest | None, Body()] = None
 ) -> ReleaseCreated:
     """Cut a release of the app from ``ref`` (default: its branch); it heads for the first environment."""
-    result = state.operations.create_release(app, body.ref if body else None, actor=actor)
+    ref, reason = (body.ref, body.reason) if body else (None, None)
+    result = state.operations.create_release(app, ref, actor=actor, reason=reason)
     if result.created:
         state.wake()
     else:
