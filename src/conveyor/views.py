@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import String, column, select, values
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
@@ -22,11 +22,10 @@ from conveyor.domain.model import DeploymentState, HoldKind, Override
 from conveyor.errors import OperationError
 from conveyor.store.database import Database
 from conveyor.store.records import latest_decision
-from conveyor.store.snapshot import hold_policy, load_holds
+from conveyor.store.snapshot import hold_policy, load_holds, placement_rows
 from conveyor.store.step_logs import read_step_log
-from conveyor.store.tables import Decision, Deployment, Hold, Placement, Release, Step, StepAttempt
+from conveyor.store.tables import Decision, Deployment, Hold, Release, Step, StepAttempt
 
-GOOD = aliased(Release, name="good")  # a placement's last good release (made once: cached statements stay cached)
 MANUAL_WAIT_RULE = "ManualTierWaitsForPromotion"  # the planner rule that leaves a release to a person
 
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
@@ -125,24 +124,7 @@ def stops(db: Database, now: datetime | None = None) -> list[dict[str, Any]]:
 
 def placements(session: Session, app: str | None = None) -> dict[tuple[str, str], Any]:
     """What runs in each (app, environment): current release (label, SHA, id), health and last good."""
-    stmt = (
-        select(
-            Placement.app,
-            Placement.environment,
-            Placement.deployment_id,
-            Placement.release_id,
-            Placement.health,
-            Placement.since,
-            Release.label,
-            Release.sha,
-            GOOD.label.label("good_label"),
-        )
-        .join(Release, Release.id == Placement.release_id)
-        .outerjoin(GOOD, GOOD.id == Placement.good_release_id)
-    )
-    if app is not None:
-        stmt = stmt.where(Placement.app == app)
-    return {(r.app, r.environment): r for r in session.execute(stmt)}
+    return placement_rows(session, app)
 
 
 def _places_of(places: list[tuple[str, str]]) -> Any:

@@ -4,6 +4,7 @@ part of the database state, in one read transaction."""
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
@@ -131,16 +132,20 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
     )
 
 
-def load_placements(session: Session, app: str | None = None) -> dict[tuple[str, str], Placement]:
-    """What runs in each (app, environment), from the one record the orchestrator keeps."""
+def placement_rows(session: Session, app: str | None = None) -> dict[tuple[str, str], Any]:
+    """What runs in each (app, environment), from the one record the orchestrator keeps: the current
+    release (id, label, SHA, deployment, since), its health and the last good release. Every reader of
+    placements (the planner's snapshot, status, why, metrics) reads them here."""
     stmt = (
         select(
             PlacementRow.app,
             PlacementRow.environment,
             PlacementRow.deployment_id,
             PlacementRow.release_id,
-            Release.label,
             PlacementRow.health,
+            PlacementRow.since,
+            Release.label,
+            Release.sha,
             PlacementRow.good_deployment_id,
             PlacementRow.good_release_id,
             GOOD.label.label("good_label"),
@@ -150,8 +155,13 @@ def load_placements(session: Session, app: str | None = None) -> dict[tuple[str,
     )
     if app is not None:
         stmt = stmt.where(PlacementRow.app == app)
+    return {(r.app, r.environment): r for r in session.execute(stmt)}
+
+
+def load_placements(session: Session, app: str | None = None) -> dict[tuple[str, str], Placement]:
+    """The placements as the planner reasons about them."""
     placements: dict[tuple[str, str], Placement] = {}
-    for r in session.execute(stmt):  # one pass, few objects: a snapshot reads every place on every pass
+    for r in placement_rows(session, app).values():  # few objects: a snapshot reads every place each pass
         here = ReleaseAt(r.deployment_id, r.release_id, r.label)
         good = None
         if r.good_release_id is not None and r.good_deployment_id is not None:
