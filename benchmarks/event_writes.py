@@ -17,7 +17,7 @@ WRITER = textwrap.dedent(
     import sys, time
     from datetime import UTC, datetime
     from conveyor.store.database import Database
-    from conveyor.store.records import About, record_events
+    from conveyor.store.events import About, record_events
 
     db = Database(sys.argv[1], pool_size=1)
     transactions, events, start_at = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])

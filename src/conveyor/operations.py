@@ -46,7 +46,7 @@ from conveyor.engine.deployments import create_deployment
 from conveyor.errors import OperationError
 from conveyor.repos import Commit, GitError, RepoMirror, UnknownRef, mirror_path_for
 from conveyor.store.database import Database
-from conveyor.store.records import lift_hold, record_event
+from conveyor.store.events import lift_hold, record_event
 from conveyor.store.snapshot import hold_policy, load_holds
 from conveyor.store.tables import Deployment, Hold, Placement, Release
 from conveyor.views import active_holds

@@ -21,7 +21,7 @@ from conveyor.domain.holds import Attempt, HoldView, Obstacle, lift_command, sto
 from conveyor.domain.model import DeploymentState, HoldKind, Override
 from conveyor.errors import OperationError
 from conveyor.store.database import Database
-from conveyor.store.records import latest_decision
+from conveyor.store.events import latest_decision
 from conveyor.store.snapshot import hold_policy, load_holds, placement_rows
 from conveyor.store.step_logs import read_step_log
 from conveyor.store.tables import Decision, Deployment, Hold, Release, Step, StepAttempt

@@ -17,8 +17,8 @@ from conveyor.audit_trail import verify_chain
 from conveyor.domain.audit import DEPLOY, GENESIS, Anchor, chain_hash
 from conveyor.store.chain import CONTENT, content
 from conveyor.store.database import Database
+from conveyor.store.events import About, record_events
 from conveyor.store.migrate import downgrade, upgrade
-from conveyor.store.records import About, record_events
 from conveyor.store.tables import Event, EventChain
 
 NOW = datetime(2026, 11, 29, 14, 0, tzinfo=UTC)
@@ -101,7 +101,7 @@ WRITER = textwrap.dedent(
     import random, sys
     from datetime import UTC, datetime
     from conveyor.store.database import Database
-    from conveyor.store.records import About, record_events
+    from conveyor.store.events import About, record_events
 
     db = Database(sys.argv[1])
     name, rounds = sys.argv[2], int(sys.argv[3])

@@ -18,7 +18,7 @@ from conveyor.notifiers.base import DeliveryResult
 from conveyor.notify.outbox import ClaimedDelivery, OutboxQueue
 from conveyor.notify.routing import Router
 from conveyor.store.database import Database
-from conveyor.store.records import record_event
+from conveyor.store.events import record_event
 from conveyor.store.tables import Event, Outbox, Release
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

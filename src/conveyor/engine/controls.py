@@ -26,7 +26,7 @@ from conveyor.domain.audit import OperatorAction
 from conveyor.domain.decisions import Decision
 from conveyor.domain.model import DeploymentState, HoldKind, Override, StepState, Verdict
 from conveyor.engine.deployments import create_deployment
-from conveyor.store.records import lift_hold, record_decisions, record_event
+from conveyor.store.events import lift_hold, record_decisions, record_event
 from conveyor.store.tables import Deployment, Hold, Release, Step
 
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import OperatorAction
 from conveyor.domain.model import DeploymentState, Override
-from conveyor.store.records import record_event
+from conveyor.store.events import record_event
 from conveyor.store.tables import Deployment
 
 

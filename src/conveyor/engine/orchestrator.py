@@ -36,7 +36,7 @@ from conveyor.domain.model import DeploymentState, Health, HoldKind, StepKind, S
 from conveyor.engine import placements, transitions
 from conveyor.engine.controls import queue_rollback
 from conveyor.store.database import Database
-from conveyor.store.records import deployment_event, lift_hold, record_decisions, record_event
+from conveyor.store.events import deployment_event, lift_hold, record_decisions, record_event
 from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
 
 log = logging.getLogger(__name__)

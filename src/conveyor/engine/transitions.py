@@ -22,7 +22,7 @@ from conveyor.domain.decisions import Note, Promote, Start, Succeed
 from conveyor.domain.holds import Attempt, stopping
 from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState
 from conveyor.engine import placements
-from conveyor.store.records import (
+from conveyor.store.events import (
     About,
     deployment_events,
     latest_fingerprints,

@@ -3,7 +3,7 @@ each only for the event kinds it takes (its ``events``, or :data:`~conveyor.doma
 
 An event without an app (or with an app no longer in the config) goes to the global notifiers only.
 The router is pure data built from the config; :func:`install` puts it on the Database, where
-:func:`~conveyor.store.records.record_event` finds it. It lives on the Database rather than in a
+:func:`~conveyor.store.events.record_event` finds it. It lives on the Database rather than in a
 module global because routing belongs to one config and its store: a process (a test run, a simulator)
 may hold several, and each must route its own events.
 """

@@ -35,7 +35,7 @@ from conveyor.notifiers.base import DeliveryResult, Notifier
 from conveyor.notify.outbox import ClaimedDelivery, OutboxQueue
 from conveyor.notify.routing import Router
 from conveyor.store.database import Database
-from conveyor.store.records import record_event
+from conveyor.store.events import record_event
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Sealing events into the hash chain, and reading the chain back to verify it (the rules are in
 :mod:`conveyor.domain.audit`).
 
-**When.** :func:`~conveyor.store.records.record_events` inserts events with one INSERT and notes their
+**When.** :func:`~conveyor.store.events.record_events` inserts events with one INSERT and notes their
 ids on the session; :meth:`Database.write() <conveyor.store.database.Database.write>` calls :func:`seal`
 as the last statement before it commits. Sealing reads the transaction's events back as stored (so the
 hash covers exactly what a verifier will read, and events undone by a rolled-back savepoint drop out),

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from conveyor.config.database_url import database_url_problem
 from conveyor.store.chain import seal
-from conveyor.store.records import ROUTER_INFO_KEY, NotificationRouter
+from conveyor.store.events import ROUTER_INFO_KEY, NotificationRouter
 
 PLANNER_LOCK_KEY = 7_305_011  # advisory lock id for planner passes (PostgreSQL)
 # How long PostgreSQL lets a conveyor transaction sit idle before ending it (see the module docstring).

@@ -21,7 +21,7 @@ from conveyor.domain.snapshot import (
     StepView,
 )
 from conveyor.store.database import Database
-from conveyor.store.records import latest_fingerprints
+from conveyor.store.events import latest_fingerprints
 from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
 from conveyor.store.tables import Placement as PlacementRow
 
