@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from conveyor.domain.model import StepKind, StepState
 from conveyor.store.database import Database
 from conveyor.store.events import About, record_event, record_events
+from conveyor.store.leased_queue import LeasedQueue
 from conveyor.store.step_durations import count_finished
 from conveyor.store.step_logs import LogFlush, append_step_logs
 from conveyor.store.tables import Deployment, Event, Release, Step, StepAttempt
@@ -53,28 +54,24 @@ class StepResult:
 class Leases:
     def __init__(self, db: Database, clock: Callable[[], datetime], owner: str, lease_seconds: float) -> None:
         self.db, self.clock, self.owner = db, clock, owner
-        self.lease = timedelta(seconds=lease_seconds)
+        self.queue = LeasedQueue(
+            Step,
+            owner=owner,
+            lease=timedelta(seconds=lease_seconds),
+            postgres=db.is_postgres,
+            fencing="attempt",
+            held=StepState.RUNNING.value,
+            due=lambda now: (Step.state == StepState.QUEUED.value, Step.due_at <= now),
+            order_by=(Step.due_at, Step.id),
+        )
         # the newest event id before and after the last claim that claimed something: its step.started
         # events change nothing a planner pass would see, so a plan settled before it is settled after
         self.claim_events: tuple[int, int] | None = None
 
-    def _due(self, session: Session, now: datetime, limit: int, *, expired: bool) -> list[Step]:
-        if expired:
-            cond = (Step.state == StepState.RUNNING.value, Step.lease_expires_at < now)
-        else:
-            cond = (Step.state == StepState.QUEUED.value, Step.due_at <= now)
-        stmt = select(Step).where(*cond).order_by(Step.due_at, Step.id).limit(limit)
-        if self.db.is_postgres:
-            stmt = stmt.with_for_update(skip_locked=True)
-        return list(session.scalars(stmt))
-
     def anything_due(self) -> bool:
         """A cheap read, so an idle worker does not open a write transaction on every tick."""
         with self.db.read() as session:
-            due = session.scalar(
-                select(Step.id).where(Step.state == StepState.QUEUED.value, Step.due_at <= self.clock()).limit(1)
-            )
-            return due is not None
+            return self.queue.any_due(session, self.clock())
 
     def claim(self, limit: int) -> list[ClaimedStep]:
         if limit <= 0 or not self.anything_due():
@@ -84,7 +81,7 @@ class Leases:
         with self.db.write() as session:
             now = self.clock()
             events_before = session.scalar(select(func.max(Event.id))) or 0
-            due = self._due(session, now, limit, expired=False)
+            due = self.queue.lock_due(session, now, limit)
             deployments = _by_id(session, Deployment, {s.deployment_id for s in due})
             releases = _by_id(session, Release, {d.release_id for d in deployments.values()})
             for step in due:
@@ -96,10 +93,7 @@ class Leases:
                     self._give_up(session, step, d, now)
                     abandoned.append((step.kind, step.started_at, now))
                     continue
-                step.attempt += 1
-                step.state = StepState.RUNNING.value
-                step.lease_owner = self.owner
-                step.lease_expires_at = now + self.lease
+                self.queue.take(step, now)
                 step.started_at = step.started_at or now
                 claimed.append(
                     ClaimedStep(
@@ -156,32 +150,15 @@ class Leases:
             payload={"step_id": step.id},
         )
 
-    def _fenced(self, step_id: int, attempt: int) -> tuple[Any, ...]:
-        return (
-            Step.id == step_id,
-            Step.attempt == attempt,
-            Step.lease_owner == self.owner,
-            Step.state == StepState.RUNNING.value,
-        )
-
     def heartbeat(self, running: Iterable[tuple[int, int]], logs: Mapping[int, LogFlush]) -> set[int]:
         """Extend the leases of our running steps and append their new log chunks.
 
         Returns the ids of steps we no longer own (reaped after a pause, or cancelled): their work must stop.
         """
-        lost: set[int] = set()
-        appended: list[tuple[int, int, LogFlush]] = []
+        running = list(running)
         with self.db.write() as session:
-            now = self.clock()
-            for step_id, attempt in running:
-                result = session.execute(
-                    update(Step).where(*self._fenced(step_id, attempt)).values(lease_expires_at=now + self.lease)
-                )
-                if not getattr(result, "rowcount", 0):
-                    lost.add(step_id)
-                elif flush := logs.get(step_id):
-                    appended.append((step_id, attempt, flush))
-            append_step_logs(session, appended)
+            lost = self.queue.extend(session, running, self.clock())
+            append_step_logs(session, [(i, n, f) for i, n in running if i not in lost and (f := logs.get(i))])
             # an operator cancelled their deployment: stop them too (the lease is kept while they wind down)
             ids = [step_id for step_id, _ in running]
             lost.update(session.scalars(select(Step.id).where(Step.id.in_(ids), Step.cancel_requested.is_(True))))
@@ -277,32 +254,28 @@ class Leases:
         """Hand our running steps back to the queue at once (graceful shutdown past its grace period)."""
         with self.db.write() as session:
             now = self.clock()
-            for step_id, attempt in running:
-                result = session.execute(
-                    update(Step)
-                    .where(*self._fenced(step_id, attempt), Step.cancel_requested.is_(False))  # the reaper ends those
-                    .values(state=StepState.QUEUED.value, lease_owner=None, lease_expires_at=None, due_at=now)
+            held = dict(running)
+            back = Step.cancel_requested.is_(False)  # the reaper ends cancelled ones
+            for step_id in self.queue.hand_back(session, held.items(), back, state=StepState.QUEUED.value, due_at=now):
+                self._close_attempt(session, step_id, held[step_id], "released", now)
+                d = session.scalars(select(Deployment).join(Step).where(Step.id == step_id)).one()
+                record_event(
+                    session,
+                    "step.released",
+                    at=now,
+                    actor=self.owner,
+                    app=d.app,
+                    environment=d.environment,
+                    deployment_id=d.id,
+                    message="handed back to the queue on shutdown",
+                    payload={"step_id": step_id, "attempt": held[step_id]},
                 )
-                if getattr(result, "rowcount", 0):
-                    self._close_attempt(session, step_id, attempt, "released", now)
-                    d = session.scalars(select(Deployment).join(Step).where(Step.id == step_id)).one()
-                    record_event(
-                        session,
-                        "step.released",
-                        at=now,
-                        actor=self.owner,
-                        app=d.app,
-                        environment=d.environment,
-                        deployment_id=d.id,
-                        message="handed back to the queue on shutdown",
-                        payload={"step_id": step_id, "attempt": attempt},
-                    )
 
     def reap(self, limit: int = 100) -> int:
         """Re-queue steps whose lease expired: their worker died or stalled (cancelled ones end instead)."""
         with self.db.write() as session:
             now = self.clock()
-            expired = self._due(session, now, limit, expired=True)
+            expired = self.queue.lock_expired(session, now, limit)
             for step in expired:
                 self._close_attempt(session, step.id, step.attempt, "expired", now)
                 d = session.get(Deployment, step.deployment_id)
