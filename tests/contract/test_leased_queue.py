@@ -48,7 +48,6 @@ def queue(db: Database, owner: str) -> LeasedQueue:
         Job,
         owner=owner,
         lease=timedelta(seconds=10),
-        postgres=db.is_postgres,
         fencing="attempts",
         held="running",
         due=lambda now: (or_(Job.state == "queued", Job.lease_expires_at < now),),

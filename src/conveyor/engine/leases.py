@@ -1,10 +1,10 @@
 """Step leases: the orchestrator's half that owns step status.
 
-A worker claims due steps under a lease, heartbeats while they run and finishes them. Every claim bumps
-the step's ``attempt``, which is the fencing token: a worker that was paused or cut off past its lease
-finds its late heartbeat or result refused, because the attempt it holds is no longer the current one.
-A reaper puts steps whose lease expired back in the queue; each run is a row in ``step_attempts``.
-A step whose workers keep dying is failed after ``MAX_ATTEMPTS`` instead of looping forever.
+Steps are a :class:`~conveyor.store.leased_queue.LeasedQueue` fenced by their ``attempt``: a worker
+claims due steps, heartbeats while they run and finishes them; a worker paused or cut off past its
+lease finds its late heartbeat or result refused. A reaper puts steps whose lease expired back in the
+queue; each run is a row in ``step_attempts``. A step whose workers keep dying is failed after
+``MAX_ATTEMPTS`` instead of looping forever.
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ class Leases:
             Step,
             owner=owner,
             lease=timedelta(seconds=lease_seconds),
-            postgres=db.is_postgres,
             fencing="attempt",
             held=StepState.RUNNING.value,
             due=lambda now: (Step.state == StepState.QUEUED.value, Step.due_at <= now),
@@ -160,8 +159,8 @@ class Leases:
             lost = self.queue.extend(session, running, self.clock())
             append_step_logs(session, [(i, n, f) for i, n in running if i not in lost and (f := logs.get(i))])
             # an operator cancelled their deployment: stop them too (the lease is kept while they wind down)
-            ids = [step_id for step_id, _ in running]
-            lost.update(session.scalars(select(Step.id).where(Step.id.in_(ids), Step.cancel_requested.is_(True))))
+            cancelled = select(Step.id).where(Step.id.in_([i for i, _ in running]), Step.cancel_requested.is_(True))
+            lost.update(session.scalars(cancelled))
         return lost
 
     def finish(self, claimed: ClaimedStep, result: StepResult, log_tail: LogFlush | None = None) -> bool:
@@ -295,10 +294,8 @@ class Leases:
                     message=f"lease of {step.lease_owner} expired; the {step.name} step will run again",
                     payload={"step_id": step.id, "attempt": step.attempt, "owner": step.lease_owner},
                 )
-                step.state = StepState.QUEUED.value
-                step.lease_owner = None
-                step.lease_expires_at = None
-                step.due_at = now
+                step.state, step.due_at = StepState.QUEUED.value, now
+                step.lease_owner = step.lease_expires_at = None
             return len(expired)
 
 

@@ -1,15 +1,12 @@
 """The outbox as a queue: claiming due deliveries under a lease, finishing them, listing them.
 
-A row is ``pending`` until it is ``delivered`` or ``failed``; a claimed row stays ``pending`` with a
-lease (``lease_owner``, ``lease_expires_at``), and a row whose lease ran out (its sender died) is due
-again: nothing else is needed to retry it. Every claim bumps ``attempts``, the fencing token: the
-result of a sender that lost its lease is refused.
+The outbox is a :class:`~conveyor.store.leased_queue.LeasedQueue` fenced by ``attempts``. A row is
+``pending`` until it is ``delivered`` or ``failed``; a claimed row stays ``pending`` under its lease,
+and a row whose lease ran out (its sender died) is due again: nothing else is needed to retry it.
 
 Ordering: a row is claimable only while no older ``pending`` row has the same notifier and release
 (rows without a release form one queue per notifier). So one notifier gets one release's notifications
 in event order, one at a time, and a receiver that is down holds back only what it has not yet taken.
-Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write transaction is ``BEGIN
-IMMEDIATE``, which serialises claimers.
 
 Each notifier's failures are retried and given up by its own :class:`~conveyor.config.retry.RetryPolicy`
 (its ``retry`` in the config); a notifier without one, such as one no longer configured, goes by the
@@ -69,7 +66,6 @@ class OutboxQueue:
             Outbox,
             owner=owner,
             lease=timedelta(seconds=lease_seconds),
-            postgres=db.is_postgres,
             fencing="attempts",
             held=PENDING,
             due=lambda now: (  # a claimed row stays pending: its lease, once run out, makes it due again

@@ -33,13 +33,12 @@ class LeasedQueue:
         *,
         owner: str,
         lease: timedelta,
-        postgres: bool,
         fencing: str,
         held: str,
         due: Callable[[datetime], Sequence[ColumnElement[bool]]],
         order_by: Sequence[Any] = (),
     ) -> None:
-        self.table, self.owner, self.lease, self.postgres = table, owner, lease, postgres
+        self.table, self.owner, self.lease = table, owner, lease
         self.token, self.held, self.due = getattr(table, fencing), held, due
         self.order_by = order_by or (table.id,)
 
@@ -57,7 +56,7 @@ class LeasedQueue:
 
     def _lock(self, session: Session, limit: int, *where: ColumnElement[bool]) -> list[Any]:
         stmt = select(self.table).where(*where).order_by(*self.order_by).limit(limit)
-        if self.postgres:
+        if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True, of=self.table)
         return list(session.scalars(stmt))
 
