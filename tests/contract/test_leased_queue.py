@@ -98,6 +98,9 @@ def test_a_stale_token_is_refused(jobs: Database) -> None:
     assert (again, new_token) == (row_id, token + 1)
     with jobs.write() as session:
         assert a.extend(session, [(row_id, token)], later) == {row_id}
+        assert a.lock_held(session, [(row_id, token)]) == {}
+        assert b.lock_held(session, [(row_id, token)]) == {}  # b, but a's token
+        assert list(b.lock_held(session, [(row_id, new_token)])) == [row_id]
         assert a.hand_back(session, [(row_id, token)], state="done") == []
         assert b.hand_back(session, [(row_id, token)], state="done") == []  # b, but a's token
         assert b.hand_back(session, [(row_id, new_token)], state="done") == [row_id]

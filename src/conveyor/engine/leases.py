@@ -175,14 +175,8 @@ class Leases:
             return []
         with self.db.write() as session:
             now = self.clock()
-            stmt = select(Step.id, Step.attempt, Step.started_at, Step.cancel_requested).where(
-                Step.id.in_([c.step_id for c, _, _ in items]),
-                Step.lease_owner == self.owner,
-                Step.state == StepState.RUNNING.value,
-            )
-            if self.db.is_postgres:
-                stmt = stmt.with_for_update()
-            ours = {row.id: row for row in session.execute(stmt)}
+            held = [(c.step_id, c.attempt) for c, _, _ in items]
+            ours = self.queue.lock_held(session, held, Step.started_at, Step.cancel_requested)
             accepted = [c.step_id in ours and ours[c.step_id].attempt == c.attempt for c, _, _ in items]
             done = [item for item, ok in zip(items, accepted, strict=True) if ok]
             if done:

@@ -70,6 +70,17 @@ class LeasedQueue:
         t = self.table
         return (t.id == row_id, self.token == token, t.lease_owner == self.owner, t.state == self.held)
 
+    def lock_held(self, session: Session, held: Iterable[tuple[int, int]], *columns: Any) -> dict[int, Any]:
+        """The ``held`` (id, token) rows still ours, as rows of id, token and ``columns`` by id; on
+        PostgreSQL locked until the transaction ends, so a batch of results is fenced in one read."""
+        held, t = set(held), self.table
+        stmt = select(t.id, self.token, *columns).where(
+            t.id.in_({i for i, _ in held}), t.lease_owner == self.owner, t.state == self.held
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        return {row[0]: row for row in session.execute(stmt) if (row[0], row[1]) in held}
+
     def extend(self, session: Session, held: Iterable[tuple[int, int]], now: datetime) -> set[int]:
         """Extend the leases of ``held`` (id, token) rows; returns the ids no longer ours."""
         return {i for i, n in held if not self._update(session, i, n, lease_expires_at=now + self.lease)}
