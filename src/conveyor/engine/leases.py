@@ -1,10 +1,10 @@
 """Step leases: the orchestrator's half that owns step status.
 
-A worker claims due steps under a lease, heartbeats while they run and finishes them. Every claim bumps
-the step's ``attempt``, which is the fencing token: a worker that was paused or cut off past its lease
-finds its late heartbeat or result refused, because the attempt it holds is no longer the current one.
-A reaper puts steps whose lease expired back in the queue; each run is a row in ``step_attempts``.
-A step whose workers keep dying is failed after ``MAX_ATTEMPTS`` instead of looping forever.
+Steps are a :class:`~conveyor.store.leased_queue.LeasedQueue` fenced by their ``attempt``: a worker
+claims due steps, heartbeats while they run and finishes them; a worker paused or cut off past its
+lease finds its late heartbeat or result refused. A reaper puts steps whose lease expired back in the
+queue; each run is a row in ``step_attempts``. A step whose workers keep dying is failed after
+``MAX_ATTEMPTS`` instead of looping forever.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from conveyor.domain.model import StepKind, StepState
 from conveyor.store.database import Database
 from conveyor.store.events import About, record_event, record_events
+from conveyor.store.leased_queue import LeasedQueue
 from conveyor.store.step_durations import count_finished
 from conveyor.store.step_logs import LogFlush, append_step_logs
 from conveyor.store.tables import Deployment, Event, Release, Step, StepAttempt
@@ -53,28 +54,23 @@ class StepResult:
 class Leases:
     def __init__(self, db: Database, clock: Callable[[], datetime], owner: str, lease_seconds: float) -> None:
         self.db, self.clock, self.owner = db, clock, owner
-        self.lease = timedelta(seconds=lease_seconds)
+        self.queue = LeasedQueue(
+            Step,
+            owner=owner,
+            lease=timedelta(seconds=lease_seconds),
+            fencing="attempt",
+            held=StepState.RUNNING.value,
+            due=lambda now: (Step.state == StepState.QUEUED.value, Step.due_at <= now),
+            order_by=(Step.due_at, Step.id),
+        )
         # the newest event id before and after the last claim that claimed something: its step.started
         # events change nothing a planner pass would see, so a plan settled before it is settled after
         self.claim_events: tuple[int, int] | None = None
 
-    def _due(self, session: Session, now: datetime, limit: int, *, expired: bool) -> list[Step]:
-        if expired:
-            cond = (Step.state == StepState.RUNNING.value, Step.lease_expires_at < now)
-        else:
-            cond = (Step.state == StepState.QUEUED.value, Step.due_at <= now)
-        stmt = select(Step).where(*cond).order_by(Step.due_at, Step.id).limit(limit)
-        if self.db.is_postgres:
-            stmt = stmt.with_for_update(skip_locked=True)
-        return list(session.scalars(stmt))
-
     def anything_due(self) -> bool:
         """A cheap read, so an idle worker does not open a write transaction on every tick."""
         with self.db.read() as session:
-            due = session.scalar(
-                select(Step.id).where(Step.state == StepState.QUEUED.value, Step.due_at <= self.clock()).limit(1)
-            )
-            return due is not None
+            return self.queue.any_due(session, self.clock())
 
     def claim(self, limit: int) -> list[ClaimedStep]:
         if limit <= 0 or not self.anything_due():
@@ -84,7 +80,7 @@ class Leases:
         with self.db.write() as session:
             now = self.clock()
             events_before = session.scalar(select(func.max(Event.id))) or 0
-            due = self._due(session, now, limit, expired=False)
+            due = self.queue.lock_due(session, now, limit)
             deployments = _by_id(session, Deployment, {s.deployment_id for s in due})
             releases = _by_id(session, Release, {d.release_id for d in deployments.values()})
             for step in due:
@@ -96,10 +92,7 @@ class Leases:
                     self._give_up(session, step, d, now)
                     abandoned.append((step.kind, step.started_at, now))
                     continue
-                step.attempt += 1
-                step.state = StepState.RUNNING.value
-                step.lease_owner = self.owner
-                step.lease_expires_at = now + self.lease
+                self.queue.take(step, now)
                 step.started_at = step.started_at or now
                 claimed.append(
                     ClaimedStep(
@@ -156,35 +149,18 @@ class Leases:
             payload={"step_id": step.id},
         )
 
-    def _fenced(self, step_id: int, attempt: int) -> tuple[Any, ...]:
-        return (
-            Step.id == step_id,
-            Step.attempt == attempt,
-            Step.lease_owner == self.owner,
-            Step.state == StepState.RUNNING.value,
-        )
-
     def heartbeat(self, running: Iterable[tuple[int, int]], logs: Mapping[int, LogFlush]) -> set[int]:
         """Extend the leases of our running steps and append their new log chunks.
 
         Returns the ids of steps we no longer own (reaped after a pause, or cancelled): their work must stop.
         """
-        lost: set[int] = set()
-        appended: list[tuple[int, int, LogFlush]] = []
+        running = list(running)
         with self.db.write() as session:
-            now = self.clock()
-            for step_id, attempt in running:
-                result = session.execute(
-                    update(Step).where(*self._fenced(step_id, attempt)).values(lease_expires_at=now + self.lease)
-                )
-                if not getattr(result, "rowcount", 0):
-                    lost.add(step_id)
-                elif flush := logs.get(step_id):
-                    appended.append((step_id, attempt, flush))
-            append_step_logs(session, appended)
+            lost = self.queue.extend(session, running, self.clock())
+            append_step_logs(session, [(i, n, f) for i, n in running if i not in lost and (f := logs.get(i))])
             # an operator cancelled their deployment: stop them too (the lease is kept while they wind down)
-            ids = [step_id for step_id, _ in running]
-            lost.update(session.scalars(select(Step.id).where(Step.id.in_(ids), Step.cancel_requested.is_(True))))
+            cancelled = select(Step.id).where(Step.id.in_([i for i, _ in running]), Step.cancel_requested.is_(True))
+            lost.update(session.scalars(cancelled))
         return lost
 
     def finish(self, claimed: ClaimedStep, result: StepResult, log_tail: LogFlush | None = None) -> bool:
@@ -199,14 +175,8 @@ class Leases:
             return []
         with self.db.write() as session:
             now = self.clock()
-            stmt = select(Step.id, Step.attempt, Step.started_at, Step.cancel_requested).where(
-                Step.id.in_([c.step_id for c, _, _ in items]),
-                Step.lease_owner == self.owner,
-                Step.state == StepState.RUNNING.value,
-            )
-            if self.db.is_postgres:
-                stmt = stmt.with_for_update()
-            ours = {row.id: row for row in session.execute(stmt)}
+            held = [(c.step_id, c.attempt) for c, _, _ in items]
+            ours = self.queue.lock_held(session, held, Step.started_at, Step.cancel_requested)
             accepted = [c.step_id in ours and ours[c.step_id].attempt == c.attempt for c, _, _ in items]
             done = [item for item, ok in zip(items, accepted, strict=True) if ok]
             if done:
@@ -277,32 +247,28 @@ class Leases:
         """Hand our running steps back to the queue at once (graceful shutdown past its grace period)."""
         with self.db.write() as session:
             now = self.clock()
-            for step_id, attempt in running:
-                result = session.execute(
-                    update(Step)
-                    .where(*self._fenced(step_id, attempt), Step.cancel_requested.is_(False))  # the reaper ends those
-                    .values(state=StepState.QUEUED.value, lease_owner=None, lease_expires_at=None, due_at=now)
+            held = dict(running)
+            back = Step.cancel_requested.is_(False)  # the reaper ends cancelled ones
+            for step_id in self.queue.hand_back(session, held.items(), back, state=StepState.QUEUED.value, due_at=now):
+                self._close_attempt(session, step_id, held[step_id], "released", now)
+                d = session.scalars(select(Deployment).join(Step).where(Step.id == step_id)).one()
+                record_event(
+                    session,
+                    "step.released",
+                    at=now,
+                    actor=self.owner,
+                    app=d.app,
+                    environment=d.environment,
+                    deployment_id=d.id,
+                    message="handed back to the queue on shutdown",
+                    payload={"step_id": step_id, "attempt": held[step_id]},
                 )
-                if getattr(result, "rowcount", 0):
-                    self._close_attempt(session, step_id, attempt, "released", now)
-                    d = session.scalars(select(Deployment).join(Step).where(Step.id == step_id)).one()
-                    record_event(
-                        session,
-                        "step.released",
-                        at=now,
-                        actor=self.owner,
-                        app=d.app,
-                        environment=d.environment,
-                        deployment_id=d.id,
-                        message="handed back to the queue on shutdown",
-                        payload={"step_id": step_id, "attempt": attempt},
-                    )
 
     def reap(self, limit: int = 100) -> int:
         """Re-queue steps whose lease expired: their worker died or stalled (cancelled ones end instead)."""
         with self.db.write() as session:
             now = self.clock()
-            expired = self._due(session, now, limit, expired=True)
+            expired = self.queue.lock_expired(session, now, limit)
             for step in expired:
                 self._close_attempt(session, step.id, step.attempt, "expired", now)
                 d = session.get(Deployment, step.deployment_id)
@@ -322,10 +288,8 @@ class Leases:
                     message=f"lease of {step.lease_owner} expired; the {step.name} step will run again",
                     payload={"step_id": step.id, "attempt": step.attempt, "owner": step.lease_owner},
                 )
-                step.state = StepState.QUEUED.value
-                step.lease_owner = None
-                step.lease_expires_at = None
-                step.due_at = now
+                step.state, step.due_at = StepState.QUEUED.value, now
+                step.lease_owner = step.lease_expires_at = None
             return len(expired)
 
 

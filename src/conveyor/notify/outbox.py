@@ -1,15 +1,12 @@
 """The outbox as a queue: claiming due deliveries under a lease, finishing them, listing them.
 
-A row is ``pending`` until it is ``delivered`` or ``failed``; a claimed row stays ``pending`` with a
-lease (``lease_owner``, ``lease_expires_at``), and a row whose lease ran out (its sender died) is due
-again: nothing else is needed to retry it. Every claim bumps ``attempts``, the fencing token: the
-result of a sender that lost its lease is refused.
+The outbox is a :class:`~conveyor.store.leased_queue.LeasedQueue` fenced by ``attempts``. A row is
+``pending`` until it is ``delivered`` or ``failed``; a claimed row stays ``pending`` under its lease,
+and a row whose lease ran out (its sender died) is due again: nothing else is needed to retry it.
 
 Ordering: a row is claimable only while no older ``pending`` row has the same notifier and release
 (rows without a release form one queue per notifier). So one notifier gets one release's notifications
 in event order, one at a time, and a receiver that is down holds back only what it has not yet taken.
-Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write transaction is ``BEGIN
-IMMEDIATE``, which serialises claimers.
 
 Each notifier's failures are retried and given up by its own :class:`~conveyor.config.retry.RetryPolicy`
 (its ``retry`` in the config); a notifier without one, such as one no longer configured, goes by the
@@ -30,6 +27,7 @@ from sqlalchemy.orm import Session, aliased
 from conveyor.config.retry import RetryPolicy
 from conveyor.notifiers.base import DeliveryContext, DeliveryResult, Notification, ReleaseRef
 from conveyor.store.database import Database
+from conveyor.store.leased_queue import LeasedQueue
 from conveyor.store.tables import Event, NotifierMemory, Outbox, Release
 
 log = logging.getLogger(__name__)
@@ -64,7 +62,18 @@ class OutboxQueue:
         policies: Mapping[str, RetryPolicy] | None = None,
     ) -> None:
         self.db, self.owner, self.clock = db, owner, clock
-        self.lease = timedelta(seconds=lease_seconds)
+        self.queue = LeasedQueue(
+            Outbox,
+            owner=owner,
+            lease=timedelta(seconds=lease_seconds),
+            fencing="attempts",
+            held=PENDING,
+            due=lambda now: (  # a claimed row stays pending: its lease, once run out, makes it due again
+                Outbox.state == PENDING,
+                Outbox.next_attempt_at <= now,
+                or_(Outbox.lease_expires_at.is_(None), Outbox.lease_expires_at < now),
+            ),
+        )
         self.retry, self.team_of, self.redact = retry, team_of, redact
         self.policies = dict(policies or {})
 
@@ -72,7 +81,8 @@ class OutboxQueue:
         """The notifier's own policy, or the default ``retry`` for a notifier that has none."""
         return self.policies.get(notifier, self.retry)
 
-    def _due(self, notifiers: Collection[str], now: datetime) -> tuple[Any, ...]:
+    def _ours(self, notifiers: Collection[str]) -> tuple[ColumnElement[bool], ...]:
+        """The ordering rule on top of the queue's due rows: no older pending row of the same notifier+release."""
         earlier = aliased(Outbox)
         blocked = exists().where(
             earlier.state == PENDING,
@@ -80,32 +90,21 @@ class OutboxQueue:
             earlier.release_id.is_not_distinct_from(Outbox.release_id),
             earlier.id < Outbox.id,
         )
-        return (
-            Outbox.state == PENDING,
-            Outbox.notifier.in_(notifiers),
-            Outbox.next_attempt_at <= now,
-            or_(Outbox.lease_expires_at.is_(None), Outbox.lease_expires_at < now),
-            ~blocked,
-        )
+        return Outbox.notifier.in_(notifiers), ~blocked
 
     def anything_due(self, notifiers: Collection[str]) -> bool:
         """A cheap read, so an idle sender does not open a write transaction on every poll."""
         with self.db.read() as session:
-            return session.scalar(select(Outbox.id).where(*self._due(notifiers, self.clock())).limit(1)) is not None
+            return self.queue.any_due(session, self.clock(), *self._ours(notifiers))
 
     def claim(self, notifiers: Collection[str], limit: int) -> list[ClaimedDelivery]:
         if limit <= 0 or not notifiers or not self.anything_due(notifiers):
             return []
         with self.db.write() as session:
             now = self.clock()
-            stmt = select(Outbox).where(*self._due(notifiers, now)).order_by(Outbox.id).limit(limit)
-            if self.db.is_postgres:
-                stmt = stmt.with_for_update(skip_locked=True, of=Outbox)
-            rows = list(session.scalars(stmt))
+            rows = self.queue.lock_due(session, now, limit, *self._ours(notifiers))
             for row in rows:
-                row.attempts += 1
-                row.lease_owner = self.owner
-                row.lease_expires_at = now + self.lease
+                self.queue.take(row, now)
             return [self._claimed(session, row) for row in rows]
 
     def _claimed(self, session: Session, row: Outbox) -> ClaimedDelivery:
@@ -133,20 +132,11 @@ class OutboxQueue:
         ctx = DeliveryContext(notifier=row.notifier, delivery_id=row.delivery_id, attempt=row.attempts, memory=memory)
         return ClaimedDelivery(row.id, row.attempts, notification, ctx)
 
-    def _still_ours(self, claimed: ClaimedDelivery) -> tuple[ColumnElement[bool], ...]:
-        """The fence on a claimed row: still pending, leased to this sender, at the claimed attempt."""
-        return (
-            Outbox.id == claimed.row_id,
-            Outbox.attempts == claimed.attempt,
-            Outbox.lease_owner == self.owner,
-            Outbox.state == PENDING,
-        )
-
     def finish(self, claimed: ClaimedDelivery, result: DeliveryResult) -> bool:
         """Record an attempt's result; False when the lease was lost (another sender owns the row now)."""
         with self.db.write() as session:
             now = self.clock()
-            values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+            values: dict[str, Any] = {}
             if result.ok:
                 values.update(state=DELIVERED, delivered_at=now, last_error=None)
             else:
@@ -157,8 +147,7 @@ class OutboxQueue:
                     values["state"] = FAILED
                 else:
                     values["next_attempt_at"] = now + timedelta(seconds=policy.delay(claimed.attempt))
-            updated = session.execute(update(Outbox).where(*self._still_ours(claimed)).values(**values))
-            if not getattr(updated, "rowcount", 0):
+            if not self.queue.hand_back(session, [(claimed.row_id, claimed.attempt)], **values):
                 return False
             release = claimed.notification.release
             if result.ok and result.remember and release is not None:
@@ -177,13 +166,7 @@ class OutboxQueue:
         """Hand rows still being delivered back at once (a stopping sender), instead of leaving them to
         their lease; a late result of those attempts is then refused, as the lease is no longer ours."""
         with self.db.write() as session:
-            for claimed in deliveries:
-                session.execute(
-                    update(Outbox)
-                    .where(*self._still_ours(claimed))
-                    .values(lease_owner=None, lease_expires_at=None)
-                    .execution_options(synchronize_session=False)
-                )
+            self.queue.hand_back(session, [(c.row_id, c.attempt) for c in deliveries])
 
     def give_up_stale(self) -> int:
         """Fail pending rows whose event is older than their notifier's ``max_age``, one update per policy;
