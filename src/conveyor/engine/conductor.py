@@ -49,6 +49,7 @@ from conveyor.steps import StepContext
 from conveyor.store.database import Database
 from conveyor.store.snapshot import app_policies, load_snapshot
 from conveyor.store.tables import Deployment, Event, Step
+from conveyor.supervisor import KILL_GRACE
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class RunningStep:
     verdict: StepResult | None = None  # recorded instead of what the plugin returns (it timed out)
     settled: bool = False
     late: bool = False  # the result of an abandoned run
+    renewed_at: float = 0.0  # time.monotonic() just before the claim or heartbeat that last renewed its lease
 
 
 class Conductor:
@@ -203,12 +205,14 @@ class Conductor:
         with self._running_lock:
             free = self.concurrency - len(self._running)
         self.leases.claim_events = None
+        asked = time.monotonic()  # the leases start no earlier than this
         steps = self.leases.claim(free)
         if self.leases.claim_events is not None and self.leases.claim_events[0] == self._settled_marker:
             self._settled_marker = self.leases.claim_events[1]  # our step.started events change no plan
         for step in steps:
             timeout = self.executor.step_timeout(step)
             running = RunningStep(step, StepContext(), StepLog(self.config.redact), timeout, time.monotonic() + timeout)
+            running.renewed_at = asked
             running.ctx.log = running.log
             with self._running_lock:
                 self._running[step.step_id] = running
@@ -368,9 +372,13 @@ class Conductor:
         pairs = [(r.claimed.step_id, r.claimed.attempt) for r in running]
         # a settled step's last lines go with its result, in the writer's transaction
         logs = {r.claimed.step_id: r.log.drain() for r in running if not r.settled}
+        asked = time.monotonic()
         lost = self.leases.heartbeat(pairs, logs)
         now = time.monotonic()
         with self._running_lock:
+            for r in running:
+                if r.claimed.step_id not in lost:
+                    r.renewed_at = asked
             # a step that finished between our snapshot and the heartbeat is not lost, just done
             stopping = [r for r in running if r.claimed.step_id in lost and not r.settled]
         for r in stopping:
@@ -378,11 +386,34 @@ class Conductor:
             self._ask_to_stop(r, now)
 
     def _heartbeat_loop(self, stop: threading.Event) -> None:
-        while not stop.wait(self.lease_seconds / 3):
+        wait = self.lease_seconds / 3
+        while not stop.wait(wait):
             try:
                 self.heartbeat_once()
+                wait = self.lease_seconds / 3
             except Exception:
                 log.exception("heartbeat failed; will retry")
+                wait = min(self.lease_seconds / 3, 1.0)  # try again soon, and watch the leases run out
+                self.stop_steps_losing_their_lease(time.monotonic())
+
+    def stop_steps_losing_their_lease(self, now: float) -> list[int]:
+        """When heartbeats cannot reach the database, stop the steps whose lease would run out before their
+        processes could be killed: past the lease another worker may run them again, and two runs must
+        never overlap. Returns the ids of the steps asked to stop."""
+        latest = self.lease_seconds - min(KILL_GRACE + 1.0, self.lease_seconds / 3)
+        with self._running_lock:
+            losing = [r for r in self._running.values() if not r.settled and now - r.renewed_at >= latest]
+        for r in losing:
+            if r.stop_asked_at is None:
+                log.warning(
+                    "step %s: no heartbeat reached the database for %.1fs of its %.0fs lease; stopping it so a "
+                    "retry elsewhere never overlaps it",
+                    r.claimed.step_id,
+                    now - r.renewed_at,
+                    self.lease_seconds,
+                )
+            self._ask_to_stop(r, now)
+        return [r.claimed.step_id for r in losing]
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -463,7 +494,11 @@ class Conductor:
                 if not self._running:
                     break
             self.enforce_deadlines()
-            self.heartbeat_once()
+            try:
+                self.heartbeat_once()
+            except Exception:  # the database is gone too: keep stopping what runs, within its lease
+                log.exception("heartbeat failed while shutting down")
+                self.stop_steps_losing_their_lease(time.monotonic())
             self._wake.wait(0.2)
             self._wake.clear()
         with self._running_lock:
