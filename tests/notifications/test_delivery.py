@@ -100,12 +100,14 @@ def run_against(receiver: Receiver, broken: Mode | None, tmp_path: Path, url: st
 
 
 def assert_no_step_waited(db: Database) -> None:
-    """Every step started soon after it was queued, far sooner than one webhook timeout."""
+    """Every step started sooner than one webhook timeout after it was queued: none waited for a delivery.
+    (The bound is the timeout itself: the first claims of a fresh worker can take a few hundred
+    milliseconds on a busy machine, which says nothing about notifications.)"""
     with db.read() as session:
         steps = session.scalars(select(Step)).all()
     assert len(steps) == 12  # 2 apps x 3 environments x (deploy + smoke)
     waits = [(s.started_at - s.due_at).total_seconds() for s in steps if s.started_at]
-    assert len(waits) == 12 and max(waits) < TIMEOUT / 2, waits
+    assert len(waits) == 12 and max(waits) < TIMEOUT, waits
 
 
 def assert_arrived_in_order(receiver: Receiver, db: Database, release_ids: set[int]) -> None:
