@@ -159,6 +159,7 @@ def _resolve(
         secrets=frozenset(secrets),
         api_tokens=api_tokens,
         api_max_body_bytes=file.api.max_body_bytes,
+        public_url=file.public_url,
         notifiers=resolved_notifiers,
         windows=windows,
     )

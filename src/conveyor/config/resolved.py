@@ -18,6 +18,7 @@ from conveyor.domain.holds import Window
 from conveyor.domain.model import CheckLimits, OnFailure, Tier
 
 API_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class Config:
     api_tokens: tuple[ApiToken, ...] = ()
     windows: dict[str, Window] = field(default_factory=dict)  # environment -> its opening hours
     api_max_body_bytes: int = API_MAX_BODY_BYTES  # the largest request body the API reads
+    public_url: str = DEFAULT_PUBLIC_URL  # base of every link conveyor gives out, without a trailing slash
+
+    def link(self, path: str) -> str:
+        """An absolute URL for ``path`` (``/api/...``) under :attr:`public_url`."""
+        return self.public_url + "/" + path.lstrip("/")
 
     def app(self, name: str) -> AppConfig:
         try:

@@ -8,6 +8,7 @@ environments), inheritance (defaults < app < app.environments.<env>) and the plu
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -22,7 +23,7 @@ from pydantic import (
 )
 
 from conveyor.config.durations import Duration
-from conveyor.config.resolved import API_MAX_BODY_BYTES
+from conveyor.config.resolved import API_MAX_BODY_BYTES, DEFAULT_PUBLIC_URL
 from conveyor.config.retry import RetryPolicy
 from conveyor.domain.model import OnFailure, Tier
 
@@ -158,6 +159,15 @@ class ApiSection(Section):
     max_body_bytes: Annotated[int, Field(strict=True, ge=1)] = API_MAX_BODY_BYTES
 
 
+def _public_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL with a host, got {url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"must not have a query or fragment, got {url!r}")
+    return url.rstrip("/")
+
+
 class FileSection(Section):
     """The top level. ``apps`` are validated one by one (:class:`AppSection`) so one bad app hides nothing."""
 
@@ -171,6 +181,7 @@ class FileSection(Section):
     apps: dict[Name, Any] = Field(default_factory=dict)
     api: ApiSection = Field(default_factory=ApiSection)
     windows: dict[str, Any] = Field(default_factory=dict)  # checked by conveyor.config.windows
+    public_url: Annotated[str, AfterValidator(_public_url)] = DEFAULT_PUBLIC_URL
 
 
 DEFAULT_DEPLOY_TIMEOUT = 3600.0  # seconds a deploy step may run before the engine fails it
