@@ -4,7 +4,8 @@ Each tick re-queues steps whose lease expired, plans until the plan stops changi
 becomes a promotion and a start within one tick), then claims as many due steps as it has free slots
 and runs each on a thread (:mod:`conveyor.engine.step_threads`): deploys and checks wait on subprocesses
 and HTTP, so threads give real concurrency. A heartbeat thread extends the leases of running steps and
-flushes their logs.
+flushes their logs. Periodic work beside the steps (webhook intake, polling, pruning) runs as chores
+(:mod:`conveyor.engine.chores`) on a thread of their own.
 
 A step is told to stop (``ctx.cancelled``) when its lease was lost or its ``step_timeout`` passed; one
 past its deadline fails with outcome "timed out after ...". A plugin that still has not returned
@@ -38,6 +39,7 @@ from conveyor.config.resolved import Config
 from conveyor.domain.decisions import Note, Start
 from conveyor.domain.model import DeploymentState, StepState
 from conveyor.domain.planner import plan_next
+from conveyor.engine.chores import Chore, Chores, chores_for
 from conveyor.engine.executor import Executor
 from conveyor.engine.leases import ClaimedStep, Leases, StepResult
 from conveyor.engine.orchestrator import Orchestrator
@@ -102,6 +104,7 @@ class Conductor:
         clock: Callable[[], datetime] = utc_now,
         on_step: Callable[[ClaimedStep, StepResult | None], None] | None = None,
         sender: Sender | None = None,
+        chores: list[Chore] | None = None,
     ) -> None:
         self.config, self.db, self.clock = config, db, clock
         self.concurrency = concurrency
@@ -117,6 +120,8 @@ class Conductor:
         self.on_step = on_step
         install_router(db, config)  # events written from here on notify whom the config says
         self.sender = sender or Sender(config, db, owner=self.owner)  # delivers notifications, apart from steps
+        # periodic work beside the steps (intake, polling, pruning), on a thread of its own
+        self.chores = Chores(chores_for(config, db) if chores is None else chores, self.wake)
         self._threads = StepThreads()
         self._running: dict[int, RunningStep] = {}
         self._abandoned: list[RunningStep] = []
@@ -454,6 +459,7 @@ class Conductor:
         self._writer.start()
         try:
             self._start_sender()
+            self.chores.start()
             while not stop.is_set():
                 try:
                     progressed = self.tick()
@@ -470,6 +476,7 @@ class Conductor:
                     self._wake.wait(min(self.poll_interval, RETRY_SECONDS) if retry_soon else self.poll_interval)
                     self._wake.clear()
         finally:
+            self.chores.stop()
             self.shutdown()
             hb_stop.set()
             heartbeat.join(timeout=5)

@@ -1,0 +1,106 @@
+"""Chores: the conductor's periodic work beside the steps (webhook intake, polling, reconciliation, pruning).
+
+A :class:`Chore` is a name, how often it runs and a callable. The conductor runs its chores on one thread
+of their own (:class:`Chores`), so a slow one (a ``git ls-remote`` with its timeout, a GitHub API call
+waiting out a rate limit) never delays planning or a step. Invariants:
+
+- a chore that raises is logged with its traceback and counted (``Chores.failures``); it runs again at
+  its next turn and the conductor goes on;
+- a chore returns True when it changed something the planner should see at once (a release was made);
+  the conductor is then woken instead of waiting for its next poll;
+- every process runs every chore: what a chore takes from a shared queue it claims under a lease
+  (:mod:`conveyor.store.leased_queue`), so several workers share the work and a crash loses nothing.
+
+Which chores a conductor runs is decided in one place, :func:`chores_for`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from conveyor.config.resolved import Config
+from conveyor.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Chore:
+    name: str
+    every: float  # seconds between the end of one run and the start of the next
+    run: Callable[[], bool]  # True: it changed what the planner sees, wake the conductor
+    first_after: float = 0.0  # seconds after start before its first run
+    next_at: float = 0.0  # monotonic time of the next run, set by Chores
+
+
+class Chores:
+    """Runs chores on one daemon thread until stopped."""
+
+    def __init__(
+        self, chores: list[Chore], wake: Callable[[], None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.chores, self.wake, self.clock = chores, wake, clock
+        self.failures: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._poke = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if not self.chores:
+            return
+        now = self.clock()
+        for chore in self.chores:
+            chore.next_at = now + chore.first_after
+        self._thread = threading.Thread(target=self._loop, name="chores", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._poke.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def poke(self) -> None:
+        """Run every chore now (tests, and a process that knows new work arrived)."""
+        for chore in self.chores:
+            chore.next_at = 0.0
+        self._poke.set()
+
+    def run_due(self) -> bool:
+        """Run the chores whose turn it is; True if any asked for a re-plan."""
+        changed = False
+        for chore in self.chores:
+            if self._stop.is_set():
+                break
+            if self.clock() < chore.next_at:
+                continue
+            changed |= self.run_one(chore)
+            chore.next_at = self.clock() + chore.every
+        return changed
+
+    def run_one(self, chore: Chore) -> bool:
+        try:
+            return bool(chore.run())
+        except Exception:
+            self.failures[chore.name] += 1
+            log.exception("chore %s failed; it runs again in %.1fs", chore.name, chore.every)
+            return False
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if self.run_due():
+                self.wake()
+            wait = min((c.next_at for c in self.chores), default=1.0) - self.clock()
+            self._poke.wait(max(0.0, min(wait, 1.0)))
+            self._poke.clear()
+
+
+def chores_for(config: Config, db: Database) -> list[Chore]:
+    """Every chore a conductor runs for ``config``: one line per source of periodic work."""
+    chores: list[Chore] = []
+    return chores
