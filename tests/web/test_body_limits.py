@@ -15,7 +15,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
 
+from conveyor.web.auth import TokenCheck
+from conveyor.web.errors import install_error_handlers
+from conveyor.web.gate import RequestGate, body_cap, route_caps
 from tests.web.conftest import API_CONFIG, AUTH, TOKEN, Api, make_api
 from tests.web.test_serve import Live, start
 
@@ -175,3 +180,29 @@ def test_a_write_without_a_token_is_refused_before_its_body_is_read(api: Api) ->
     response = api.client.post("/api/apps/web/unblock", content=body(), headers={"Content-Type": "application/json"})
     assert response.status_code == 401
     assert read == []  # the test client sends the body lazily: nothing asked for it
+
+
+def test_a_route_may_declare_its_own_cap() -> None:
+    """``body_cap`` raises or lowers the cap for one route only; every other route keeps the configured one."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/hooks/big")
+    @body_cap(4096)
+    async def big(request: Request) -> dict[str, int]:
+        return {"read": len(await request.body())}
+
+    @app.post("/small")
+    async def small(request: Request) -> dict[str, int]:
+        return {"read": len(await request.body())}
+
+    app.add_middleware(RequestGate, tokens=TokenCheck(()), writes=[], max_body_bytes=1024, caps=route_caps(app.routes))
+    client = TestClient(app)
+    assert client.post("/hooks/big", content=b"x" * 3000).json() == {"read": 3000}
+    refused = client.post("/hooks/big", content=b"x" * 5000)
+    assert refused.status_code == 413 and "4096 bytes" in refused.json()["error"]["message"]
+    assert "on this endpoint" in refused.json()["error"]["message"]
+    small_refused = client.post("/small", content=b"x" * 3000)
+    assert small_refused.status_code == 413 and "api.max_body_bytes" in small_refused.json()["error"]["message"]
+    chunked = client.post("/hooks/big", content=iter([b"x" * 3000, b"x" * 3000]))
+    assert chunked.status_code == 413

@@ -69,6 +69,31 @@ class NotifierConfig:
 
 
 @dataclass(frozen=True)
+class CiPolicy:
+    """What a pushed commit must pass on GitHub before it becomes a release (``ci:``; ``ci: none`` is None)."""
+
+    required: tuple[str, ...]  # check run names, status contexts or workflow names, all of which must be green
+    timeout: float = 7200.0  # seconds a candidate waits for them before a decision says CI never reported
+
+
+@dataclass(frozen=True)
+class GitHubApp:
+    id: int
+    private_key: str = field(repr=False)  # the PEM text of the App's private key
+
+
+@dataclass(frozen=True)
+class GitHubConfig:
+    """The top-level ``github:`` section: how conveyor hears from GitHub and talks back to it."""
+
+    api_url: str = "https://api.github.com"  # a GitHub Enterprise Server API URL works too
+    webhook_secret: str = field(default="", repr=False)  # checks X-Hub-Signature-256 of every delivery
+    token: str | None = field(default=None, repr=False)  # a token, or ...
+    app: GitHubApp | None = None  # ... a GitHub App whose installation tokens conveyor fetches
+    reconcile_interval: float = 300.0  # seconds between catch-up reads of every GitHub app's branch
+
+
+@dataclass(frozen=True)
 class AppConfig:
     name: str
     repo: str  # as written: a local path (resolved against the config's folder), file:// or https URL
@@ -78,6 +103,10 @@ class AppConfig:
     reason: str | None  # required when tier is manual
     groups: tuple[str, ...]
     environments: dict[str, AppEnvironment]  # one entry for every configured environment, in order
+    github: str | None = None  # "owner/name" on GitHub: pushes and CI results there make releases
+    paths: tuple[str, ...] = ()  # globs: a push touching none of them is ignored (monorepos); () = any
+    ci: CiPolicy | None = None  # None: a push (or a polled head) is released without waiting for CI
+    poll: float | None = None  # seconds between `git ls-remote` of the repo, for repositories not on GitHub
 
     def lock_names(self, environment: str) -> tuple[str, ...]:
         """The locks a deployment of this app to ``environment`` must hold, all or nothing."""
@@ -106,6 +135,7 @@ class Config:
     api_tokens: tuple[ApiToken, ...] = ()
     windows: dict[str, Window] = field(default_factory=dict)  # environment -> its opening hours
     api_max_body_bytes: int = API_MAX_BODY_BYTES  # the largest request body the API reads
+    github: GitHubConfig | None = None  # None: no `github:` section, nothing talks to GitHub
     public_url: str = DEFAULT_PUBLIC_URL  # base of every link conveyor gives out, without a trailing slash
 
     def link(self, path: str) -> str:

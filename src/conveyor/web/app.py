@@ -12,7 +12,7 @@ from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.web.auth import TokenCheck
 from conveyor.web.errors import install_error_handlers
-from conveyor.web.gate import RequestGate
+from conveyor.web.gate import RequestGate, route_caps
 from conveyor.web.metrics import registry_for
 from conveyor.web.openapi import describe_environments
 from conveyor.web.routes import actions, apps, audit, controls, health, holds, records
@@ -62,5 +62,6 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
         tokens=TokenCheck(config.api_tokens),
         writes=writes,
         max_body_bytes=config.api_max_body_bytes,
+        caps=route_caps([r for router in routers for r in router.routes]),
     )
     return app
