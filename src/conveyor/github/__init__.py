@@ -1,0 +1,1 @@
+"""Talking to GitHub: the REST client (tokens, App authentication, rate limits) and what conveyor reads."""
