@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from conveyor.engine.conductor import Conductor
 from conveyor.operations import Operations
 from conveyor.store.database import Database
+from conveyor.store.migrate import upgrade
 from tests.integration.harness import load, make_app_repo, wait_for, write_config
 
 LEASE = 6.0
@@ -65,5 +66,45 @@ def test_a_worker_cut_off_from_the_database_stops_its_step_within_the_lease(
     finally:
         stop.set()
         thread.join(timeout=30)
+        db.dispose()
+        conductor_db.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_a_worker_stopping_without_the_database_still_stops_its_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Shutdown hands running steps back, then tells them to stop; a database that is gone by then must not
+    stop the second half: the steps still end, and their leases run out for a reaper."""
+    make_app_repo(tmp_path / "repos" / "web")
+    record = tmp_path / "deploys.jsonl"
+    config = load(write_config(tmp_path, CONFIG.format(record=record)))
+    db_url = f"sqlite:///{tmp_path / 'conveyor.db'}"
+    db, conductor_db = Database(db_url), Database(db_url)
+    upgrade(db)
+    conductor = Conductor(config, conductor_db, concurrency=4, poll_interval=0.05, grace_seconds=0.5, stop_grace=5)
+    stop = threading.Event()
+    thread = threading.Thread(target=conductor.run, args=(stop,), daemon=True)
+    caplog.set_level(logging.ERROR, logger="conveyor.engine.conductor")
+    try:
+        Operations(config, db).create_release("web", actor="test")
+        thread.start()
+        wait_for(lambda: bool(conductor._running), 30, "the deploy to start")
+
+        def unreachable(*_args: object, **_kwargs: object) -> None:
+            raise OperationalError("UPDATE steps ...", {}, Exception("could not connect to server"))
+
+        monkeypatch.setattr(conductor.leases, "release", unreachable)
+        stop.set()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        (run,) = [json.loads(line) for line in record.read_text().splitlines()]
+        assert run["outcome"] == "cancelled"
+        assert any("could not hand 1 step(s) back" in r.getMessage() for r in caplog.records)
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=30)
         db.dispose()
         conductor_db.dispose()

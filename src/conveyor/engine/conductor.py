@@ -513,7 +513,10 @@ class Conductor:
         if left:
             log.warning("grace period over: handing %d running step(s) back to the queue", len(left))
             # Hand the steps back first, so the cancelled runs' own results are refused by the fencing.
-            self.leases.release((r.claimed.step_id, r.claimed.attempt) for r in left)
+            try:
+                self.leases.release((r.claimed.step_id, r.claimed.attempt) for r in left)
+            except Exception:  # the database is gone: the leases run out and a reaper re-queues the steps
+                log.exception("could not hand %d step(s) back; they are re-queued when their lease expires", len(left))
             now = time.monotonic()
             for r in left:
                 self._ask_to_stop(r, now)
