@@ -23,10 +23,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
+from conveyor.engine.hold_expiry import expiry_chore
 from conveyor.store.database import Database
 
 log = logging.getLogger(__name__)
+
+HOLD_EXPIRY_SECONDS = 5.0
 
 
 @dataclass
@@ -102,5 +106,5 @@ class Chores:
 
 def chores_for(config: Config, db: Database) -> list[Chore]:
     """Every chore a conductor runs for ``config``: one line per source of periodic work."""
-    chores: list[Chore] = []
+    chores = [Chore("lift expired holds", every=HOLD_EXPIRY_SECONDS, run=expiry_chore(db, utc_now))]
     return chores
