@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from conveyor.config.resolved import Config
+from conveyor.sources.poll import CHORE_EVERY, Poller
 from conveyor.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -103,4 +104,6 @@ class Chores:
 def chores_for(config: Config, db: Database) -> list[Chore]:
     """Every chore a conductor runs for ``config``: one line per source of periodic work."""
     chores: list[Chore] = []
+    if any(app.poll is not None for app in config.apps.values()):
+        chores.append(Chore("poll", every=CHORE_EVERY, run=Poller(config, db).run))
     return chores
