@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -84,23 +85,43 @@ class Poller:
         self.watches = {a.name: Watch(a.name, a.poll) for a in config.apps.values() if a.poll is not None}
         self._lock = threading.Lock()
         self._released = False  # a poll finished since the last run() and made a release
+        self._threads: list[threading.Thread] = []
+        self._closed = False
 
     def run(self) -> bool:
         """Start the polls that are due; True if a poll made a release since the last call."""
         now = self.clock()
         with self._lock:
             running = sum(w.running for w in self.watches.values())
-            due = [w for w in self.watches.values() if w.due(now)][: max(0, MAX_PARALLEL - running)]
+            due = [] if self._closed else [w for w in self.watches.values() if w.due(now)]
+            due = due[: max(0, MAX_PARALLEL - running)]
             for watch in due:
                 watch.running = True
+            self._threads = [t for t in self._threads if t.is_alive()]
         for watch in due:
             if self.background:
-                threading.Thread(target=self._turn, args=(watch,), name=f"poll-{watch.app}", daemon=True).start()
+                thread = threading.Thread(target=self._turn, args=(watch,), name=f"poll-{watch.app}", daemon=True)
+                with self._lock:
+                    self._threads.append(thread)
+                thread.start()
             else:
                 self._turn(watch)
         with self._lock:
             released, self._released = self._released, False
         return released
+
+    def close(self, timeout: float) -> None:
+        """Start no more polls; wait up to ``timeout`` seconds for those running (each ends within its
+        git timeouts anyway)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        left = [t.name for t in threads if t.is_alive()]
+        if left:
+            log.warning("stopping with polls still running: %s", ", ".join(left))
 
     def _turn(self, watch: Watch) -> None:
         try:
