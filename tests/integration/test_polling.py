@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from conveyor.repos import GitError, InvalidRef, branch_head
 from conveyor.sources.poll import Poller
 from conveyor.store.database import Database
 from conveyor.store.polls import poll_records
@@ -224,3 +225,15 @@ def _release_ids(db: Database, app: str) -> list[int]:
 def _error(db: Database, app: str) -> str | None:
     record = poll_records(db).get(app)
     return record.error if record is not None else None
+
+
+def test_branch_head_asks_the_remote(tmp_path: Path, git_daemon: str) -> None:
+    work, url = serve_repo(tmp_path, git_daemon, "web")
+    assert branch_head(url, "main") == git(work, "rev-parse", "HEAD")
+    assert branch_head(url, "no-such-branch") is None
+    with pytest.raises(InvalidRef):
+        branch_head(url, "--upload-pack=touch /tmp/pwned")
+    with pytest.raises(ValueError, match="invalid repository URL"):
+        branch_head("--upload-pack=touch /tmp/pwned", "main")
+    with pytest.raises(GitError, match="repository not exported"):
+        branch_head(f"{git_daemon}/missing.git", "main")

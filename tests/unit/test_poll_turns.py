@@ -5,6 +5,7 @@ release and the store are real (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -182,3 +183,22 @@ def test_a_turn_is_taken_by_one_worker(db: Database) -> None:
     lost = take_turn(db, "web", START + timedelta(seconds=30), 60, "two")
     assert not lost.mine and lost.taken_at == START
     assert take_turn(db, "web", START + timedelta(seconds=60), 60, "two").mine
+
+
+def test_workers_racing_for_a_turn_get_one_between_them(db_url: str) -> None:
+    handles = [Database(db_url) for _ in range(6)]
+    barrier = threading.Barrier(len(handles))
+    won: list[bool] = []
+
+    def race(handle: Database, n: int) -> None:
+        barrier.wait()
+        won.append(take_turn(handle, "web", START, 60, f"worker-{n}").mine)
+
+    threads = [threading.Thread(target=race, args=(h, n)) for n, h in enumerate(handles)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for handle in handles:
+        handle.dispose()
+    assert sorted(won) == [False] * 5 + [True]
