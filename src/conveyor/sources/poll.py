@@ -147,7 +147,7 @@ class Poller:
         try:
             head = self.head_of(app.repo, app.branch, self.timeout)
             if head is None:
-                raise GitError(["ls-remote"], f"the remote has no branch {app.branch!r}")
+                raise UnknownRef(app.branch, "the remote has no such branch")
             released = self._release(app.name, app.branch, head)
         except (GitError, UnknownRef) as exc:
             self._record(app.name, head, redact_url(str(exc)))
