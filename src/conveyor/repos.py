@@ -57,10 +57,13 @@ __all__ = [
     "InvalidRef",
     "RepoMirror",
     "UnknownRef",
+    "branch_head",
     "mirror_path_for",
+    "redact_url",
 ]
 
 GIT_TIMEOUT = 60.0  # seconds, for local reads
+LS_REMOTE_TIMEOUT = 30.0  # seconds, for asking a remote where a branch points
 NETWORK_TIMEOUT = 600.0  # seconds, for clone and fetch
 COMMIT_FIELDS = ("%H", "%aN", "%aE", "%aI", "%s", "%B")
 # Variables that would point git at some other repository than the one we name.
@@ -301,6 +304,25 @@ def run_git(
         raise GitError(args, f"no answer within {timeout:g}s") from exc
 
 
+def branch_head(url: str, branch: str, timeout: float = LS_REMOTE_TIMEOUT) -> str | None:
+    """The SHA ``branch`` points at on the remote ``url`` (``git ls-remote``), None if it has no such branch.
+
+    Raises :class:`GitError` (git's stderr, or "no answer within ...") when the remote cannot be asked.
+    """
+    if not url or url.startswith("-") or _UNSAFE_CHARS.search(url):
+        raise ValueError(f"invalid repository URL {_redact(url)!r}")
+    ref = f"refs/heads/{validate_ref(branch)}"
+    argv = [*SAFE_CONFIG, "ls-remote", "--end-of-options", url, ref]
+    result = run_git(argv, timeout)
+    if result.returncode != 0:
+        raise GitError(["ls-remote", url, ref], result.stderr, result.returncode)
+    for line in result.stdout.splitlines():
+        sha, _, name = line.partition("\t")
+        if name == ref and re.fullmatch(r"[0-9a-f]{40}", sha):
+            return sha
+    return None
+
+
 class _MirrorGate:
     """What this process knows about one mirror: its lock, and when the last successful fetch began."""
 
@@ -364,6 +386,9 @@ def _commit(fields: Sequence[str]) -> Commit:
     return Commit(sha, name, email, datetime.fromisoformat(authored), subject, message)
 
 
-def _redact(text: str) -> str:
+def redact_url(text: str) -> str:
     """Hide credentials embedded in a URL (``https://user:token@host``)."""
     return _URL_USERINFO.sub(r"\1***@", text)
+
+
+_redact = redact_url

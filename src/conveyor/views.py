@@ -20,6 +20,7 @@ from conveyor.config.resolved import Config
 from conveyor.domain.holds import Attempt, HoldView, Obstacle, lift_command, stopping
 from conveyor.domain.model import DeploymentState, HoldKind, Override
 from conveyor.errors import OperationError
+from conveyor.sources.poll_status import polling_status
 from conveyor.store.database import Database
 from conveyor.store.events import latest_decision
 from conveyor.store.snapshot import hold_policy, load_holds, placement_rows
@@ -302,6 +303,7 @@ def why(
         (st,) = _statuses(session, config, [cfg.name], now)
         placed = placements(session, app)
         out: dict[str, Any] = {"app": app, "tier": cfg.tier, "environments": {}, "holds": st.holds}
+        out["polling"] = polling_status(session, cfg)
         for env in envs:
             decision = latest_decision(session, app, env)
             current = st.environments[env]

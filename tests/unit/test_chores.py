@@ -85,3 +85,11 @@ def test_poke_runs_every_chore_at_once() -> None:
         assert ran.wait(5.0)
     finally:
         chores.stop()
+
+
+def test_stopping_closes_each_chore_within_the_time_left() -> None:
+    closed: list[float] = []
+    failing = Chore("failing", every=1.0, run=lambda: False, close=lambda left: 1 / 0)  # logged, not raised
+    chores = Chores([failing, Chore("polls", every=1.0, run=lambda: False, close=closed.append)], wake=lambda: None)
+    chores.stop(timeout=5.0)
+    assert len(closed) == 1 and 0.0 < closed[0] <= 5.0

@@ -114,6 +114,9 @@ def test_counters_are_counters_and_gauges_gauges(blocked: Api) -> None:
         "conveyor_notifications_failed": "counter",
         "conveyor_step_timeouts": "counter",
         "conveyor_notifiers_disabled": "counter",
+        "conveyor_poll_failures": "counter",
+        "conveyor_poll_failing": "gauge",
+        "conveyor_poll_last_answer_timestamp_seconds": "gauge",
     }
 
 

@@ -119,6 +119,9 @@ def _cell(app: AppStatus, env: str) -> Text:
 
 def print_why(console: Console, answer: dict[str, Any]) -> None:
     console.print(Text(f"{answer['app']} (tier {answer['tier']})", style="bold"))
+    polling = answer.get("polling")
+    if polling:
+        console.print(Text(f"  {polling['summary']}", style="red" if polling["failing_since"] else "dim"))
     for env, info in answer["environments"].items():
         line = Text(f"  {env}: ", style="bold")
         state = info["state"] or "nothing yet"

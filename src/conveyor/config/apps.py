@@ -5,7 +5,8 @@ did-you-mean); a ``manual`` tier needs a ``reason``. A local ``repo`` path is ta
 config's folder and stored absolute; URLs (``https://``, ``file://``, ``ssh://``, ``user@host:path``)
 are kept as written. With ``check_repos``, a local path (or ``file://`` URL) that does not exist or is
 not a git repository (a work tree or a bare one) is a problem. Every app gets an :class:`AppEnvironment`
-for every configured environment.
+for every configured environment. ``poll`` comes from the app, else from ``defaults`` unless the app is on
+GitHub (see :meth:`AppResolver._with_poll`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
@@ -21,7 +23,7 @@ from conveyor.config.errors import ProblemLog, did_you_mean
 from conveyor.config.inheritance import Level, merge_deploy, merge_vars, pick_checks, pick_setting, var_paths
 from conveyor.config.plugin_specs import PluginSpecs
 from conveyor.config.resolved import AppConfig, AppEnvironment
-from conveyor.config.schema import RESERVED_VARS, AppSection, EnvironmentSection, FileSection
+from conveyor.config.schema import POLL_OFF, RESERVED_VARS, AppSection, EnvironmentSection, FileSection
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[\w.-]+@[\w.-]+:")
@@ -70,7 +72,7 @@ class AppResolver:
             )
         if len(self.log) > problems_before:
             return None
-        return AppConfig(
+        resolved = AppConfig(
             name=name,
             repo=self._repo(app.repo),
             branch=app.branch or self.file.defaults.branch or "main",
@@ -80,6 +82,23 @@ class AppResolver:
             groups=tuple(dict.fromkeys(app.groups)),
             environments={env: spec for env, spec in environments.items() if spec is not None},
         )
+        return self._with_poll(path, app, resolved)
+
+    def _with_poll(self, path: YamlPath, app: AppSection, resolved: AppConfig) -> AppConfig | None:
+        """``poll`` from the app, else from ``defaults`` for an app not on GitHub (a GitHub app hears of
+        pushes by webhook and reconciliation, which wait for CI); ``poll: none`` switches it off."""
+        on_github = resolved.github is not None
+        chosen = app.poll if app.poll is not None else None if on_github else self.file.defaults.poll
+        if chosen is None or chosen == POLL_OFF:
+            return resolved
+        if on_github and resolved.ci is not None:
+            self.log.add(
+                self.doc.at((*path, "poll")),
+                f"app {path[-1]!r} waits for CI on GitHub; polling would release its heads without CI "
+                "(remove `poll`, or set `ci: none`)",
+            )
+            return None
+        return replace(resolved, poll=float(chosen))
 
     def _check_team(self, path: YamlPath, team: str) -> None:
         if team not in self.file.teams:

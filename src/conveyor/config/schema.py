@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from conveyor.config.durations import Duration
+from conveyor.config.durations import HINT, Duration, parse_duration
 from conveyor.config.resolved import API_MAX_BODY_BYTES, DEFAULT_PUBLIC_URL
 from conveyor.config.retry import RetryPolicy
 from conveyor.domain.model import OnFailure, Tier
@@ -49,6 +49,24 @@ def _var_value(value: object) -> str:
 
 
 VarValue = Annotated[str, PlainValidator(_var_value)]
+
+POLL_MINIMUM = 5.0  # seconds: each turn runs `git ls-remote` against someone's git server
+POLL_OFF = "none"  # `poll: none` in an app switches off a `poll` it would inherit from `defaults`
+
+
+def _poll_interval(value: object) -> float | str:
+    if value == POLL_OFF:
+        return POLL_OFF
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError(f"expected a duration of at least {POLL_MINIMUM:g}s or none ({HINT})") from None
+    if seconds < POLL_MINIMUM:
+        raise ValueError(f"must be at least {POLL_MINIMUM:g}s (each poll asks the git server), got {seconds:g}s")
+    return seconds
+
+
+PollInterval = Annotated[float | str, PlainValidator(_poll_interval)]  # seconds, or POLL_OFF
 
 
 class Section(BaseModel):
@@ -122,6 +140,7 @@ class Layer(Section):
 class DefaultsSection(Layer):
     tier: Tier | None = None
     branch: str | None = None
+    poll: PollInterval | None = None
 
 
 class EnvironmentSection(Layer):
@@ -136,6 +155,7 @@ class AppSection(Layer):
     reason: str | None = None
     groups: list[str] = Field(default_factory=list)
     environments: dict[str, EnvironmentSection] = Field(default_factory=dict)
+    poll: PollInterval | None = None
 
 
 API_TOKEN_MIN_LENGTH = 16

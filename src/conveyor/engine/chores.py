@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
 from conveyor.engine.hold_expiry import expiry_chore
+from conveyor.sources.poll import CHORE_EVERY, Poller
 from conveyor.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Chore:
     run: Callable[[], bool]  # True: it changed what the planner sees, wake the conductor
     first_after: float = 0.0  # seconds after start before its first run
     next_at: float = 0.0  # monotonic time of the next run, set by Chores
+    close: Callable[[float], None] | None = None  # on stop: finish work it started, within the seconds given
 
 
 class Chores:
@@ -64,10 +66,17 @@ class Chores:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        deadline = self.clock() + timeout
         self._stop.set()
         self._poke.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        for chore in self.chores:
+            if chore.close is not None:
+                try:
+                    chore.close(max(0.0, deadline - self.clock()))
+                except Exception:
+                    log.exception("closing chore %s failed", chore.name)
 
     def poke(self) -> None:
         """Run every chore now (tests, and a process that knows new work arrived)."""
@@ -107,4 +116,7 @@ class Chores:
 def chores_for(config: Config, db: Database) -> list[Chore]:
     """Every chore a conductor runs for ``config``: one line per source of periodic work."""
     chores = [Chore("lift expired holds", every=HOLD_EXPIRY_SECONDS, run=expiry_chore(db, utc_now))]
+    if any(app.poll is not None for app in config.apps.values()):
+        poller = Poller(config, db)
+        chores.append(Chore("poll", every=CHORE_EVERY, run=poller.run, close=poller.close))
     return chores

@@ -327,3 +327,25 @@ class NotifierMemory(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+class SourcePoll(Base):
+    """What conveyor last saw when it polled an app's remote (``poll:``), and whose turn the last one was.
+
+    ``turn_at`` is taken by one worker at a time (:mod:`conveyor.store.polls`), so several workers poll a
+    remote once per interval between them; ``head`` is what the branch pointed at in the last answer;
+    ``error`` and ``failing_since`` say why and since when the remote has not answered; ``failures`` counts
+    failed polls ever (it only grows: a metric's counter).
+    """
+
+    __tablename__ = "source_polls"
+
+    app: Mapped[str] = mapped_column(String(100), primary_key=True)
+    turn_at: Mapped[datetime]  # when a worker last took this app's turn
+    turn_by: Mapped[str] = mapped_column(String(200))
+    polled_at: Mapped[datetime | None]  # when the last turn ended, answered or not
+    answered_at: Mapped[datetime | None]  # when the remote last answered
+    head: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(Text)
+    failing_since: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(Integer, default=0)

@@ -30,6 +30,9 @@ per place are bounded by apps x environments (x hold kinds), whatever the histor
   ``step_timeout`` (``step.timed_out`` events).
 - ``conveyor_notifiers_disabled_total`` (counter): notifiers disabled in a process because their plugin
   raised (``notifier.disabled`` events).
+- ``conveyor_poll_failures_total{app}`` (counter), ``conveyor_poll_failing{app}`` (gauge, 1 while the
+  remote fails) and ``conveyor_poll_last_answer_timestamp_seconds{app}`` (gauge, Unix time of the last
+  answer): for each app with ``poll``, from ``source_polls`` (:mod:`conveyor.sources.poll`).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from conveyor.domain.model import DeploymentState, HoldKind, StepState
 from conveyor.notify.outbox import DELIVERED, FAILED, PENDING
 from conveyor.store.database import Database
 from conveyor.store.step_durations import BUCKETS
-from conveyor.store.tables import Deployment, Event, Hold, Outbox, Step, StepDuration
+from conveyor.store.tables import Deployment, Event, Hold, Outbox, SourcePoll, Step, StepDuration
 
 # deployments take longer than steps: from a quick restart to an hour-long rollout with bake
 DEPLOYMENT_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -75,6 +78,7 @@ class StoreCollector(Collector):
             _steps(session, families)
             _holds_and_notifications(session, families, self.clock())
             _faults(session, families)
+            _polls(session, families, [a.name for a in self.config.apps.values() if a.poll is not None])
         _places(views.status(self.db, self.config), families, self.clock())
         yield from families.all()
 
@@ -136,6 +140,19 @@ class _Families:
         self.notifiers_disabled = CounterMetricFamily(
             "conveyor_notifiers_disabled",
             "Notifiers disabled in a process because their plugin raised (notifier.disabled events).",
+        )
+
+        # polled remotes (apps with `poll`)
+        self.poll_failures = CounterMetricFamily(
+            "conveyor_poll_failures", "Polls of an app's remote that failed (git ls-remote or fetch).", labels=["app"]
+        )
+        self.poll_failing = GaugeMetricFamily(
+            "conveyor_poll_failing", "1 while polling an app's remote fails, else 0.", labels=["app"]
+        )
+        self.poll_answered = GaugeMetricFamily(
+            "conveyor_poll_last_answer_timestamp_seconds",
+            "Unix time of the last answer from an app's polled remote.",
+            labels=["app"],
         )
 
     def all(self) -> list[Metric]:
@@ -211,6 +228,18 @@ def _faults(session: Session, families: _Families) -> None:
     )
     for kind, family in counted.items():
         family.add_metric([], float(counts.get(kind, 0)))
+
+
+def _polls(session: Session, families: _Families, apps: list[str]) -> None:
+    if not apps:
+        return
+    rows = {row.app: row for row in session.scalars(select(SourcePoll).where(SourcePoll.app.in_(apps)))}
+    for app in apps:
+        row = rows.get(app)
+        families.poll_failures.add_metric([app], float(row.failures if row is not None else 0))
+        families.poll_failing.add_metric([app], float(row is not None and row.failing_since is not None))
+        if row is not None and row.answered_at is not None:
+            families.poll_answered.add_metric([app], row.answered_at.timestamp())
 
 
 def _places(statuses: list[views.AppStatus], families: _Families, now: datetime) -> None:

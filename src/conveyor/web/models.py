@@ -136,11 +136,28 @@ class WhyEnvironment(BaseModel):
     explanation: str
 
 
+class PollingModel(BaseModel):
+    """What polling last saw of the app's remote (apps with ``poll`` only)."""
+
+    remote: str
+    branch: str
+    every: float
+    polled_at: str | None
+    answered_at: str | None
+    head: str | None
+    release: str | None
+    error: str | None
+    failing_since: str | None
+    failures: int
+    summary: str
+
+
 class WhyModel(BaseModel):
     app: str
     tier: str
     environments: dict[str, WhyEnvironment]
     holds: list[HoldModel]
+    polling: PollingModel | None = None
 
 
 class HistoryEntry(BaseModel):
