@@ -150,7 +150,7 @@ class OutboxQueue:
             if not self.queue.hand_back(session, [(claimed.row_id, claimed.attempt)], **values):
                 return False
             release = claimed.notification.release
-            if result.ok and result.remember and release is not None:
+            if result.remember and release is not None:  # a failed attempt may have done part of its work
                 _remember(session, claimed.notifier, release.id, result.remember, now)
             if values.get("state") == FAILED:
                 log.warning(

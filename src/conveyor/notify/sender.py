@@ -45,7 +45,7 @@ IN_FLIGHT_GRACE = 2.0  # seconds stop() waits for deliveries under way before ha
 
 def build_notifiers(config: Config) -> dict[str, Notifier]:
     """One instance of each configured notifier, with its validated options."""
-    return {name: plugins.notifier_class(n.type)(n.options) for name, n in config.notifiers.items()}
+    return {name: plugins.notifier_class(n.type).for_config(n.options, config) for name, n in config.notifiers.items()}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -119,7 +119,7 @@ class Sender:
         built: dict[str, Notifier] = {}
         for name, entry in self.config.notifiers.items():
             try:
-                built[name] = plugins.notifier_class(entry.type)(entry.options)
+                built[name] = plugins.notifier_class(entry.type).for_config(entry.options, self.config)
             except BaseException as exc:  # a broken notifier plugin never stops the process
                 self._disable(name, f"could not be created: {_one_line(exc)}", exc)
         return built
