@@ -275,3 +275,36 @@ def test_no_client_without_a_github_section_or_credentials(tmp_path: object) -> 
     client = github_client_for(replace(base, github=GitHubConfig(token="t")))
     assert isinstance(client, GitHubClient)
     client.close()
+
+
+def test_an_app_key_that_is_no_pem_rsa_key_is_named_so(app_key: tuple[str, str]) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from conveyor.github.auth import app_private_key
+
+    assert app_private_key(app_key[0]).key_size == 2048
+    with pytest.raises(ValueError, match="not a PEM private key"):
+        app_private_key("-----BEGIN RSA PRIVATE KEY-----\nnot base64\n-----END RSA PRIVATE KEY-----\n")
+    with pytest.raises(ValueError, match="not a PEM private key"):
+        app_private_key(app_key[1])  # the public half
+    encrypted = serialization.load_pem_private_key(app_key[0].encode(), None).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    )
+    with pytest.raises(ValueError, match="encrypted"):
+        app_private_key(encrypted.decode())
+    elliptic = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(ValueError, match="must be an RSA key"):
+        app_private_key(elliptic.decode())
+
+
+def test_an_answer_that_is_not_json_is_unavailable_not_a_crash(standin: GitHubStandIn, client: GitHubClient) -> None:
+    standin.script(Scripted(200, body=None), Scripted(200, body=["not", "an", "object"]))
+    with pytest.raises(GitHubUnavailable, match="other than JSON"):
+        client.commit(REPO, SHA)
+    with pytest.raises(GitHubUnavailable, match="other than an object"):
+        client.commit(REPO, SHA)

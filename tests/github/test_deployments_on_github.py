@@ -22,7 +22,7 @@ from conveyor.notify.routing import install
 from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.store.migrate import upgrade
-from conveyor.store.tables import Step
+from conveyor.store.tables import Deployment, Event, Step
 from tests.github.conftest import TOKEN
 from tests.github.standin import GitHubStandIn
 from tests.integration.harness import add_commit, deployment_state, wait_for
@@ -90,6 +90,17 @@ def test_each_deployment_and_its_statuses_reach_github_in_order(
             second = ops.create_release("web")
             wait_for(lambda: in_production(db, "web", second.release_id), 60, "the second release in production")
             wait_for(lambda: outbox_states(db) == {"delivered": 12}, 30, "every status delivered")
+            with db.read() as session:
+                succeeded = session.scalars(
+                    select(Event).where(Event.kind == "deployment.succeeded", Event.release_id == second.release_id)
+                ).all()
+                first_deployments = {
+                    d.environment: d.id
+                    for d in session.scalars(select(Deployment).where(Deployment.release_id == first.release_id))
+                }
+            # what each replaced, in the event's data: the first release's deployment in that environment
+            assert {e.environment: e.payload["replaced"]["deployment_id"] for e in succeeded} == first_deployments
+            assert all(e.payload["replaced"]["release"]["sha"] == first.sha for e in succeeded)
         timeline = standin.timeline()[len(expected(first_sha)) :]
         second_sha = standin.deployments[-1].body["ref"]
         assert second_sha != first_sha

@@ -207,7 +207,7 @@ def test_the_notifier_needs_the_github_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as problem:
         load_text(tmp_path, text)
     assert "conveyor.yaml:2:" in str(problem.value)
-    assert "notifier type 'github' needs the top-level `github:` section" in str(problem.value)
+    assert "notifier type 'github' needs the top-level 'github' section" in str(problem.value)
 
 
 def test_made_from_the_config_with_its_credentials(standin: GitHubStandIn, tmp_path: Path) -> None:

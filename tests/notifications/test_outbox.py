@@ -236,6 +236,21 @@ def test_what_a_notifier_remembers_reaches_the_next_message_of_the_release(route
     assert q.finish(second, DeliveryResult(True, remember={"thread": "ts-1", "last": "succeeded"}))
 
 
+def test_what_a_failed_attempt_remembers_reaches_its_retry(routed: Database) -> None:
+    """A notifier that did part of its work before failing (a GitHub deployment made, its status not
+    posted) remembers it, so the retry does not do it again."""
+    clock = Clock()
+    release = add_release(routed)
+    add_event(routed, "deployment.started", release)
+    q = queue(routed, clock)
+    [first] = q.claim(["chat"], 10)
+    assert q.finish(first, DeliveryResult(False, "status refused", remember={"deployment:1": "77"}))
+    clock.advance(3600)
+    [retry] = q.claim(["chat"], 10)
+    assert retry.row_id == first.row_id and retry.attempt == 2
+    assert retry.ctx.memory == {"deployment:1": "77"}
+
+
 def test_claimers_in_parallel_never_share_a_row(routed: Database) -> None:
     releases = [add_release(routed) for _ in range(6)]
     for release in releases:

@@ -65,7 +65,7 @@ class NotifierResolver:
         model = plugin.Options
         needed: str | None = getattr(plugin, "needs_section", None)  # None too for a plugin not from Notifier
         if needed is not None and self.sections is not None and needed not in self.sections:
-            message = f"notifier type {kind!r} needs the top-level `{needed}:` section (see docs/{needed}.md)"
+            message = f"notifier type {kind!r} needs the top-level '{needed}' section (see docs/{needed}.md)"
             self.log.add(self.doc.at((*path, "type")), message)
             return None
         default_events: frozenset[str] | None = getattr(plugin, "default_events", None)

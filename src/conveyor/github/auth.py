@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from conveyor.config.resolved import GitHubApp
 
-__all__ = ["AppAuth", "Credentials", "GitHubAuthError", "Send", "TokenAuth", "app_jwt"]
+__all__ = ["AppAuth", "Credentials", "GitHubAuthError", "Send", "TokenAuth", "app_jwt", "app_private_key"]
 
 JWT_BACKDATE = 60.0  # seconds iat lies in the past, against clock drift between conveyor and GitHub
 JWT_LIFETIME = 600.0  # seconds from iat to exp: GitHub's maximum
@@ -62,6 +62,19 @@ class TokenAuth:
         """A token cannot be renewed: the request fails with GitHub's answer."""
 
 
+def app_private_key(pem: str) -> RSAPrivateKey:
+    """The App's key from the PEM text GitHub gave for it; ValueError saying what is wrong (the config
+    loader reports it at the key's place)."""
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        reason = "it is encrypted" if isinstance(exc, TypeError) else "it is not a PEM private key"
+        raise ValueError(f"cannot read the GitHub App's private key: {reason}") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("the GitHub App's private key must be an RSA key (GitHub makes PEM RSA keys)")
+    return key
+
+
 def app_jwt(app_id: int, key: RSAPrivateKey, now: float) -> tuple[str, float]:
     """A JWT that authenticates the App at ``now`` (Unix seconds), and when it expires."""
     issued = int(now - JWT_BACKDATE)
@@ -74,10 +87,7 @@ class AppAuth:
     """A GitHub App's credentials; ``clock`` is Unix seconds (tokens expire at wall-clock times)."""
 
     def __init__(self, app: GitHubApp, clock: Callable[[], float] = time.time) -> None:
-        key = load_pem_private_key(app.private_key.encode(), password=None)
-        if not isinstance(key, RSAPrivateKey):
-            raise ValueError("a GitHub App's private key must be an RSA key (GitHub makes PEM RSA keys)")
-        self.app_id, self._key, self.clock = app.id, key, clock
+        self.app_id, self._key, self.clock = app.id, app_private_key(app.private_key), clock
         self._lock = threading.Lock()
         self._jwt: tuple[str, float] | None = None
         self._installations: dict[str, int] = {}  # repo -> installation id
@@ -117,22 +127,31 @@ class AppAuth:
         if response.status_code == 404:
             raise GitHubAuthError(f"the GitHub App {self.app_id} is not installed on {repo}")
         body = _json_or_refusal(response, f"finding the App's installation on {repo}")
-        return int(body["id"])
+        try:
+            return int(body["id"])
+        except (KeyError, TypeError, ValueError):
+            raise GitHubAuthError(f"GitHub's answer about the App's installation on {repo} has no id") from None
 
     def _token_for(self, installation: int, send: Send) -> tuple[str, float]:
         path = f"/app/installations/{installation}/access_tokens"
         response = send("POST", path, f"Bearer {self._app_jwt()}")
         body = _json_or_refusal(response, f"getting a token of installation {installation}")
-        expires = datetime.fromisoformat(str(body["expires_at"]).replace("Z", "+00:00")).timestamp()
-        return str(body["token"]), expires
+        try:
+            expires = datetime.fromisoformat(str(body["expires_at"]).replace("Z", "+00:00")).timestamp()
+            return str(body["token"]), expires
+        except (KeyError, ValueError):
+            raise GitHubAuthError(f"GitHub's token of installation {installation} has no token or expiry") from None
 
 
 def _json_or_refusal(response: httpx.Response, doing: str) -> dict[str, Any]:
     if not response.is_success:
         raise GitHubAuthError(f"GitHub refused {doing}: HTTP {response.status_code} {_message(response)}".strip())
-    body = response.json()
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
     if not isinstance(body, dict):
-        raise GitHubAuthError(f"GitHub answered {doing} with something other than an object")
+        raise GitHubAuthError(f"GitHub answered {doing} with something other than a JSON object")
     return body
 
 

@@ -155,23 +155,17 @@ class GitHubClient:
     # --- the plumbing ------------------------------------------------------------------------------------------
 
     def get(self, repo: str | None, path: str, params: Mapping[str, Any] | None = None) -> Json:
-        body = self.request("GET", path, repo=repo, params=params).json()
-        if not isinstance(body, dict):
-            raise GitHubUnavailable(f"GitHub answered GET {path} with something other than an object")
-        return body
+        return _object(self.request("GET", path, repo=repo, params=params), f"GET {path}")
 
     def post(self, repo: str | None, path: str, body: Mapping[str, Any]) -> Json:
-        answer = self.request("POST", path, repo=repo, json=body).json()
-        if not isinstance(answer, dict):
-            raise GitHubUnavailable(f"GitHub answered POST {path} with something other than an object")
-        return answer
+        return _object(self.request("POST", path, repo=repo, json=body), f"POST {path}")
 
     def pages(self, repo: str, path: str, key: str | None, params: Mapping[str, Any] | None = None) -> list[Json]:
         """Every item of a listing, following ``Link: rel="next"``; ``key`` names the list inside each page
         (``check_runs``), or None when a page is the list itself."""
         items: list[Json] = []
         for body in self._each_page(repo, path, params or {}):
-            found = body.get(key, []) if key is not None and isinstance(body, dict) else body
+            found = body.get(key) if key is not None and isinstance(body, dict) else body
             if not isinstance(found, list):
                 raise GitHubUnavailable(f"GitHub answered GET {path} without a list of {key or 'items'}")
             items.extend(found)
@@ -184,7 +178,7 @@ class GitHubClient:
             if url is None:
                 return
             response = self.request("GET", url, repo=repo, params=query)
-            yield response.json()
+            yield _parsed(response, f"GET {path}")
             url = response.links.get("next", {}).get("url")
             query = None  # the next link carries the query
 
@@ -307,6 +301,20 @@ def _credentials(config: GitHubConfig, clock: Callable[[], float]) -> Credential
     if config.token:
         return TokenAuth(config.token)
     raise ValueError("github: needs a token or an app to talk to GitHub's API")
+
+
+def _parsed(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise GitHubUnavailable(f"GitHub answered {what} with something other than JSON") from None
+
+
+def _object(response: httpx.Response, what: str) -> Json:
+    body = _parsed(response, what)
+    if not isinstance(body, dict):
+        raise GitHubUnavailable(f"GitHub answered {what} with something other than an object")
+    return body
 
 
 def _reset(response: httpx.Response, now: float) -> float:

@@ -112,6 +112,9 @@ class GitHubNotifier(Notifier):
                 self._mark_replaced_inactive(repo, n)
         except (GitHubError, GitHubUnavailable) as exc:
             return DeliveryResult(False, str(exc), remember=remember)
+        except (KeyError, TypeError, ValueError) as exc:  # an answer not as GitHub documents it
+            reason = f"unexpected answer from GitHub: {type(exc).__name__}: {exc}"
+            return DeliveryResult(False, reason, remember=remember)
         return DeliveryResult(True, f"GitHub deployment {github_id} of {repo}: {state}", remember=remember)
 
     def close(self) -> None:
@@ -166,16 +169,17 @@ class GitHubNotifier(Notifier):
         replaced = n.data.get("replaced")
         if not isinstance(replaced, Mapping) or n.environment is None:
             return
-        sha = (replaced.get("release") or {}).get("sha")
-        if not isinstance(sha, str):
+        release, deployment_id = replaced.get("release"), replaced.get("deployment_id")
+        sha = release.get("sha") if isinstance(release, Mapping) else None
+        if not isinstance(sha, str) or not isinstance(deployment_id, int):
             return
-        github_id = self._find(repo, sha, n.environment, int(replaced["deployment_id"]))
+        github_id = self._find(repo, sha, n.environment, deployment_id)
         if github_id is None:
             return  # made before GitHub was told about deployments: nothing there to mark
         label = n.release.label if n.release else "a newer release"
         status = {
             "state": "inactive",
-            "log_url": self.link(f"/api/deployments/{replaced['deployment_id']}"),
+            "log_url": self.link(f"/api/deployments/{deployment_id}"),
             "description": f"replaced by {label}"[:DESCRIPTION_LIMIT],
             "auto_inactive": False,
         }
