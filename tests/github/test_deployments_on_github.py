@@ -67,6 +67,20 @@ def expected(sha: str) -> list[tuple[str, str, str]]:
     return [(env, sha, state) for env in ENVIRONMENTS for state in ("created", "in_progress", "success")]
 
 
+def replacing(sha: str, replaced_sha: str) -> list[tuple[str, str, str]]:
+    """Each environment: the new deployment, its statuses, then the one it replaced marked inactive."""
+    return [
+        step
+        for env in ENVIRONMENTS
+        for step in [
+            (env, sha, "created"),
+            (env, sha, "in_progress"),
+            (env, sha, "success"),
+            (env, replaced_sha, "inactive"),
+        ]
+    ]
+
+
 def in_production(db: Database, app: str, release_id: int) -> bool:
     return deployment_state(db, app, "production", release_id) == "succeeded"
 
@@ -104,17 +118,7 @@ def test_each_deployment_and_its_statuses_reach_github_in_order(
         timeline = standin.timeline()[len(expected(first_sha)) :]
         second_sha = standin.deployments[-1].body["ref"]
         assert second_sha != first_sha
-        # each environment: the new deployment, its statuses, then the one it replaced marked inactive
-        assert timeline == [
-            step
-            for env in ENVIRONMENTS
-            for step in [
-                (env, second_sha, "created"),
-                (env, second_sha, "in_progress"),
-                (env, second_sha, "success"),
-                (env, first_sha, "inactive"),
-            ]
-        ]
+        assert timeline == replacing(second_sha, first_sha)
         assert {d.repo for d in standin.deployments} == {"octo/web"}
         production = [d for d in standin.deployments if d.body["environment"] == "production"]
         assert all(d.body["production_environment"] for d in production)
@@ -127,27 +131,32 @@ def test_each_deployment_and_its_statuses_reach_github_in_order(
 def test_a_github_outage_slows_no_deploy_and_the_statuses_arrive_after_it(
     standin: GitHubStandIn, tmp_path: Path, db_url: str
 ) -> None:
-    """A scaled-down outage (GitHub answers 502 for ``outage`` seconds) while a release goes through
-    every environment: the deploys do not wait for it; after it, every status arrives, in order."""
-    outage = 6.0
+    """A scaled-down outage (GitHub answers 502 for ``outage`` seconds) while two releases, one after the
+    other, go through every environment: the deploys do not wait for it; after it, every status
+    arrives, in the order it happened (the first release's ``success`` before the second's ``inactive``
+    for it, though their notifications are retried separately)."""
+    outage = 10.0
     config, db = pipeline(tmp_path, standin, db_url)
     try:
         with conductor_with_sender(config, db_url):
             standin.outage_until = time.monotonic() + outage
             started = time.monotonic()
-            release = Operations(config, db).create_release("web")
-            wait_for(lambda: in_production(db, "web", release.release_id), 60, "the release in production")
+            ops = Operations(config, db)
+            first = ops.create_release("web")
+            wait_for(lambda: in_production(db, "web", first.release_id), 60, "the first release in production")
+            add_commit(tmp_path / "repos" / "web", {"CHANGES": "second\n"}, "web: second commit")
+            second = ops.create_release("web")
+            wait_for(lambda: in_production(db, "web", second.release_id), 60, "the second release in production")
             took = time.monotonic() - started
-            assert took < outage, f"the pipeline took {took:.1f}s, as long as GitHub's outage"
+            assert took < outage, f"the pipelines took {took:.1f}s, as long as GitHub's outage"
             assert standin.timeline() == []  # nothing got through meanwhile, though it was tried
             assert any(r.status == 502 for r in standin.requests())
             with db.read() as session:
                 steps = session.scalars(select(Step)).all()
             waits = [(s.started_at - s.due_at).total_seconds() for s in steps if s.started_at]
-            assert len(waits) == 6 and max(waits) < 1.0, waits  # no step waited on GitHub
-            wait_for(lambda: outbox_states(db) == {"delivered": 6}, 40, "every status delivered after the outage")
-        sha = standin.deployments[0].body["ref"]
-        assert standin.timeline() == expected(sha)
+            assert len(waits) == 12 and max(waits) < 1.0, waits  # no step waited on GitHub
+            wait_for(lambda: outbox_states(db) == {"delivered": 12}, 60, "every status delivered after the outage")
+        assert standin.timeline() == expected(first.sha) + replacing(second.sha, first.sha)
         after = min(r.at for r in standin.requests() if r.status == 201)
         assert after >= standin.outage_until
     finally:

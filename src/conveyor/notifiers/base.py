@@ -141,6 +141,9 @@ class Notifier(ABC):
     default_events: ClassVar[frozenset[str] | None] = None
     # A top-level config section it cannot work without (``github``); naming it without is a config error.
     needs_section: ClassVar[str | None] = None
+    # True: it gets one app's notifications in event order across releases, not only one release's (a
+    # notifier that reports what runs where, whose report of a newer release supersedes an older one's).
+    ordered_by_app: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel) -> None:
         self.options = options

@@ -24,7 +24,9 @@ The GitHub deployment's id is remembered per conveyor deployment in the release'
 (``deployment:<id>``). A delivery retried after GitHub created the deployment but before conveyor heard
 the answer finds it again (``GET .../deployments?sha=&environment=``, matched on ``payload.conveyor``)
 instead of creating a second one. GitHub being down is a failed delivery, retried by the outbox: deploys
-never wait for it, and one deployment's statuses still arrive in order.
+never wait for it. The notifier is ordered by app (``ordered_by_app``): one app's statuses arrive in
+the order they happened across its releases, so after an outage a release's ``success`` never lands
+after the ``inactive`` that the next release sent for it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class GitHubNotifier(Notifier):
     name = "github"
     default_events: ClassVar[frozenset[str] | None] = frozenset(DEPLOYMENT_STATES)
     needs_section: ClassVar[str | None] = "github"
+    ordered_by_app: ClassVar[bool] = True  # the `inactive` for a replaced deployment comes after its `success`
 
     def __init__(
         self,

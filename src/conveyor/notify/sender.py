@@ -48,6 +48,13 @@ def build_notifiers(config: Config) -> dict[str, Notifier]:
     return {name: plugins.notifier_class(n.type).for_config(n.options, config) for name, n in config.notifiers.items()}
 
 
+def _ordered_by_app(kind: str) -> bool:
+    try:
+        return bool(getattr(plugins.notifier_class(kind), "ordered_by_app", False))
+    except Exception:  # not installed here, or broken: reported when the sender builds it
+        return False
+
+
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -87,6 +94,7 @@ class Sender:
             team_of=Router.from_config(config).team,
             redact=config.redact,
             policies={} if retry else {name: n.retry for name, n in config.notifiers.items()},
+            by_app=[name for name, n in config.notifiers.items() if _ordered_by_app(n.type)],
         )
         self._in_flight = 0  # claimed or being claimed, not yet finished
         self._delivering: dict[int, ClaimedDelivery] = {}  # by outbox row id
