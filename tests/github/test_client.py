@@ -78,6 +78,7 @@ def test_a_wrong_token_is_a_refusal_not_an_outage(standin: GitHubStandIn) -> Non
         client.commit(REPO, SHA)
     assert refused.value.status == 401 and "Bad credentials" in str(refused.value)
     assert "ghp_wrong" not in str(refused.value)
+    assert len(standin.requests()) == 1  # a token is not asked for again
 
 
 def test_every_page_of_check_runs_statuses_and_workflow_runs(standin: GitHubStandIn, client: GitHubClient) -> None:

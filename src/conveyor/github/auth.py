@@ -46,8 +46,9 @@ class Credentials(Protocol):
         """The ``Authorization`` header for a request about ``repo`` ("owner/name"; None: about none)."""
         ...
 
-    def forget(self, repo: str | None) -> None:
-        """GitHub refused what :meth:`authorization` gave for ``repo``: make a new one next time."""
+    def forget(self, repo: str | None) -> bool:
+        """GitHub refused what :meth:`authorization` gave for ``repo``: make a new one next time; False
+        when there is no new one to make (a token is what it is)."""
         ...
 
 
@@ -58,8 +59,8 @@ class TokenAuth:
     def authorization(self, repo: str | None, send: Send) -> str:
         return self._header
 
-    def forget(self, repo: str | None) -> None:
-        """A token cannot be renewed: the request fails with GitHub's answer."""
+    def forget(self, repo: str | None) -> bool:
+        return False  # a token cannot be renewed: the request fails with GitHub's answer
 
 
 def app_private_key(pem: str) -> RSAPrivateKey:
@@ -108,12 +109,13 @@ class AppAuth:
                 self._tokens[installation] = cached
             return f"Bearer {cached[0]}"
 
-    def forget(self, repo: str | None) -> None:
+    def forget(self, repo: str | None) -> bool:
         with self._lock:
             self._jwt = None
             installation = self._installations.pop(repo, None) if repo is not None else None
             if installation is not None:
                 self._tokens.pop(installation, None)
+        return True
 
     def _app_jwt(self) -> str:
         now = self.clock()

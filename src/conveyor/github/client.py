@@ -200,8 +200,8 @@ class GitHubClient:
             except GitHubAuthError as exc:
                 raise GitHubError(401, str(exc), what) from None
             response = self._send(method, path, authorization, params=params, json=json)
-            if response.status_code == 401 and not renewed:
-                self.credentials.forget(repo)  # an installation token revoked or expired early: a new one
+            # an installation token revoked or expired early: once more with a new one
+            if response.status_code == 401 and not renewed and self.credentials.forget(repo):
                 continue
             break
         if response.is_success:
