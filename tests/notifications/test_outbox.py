@@ -236,6 +236,40 @@ def test_what_a_notifier_remembers_reaches_the_next_message_of_the_release(route
     assert q.finish(second, DeliveryResult(True, remember={"thread": "ts-1", "last": "succeeded"}))
 
 
+def test_what_a_failed_attempt_remembers_reaches_its_retry(routed: Database) -> None:
+    """A notifier that did part of its work before failing (a GitHub deployment made, its status not
+    posted) remembers it, so the retry does not do it again."""
+    clock = Clock()
+    release = add_release(routed)
+    add_event(routed, "deployment.started", release)
+    q = queue(routed, clock)
+    [first] = q.claim(["chat"], 10)
+    assert q.finish(first, DeliveryResult(False, "status refused", remember={"deployment:1": "77"}))
+    clock.advance(3600)
+    [retry] = q.claim(["chat"], 10)
+    assert retry.row_id == first.row_id and retry.attempt == 2
+    assert retry.ctx.memory == {"deployment:1": "77"}
+
+
+def test_a_notifier_ordered_by_app_gets_one_apps_rows_in_order_across_releases(routed: Database) -> None:
+    clock = Clock()
+    first, second, other_app = add_release(routed), add_release(routed), add_release(routed, app="api")
+    add_event(routed, "deployment.succeeded", first)
+    add_event(routed, "deployment.started", second)
+    add_event(routed, "deployment.started", other_app, app="api")
+    by_app = OutboxQueue(
+        routed, owner="w", clock=clock, lease_seconds=60, retry=RetryPolicy(), team_of=ROUTER.team, by_app=["audit"]
+    )
+    # audit (ordered by app) waits for web's first release before its second; api is another app
+    claimed = {c.notification.release.id: c for c in by_app.claim(["audit"], 10) if c.notification.release}
+    assert sorted(claimed) == [first, other_app]
+    assert by_app.finish(claimed[first], DeliveryResult(True))
+    [then] = by_app.claim(["audit"], 10)
+    assert then.notification.release is not None and then.notification.release.id == second
+    # chat is ordered by release as before: both web releases at once
+    assert len(by_app.claim(["chat"], 10)) == 2
+
+
 def test_claimers_in_parallel_never_share_a_row(routed: Database) -> None:
     releases = [add_release(routed) for _ in range(6)]
     for release in releases:

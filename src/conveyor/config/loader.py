@@ -137,7 +137,7 @@ def _resolve(
             log.add(doc.at(("database_url",)), problem)
     api_tokens = _api_tokens(file.api, doc, log)
     notifiers = NotifierResolver(doc, log)
-    resolved_notifiers = notifiers.resolve(file.notifiers)
+    resolved_notifiers = notifiers.resolve(file.notifiers, sections=set(data))
     if check_team_notifiers and not broken & {"teams", "notifiers"}:
         notifiers.check_teams(file.teams, list(file.notifiers))
     windows = WindowResolver(doc, log).resolve(file.windows, tuple(file.environments))

@@ -10,7 +10,7 @@ line where the offending value is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -23,14 +23,21 @@ from conveyor.config.schema import NotifierEntry, RetrySection, TeamSection, key
 from conveyor.config.validation import Subject, explain, the_path
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 from conveyor.domain.event_kinds import EVENT_KINDS, NOTIFYING_KINDS
+from conveyor.notifiers.base import Notifier
 
 
 class NotifierResolver:
     def __init__(self, doc: PositionedDocument, log: ProblemLog) -> None:
         self.doc, self.log = doc, log
         self.secrets: set[str] = set()
+        self.sections: Collection[str] | None = None
 
-    def resolve(self, entries: Mapping[str, dict[str, Any]]) -> dict[str, NotifierConfig]:
+    def resolve(
+        self, entries: Mapping[str, dict[str, Any]], sections: Collection[str] | None = None
+    ) -> dict[str, NotifierConfig]:
+        """The notifiers of ``entries``; ``sections`` are the config's top-level keys (None: not checked),
+        for the plugins that need one of their own (a ``github`` notifier, the ``github:`` section)."""
+        self.sections = sections
         resolved = {name: self._notifier(name, entry) for name, entry in entries.items()}
         return {name: notifier for name, notifier in resolved.items() if notifier is not None}
 
@@ -52,9 +59,18 @@ class NotifierResolver:
         kind = entry.get("type")
         if not isinstance(kind, str):
             return None  # reported above: missing, or not a string
-        model = self._plugin(kind, (*path, "type"))
-        if model is None:
+        plugin = self._plugin(kind, (*path, "type"))
+        if plugin is None:
             return None
+        model = plugin.Options
+        needed: str | None = getattr(plugin, "needs_section", None)  # None too for a plugin not from Notifier
+        if needed is not None and self.sections is not None and needed not in self.sections:
+            message = f"notifier type {kind!r} needs the top-level '{needed}' section (see docs/{needed}.md)"
+            self.log.add(self.doc.at((*path, "type")), message)
+            return None
+        default_events: frozenset[str] | None = getattr(plugin, "default_events", None)
+        if own is not None and own.events is None and default_events is not None:
+            events = default_events
         raw = {k: v for k, v in entry.items() if k not in own_keys}
         try:
             options = model.model_validate(convert_duration_fields(model, raw))
@@ -90,9 +106,10 @@ class NotifierResolver:
             self.log.add(self.doc.at((*path, "events", index)), message)
         return None if unknown else frozenset(events)
 
-    def _plugin(self, kind: str, path: YamlPath) -> type[BaseModel] | None:
+    def _plugin(self, kind: str, path: YamlPath) -> type[Notifier] | None:
         try:
-            model: type[BaseModel] = plugins.notifier_class(kind).Options
+            plugin = plugins.notifier_class(kind)
+            plugin.Options  # noqa: B018 - a plugin without options is broken: reported below
         except plugins.UnknownPlugin as exc:
             known = ", ".join(exc.known) or "none installed"
             hint = did_you_mean(kind, exc.known)
@@ -101,7 +118,7 @@ class NotifierResolver:
         except Exception as exc:  # a broken plugin package must not hide the rest of the report
             self.log.add(self.doc.at(path), f"notifier type {kind!r} could not be loaded: {type(exc).__name__}: {exc}")
             return None
-        return model
+        return plugin
 
     def _report(
         self, exc: ValidationError, path: YamlPath, label: str, known: Callable[[tuple[Any, ...]], Sequence[str]]

@@ -31,7 +31,7 @@ from conveyor.store.events import (
     record_events,
 )
 from conveyor.store.snapshot import load_holds
-from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
+from conveyor.store.tables import Deployment, Hold, Lock, Placement, Release, Step
 
 SYSTEM = "conveyor"
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
@@ -161,7 +161,10 @@ def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> 
     }
     summaries = {did: f"{labels.get(r.release_id, r.release_id)} is live in {r.environment}" for did, r in done.items()}
     session.execute(update(Deployment), [{"id": did, "summary": text} for did, text in summaries.items()])
-    deployment_events(session, "deployment.succeeded", now, [(row, summaries[did], None) for did, row in done.items()])
+    replaced = _last_good(session, done.values())  # read before passed() makes these the last good
+    deployment_events(
+        session, "deployment.succeeded", now, [(row, summaries[did], replaced.get(did)) for did, row in done.items()]
+    )
     placements.passed(session, done.values(), now)
     newest = _newest_per_place(done.values())
     _lift_fixed_blocks(session, newest, labels, now)
@@ -171,6 +174,25 @@ def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> 
         applied.append(intent.deployment_id in done and intent.deployment_id not in seen)
         seen.add(intent.deployment_id)
     return applied
+
+
+def _last_good(session: Session, rows: Iterable[Any]) -> dict[int, dict[str, Any]]:
+    """For each deployment in ``rows``, the one it replaces as its place's last good (a
+    ``deployment.succeeded`` event's ``replaced``: a GitHub notifier marks that one inactive)."""
+    by_place = {(r.app, r.environment): r.id for r in rows}
+    found = session.execute(
+        select(Placement.app, Placement.environment, Placement.good_deployment_id)
+        .add_columns(Release.id, Release.label, Release.sha)
+        .join(Release, Release.id == Placement.good_release_id)
+        .where(Placement.app.in_({app for app, _ in by_place}), Placement.good_deployment_id.is_not(None))
+    ).all()
+    replaced: dict[int, dict[str, Any]] = {}
+    for app, environment, good_id, release_id, label, sha in found:
+        deployment_id = by_place.get((app, environment))
+        if deployment_id is not None and good_id != deployment_id:
+            release = {"id": release_id, "label": label, "sha": sha}
+            replaced[deployment_id] = {"replaced": {"deployment_id": good_id, "release": release}}
+    return replaced
 
 
 def _newest_per_place(rows: Iterable[Any]) -> dict[tuple[str, str], Any]:

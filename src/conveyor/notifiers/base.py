@@ -43,9 +43,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from conveyor.config.resolved import Config
 
 __all__ = ["DeliveryContext", "DeliveryResult", "NoOptions", "Notification", "Notifier", "ReleaseRef"]
 
@@ -116,7 +119,9 @@ class DeliveryContext:
 @dataclass(frozen=True)
 class DeliveryResult:
     """``ok`` when the receiver took the notification. ``remember`` is merged into the release's memory
-    (ignored for notifications without a release); ``message`` says what went wrong, or what happened."""
+    (ignored for notifications without a release), after a failed attempt too: what a notifier did
+    before it failed (a GitHub deployment created, its status not yet posted) is not done again on the
+    retry. ``message`` says what went wrong, or what happened."""
 
     ok: bool
     message: str = ""
@@ -132,9 +137,28 @@ class Notifier(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    # The event kinds it is sent when its config lists no ``events``; None: the kinds people want to hear.
+    default_events: ClassVar[frozenset[str] | None] = None
+    # A top-level config section it cannot work without (``github``); naming it without is a config error.
+    needs_section: ClassVar[str | None] = None
+    # True: it gets one app's notifications in event order across releases, not only one release's (a
+    # notifier that reports what runs where, whose report of a newer release supersedes an older one's).
+    ordered_by_app: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel) -> None:
         self.options = options
+
+    @classmethod
+    def for_config(cls, options: BaseModel, config: Config) -> Notifier:
+        """The instance the sender uses. A notifier that needs more than its options (the ``github``
+        notifier uses the top-level ``github:`` credentials) overrides this. Default: ``cls(options)``."""
+        return cls(options)
+
+    @classmethod
+    def apps_concerned(cls, config: Config) -> frozenset[str] | None:
+        """The apps whose events this notifier gets, whatever the teams' ``notify`` lists and ``global``
+        say (the ``github`` notifier: every app with ``github`` set, and no other); None: routed as usual."""
+        return None
 
     @abstractmethod
     def deliver(self, notification: Notification, ctx: DeliveryContext) -> DeliveryResult:

@@ -7,6 +7,9 @@ and a row whose lease ran out (its sender died) is due again: nothing else is ne
 Ordering: a row is claimable only while no older ``pending`` row has the same notifier and release
 (rows without a release form one queue per notifier). So one notifier gets one release's notifications
 in event order, one at a time, and a receiver that is down holds back only what it has not yet taken.
+A notifier ordered by app (``by_app``: one that reports what runs where, like ``github``, whose report
+about a newer release supersedes an older one's) is also held back by an older pending row of the same
+app, whatever its release: it gets one app's notifications in event order across its releases.
 
 Each notifier's failures are retried and given up by its own :class:`~conveyor.config.retry.RetryPolicy`
 (its ``retry`` in the config); a notifier without one, such as one no longer configured, goes by the
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from conveyor.config.retry import RetryPolicy
@@ -60,6 +63,7 @@ class OutboxQueue:
         team_of: Callable[[str | None], str | None],
         redact: Callable[[str], str] = lambda text: text,
         policies: Mapping[str, RetryPolicy] | None = None,
+        by_app: Collection[str] = (),
     ) -> None:
         self.db, self.owner, self.clock = db, owner, clock
         self.queue = LeasedQueue(
@@ -76,18 +80,34 @@ class OutboxQueue:
         )
         self.retry, self.team_of, self.redact = retry, team_of, redact
         self.policies = dict(policies or {})
+        self.by_app = frozenset(by_app)
 
     def policy(self, notifier: str) -> RetryPolicy:
         """The notifier's own policy, or the default ``retry`` for a notifier that has none."""
         return self.policies.get(notifier, self.retry)
 
     def _ours(self, notifiers: Collection[str]) -> tuple[ColumnElement[bool], ...]:
-        """The ordering rule on top of the queue's due rows: no older pending row of the same notifier+release."""
+        """The ordering rule on top of the queue's due rows: no older pending row of the same notifier and
+        release (or, for a notifier ordered by app, of the same app)."""
         earlier = aliased(Outbox)
+        same_queue: ColumnElement[bool] = earlier.release_id.is_not_distinct_from(Outbox.release_id)
+        by_app = sorted(self.by_app.intersection(notifiers))
+        if by_app:
+            earlier_event, this_event = aliased(Event), aliased(Event)
+            same_app = (
+                exists()
+                .where(
+                    earlier_event.id == earlier.event_id,
+                    this_event.id == Outbox.event_id,
+                    earlier_event.app == this_event.app,
+                )
+                .correlate_except(earlier_event, this_event)  # both rows come from the queries around it
+            )
+            same_queue = or_(same_queue, and_(Outbox.notifier.in_(by_app), same_app))
         blocked = exists().where(
             earlier.state == PENDING,
             earlier.notifier == Outbox.notifier,
-            earlier.release_id.is_not_distinct_from(Outbox.release_id),
+            same_queue,
             earlier.id < Outbox.id,
         )
         return Outbox.notifier.in_(notifiers), ~blocked
@@ -150,7 +170,7 @@ class OutboxQueue:
             if not self.queue.hand_back(session, [(claimed.row_id, claimed.attempt)], **values):
                 return False
             release = claimed.notification.release
-            if result.ok and result.remember and release is not None:
+            if result.remember and release is not None:  # a failed attempt may have done part of its work
                 _remember(session, claimed.notifier, release.id, result.remember, now)
             if values.get("state") == FAILED:
                 log.warning(

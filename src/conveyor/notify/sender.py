@@ -45,7 +45,14 @@ IN_FLIGHT_GRACE = 2.0  # seconds stop() waits for deliveries under way before ha
 
 def build_notifiers(config: Config) -> dict[str, Notifier]:
     """One instance of each configured notifier, with its validated options."""
-    return {name: plugins.notifier_class(n.type)(n.options) for name, n in config.notifiers.items()}
+    return {name: plugins.notifier_class(n.type).for_config(n.options, config) for name, n in config.notifiers.items()}
+
+
+def _ordered_by_app(kind: str) -> bool:
+    try:
+        return bool(getattr(plugins.notifier_class(kind), "ordered_by_app", False))
+    except Exception:  # not installed here, or broken: reported when the sender builds it
+        return False
 
 
 def _one_line(exc: BaseException) -> str:
@@ -87,6 +94,7 @@ class Sender:
             team_of=Router.from_config(config).team,
             redact=config.redact,
             policies={} if retry else {name: n.retry for name, n in config.notifiers.items()},
+            by_app=[name for name, n in config.notifiers.items() if _ordered_by_app(n.type)],
         )
         self._in_flight = 0  # claimed or being claimed, not yet finished
         self._delivering: dict[int, ClaimedDelivery] = {}  # by outbox row id
@@ -119,7 +127,7 @@ class Sender:
         built: dict[str, Notifier] = {}
         for name, entry in self.config.notifiers.items():
             try:
-                built[name] = plugins.notifier_class(entry.type)(entry.options)
+                built[name] = plugins.notifier_class(entry.type).for_config(entry.options, self.config)
             except BaseException as exc:  # a broken notifier plugin never stops the process
                 self._disable(name, f"could not be created: {_one_line(exc)}", exc)
         return built
