@@ -65,7 +65,9 @@ def test_upper_tail_edges_and_large_n() -> None:
     assert binomial_upper_tail(5, 5, 1.0) == 1.0
     assert binomial_upper_tail(1, 100_000, 1e-5) == pytest.approx(1 - (1 - 1e-5) ** 100_000, rel=1e-9)
     # a million events: summed from the tail outward, not over every k
-    assert binomial_upper_tail(500_000, 1_000_000, 0.5) == pytest.approx(0.5 + binomial_pmf(500_000, 1_000_000, 0.5) / 2)
+    assert binomial_upper_tail(500_000, 1_000_000, 0.5) == pytest.approx(
+        0.5 + binomial_pmf(500_000, 1_000_000, 0.5) / 2
+    )
     with pytest.raises(ValueError):
         binomial_upper_tail(1, 2, 1.5)
 
