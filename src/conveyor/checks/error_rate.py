@@ -115,20 +115,33 @@ class Windows:
 
 
 def windows_for(request: CheckRequest, opts: ErrorRateOptions, now: datetime) -> Windows | str:
-    """The windows to count in at ``now``, or why there are none."""
+    """The windows to count in at ``now``, or why there are none.
+
+    Every bound is a whole second (Sentry's API takes seconds), rounded so that no window reaches into the
+    deploy: the after window starts at or after the deploy finished, the baseline ends at or before it
+    started and begins at or after the previous release's deploy finished.
+    """
     if request.deployed_at is None:
         return "the deploy's finish time is unknown (no succeeded deploy step for this deployment)"
-    deployed = request.deployed_at
-    now = now.replace(microsecond=0)
-    after_start = max(deployed, now - timedelta(seconds=opts.window))
-    before_end = request.deploy_started_at or deployed
+    deployed = _ceil(request.deployed_at)
+    now = _floor(now)
+    after_start = min(now, max(deployed, now - timedelta(seconds=opts.window)))
+    before_end = _floor(request.deploy_started_at or request.deployed_at)
     before_start = before_end - timedelta(seconds=opts.baseline)
     if opts.by_release and request.previous_deployed_at is not None:
-        before_start = max(before_start, request.previous_deployed_at)
+        before_start = min(before_end, max(before_start, _ceil(request.previous_deployed_at)))
     filled = (now - deployed).total_seconds() >= opts.window
     return Windows(
         before_start=before_start, before_end=before_end, after_start=after_start, after_end=now, filled=filled
     )
+
+
+def _floor(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+def _ceil(moment: datetime) -> datetime:
+    return _floor(moment) + timedelta(seconds=1) if moment.microsecond else moment
 
 
 def utc_now() -> datetime:
