@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from conveyor.checks.base import Check, CheckRequest
 from conveyor.checks.error_counts import ErrorCountsUnavailable, SentryErrorCounts
-from conveyor.checks.error_rate import ErrorRateCheck, ErrorRateOptions, windows_for
+from conveyor.checks.error_rate import ErrorRateCheck, ErrorRateOptions, SentryOptions, windows_for
 from conveyor.steps import ListLog, StepContext
 from tests.contract.check_contract import CheckContract, make_request
 from tests.sentry_standin import ErrorEvent, SentryStandIn
@@ -285,3 +285,14 @@ def test_an_invalid_query_is_unavailable_with_sentrys_answer(standin: SentryStan
             source.count("shop", "staging", NOW - timedelta(minutes=5), NOW, None)
     finally:
         source.close()
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.mark.parametrize(
+    "option", [*ErrorRateOptions.model_fields, *SentryOptions.model_fields, "initial_delay", "inconclusive_limit"]
+)
+def test_every_option_is_documented(option: str) -> None:
+    section = (DOCS / "checks.md").read_text(encoding="utf-8").split("### `error_rate`")[1].split("\n### ")[0]
+    assert f"| `{option}` |" in section or f"{option}:" in section, option

@@ -213,3 +213,10 @@ def test_through_the_outbox_a_pipeline_run_becomes_one_release_and_a_marker_per_
     assert sorted(d["environment"] for d in deploys) == ["production", "staging"]
     assert all(d["name"].endswith(" succeeded") and d["dateStarted"] for d in deploys)
     assert all(d["dateStarted"] <= d["dateFinished"] for d in deploys)
+
+
+@pytest.mark.parametrize("option", list(SentryNotifierOptions.model_fields))
+def test_every_option_is_documented(option: str) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "notifications.md").read_text(encoding="utf-8")
+    section = doc.split("### `sentry`")[1].split("\n### ")[0]
+    assert f"| `{option}` |" in section
