@@ -96,7 +96,7 @@ teams:
         "url must be an http:// or https:// URL, got 'ftp://hooks.example.org/x'",
         "conveyor.yaml:6:5: unknown key 'timout' in notifier 'chat' (type 'webhook') (did you mean 'timeout'?)",
         "conveyor.yaml:7:3: missing required key 'secret' in notifier 'nosecret' (type 'webhook')",
-        "conveyor.yaml:11:11: unknown notifier type 'pagr' (known: fake, github, log, webhook)",
+        "conveyor.yaml:11:11: unknown notifier type 'pagr' (known: fake, github, log, sentry, webhook)",
         "conveyor.yaml:14:13: 'global' in notifier 'audit': expected true or false",
         "conveyor.yaml:15:14: unknown event kind 'deployment.faild' (did you mean 'deployment.failed'?) "
         "(see docs/notifications.md)",

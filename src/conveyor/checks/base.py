@@ -47,7 +47,14 @@ class NoVars(BaseModel):
 
 @dataclass(frozen=True)
 class CheckRequest:
-    """One check of a deployed release; the fields mean what they mean on a ``DeployRequest``."""
+    """One check of a deployed release; the fields mean what they mean on a ``DeployRequest``.
+
+    What the engine knows about the deploy being checked, for checks that compare before with after
+    (``error_rate``): ``deploy_started_at`` and ``deployed_at``, when this deployment's deploy step
+    started and finished; ``previous_version`` and ``previous_deployed_at``, the release that ran in the
+    environment before it and when that one's deploy finished (None: nothing ran there before). And
+    ``database_url``, conveyor's own database, for checks that read what conveyor stores (error counts).
+    """
 
     app: str
     environment: str
@@ -60,6 +67,11 @@ class CheckRequest:
     attempt: int = 1
     lease_expires_at: datetime | None = None
     step_id: int | None = None
+    deploy_started_at: datetime | None = None
+    deployed_at: datetime | None = None
+    previous_version: str | None = None
+    previous_deployed_at: datetime | None = None
+    database_url: str = ""
 
     def environ(self) -> dict[str, str]:
         """The environment variables every process a check starts should carry."""

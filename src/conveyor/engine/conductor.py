@@ -115,7 +115,7 @@ class Conductor:
         self.owner = owner or worker_id()
         self.orchestrator = Orchestrator(db, clock)
         self.leases = Leases(db, clock, self.owner, lease_seconds)
-        self.executor = Executor(config)
+        self.executor = Executor(config, db)
         self.policies = app_policies(config)
         self.on_step = on_step
         install_router(db, config)  # events written from here on notify whom the config says

@@ -23,6 +23,8 @@ from conveyor.drivers.base import DeployRequest, Driver
 from conveyor.engine.leases import ClaimedStep, StepResult
 from conveyor.repos import mirror_path_for
 from conveyor.steps import StepContext
+from conveyor.store.database import Database
+from conveyor.store.deploy_facts import DeployFacts, deploy_facts
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,12 @@ def env_state_dir(config: Config, app: str, environment: str) -> Path:
 
 
 class Executor:
-    def __init__(self, config: Config) -> None:
+    """Runs claimed steps. With ``db``, a check's request carries the facts of the deploy it checks
+    (:mod:`conveyor.store.deploy_facts`); without one (unit tests), those fields are None."""
+
+    def __init__(self, config: Config, db: Database | None = None) -> None:
         self.config = config
+        self.db = db
         self._instances: dict[type[Any], Any] = {}
         self._lock = threading.Lock()
 
@@ -105,6 +111,7 @@ class Executor:
         if spec is None:
             return StepResult(False, f"check {step.name!r} is no longer in the config", [], {})
         check: Check = self._instance(plugins.check_class(spec.type))
+        facts = self._deploy_facts(step.deployment_id)
         request = CheckRequest(
             app=step.app,
             environment=step.environment,
@@ -117,6 +124,11 @@ class Executor:
             step_id=step.step_id,
             attempt=step.attempt,
             lease_expires_at=step.lease_expires_at,
+            deploy_started_at=facts.deploy_started_at,
+            deployed_at=facts.deployed_at,
+            previous_version=facts.previous_version,
+            previous_deployed_at=facts.previous_deployed_at,
+            database_url=self.config.database_url,
         )
         measurements, outcome = run_check(check, request, spec.limits, ctx)
         return StepResult(
@@ -125,3 +137,9 @@ class Executor:
             [m.to_json() for m in measurements],
             {"phase": outcome.phase, "counts": outcome.counts, "type": spec.type},
         )
+
+    def _deploy_facts(self, deployment_id: int) -> DeployFacts:
+        if self.db is None:
+            return DeployFacts()
+        with self.db.read() as session:
+            return deploy_facts(session, deployment_id)
