@@ -104,7 +104,10 @@ class Program:
     log: Path
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
+        return self.log.read_text(errors="replace")
+
+    def tail(self) -> str:
+        return self.output()[-4000:]
 
 
 @contextmanager
@@ -122,7 +125,7 @@ def running(argv: list[str], url: str, log: Path) -> Iterator[Program]:
 
 
 def _ready(program: Program) -> bool:
-    assert program.process.poll() is None, f"exited {program.process.returncode}:\n{program.output()}"
+    assert program.process.poll() is None, f"exited {program.process.returncode}:\n{program.tail()}"
     try:
         return httpx.get(f"{program.url}/-/ready", timeout=1).status_code == 200
     except httpx.TransportError:
@@ -138,7 +141,7 @@ def wait_for(
         if found:
             return found
         time.sleep(0.2)
-    detail = f"\n{program.output()}" if program else ""
+    detail = f"\n{program.tail()}" if program else ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
 
 
@@ -201,6 +204,7 @@ def start_alertmanager(root: Path, receiver: dict[str, Any] | None = None) -> It
         f"--storage.path={root / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",
+        "--log.level=debug",  # "Notify success" lines show each notification sent
     ]
     with running(argv, f"http://127.0.0.1:{port}", root / "alertmanager.log") as program:
         yield program
