@@ -22,11 +22,11 @@ from conveyor.steps import StepContext
 from tests.contract.check_contract import CheckContract, make_request
 from tests.monitoring import Program, TrafficApp, query, start_prometheus, traffic_app, wait_for
 
-# The error ratio of one release over the last 5 seconds (1s scrapes: enough samples for rate()), as a
+# The error ratio of one release over the last 15 seconds (1s scrapes: enough samples for rate()), as a
 # user writes it in conveyor.yaml: PromQL's own braces doubled, placeholders single.
 RATIO = (
-    'sum(rate(http_requests_total{{app="{app}",env="{env}",version="{version}",code=~"5.."}}[5s]))'
-    ' / sum(rate(http_requests_total{{app="{app}",env="{env}",version="{version}"}}[5s]))'
+    'sum(rate(http_requests_total{{app="{app}",env="{env}",version="{version}",code=~"5.."}}[15s]))'
+    ' / sum(rate(http_requests_total{{app="{app}",env="{env}",version="{version}"}}[15s]))'
 )
 CONFIG = """\
 environments: [staging]
@@ -117,8 +117,8 @@ class TestPrometheusCheckContract(CheckContract):
 
 
 def settle(prometheus: Program, app: str, version: str) -> None:
-    """Wait until Prometheus has enough samples of ``app`` ``version`` for a 5s rate."""
-    promql = f'rate(http_requests_total{{app="{app}",version="{version}",code="200"}}[5s]) > 0'
+    """Wait until Prometheus has enough samples of ``app`` ``version`` for a 15s rate."""
+    promql = f'rate(http_requests_total{{app="{app}",version="{version}",code="200"}}[15s]) > 0'
     wait_for(lambda: query(prometheus, promql), timeout=30, what=f"samples of {app} {version}", program=prometheus)
 
 

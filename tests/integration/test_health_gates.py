@@ -28,8 +28,8 @@ apps:
             type: prometheus
             address: {address}
             query: >-
-              sum(rate(http_requests_total{{{{app="{{app}}",env="{{env}}",version="{{version}}",code=~"5.."}}}}[5s]))
-              / sum(rate(http_requests_total{{{{app="{{app}}",env="{{env}}",version="{{version}}"}}}}[5s]))
+              sum(rate(http_requests_total{{{{app="{{app}}",env="{{env}}",version="{{version}}",code=~"5.."}}}}[15s]))
+              / sum(rate(http_requests_total{{{{app="{{app}}",env="{{env}}",version="{{version}}"}}}}[15s]))
             success: result[0] < 0.01
             count: 2
             interval: 1s
@@ -60,7 +60,7 @@ def release_serving(api: Api, traffic: TrafficApp, prometheus: Program, error_ra
     """Cut a release of web and make staging serve it at ``error_ratio``; its label."""
     label: str = api.ok("/api/apps/web/releases")["label"]
     traffic.serve("web", "staging", label, rps=50, error_ratio=error_ratio)
-    promql = f'rate(http_requests_total{{app="web",version="{label}",code="200"}}[5s]) > 0'
+    promql = f'rate(http_requests_total{{app="web",version="{label}",code="200"}}[15s]) > 0'
     wait_for(lambda: query(prometheus, promql), what=f"samples of {label}", program=prometheus)
     return label
 
