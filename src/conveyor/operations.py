@@ -361,6 +361,66 @@ class Operations:
         self.config.check_environment(environment)
         return self._create_hold(HoldKind.STOP, None, environment, reason, until, actor, STOP)
 
+    def stop_for(self, environment: str, origin: str, reason: str, evidence: dict[str, Any], actor: str) -> int | None:
+        """Stop the line in ``environment`` on behalf of something outside (an alert): one hold per
+        ``origin`` while it is not lifted. None, and nothing recorded, when that hold is already in force,
+        or when a person lifted it by hand since the same firing began (``evidence["starts_at"]``): a
+        repeated notification of an alert someone chose to go past does not stop the line again."""
+        self.config.check_environment(environment)
+        now = self.clock()
+        try:
+            with self.db.write() as session:
+                latest = session.scalars(
+                    select(Hold).where(Hold.origin == origin).order_by(Hold.id.desc()).limit(1)
+                ).first()
+                if latest is not None and (
+                    latest.lifted_at is None
+                    or (latest.lifted_by != actor and latest.evidence.get("starts_at") == evidence.get("starts_at"))
+                ):
+                    return None
+                hold = Hold(
+                    kind=HoldKind.STOP.value,
+                    app=None,
+                    environment=environment,
+                    reason=reason,
+                    actor=actor,
+                    since=now,
+                    evidence=evidence,
+                    origin=origin,
+                )
+                session.add(hold)
+                session.flush()
+                record_event(
+                    session,
+                    "hold.created",
+                    at=now,
+                    actor=actor,
+                    message=f"stop of every app in {environment}: {reason}",
+                    environment=environment,
+                    payload={
+                        "hold_id": hold.id,
+                        "kind": hold.kind,
+                        "until": None,
+                        "origin": origin,
+                        "evidence": evidence,
+                    },
+                    action=STOP,
+                    reason=reason,
+                )
+                return hold.id
+        except IntegrityError:  # another process raised it at the same moment (the open-origin index)
+            return None
+
+    def lift_from(self, origin_prefix: str, reason: str, actor: str) -> list[int]:
+        """Lift every hold not lifted whose origin starts with ``origin_prefix`` (an alert resolved)."""
+        with self.db.write() as session:
+            stmt = select(Hold).where(Hold.origin.startswith(origin_prefix, autoescape=True), Hold.lifted_at.is_(None))
+            holds = list(session.scalars(stmt.order_by(Hold.id)))
+            now = self.clock()
+            for hold in holds:
+                lift_hold(session, hold, now, actor, reason, action=UNFREEZE)
+            return [hold.id for hold in holds]
+
     def unfreeze(self, hold_id: int, reason: str = "", actor: str = "cli") -> dict[str, Any]:
         """Lift a freeze or a stop by its id (``conveyor holds`` lists them)."""
         with self.db.write() as session:

@@ -17,6 +17,11 @@ Example::
 
 A check that reads per-environment vars declares them in ``Vars`` (field names and types), as drivers
 do; ``conveyor check`` reports a missing or mistyped one per environment.
+
+A check that may put the release itself into an option (a PromQL query or an alert matcher naming the
+version) lists those placeholders in ``release_placeholders`` (``version``, ``sha``): the config loader
+then leaves ``{version}`` in its options, and the check fills it when it measures, with
+:func:`conveyor.checks.release_text.fill_release`, which refuses a version that is not plain text.
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ class Check(ABC):
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
     Vars: ClassVar[type[BaseModel]] = NoVars  # the vars it reads, validated per environment by the config loader
+    release_placeholders: ClassVar[tuple[str, ...]] = ()  # filled at measure time (see the module docstring)
 
     @abstractmethod
     def measure(self, request: CheckRequest, ctx: StepContext) -> Measurement:

@@ -36,14 +36,15 @@ from conveyor.config.apps import AppResolver
 from conveyor.config.database_url import database_url_problem
 from conveyor.config.errors import ConfigError, Position, Problem, ProblemLog
 from conveyor.config.notifiers import NotifierResolver
-from conveyor.config.resolved import ApiToken, Config, TeamConfig
+from conveyor.config.resolved import AlertmanagerConfig, ApiToken, Config, TeamConfig
 from conveyor.config.schema import AppSection, FileSection, keys_of
 from conveyor.config.validation import Subject, describe_path, explain
 from conveyor.config.windows import WindowResolver
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
+from conveyor.domain.alerts import Matcher, MatcherError, parse_matcher
 
 DATABASE_URL_VARIABLE = "CONVEYOR_DATABASE_URL"
-WRITERS_ONLY = frozenset({"notifiers", "api"})  # the sections a reading load skips
+WRITERS_ONLY = frozenset({"notifiers", "api", "alertmanager"})  # the sections a reading load skips
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -136,6 +137,7 @@ def _resolve(
         if problem is not None:
             log.add(doc.at(("database_url",)), problem)
     api_tokens = _api_tokens(file.api, doc, log)
+    alertmanager = _alertmanager(file.alertmanager, file.environments, doc, log)
     notifiers = NotifierResolver(doc, log)
     resolved_notifiers = notifiers.resolve(file.notifiers, sections=set(data))
     if check_team_notifiers and not broken & {"teams", "notifiers"}:
@@ -143,6 +145,11 @@ def _resolve(
     windows = WindowResolver(doc, log).resolve(file.windows, tuple(file.environments))
     secrets = set(doc.secrets) | notifiers.secrets
     secrets.update(token.token for token in file.api.tokens)
+    if file.alertmanager is not None:
+        if file.alertmanager.token is not None:
+            secrets.add(file.alertmanager.token)
+        if file.alertmanager.basic_auth is not None:
+            secrets.add(file.alertmanager.basic_auth.password)
     password = urlsplit(database_url).password
     if password:
         secrets.add(password)
@@ -162,6 +169,7 @@ def _resolve(
         public_url=file.public_url,
         notifiers=resolved_notifiers,
         windows=windows,
+        alertmanager=alertmanager,
     )
 
 
@@ -233,6 +241,10 @@ def _known_keys(path: tuple[Any, ...]) -> list[str]:
             return keys_of(schema.ApiSection)
         case ("api", "tokens", _):
             return keys_of(schema.ApiTokenSection)
+        case ("alertmanager",):
+            return keys_of(schema.AlertmanagerSection)
+        case ("alertmanager", "basic_auth"):
+            return keys_of(schema.BasicAuthSection)
     return []
 
 
@@ -249,6 +261,45 @@ def _api_tokens(api: schema.ApiSection, doc: PositionedDocument, log: ProblemLog
         else:
             first[entry.name] = index
     return tuple(ApiToken(e.name, hashlib.sha256(e.token.encode()).digest()) for e in api.tokens)
+
+
+def _alertmanager(
+    section: schema.AlertmanagerSection | None, environments: list[str], doc: PositionedDocument, log: ProblemLog
+) -> AlertmanagerConfig | None:
+    """The hook's credentials as digests, and ``stop_on`` parsed: every environment known, every matcher valid."""
+    if section is None:
+        return None
+    stop_on: dict[str, tuple[Matcher, ...]] = {}
+    for environment, rule in section.stop_on.items():
+        path: YamlPath = ("alertmanager", "stop_on", environment)
+        if environment not in environments:
+            known = ", ".join(environments)
+            log.add(doc.key_at(path), f"stop_on names environment {environment!r}, which is not configured ({known})")
+            continue
+        if isinstance(rule, dict):
+            texts = [((*path, label), f'{label}="{_quoted(value)}"') for label, value in rule.items()]
+        else:
+            texts = [((*path, index), text) for index, text in enumerate(rule)]
+        if not texts:
+            log.add(doc.at(path), f"stop_on for {environment!r} has no matchers (it would stop on nothing)")
+            continue
+        matchers = []
+        for where, text in texts:
+            try:
+                matchers.append(parse_matcher(text))
+            except MatcherError as exc:
+                log.add(doc.at(where), f"in alertmanager.stop_on.{environment}: {exc}")
+        stop_on[environment] = tuple(matchers)
+    basic = section.basic_auth
+    return AlertmanagerConfig(
+        token_sha256=hashlib.sha256(section.token.encode()).digest() if section.token else None,
+        basic_auth=(basic.username, hashlib.sha256(basic.password.encode()).digest()) if basic else None,
+        stop_on=stop_on,
+    )
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _check_environments(environments: list[str], doc: PositionedDocument, log: ProblemLog) -> None:

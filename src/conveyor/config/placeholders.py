@@ -2,7 +2,10 @@
 
 The names available are the app's vars for that environment plus ``app`` and ``env``; ``{{`` and ``}}``
 write literal braces. Only config values are ever filled in: release text (versions, SHAs, commit
-messages) never reaches a placeholder, so nothing the outside world writes can shape an option.
+messages) never reaches a placeholder here, so nothing the outside world writes can shape an option.
+The one exception is narrow: a check that declares ``release_placeholders`` (``prometheus``,
+``alertmanager``) gets ``{version}`` and ``{sha}`` left in its options and fills them itself, refusing
+any version that is not plain text (:mod:`conveyor.checks.release_text`).
 """
 
 from __future__ import annotations

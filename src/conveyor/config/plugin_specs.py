@@ -112,7 +112,9 @@ class PluginSpecs:
             return None
         vars_ok = self._vars(plugin, f"{label} (type {kind!r})")
         raw = {k: Sourced(v, (*path, k)) for k, v in entry.items() if k not in own_keys}
-        options = self._options(plugin.Options, raw, path, f"{label} (type {kind!r})", own_keys)
+        # release placeholders stay as written; the check fills them when it measures
+        kept = {name: f"{{{name}}}" for name in getattr(plugin, "release_placeholders", ())}
+        options = self._options(plugin.Options, raw, path, f"{label} (type {kind!r})", own_keys, kept)
         if options is None or check is None or not vars_ok:
             return None
         limits = CheckLimits(**check.model_dump(exclude={"name", "type", "step_timeout"}))
@@ -192,6 +194,7 @@ class PluginSpecs:
         anchor: YamlPath,
         label: str,
         own_keys: Sequence[str],
+        kept: Mapping[str, str] | None = None,
     ) -> BaseModel | None:
         unfilled: list[YamlPath] = []  # options whose placeholders failed: reported already
 
@@ -200,7 +203,8 @@ class PluginSpecs:
             if error.name not in self.reported_vars:
                 self.log.add(self.doc.at(path), error.message)
 
-        filled = {k: fill_tree(s.value, self.values, s.path, on_error, self.where) for k, s in raw.items()}
+        values = {**self.values, **kept} if kept else self.values
+        filled = {k: fill_tree(s.value, values, s.path, on_error, self.where) for k, s in raw.items()}
         try:
             options = model.model_validate(convert_duration_fields(model, filled))
         except ValidationError as exc:

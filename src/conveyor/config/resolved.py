@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from conveyor.config.retry import RetryPolicy
+from conveyor.domain.alerts import Matcher
 from conveyor.domain.holds import Window
 from conveyor.domain.model import CheckLimits, OnFailure, Tier
 
@@ -122,6 +123,16 @@ class ApiToken:
 
 
 @dataclass(frozen=True)
+class AlertmanagerConfig:
+    """The top-level ``alertmanager:`` section: how ``POST /hooks/alertmanager`` knows Alertmanager, and
+    which firing alerts stop the line where. Secrets are kept as SHA-256 digests only."""
+
+    token_sha256: bytes | None = field(default=None, repr=False)  # Authorization: Bearer <token>
+    basic_auth: tuple[str, bytes] | None = field(default=None, repr=False)  # username, digest of the password
+    stop_on: dict[str, tuple[Matcher, ...]] = field(default_factory=dict)  # environment -> matchers (all must match)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     environments: tuple[str, ...]
@@ -137,6 +148,7 @@ class Config:
     api_max_body_bytes: int = API_MAX_BODY_BYTES  # the largest request body the API reads
     github: GitHubConfig | None = None  # None: no `github:` section, nothing talks to GitHub
     public_url: str = DEFAULT_PUBLIC_URL  # base of every link conveyor gives out, without a trailing slash
+    alertmanager: AlertmanagerConfig | None = None  # None: no `alertmanager:` section, the hook answers 404
 
     def link(self, path: str) -> str:
         """An absolute URL for ``path`` (``/api/...``) under :attr:`public_url`."""

@@ -179,6 +179,33 @@ class ApiSection(Section):
     max_body_bytes: Annotated[int, Field(strict=True, ge=1)] = API_MAX_BODY_BYTES
 
 
+def _long_secret(secret: str) -> str:
+    if len(secret) < API_TOKEN_MIN_LENGTH:
+        raise ValueError(f"must be at least {API_TOKEN_MIN_LENGTH} characters")
+    return secret
+
+
+class BasicAuthSection(Section):
+    username: Annotated[str, Field(min_length=1)]
+    password: Annotated[str, AfterValidator(_long_secret)]
+
+
+class AlertmanagerSection(Section):
+    """``POST /hooks/alertmanager``: the credentials Alertmanager's ``http_config`` sends (a bearer token,
+    basic auth, or either), and ``stop_on``: per environment, the matchers a firing alert must all meet to
+    stop the line there (a list of ``name="value"`` matchers, or a mapping of labels to exact values)."""
+
+    token: Annotated[str, AfterValidator(_long_secret)] | None = None
+    basic_auth: BasicAuthSection | None = None
+    stop_on: dict[Name, list[str] | dict[str, str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> AlertmanagerSection:
+        if self.token is None and self.basic_auth is None:
+            raise ValueError("give token or basic_auth: the credentials Alertmanager's http_config sends")
+        return self
+
+
 def _public_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -202,6 +229,7 @@ class FileSection(Section):
     api: ApiSection = Field(default_factory=ApiSection)
     windows: dict[str, Any] = Field(default_factory=dict)  # checked by conveyor.config.windows
     public_url: Annotated[str, AfterValidator(_public_url)] = DEFAULT_PUBLIC_URL
+    alertmanager: AlertmanagerSection | None = None
 
 
 DEFAULT_DEPLOY_TIMEOUT = 3600.0  # seconds a deploy step may run before the engine fails it

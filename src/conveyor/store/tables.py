@@ -166,7 +166,19 @@ class StepDuration(Base):
 
 
 class Hold(Base):
+    """A hold; ``origin`` names what outside raised it (``alertmanager:<fingerprint>:<environment>``), and at
+    most one hold not lifted has a given origin: a repeated notification never makes a second one."""
+
     __tablename__ = "holds"
+    __table_args__ = (
+        Index(
+            "ix_holds_open_origin",
+            "origin",
+            unique=True,
+            sqlite_where=text("lifted_at IS NULL"),
+            postgresql_where=text("lifted_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
@@ -182,6 +194,7 @@ class Hold(Base):
     lifted_at: Mapped[datetime | None] = mapped_column(index=True)
     lifted_by: Mapped[str | None] = mapped_column(String(200))
     lift_reason: Mapped[str | None] = mapped_column(Text)
+    origin: Mapped[str | None] = mapped_column(String(300))
 
 
 class Lock(Base):
