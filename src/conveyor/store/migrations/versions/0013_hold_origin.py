@@ -5,7 +5,7 @@ person). A partial unique index over the holds not lifted makes raising the same
 impossible, even when two notifications arrive at two processes at once.
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0010
 Create Date: 2026-11-29
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0007"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
