@@ -71,6 +71,13 @@ class Chores:
             chore.next_at = 0.0
         self._poke.set()
 
+    def run_soon(self, name: str) -> None:
+        """Run chore ``name`` at once (new work for it arrived, e.g. a webhook delivery)."""
+        for chore in self.chores:
+            if chore.name == name:
+                chore.next_at = 0.0
+                self._poke.set()
+
     def run_due(self) -> bool:
         """Run the chores whose turn it is; True if any asked for a re-plan."""
         changed = False
@@ -102,5 +109,8 @@ class Chores:
 
 def chores_for(config: Config, db: Database) -> list[Chore]:
     """Every chore a conductor runs for ``config``: one line per source of periodic work."""
+    from conveyor.github.chores import github_chores, github_reads_for  # the GitHub intake builds on chores
+
     chores: list[Chore] = []
+    chores += github_chores(config, db, github_reads_for(config))
     return chores

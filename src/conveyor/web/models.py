@@ -323,6 +323,16 @@ class Health(BaseModel):
     database: str
 
 
+class HookAnswer(BaseModel):
+    """What ``POST /hooks/github`` did with a delivery: ``pending`` (recorded, to be worked on), ``ignored``
+    (an event conveyor does not use; ``note`` says so), ``done`` (ping) or ``redelivery``."""
+
+    delivery: str
+    event: str
+    outcome: str
+    note: str = ""
+
+
 # -- writes --------------------------------------------------------------------------------------------
 
 
