@@ -44,6 +44,7 @@ from conveyor.domain.moments import parse_moment
 from conveyor.engine.controls import cancel, queue_rollback
 from conveyor.engine.deployments import create_deployment
 from conveyor.errors import OperationError
+from conveyor.github.candidates import release_authors
 from conveyor.repos import Commit, GitError, RepoMirror, UnknownRef, mirror_path_for
 from conveyor.store.database import Database
 from conveyor.store.events import lift_hold, record_event
@@ -181,7 +182,15 @@ class Operations:
                 app=app,
                 release_id=release.id,
                 message=f"release {label} of {app}: {len(commits)} commit(s)",
-                payload={"sha": sha, "label": label, "ref": release.ref, "commits": len(commits)},
+                payload={
+                    "sha": sha,
+                    "label": label,
+                    "ref": release.ref,
+                    "commits": len(commits),
+                    "authors": release_authors(release.commits),
+                    "pull_requests": release.pull_requests,
+                    "compare_url": release.compare_url,
+                },
                 action=RELEASE,
                 reason=reason,
             )
