@@ -36,6 +36,9 @@ class Chore:
     run: Callable[[], bool]  # True: it changed what the planner sees, wake the conductor
     first_after: float = 0.0  # seconds after start before its first run
     next_at: float = 0.0  # monotonic time of the next run, set by Chores
+    soon: bool = False  # asked for by run_soon: runs again at once, even if asked while it was running
+    min_gap: float = 0.0  # seconds between the starts of two runs asked for by run_soon (batches a burst)
+    last_run: float = float("-inf")  # monotonic time its last run started
 
 
 class Chores:
@@ -75,7 +78,7 @@ class Chores:
         """Run chore ``name`` at once (new work for it arrived, e.g. a webhook delivery)."""
         for chore in self.chores:
             if chore.name == name:
-                chore.next_at = 0.0
+                chore.soon, chore.next_at = True, min(chore.next_at, chore.last_run + chore.min_gap)
                 self._poke.set()
 
     def run_due(self) -> bool:
@@ -86,8 +89,9 @@ class Chores:
                 break
             if self.clock() < chore.next_at:
                 continue
+            chore.soon, chore.last_run = False, self.clock()
             changed |= self.run_one(chore)
-            chore.next_at = self.clock() + chore.every
+            chore.next_at = chore.last_run + chore.min_gap if chore.soon else self.clock() + chore.every
         return changed
 
     def run_one(self, chore: Chore) -> bool:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
 from conveyor.engine.chores import Chore
-from conveyor.github.deliveries import DONE, IGNORED, DeliveryQueue
+from conveyor.github.deliveries import DONE, IGNORED, ClaimedDelivery, DeliveryQueue
 from conveyor.github.intake import Intake
 from conveyor.github.news import handle, reconcile
 from conveyor.github.reads import GitHubReads, GitHubUnavailable
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 INTAKE_CHORE = "github-intake"
 INTAKE_EVERY = 0.5  # seconds between looks at the queue when no request pokes it
+INTAKE_GAP = 0.02  # at most this often when poked: a burst of deliveries is worked on in batches
 GATE_EVERY = 10.0  # seconds between looks at candidates waiting for CI (timeouts, retries)
 
 
@@ -60,7 +61,7 @@ def github_chores(
     intake = Intake(config, db, clock)
     queue = DeliveryQueue(db, owner=owner or f"{socket.gethostname()}:{os.getpid()}:intake", clock=clock)
     chores = [
-        Chore(INTAKE_CHORE, INTAKE_EVERY, lambda: work_deliveries(intake, queue, reads)),
+        Chore(INTAKE_CHORE, INTAKE_EVERY, lambda: work_deliveries(intake, queue, reads), min_gap=INTAKE_GAP),
         Chore("ci-gate", GATE_EVERY, intake.settle_open, first_after=GATE_EVERY),
     ]
     if reads is not None:
@@ -75,11 +76,12 @@ def work_deliveries(intake: Intake, queue: DeliveryQueue, reads: GitHubReads | N
     released = False
     while claimed := queue.claim(limit):
         to_settle: dict[tuple[str, str], None] = {}
+        finished: list[tuple[ClaimedDelivery, str, str]] = []
         for delivery in claimed:
             try:
                 outcome = handle(intake, reads, delivery.event, json.loads(delivery.body))
             except (ValueError, ValidationError) as exc:  # not JSON, or not the shape GitHub documents
-                queue.finish(delivery, IGNORED, f"unreadable {delivery.event} payload: {_first_line(exc)}")
+                finished.append((delivery, IGNORED, f"unreadable {delivery.event} payload: {_first_line(exc)}"))
                 continue
             except (GitHubUnavailable, GitError) as exc:
                 queue.retry(delivery, _first_line(exc))
@@ -88,8 +90,9 @@ def work_deliveries(intake: Intake, queue: DeliveryQueue, reads: GitHubReads | N
                 log.exception("delivery %s (%s) failed", delivery.delivery_id, delivery.event)
                 queue.retry(delivery, _first_line(exc))
                 continue
-            queue.finish(delivery, IGNORED if outcome.ignored else DONE, "; ".join(outcome.notes))
+            finished.append((delivery, IGNORED if outcome.ignored else DONE, "; ".join(outcome.notes)))
             to_settle.update(dict.fromkeys(outcome.to_settle))
+        queue.finish_all(finished)
         for app, sha in to_settle:
             try:
                 released |= intake.settle(app, sha)

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import or_
 
-from conveyor.store.database import Database
+from conveyor.store.database import Database, dialect_insert
 from conveyor.store.leased_queue import LeasedQueue
 from conveyor.store.tables import GitHubDelivery
 
@@ -38,28 +37,25 @@ def first_state(event: str) -> tuple[str, str]:
 
 
 def record_delivery(db: Database, delivery_id: str, event: str, body: bytes, now: datetime) -> bool:
-    """Record one verified delivery; False when it was recorded before (a redelivery)."""
+    """Record one verified delivery; False when it was recorded before (a redelivery). One statement:
+    ``INSERT ... ON CONFLICT DO NOTHING`` on the delivery id, so two copies racing in store one."""
     state, note = first_state(event)
-    try:
-        with db.write() as session:
-            if session.scalar(select(GitHubDelivery.id).where(GitHubDelivery.delivery_id == delivery_id)):
-                return False
-            session.add(
-                GitHubDelivery(
-                    delivery_id=delivery_id,
-                    event=event,
-                    body=body.decode("utf-8", errors="replace"),
-                    received_at=now,
-                    state=state,
-                    note=note,
-                    attempts=0,
-                    next_attempt_at=now,
-                    finished_at=None if state == PENDING else now,
-                )
-            )
-    except IntegrityError:  # the same delivery raced in on another connection
-        return False
-    return True
+    row = {
+        "delivery_id": delivery_id,
+        "event": event,
+        "body": body.decode("utf-8", errors="replace"),
+        "received_at": now,
+        "state": state,
+        "note": note,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "finished_at": None if state == PENDING else now,
+    }
+    with db.write() as session:
+        stmt = (
+            dialect_insert(session, GitHubDelivery).values(**row).on_conflict_do_nothing(index_elements=["delivery_id"])
+        )
+        return bool(getattr(session.execute(stmt), "rowcount", 0))
 
 
 @dataclass(frozen=True)
@@ -103,12 +99,22 @@ class DeliveryQueue:
 
     def finish(self, claimed: ClaimedDelivery, state: str, note: str) -> bool:
         """Record the outcome; False when the lease was lost (another worker has it now)."""
+        return bool(self.finish_all([(claimed, state, note)]))
+
+    def finish_all(self, outcomes: list[tuple[ClaimedDelivery, str, str]]) -> int:
+        """Record several outcomes in one transaction; returns how many were still ours."""
+        if not outcomes:
+            return 0
         now = self.clock()
         with self.db.write() as session:
-            done = self.queue.hand_back(
-                session, [(claimed.row_id, claimed.attempt)], state=state, note=note[:MAX_NOTE], finished_at=now
+            return sum(
+                len(
+                    self.queue.hand_back(
+                        session, [(c.row_id, c.attempt)], state=state, note=note[:MAX_NOTE], finished_at=now
+                    )
+                )
+                for c, state, note in outcomes
             )
-        return bool(done)
 
     def retry(self, claimed: ClaimedDelivery, error: str) -> None:
         """Try again later, or give up after :data:`MAX_ATTEMPTS`."""

@@ -212,6 +212,7 @@ class Intake:
                 for r in session.scalars(select(CiResult).where(CiResult.app == app.name, CiResult.sha == sha))
             }
             candidate_id, state, deadline = candidate.id, candidate.state, candidate.deadline_at
+            seen_before, summary_before = candidate.ci, candidate.summary
             links = self._links(session, app.name, candidate)
         verdict = judge(app.ci.required if app.ci else (), seen, now, deadline)
         ci = {name: {"state": s.state, "url": s.url, "source": s.source} for name, s in seen.items()}
@@ -227,7 +228,7 @@ class Intake:
             )
         elif verdict.outcome == "timed_out" and state == WAITING:
             self._fail(app, candidate_id, sha, CI_TIMED_OUT, CI_TIMED_OUT_RULE, verdict.summary, ci, now, seen, None)
-        elif verdict.outcome == "pending":
+        elif verdict.outcome == "pending" and (ci, verdict.summary) != (seen_before, summary_before):
             with self.db.write() as session:
                 _move(session, candidate_id, (WAITING,), WAITING, verdict.summary, now, ci=ci)
         return False
