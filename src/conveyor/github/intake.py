@@ -187,6 +187,12 @@ class Intake:
                     row.state, row.url, row.source, row.reported_at = o.state, o.url, o.source, o.reported_at
         return [o.name for o in wanted]
 
+    def is_open_candidate(self, app: str, sha: str) -> bool:
+        """Whether ``sha`` is ``app``'s newest candidate, still to be released."""
+        with self.db.read() as session:
+            candidate = _newest_open(session, app)
+        return candidate is not None and candidate.sha == sha
+
     # -- the gate -----------------------------------------------------------------------------------
 
     def settle_open(self) -> bool:

@@ -60,10 +60,13 @@ def handle(intake: Intake, reads: GitHubReads | None, event: str, body: dict[str
         found = [Observation(n, state, suite.url, "check_suite", at) for n in names]
         outcome = _observe(intake, payload.repository.full_name, suite.head_sha, found)
         if reads is not None and payload.action == "completed":
-            # the suite's own check runs say more than the suite: read them (a missed check_run webhook)
+            # the suite's own check runs say more than the suite (a check_run webhook may have been
+            # missed): read them, for the apps whose open candidate this commit is
             for app in intake.apps_of(payload.repository.full_name):
-                outcome.notes += _read_ci(intake, reads, app, suite.head_sha)
-                outcome.to_settle.add((app.name, suite.head_sha))
+                if intake.is_open_candidate(app.name, suite.head_sha):
+                    outcome.notes += _read_ci(intake, reads, app, suite.head_sha)
+                    outcome.to_settle.add((app.name, suite.head_sha))
+                    outcome.ignored = False
         return outcome
     if isinstance(payload, StatusEvent):
         at = _time(payload.updated_at, intake.clock())
