@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 INTAKE_CHORE = "github-intake"
 INTAKE_EVERY = 0.5  # seconds between looks at the queue when no request pokes it
-INTAKE_GAP = 0.02  # at most this often when poked: a burst of deliveries is worked on in batches
+INTAKE_GAP = 0.05  # at most this often when poked: a burst of deliveries is worked on in batches
 GATE_EVERY = 10.0  # seconds between looks at candidates waiting for CI (timeouts, retries)
 
 

@@ -219,10 +219,11 @@ class Intake:
             }
             candidate_id, state, deadline = candidate.id, candidate.state, candidate.deadline_at
             seen_before, summary_before = candidate.ci, candidate.summary
-            links = self._links(session, app.name, candidate)
         verdict = judge(app.ci.required if app.ci else (), seen, now, deadline)
         ci = {name: {"state": s.state, "url": s.url, "source": s.source} for name, s in seen.items()}
         if verdict.outcome == "green":
+            with self.db.read() as session:  # only now: it reads every candidate since the last release
+                links = self._links(session, app.name, candidate)
             result = self._release(app.name, sha, links)
             with self.db.write() as session:
                 _move(session, candidate_id, OPEN, RELEASED, verdict.summary, now, ci=ci, release_id=result.release_id)
