@@ -22,6 +22,12 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
   command starting, p99 over 200 releases, against a real ``conveyor serve`` on SQLite (negative when the
   deploy starts before the response reaches the client); ``webhook_request_to_start_p99_ms`` counts from
   the request being sent instead, so it includes resolving the ref and recording the release.
+- ``github_intake_p99_ms``: signed ``push`` webhooks to ``POST /hooks/github`` of a real ``conveyor serve``
+  on SQLite, one at a time, sending to the 2xx answer, p99 over 1,000 (the conductor in the same process
+  works on them meanwhile); ``github_intake_per_s``: signed pushes accepted per second from 16 clients.
+- ``push_to_deploy_start_p99_ms``: a ``push`` webhook then a green ``check_suite`` webhook for a new
+  commit, from sending the push to the deploy command's first act, p99 over 100 commits; the repository
+  is served by ``git daemon`` on loopback, so the worker's mirror fetch is a real fetch.
 - ``process_start_ms_direct`` / ``_tethered`` / ``process_start_overhead_ms``: starting ``true`` with
   ``subprocess.run`` and through the step supervisor (which ties the command to the worker), medians of 50.
 - ``scaleout_ratio_4_workers``: 200 deployments of 0.5 s fake (I/O-bound) deploys on PostgreSQL;
@@ -49,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_latency import p99, release_to_start_ms
 from engine import makespan, makespan_in_child, scaleout
 from event_writes import event_transactions_per_second
+from github_intake import intake_latencies_ms, intake_per_second, push_to_deploy_start_ms
 from history import planner_pass_ms, status_ms
 from scratch import postgres_scratch
 from supervisor import start_costs
@@ -95,6 +102,9 @@ def main() -> int:
     from_return, from_send = release_to_start_ms(200)
     figure("webhook_to_start_p99_ms", lambda: p99(from_return))
     figure("webhook_request_to_start_p99_ms", lambda: p99(from_send))
+    figure("github_intake_p99_ms", lambda: p99(intake_latencies_ms(1000)))
+    figure("github_intake_per_s", lambda: intake_per_second(2000, clients=16))
+    figure("push_to_deploy_start_p99_ms", lambda: p99(push_to_deploy_start_ms(100)))
     for name, cost in start_costs().items():
         figure(name, lambda cost=cost: cost)
     if ADMIN_URL:

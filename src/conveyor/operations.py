@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,7 @@ from conveyor.domain.moments import parse_moment
 from conveyor.engine.controls import cancel, queue_rollback
 from conveyor.engine.deployments import create_deployment
 from conveyor.errors import OperationError
+from conveyor.github.candidates import release_authors
 from conveyor.repos import Commit, GitError, RepoMirror, UnknownRef, mirror_path_for
 from conveyor.store.database import Database
 from conveyor.store.events import lift_hold, record_event
@@ -65,6 +66,34 @@ class ReleaseResult:
     commits: int
 
 
+@dataclass(frozen=True)
+class GitHubLinks:
+    """What GitHub adds to a release beyond git (from the candidates that led to it): the login and the
+    pull requests of each commit by SHA, the repository's web address and the push's compare page."""
+
+    repo_url: str | None = None  # https://github.com/owner/name
+    logins: Mapping[str, str] = field(default_factory=dict)
+    pull_requests: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    compare_url: str | None = None  # the push's, used when there is no previous release to compare with
+
+    def commit(self, c: Commit) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if c.sha in self.logins:
+            extra["login"] = self.logins[c.sha]
+        if self.pull_requests.get(c.sha):
+            extra["pull_requests"] = list(self.pull_requests[c.sha])
+        return {**_commit_json(c), **extra}
+
+    def release_pull_requests(self, commits: list[Commit]) -> list[dict[str, Any]]:
+        numbers = dict.fromkeys(n for c in commits for n in self.pull_requests.get(c.sha, ()))
+        return [{"number": n, "url": f"{self.repo_url}/pull/{n}" if self.repo_url else None} for n in numbers]
+
+    def compare(self, previous: Release | None, sha: str) -> str | None:
+        if previous is not None and self.repo_url:
+            return f"{self.repo_url}/compare/{previous.sha}...{sha}"
+        return self.compare_url
+
+
 class Operations:
     def __init__(self, config: Config, db: Database, clock: Callable[[], datetime] = utc_now) -> None:
         self.config, self.db, self.clock = config, db, clock
@@ -75,7 +104,12 @@ class Operations:
     # -- releases -----------------------------------------------------------------------------------
 
     def create_release(
-        self, app: str, ref: str | None = None, actor: str = "cli", reason: str | None = None
+        self,
+        app: str,
+        ref: str | None = None,
+        actor: str = "cli",
+        reason: str | None = None,
+        links: GitHubLinks | None = None,
     ) -> ReleaseResult:
         """Resolve ``ref`` (default: the app's branch) and record it as a release heading for the first
         environment. Releasing the same commit twice returns the existing release, also when two requests
@@ -100,7 +134,7 @@ class Operations:
             log.error("cannot release %s from %s: %s", app, mirror, exc)
             raise
         try:
-            return self._record_release(app, ref or cfg.branch, sha, label, previous, commits, actor, reason)
+            return self._record_release(app, ref or cfg.branch, sha, label, previous, commits, actor, reason, links)
         except IntegrityError:
             with self.db.read() as session:
                 raced = _release_by_sha(session, app, sha)
@@ -118,7 +152,9 @@ class Operations:
         commits: list[Commit],
         actor: str,
         reason: str | None,
+        links: GitHubLinks | None = None,
     ) -> ReleaseResult:
+        links = links or GitHubLinks()
         with self.db.write() as session:
             again = _release_by_sha(session, app, sha)
             if again is not None:
@@ -130,9 +166,11 @@ class Operations:
                 label=label,
                 ref=ref,
                 previous_release_id=previous.id if previous else None,
-                commits=[_commit_json(c) for c in commits],
+                commits=[links.commit(c) for c in commits],
                 created_at=now,
                 created_by=actor,
+                pull_requests=links.release_pull_requests(commits),
+                compare_url=links.compare(previous, sha),
             )
             session.add(release)
             session.flush()
@@ -144,7 +182,15 @@ class Operations:
                 app=app,
                 release_id=release.id,
                 message=f"release {label} of {app}: {len(commits)} commit(s)",
-                payload={"sha": sha, "label": label, "ref": release.ref, "commits": len(commits)},
+                payload={
+                    "sha": sha,
+                    "label": label,
+                    "ref": release.ref,
+                    "commits": len(commits),
+                    "authors": release_authors(release.commits),
+                    "pull_requests": release.pull_requests,
+                    "compare_url": release.compare_url,
+                },
                 action=RELEASE,
                 reason=reason,
             )

@@ -20,6 +20,7 @@ from conveyor.config.resolved import Config
 from conveyor.domain.holds import Attempt, HoldView, Obstacle, lift_command, stopping
 from conveyor.domain.model import DeploymentState, HoldKind, Override
 from conveyor.errors import OperationError
+from conveyor.github.candidates import newest_candidate, release_authors, waiting_candidates
 from conveyor.sources.poll_status import polling_status
 from conveyor.store.database import Database
 from conveyor.store.events import latest_decision
@@ -28,6 +29,7 @@ from conveyor.store.step_logs import read_step_log
 from conveyor.store.tables import Decision, Deployment, Hold, Release, Step, StepAttempt
 
 MANUAL_WAIT_RULE = "ManualTierWaitsForPromotion"  # the planner rule that leaves a release to a person
+CI_RULES = ("CiFailed", "CiTimedOut")  # the GitHub intake's decisions: a pushed commit was not released
 
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
 
@@ -68,6 +70,7 @@ class AppStatus:
     groups: list[str]
     environments: dict[str, EnvStatus]
     holds: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # pushed on GitHub, waiting for CI
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,6 +216,7 @@ def _status_of(
     listed: list[dict[str, Any]],
     awaiting: dict[tuple[str, str], tuple[int, str]],
     now: datetime,
+    candidates: list[dict[str, Any]] | None = None,
 ) -> AppStatus:
     cfg = config.app(app)
     policy = hold_policy(config)
@@ -234,7 +238,7 @@ def _status_of(
         if waiting is not None and (d is None or d.release_id < waiting[0]):  # not promoted yet
             st.awaiting_promotion = waiting[1]
     mine = [h for h in listed if h["app"] in (cfg.name, None)]
-    return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, mine)
+    return AppStatus(cfg.name, cfg.team, cfg.tier, list(cfg.groups), envs, mine, candidates or [])
 
 
 def _statuses(session: Session, config: Config, names: list[str], now: datetime) -> list[AppStatus]:
@@ -246,7 +250,8 @@ def _statuses(session: Session, config: Config, names: list[str], now: datetime)
     placed, holds, newest = placements(session), load_holds(session), _newest_deployments(session, places)
     listed = active_holds(session, now)
     awaiting = _awaiting_promotion(session, manual)
-    return [_status_of(config, name, placed, newest, holds, listed, awaiting, now) for name in names]
+    waiting = waiting_candidates(session, [n for n in names if config.app(n).github])
+    return [_status_of(config, name, placed, newest, holds, listed, awaiting, now, waiting.get(name)) for name in names]
 
 
 def status(db: Database, config: Config, app: str | None = None, now: datetime | None = None) -> list[AppStatus]:
@@ -286,6 +291,9 @@ def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dic
                 "created_by": d.created_by,
                 "summary": d.summary,
                 "commits": [c.get("subject", "") for c in r.commits][-5:],
+                "authors": release_authors(r.commits),
+                "pull_requests": r.pull_requests,
+                "compare_url": r.compare_url,
                 "current": d.id in running,  # what runs in its environment now
                 "override": d.override,
             }
@@ -304,6 +312,7 @@ def why(
         placed = placements(session, app)
         out: dict[str, Any] = {"app": app, "tier": cfg.tier, "environments": {}, "holds": st.holds}
         out["polling"] = polling_status(session, cfg)
+        out["candidate"] = newest_candidate(session, app) if cfg.github else None
         for env in envs:
             decision = latest_decision(session, app, env)
             current = st.environments[env]
@@ -492,7 +501,9 @@ def explain(
     if decision and decision["rule"] == MANUAL_WAIT_RULE:
         return f"{runs}{summary}{vetoed}"
     if current.state is None:
-        return "nothing has been deployed here yet"
+        # a commit CI kept from becoming a release says more than an empty place
+        ci_kept = summary is not None and decision is not None and decision["rule"] in CI_RULES
+        return summary if ci_kept and summary is not None else "nothing has been deployed here yet"
     if current.state == DeploymentState.SUCCEEDED.value and current.current == current.release:
         return f"{current.release} is live since {_hhmm(current.since or '')} ({current.health}){vetoed}"
     if current.state == DeploymentState.FAILED.value:

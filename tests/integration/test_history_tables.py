@@ -13,7 +13,7 @@ from sqlalchemy import column, insert, select, table
 from conveyor.store.database import Database
 from conveyor.store.migrate import _alembic_config, current_revision, head_revision, upgrade
 from conveyor.store.step_durations import BUCKETS, bucket_of, count_finished
-from conveyor.store.tables import Deployment, Placement, Release, StepDuration
+from conveyor.store.tables import Deployment, Placement, StepDuration
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 # the steps table as revision 0002 left it: rows written before an upgrade have none of the later columns
@@ -28,15 +28,32 @@ OLD_STEPS = table(
 )
 
 
+# the releases table as revision 0002 left it (later revisions add columns the model writes)
+OLD_RELEASES = table(
+    "releases", *(column(name) for name in ("id", "app", "sha", "label", "ref", "commits", "created_at", "created_by"))
+)
+
+
 def _releases(db: Database, app: str, count: int) -> list[int]:
     with db.write() as s:
-        rows = [
-            Release(app=app, sha=f"{i:040x}", label=f"v{i}", ref="main", created_at=T0, created_by="t")
+        return [
+            int(
+                s.execute(
+                    insert(OLD_RELEASES)
+                    .values(
+                        app=app,
+                        sha=f"{i:040x}",
+                        label=f"v{i}",
+                        ref="main",
+                        commits="[]",
+                        created_at=T0.replace(tzinfo=None),
+                        created_by="t",
+                    )
+                    .returning(OLD_RELEASES.c.id)
+                ).scalar_one()
+            )
             for i in range(count)
         ]
-        s.add_all(rows)
-        s.flush()
-        return [r.id for r in rows]
 
 
 def _deployment(db: Database, release_id: int, app: str, env: str, state: str, minutes: int = 0) -> int:

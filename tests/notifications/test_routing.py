@@ -37,6 +37,7 @@ def test_routing(router: Router, kind: str, app: str | None, notifiers: tuple[st
 def test_the_default_kinds_are_what_a_person_wants_to_hear_about() -> None:
     assert {
         "release.created",
+        "release.ci_failed",
         "deployment.started",
         "deployment.succeeded",
         "deployment.failed",

@@ -93,3 +93,45 @@ def test_stopping_closes_each_chore_within_the_time_left() -> None:
     chores = Chores([failing, Chore("polls", every=1.0, run=lambda: False, close=closed.append)], wake=lambda: None)
     chores.stop(timeout=5.0)
     assert len(closed) == 1 and 0.0 < closed[0] <= 5.0
+
+
+def test_run_soon_asked_while_the_chore_runs_is_not_lost() -> None:
+    """New work arriving while the chore works on the previous one: it runs again at once, not a turn later."""
+    clock = FakeClock()
+    runs: list[float] = []
+    chores: Chores
+
+    def intake() -> bool:
+        runs.append(clock.now)
+        if len(runs) == 1:
+            chores.run_soon("intake")  # a webhook recorded meanwhile
+        return False
+
+    chores = Chores(
+        [Chore("intake", every=30.0, run=intake), Chore("other", every=30.0, run=lambda: False)],
+        wake=lambda: None,
+        clock=clock,
+    )
+    chores.run_due()
+    assert runs == [100.0]
+    chores.run_due()  # without the clock moving
+    assert runs == [100.0, 100.0]
+    chores.run_due()
+    assert runs == [100.0, 100.0]  # and then at its own pace again
+
+
+def test_a_burst_of_run_soon_is_worked_in_batches_min_gap_apart() -> None:
+    clock = FakeClock()
+    runs: list[float] = []
+    chore = Chore("intake", every=30.0, run=lambda: bool(runs.append(clock.now)), min_gap=0.05)
+    chores = Chores([chore], wake=lambda: None, clock=clock)
+    chores.run_soon("intake")
+    chores.run_due()
+    for _ in range(10):  # ten deliveries within 10 ms
+        chores.run_soon("intake")
+        clock.now += 0.001
+        chores.run_due()
+    assert runs == [100.0]
+    clock.now = 100.05
+    chores.run_due()
+    assert runs == [100.0, 100.05]

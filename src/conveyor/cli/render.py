@@ -49,6 +49,7 @@ def status_from_json(apps: list[dict[str, Any]]) -> list[AppStatus]:
                 env: EnvStatus(**{k: v for k, v in st.items() if k in known}) for env, st in a["environments"].items()
             },
             holds=list(a.get("holds", [])),
+            candidates=list(a.get("candidates", [])),
         )
         for a in apps
     ]
@@ -62,7 +63,10 @@ def status_table(apps: list[AppStatus], environments: tuple[str, ...]) -> Table:
         table.add_column(env)
     for app in apps:
         tier = Text(app.tier, style="magenta" if app.tier == "manual" else "")
-        cells: list[Text | str] = [app.name, tier]
+        name = Text(app.name, style="bold")
+        for candidate in app.candidates[:1]:
+            name.append(f"\n⏳ {candidate['sha'][:7]} {candidate['summary']}", style="yellow")
+        cells: list[Text | str] = [name, tier]
         for env in environments:
             cells.append(_cell(app, env))
         table.add_row(*cells)
@@ -134,6 +138,11 @@ def print_why(console: Console, answer: dict[str, Any]) -> None:
                 console.print(Text(f"      {m['phase']}: {m['message']}", style="dim"))
         if step:
             console.print(Text(f"      its log: conveyor logs {answer['app']} --env {env}", style="dim"))
+    candidate = answer.get("candidate")
+    if candidate and candidate["state"] != "released":
+        line = Text("  github: ", style="bold")
+        line.append(f"{candidate['sha'][:7]} {candidate['state'].replace('_', ' ')}: {candidate['summary']}")
+        console.print(line)
     for hold in answer["holds"]:
         scope = f"{hold['app'] or 'every app'} in {hold['environment'] or 'every environment'}"
         until = f" until {hold['until'][:16].replace('T', ' ')}" if hold["until"] else ""
@@ -148,7 +157,7 @@ def print_why(console: Console, answer: dict[str, Any]) -> None:
 
 def history_table(app: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"history of {app}", title_justify="left")
-    for col in ("#", "release", "environment", "state", "finished", "by", "summary"):
+    for col in ("#", "release", "environment", "state", "finished", "by", "changes", "summary"):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
@@ -158,9 +167,17 @@ def history_table(app: str, rows: list[dict[str, Any]]) -> Table:
             Text(r["state"], style=STATE_STYLE.get(r["state"], "")),
             age(r["finished_at"] or r["started_at"] or r["queued_at"]),
             r["created_by"],
+            changes(r),
             r["summary"],
         )
     return table
+
+
+def changes(row: dict[str, Any]) -> str:
+    """Who wrote a release and which pull requests it brings: "@a-user, A User · #7 #9"."""
+    authors = ", ".join(f"@{a['login']}" if a.get("login") else a.get("name") or "?" for a in row.get("authors", []))
+    pulls = " ".join(f"#{p['number']}" for p in row.get("pull_requests", []))
+    return " · ".join(part for part in (authors, pulls) if part)
 
 
 def holds_lines(rows: list[dict[str, Any]]) -> list[Text]:

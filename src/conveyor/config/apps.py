@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from conveyor.config.errors import ProblemLog, did_you_mean
+from conveyor.config.github import GitHubResolver
 from conveyor.config.inheritance import Level, merge_deploy, merge_vars, pick_checks, pick_setting, var_paths
 from conveyor.config.plugin_specs import PluginSpecs
-from conveyor.config.resolved import AppConfig, AppEnvironment
+from conveyor.config.resolved import AppConfig, AppEnvironment, CiPolicy
 from conveyor.config.schema import POLL_OFF, RESERVED_VARS, AppSection, EnvironmentSection, FileSection
 from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 
@@ -45,6 +46,9 @@ class AppResolver:
     ) -> None:
         self.doc, self.log, self.folder, self.file, self.broken = doc, log, folder, file, broken
         self.check_repos = check_repos
+        self.github = GitHubResolver(doc, log, folder)
+        default_ci = self.github.ci(file.defaults.ci, ("defaults", "ci"))
+        self.default_ci = default_ci if isinstance(default_ci, CiPolicy) else None
 
     def resolve(self, name: str, app: AppSection, broken_keys: set[str]) -> AppConfig | None:
         """The app, or None after reporting problems; ``broken_keys`` failed validation already."""
@@ -70,6 +74,7 @@ class AppResolver:
             self.log.add(
                 where, f"app {name!r} has tier bake but no bake time (add `bake: 30m` to it or an environment)"
             )
+        repository, paths, ci = self.github.app(name, app, app.repo, self.default_ci)
         if len(self.log) > problems_before:
             return None
         resolved = AppConfig(
@@ -81,6 +86,9 @@ class AppResolver:
             reason=app.reason,
             groups=tuple(dict.fromkeys(app.groups)),
             environments={env: spec for env, spec in environments.items() if spec is not None},
+            github=repository,
+            paths=paths,
+            ci=ci,
         )
         return self._with_poll(path, app, resolved)
 

@@ -14,7 +14,7 @@ The steps, each reporting into one :class:`~conveyor.config.errors.ProblemLog`:
 Nothing is returned unless the log is empty; otherwise :class:`ConfigError` lists every problem.
 
 ``reading=True`` loads the config of a command that only reads (``status``, ``why``, ``history``): the
-``notifiers`` and ``api`` sections, which only the notification sender and the HTTP API use, are skipped,
+``notifiers``, ``api`` and ``github`` sections, which only the sender, the HTTP API and the intake use, are skipped,
 so their ``${VAR}`` secrets need not be set where people read. The result has no notifiers and no API
 tokens. ``conveyor check`` and every command that writes load the whole file.
 """
@@ -35,6 +35,7 @@ from conveyor.config import schema
 from conveyor.config.apps import AppResolver
 from conveyor.config.database_url import database_url_problem
 from conveyor.config.errors import ConfigError, Position, Problem, ProblemLog
+from conveyor.config.github import GitHubResolver
 from conveyor.config.notifiers import NotifierResolver
 from conveyor.config.resolved import AlertmanagerConfig, ApiToken, Config, TeamConfig
 from conveyor.config.schema import AppSection, FileSection, keys_of
@@ -44,7 +45,7 @@ from conveyor.config.yaml_positions import PositionedDocument, YamlPath
 from conveyor.domain.alerts import Matcher, MatcherError, parse_matcher
 
 DATABASE_URL_VARIABLE = "CONVEYOR_DATABASE_URL"
-WRITERS_ONLY = frozenset({"notifiers", "api", "alertmanager"})  # the sections a reading load skips
+WRITERS_ONLY = frozenset({"notifiers", "api", "alertmanager", "github"})  # the sections a reading load skips
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -143,7 +144,9 @@ def _resolve(
     if check_team_notifiers and not broken & {"teams", "notifiers"}:
         notifiers.check_teams(file.teams, list(file.notifiers))
     windows = WindowResolver(doc, log).resolve(file.windows, tuple(file.environments))
-    secrets = set(doc.secrets) | notifiers.secrets
+    github = GitHubResolver(doc, log, folder)
+    github_config = github.config(file.github) if "github" not in broken else None
+    secrets = set(doc.secrets) | notifiers.secrets | github.secrets
     secrets.update(token.token for token in file.api.tokens)
     if file.alertmanager is not None:
         if file.alertmanager.token is not None:
@@ -170,6 +173,7 @@ def _resolve(
         notifiers=resolved_notifiers,
         windows=windows,
         alertmanager=alertmanager,
+        github=github_config,
     )
 
 
@@ -239,6 +243,10 @@ def _known_keys(path: tuple[Any, ...]) -> list[str]:
             return keys_of(schema.EnvironmentSection)
         case ("api",):
             return keys_of(schema.ApiSection)
+        case ("github",):
+            return keys_of(schema.GitHubSection)
+        case ("github", "app"):
+            return keys_of(schema.GitHubAppSection)
         case ("api", "tokens", _):
             return keys_of(schema.ApiTokenSection)
         case ("alertmanager",):

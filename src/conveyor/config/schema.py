@@ -31,6 +31,7 @@ DEFAULT_ENVIRONMENTS = ("integration", "staging", "production")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"  # app, environment and group names become lock and file names
 VAR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # vars become placeholders and environment variables
 RESERVED_VARS = ("app", "env")
+GITHUB_REPO_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"  # "owner/name"
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 VarName = Annotated[str, StringConstraints(pattern=VAR_NAME_PATTERN)]
@@ -137,10 +138,18 @@ class Layer(Section):
     bake_interval: PositiveDuration | None = None
 
 
+class CiSection(Section):
+    """``ci: {required: [...], timeout: 2h}``: what a pushed commit must pass on GitHub before it is released."""
+
+    required: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    timeout: PositiveDuration = 7200.0
+
+
 class DefaultsSection(Layer):
     tier: Tier | None = None
     branch: str | None = None
     poll: PollInterval | None = None
+    ci: Any = None  # `none` or a CiSection: checked by conveyor.config.github
 
 
 class EnvironmentSection(Layer):
@@ -156,6 +165,9 @@ class AppSection(Layer):
     groups: list[str] = Field(default_factory=list)
     environments: dict[str, EnvironmentSection] = Field(default_factory=dict)
     poll: PollInterval | None = None
+    github: Annotated[str, StringConstraints(pattern=GITHUB_REPO_PATTERN)] | None = None
+    paths: list[Annotated[str, Field(min_length=1)]] | None = None
+    ci: Any = None  # `none` or a CiSection: checked by conveyor.config.github
 
 
 API_TOKEN_MIN_LENGTH = 16
@@ -215,6 +227,27 @@ def _public_url(url: str) -> str:
     return url.rstrip("/")
 
 
+class GitHubAppSection(Section):
+    id: Annotated[int, Field(strict=True, ge=1)]
+    private_key_file: Annotated[str, Field(min_length=1)]
+
+
+class GitHubSection(Section):
+    """The top-level ``github:`` section; ``app`` and ``token`` exclude each other."""
+
+    api_url: Annotated[str, AfterValidator(_public_url)] = "https://api.github.com"
+    webhook_secret: Annotated[str, Field(min_length=1)]
+    app: GitHubAppSection | None = None
+    token: Annotated[str, Field(min_length=1)] | None = None
+    reconcile_interval: PositiveDuration = 300.0
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> GitHubSection:
+        if self.app is not None and self.token is not None:
+            raise ValueError("give either app or token, not both")
+        return self
+
+
 class FileSection(Section):
     """The top level. ``apps`` are validated one by one (:class:`AppSection`) so one bad app hides nothing."""
 
@@ -230,6 +263,7 @@ class FileSection(Section):
     windows: dict[str, Any] = Field(default_factory=dict)  # checked by conveyor.config.windows
     public_url: Annotated[str, AfterValidator(_public_url)] = DEFAULT_PUBLIC_URL
     alertmanager: AlertmanagerSection | None = None
+    github: GitHubSection | None = None
 
 
 DEFAULT_DEPLOY_TIMEOUT = 3600.0  # seconds a deploy step may run before the engine fails it

@@ -5,6 +5,7 @@ from __future__ import annotations
 EVENT_KINDS = frozenset(
     {
         "release.created",
+        "release.ci_failed",
         "deployment.created",
         "deployment.waiting",
         "deployment.started",
@@ -35,6 +36,7 @@ EVENT_KINDS = frozenset(
 NOTIFYING_KINDS = frozenset(
     {
         "release.created",
+        "release.ci_failed",
         "deployment.started",
         "deployment.succeeded",
         "deployment.failed",

@@ -42,6 +42,9 @@ class Chore:
     first_after: float = 0.0  # seconds after start before its first run
     next_at: float = 0.0  # monotonic time of the next run, set by Chores
     close: Callable[[float], None] | None = None  # on stop: finish work it started, within the seconds given
+    soon: bool = False  # asked for by run_soon: runs again at once, even if asked while it was running
+    min_gap: float = 0.0  # seconds between the starts of two runs asked for by run_soon (batches a burst)
+    last_run: float = float("-inf")  # monotonic time its last run started
 
 
 class Chores:
@@ -84,6 +87,13 @@ class Chores:
             chore.next_at = 0.0
         self._poke.set()
 
+    def run_soon(self, name: str) -> None:
+        """Run chore ``name`` at once (new work for it arrived, e.g. a webhook delivery)."""
+        for chore in self.chores:
+            if chore.name == name:
+                chore.soon, chore.next_at = True, min(chore.next_at, chore.last_run + chore.min_gap)
+                self._poke.set()
+
     def run_due(self) -> bool:
         """Run the chores whose turn it is; True if any asked for a re-plan."""
         changed = False
@@ -92,8 +102,9 @@ class Chores:
                 break
             if self.clock() < chore.next_at:
                 continue
+            chore.soon, chore.last_run = False, self.clock()
             changed |= self.run_one(chore)
-            chore.next_at = self.clock() + chore.every
+            chore.next_at = chore.last_run + chore.min_gap if chore.soon else self.clock() + chore.every
         return changed
 
     def run_one(self, chore: Chore) -> bool:
@@ -119,4 +130,7 @@ def chores_for(config: Config, db: Database) -> list[Chore]:
     if any(app.poll is not None for app in config.apps.values()):
         poller = Poller(config, db)
         chores.append(Chore("poll", every=CHORE_EVERY, run=poller.run, close=poller.close))
+    from conveyor.github.chores import github_chores, github_reads_for  # the GitHub intake builds on chores
+
+    chores += github_chores(config, db, github_reads_for(config))
     return chores

@@ -452,6 +452,10 @@ class Conductor:
     def wake(self) -> None:
         self._wake.set()
 
+    def run_chore(self, name: str) -> None:
+        """Run chore ``name`` at once (the webhook route: a delivery was recorded)."""
+        self.chores.run_soon(name)
+
     def run(self, stop: threading.Event, *, exit_when_idle: bool = False) -> None:
         hb_stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat_loop, args=(hb_stop,), name="heartbeat", daemon=True)

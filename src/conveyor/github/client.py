@@ -40,7 +40,7 @@ import httpx
 from conveyor import __version__
 from conveyor.config.resolved import Config, GitHubConfig
 from conveyor.github.auth import AppAuth, Credentials, GitHubAuthError, TokenAuth
-from conveyor.github.reads import GitHubUnavailable, Json
+from conveyor.github.reads import GitHubError, GitHubUnavailable, Json
 
 __all__ = ["API_VERSION", "GitHubClient", "GitHubError", "RetryLimits", "github_client_for"]
 
@@ -48,14 +48,6 @@ API_VERSION = "2022-11-28"
 SECONDARY_LIMIT_WAIT = 60.0  # seconds, when a secondary rate limit answer has no Retry-After
 PER_PAGE = 100  # GitHub's largest page
 MAX_PAGES = 50  # 5,000 items: more check runs than any commit has; a loop in Link headers ends here
-
-
-class GitHubError(Exception):
-    """GitHub refused a request; ``status`` is its HTTP status, ``message`` GitHub's own words."""
-
-    def __init__(self, status: int, message: str, what: str) -> None:
-        self.status, self.message = status, message
-        super().__init__(f"GitHub answered HTTP {status} to {what}{': ' + message if message else ''}")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Every method answers GitHub's own JSON objects (the REST API's shapes, which are also the objects inside
 webhook payloads: a check run, a commit status, a workflow run), so one parser serves a webhook and a
 reconciliation read alike. A method raises :class:`GitHubUnavailable` when GitHub cannot answer now
-(an outage, a rate limit longer than the caller will wait); the caller tries again at its next turn.
+(an outage, a rate limit longer than the caller will wait); the caller tries again at its next turn. It
+raises :class:`GitHubError` when GitHub refused the request itself.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ Json = dict[str, Any]
 
 class GitHubUnavailable(Exception):
     """GitHub did not answer usefully (5xx after retries, connection refused, rate limited for long)."""
+
+
+class GitHubError(Exception):
+    """GitHub refused a request (a 404 for a repository the token cannot see, a 422): asking again will not
+    help. ``status`` is its HTTP status, ``message`` GitHub's own words."""
+
+    def __init__(self, status: int, message: str, what: str) -> None:
+        self.status, self.message = status, message
+        super().__init__(f"GitHub answered HTTP {status} to {what}{': ' + message if message else ''}")
 
 
 class GitHubReads(Protocol):

@@ -72,6 +72,9 @@ class Release(Base):
     commits: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(200))
+    # from GitHub (a candidate): the pull requests it brings ({number, url}) and its compare page
+    pull_requests: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
+    compare_url: Mapped[str | None] = mapped_column(Text)
 
 
 class Deployment(Base):
@@ -362,3 +365,72 @@ class SourcePoll(Base):
     error: Mapped[str | None] = mapped_column(Text)
     failing_since: Mapped[datetime | None]
     failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GitHubDelivery(Base):
+    """One webhook delivery from GitHub, recorded by the request and worked on by the intake queue.
+
+    ``delivery_id`` (``X-GitHub-Delivery``) is unique: a redelivery finds its row and does nothing more.
+    ``state``: ``pending`` (also while claimed, under a lease; ``attempts`` is the fencing token), then
+    ``done``, ``ignored`` (with ``note`` saying why) or ``failed`` after too many attempts.
+    """
+
+    __tablename__ = "github_deliveries"
+    __table_args__ = (Index("ix_github_deliveries_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(100), unique=True)
+    event: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)  # the raw JSON as signed
+    received_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Candidate(Base):
+    """A pushed commit of a GitHub app on its way to becoming a release: it waits for CI.
+
+    ``state``: waiting | released | ci_failed | ci_timed_out | superseded. ``commits``: the pushed commits
+    ({sha, message, author, email, login, pull_requests}); ``ci``: the required checks as last evaluated
+    ({name: {state, url, source}}).
+    """
+
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("app", "sha"), Index("ix_candidates_state", "state", "app"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app: Mapped[str] = mapped_column(String(100))
+    sha: Mapped[str] = mapped_column(String(40))
+    branch: Mapped[str] = mapped_column(String(300))
+    state: Mapped[str] = mapped_column(String(20))
+    commits: Mapped[list[Any]] = mapped_column(default=list)
+    pull_requests: Mapped[list[Any]] = mapped_column(default=list)
+    compare_url: Mapped[str | None] = mapped_column(Text)
+    repo_url: Mapped[str | None] = mapped_column(Text)
+    ci: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    deadline_at: Mapped[datetime | None]  # CI must be green by then
+    updated_at: Mapped[datetime]
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+
+
+class CiResult(Base):
+    """The newest result GitHub reported for one name (check run, status context, workflow, check suite's
+    app) on one commit of one app; kept apart from candidates, so a result that arrives before its push
+    is not lost."""
+
+    __tablename__ = "ci_results"
+
+    app: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sha: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # pending | success | failure
+    url: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(20))  # check_run | status | workflow_run | check_suite
+    reported_at: Mapped[datetime]  # GitHub's own time for it, so an older result never overwrites a newer

@@ -35,6 +35,8 @@ def release_detail(db: Database, release_id: int) -> dict[str, Any] | None:
             "created_at": iso(release.created_at),
             "created_by": release.created_by,
             "commits": [c for c in release.commits if isinstance(c, dict)],
+            "pull_requests": release.pull_requests,
+            "compare_url": release.compare_url,
             "deployments": [
                 {
                     "id": d.id,

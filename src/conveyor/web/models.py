@@ -91,6 +91,24 @@ class HoldModel(BaseModel):
     lift: str = Field(description="the exact command that lifts it")
 
 
+class PullRequestModel(BaseModel):
+    number: int
+    url: str | None = None
+
+
+class CandidateModel(BaseModel):
+    """A commit pushed to the app's branch on GitHub, on its way to becoming a release."""
+
+    sha: str
+    state: str = Field(description="waiting | released | ci_failed | ci_timed_out | superseded")
+    summary: str
+    since: str | None
+    ci: dict[str, Any] = Field(description="the required checks as last seen: {name: {state, url, source}}")
+    commits: list[dict[str, Any]] = Field(description="sha, subject, author, email, login, pull_requests")
+    pull_requests: list[PullRequestModel]
+    compare_url: str | None
+
+
 class AppStatusModel(BaseModel):
     name: str
     team: str
@@ -98,6 +116,7 @@ class AppStatusModel(BaseModel):
     groups: list[str]
     environments: dict[str, EnvironmentStatus]
     holds: list[HoldModel]
+    candidates: list[CandidateModel] = Field(default_factory=list, description="candidates waiting for CI")
 
 
 class AppList(BaseModel):
@@ -158,6 +177,13 @@ class WhyModel(BaseModel):
     environments: dict[str, WhyEnvironment]
     holds: list[HoldModel]
     polling: PollingModel | None = None
+    candidate: CandidateModel | None = Field(default=None, description="the newest commit pushed on GitHub")
+
+
+class AuthorModel(BaseModel):
+    name: str | None = None
+    email: str | None = None
+    login: str | None = Field(default=None, description="the GitHub login, when the commit came from GitHub")
 
 
 class HistoryEntry(BaseModel):
@@ -172,6 +198,9 @@ class HistoryEntry(BaseModel):
     created_by: str
     summary: str
     commits: list[str] = Field(description="subjects of the release's last five commits")
+    authors: list[AuthorModel] = Field(default_factory=list, description="who wrote the release's commits")
+    pull_requests: list[PullRequestModel] = Field(default_factory=list)
+    compare_url: str | None = None
     current: bool = Field(default=False, description="this deployment's release is what runs in its environment now")
     override: str | None = Field(default=None, description="rollback or force, for a deployment that was one")
 
@@ -188,6 +217,8 @@ class CommitModel(BaseModel):
     at: str = ""
     subject: str = ""
     message: str = ""
+    login: str | None = None
+    pull_requests: list[int] = Field(default_factory=list)
 
 
 class DeploymentSummary(BaseModel):
@@ -211,6 +242,8 @@ class ReleaseModel(BaseModel):
     created_at: str | None
     created_by: str
     commits: list[CommitModel]
+    pull_requests: list[PullRequestModel] = Field(default_factory=list)
+    compare_url: str | None = None
     deployments: list[DeploymentSummary]
 
 
@@ -338,6 +371,16 @@ class AuditVerification(BaseModel):
 class Health(BaseModel):
     status: str
     database: str
+
+
+class HookAnswer(BaseModel):
+    """What ``POST /hooks/github`` did with a delivery: ``pending`` (recorded, to be worked on), ``ignored``
+    (an event conveyor does not use; ``note`` says so), ``done`` (ping) or ``redelivery``."""
+
+    delivery: str
+    event: str
+    outcome: str
+    note: str = ""
 
 
 # -- writes --------------------------------------------------------------------------------------------

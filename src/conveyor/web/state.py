@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated, Protocol, runtime_checkable
 
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
@@ -15,6 +15,11 @@ from conveyor.store.database import Database
 
 class Wakeable(Protocol):
     def wake(self) -> None: ...
+
+
+@runtime_checkable
+class ChoreRunner(Protocol):
+    def run_chore(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,11 @@ class ApiState:
         """Let an attached conductor start on a write at once instead of at its next poll."""
         if self.conductor is not None:
             self.conductor.wake()
+
+    def run_chore(self, name: str) -> None:
+        """Let an attached conductor run chore ``name`` at once (a webhook delivery was recorded)."""
+        if isinstance(self.conductor, ChoreRunner):
+            self.conductor.run_chore(name)
 
 
 def _state(request: Request) -> ApiState:

@@ -1,0 +1,168 @@
+"""The intake's rules one by one: paths, truncated pushes completed by the compare API, supersede, CI
+timeout, and what status and the API show of candidates waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from conveyor import views
+from conveyor.clock import utc_now
+from conveyor.github.intake import Intake
+from conveyor.store.tables import Candidate, Decision
+from tests.github.conftest import Hooked, hooked
+from tests.github.stand_in import LoopbackReads, StandIn
+
+CONFIG = """\
+teams: {publishing: {}}
+defaults:
+  deploy: {driver: fake}
+github:
+  webhook_secret: ${GITHUB_WEBHOOK_SECRET}
+apps:
+  web:
+    repo: ./repos/web
+    github: acme/mono
+    team: publishing
+    paths: [services/web/**]
+    ci: {required: [test, lint], timeout: 30m}
+  api:
+    repo: ./repos/web
+    github: acme/mono
+    team: publishing
+    paths: [services/api/**]
+    ci: none
+"""
+
+
+class Clock:
+    """Real time, moved ahead by ``ahead`` (the hook records deliveries at real time)."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta()
+
+    def __call__(self) -> Any:
+        return utc_now() + self.ahead
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def hook(tmp_path: Path, db_url: str, clock: Clock) -> Iterator[Hooked]:
+    yield from hooked(tmp_path, db_url, CONFIG, clock)
+
+
+def push(sha: str, files: list[str], *, commits: int = 1, before: str = "a" * 40) -> dict[str, Any]:
+    listed = [
+        {
+            "id": f"{n:040x}" if n < commits - 1 else sha,
+            "message": f"change {n}",
+            "author": {"name": "A User", "email": "user@example.org", "username": "a-user"},
+            "added": [],
+            "modified": files,
+            "removed": [],
+        }
+        for n in range(commits)
+    ]
+    return {
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": sha,
+        "compare": f"https://github.com/acme/mono/compare/{before[:12]}...{sha[:12]}",
+        "commits": listed,
+        "repository": {"full_name": "acme/mono", "html_url": "https://github.com/acme/mono"},
+    }
+
+
+def states(hook: Hooked) -> list[tuple[str, str, str]]:
+    with hook.db.read() as session:
+        return [(c.app, c.sha[:4], c.state) for c in session.scalars(select(Candidate).order_by(Candidate.id))]
+
+
+def test_paths_pick_the_apps_a_push_concerns(hook: Hooked) -> None:
+    hook.post("push", push("1" * 40, ["services/web/app.py"]))
+    hook.post("push", push("2" * 40, ["services/api/app.py", "README.md"]))
+    hook.post("push", push("3" * 40, ["README.md"]))
+    hook.work()
+    assert states(hook) == [("web", "1111", "waiting"), ("api", "2222", "released")]
+    notes = [d.note for d in hook.deliveries()]
+    assert notes[2] == "web: 3333333 touches none of services/web/**; api: 3333333 touches none of services/api/**"
+    assert [d.state for d in hook.deliveries()] == ["done", "done", "ignored"]
+
+
+def test_a_newer_push_supersedes_the_candidate_still_waiting(hook: Hooked) -> None:
+    hook.post("push", push("1" * 40, ["services/web/a.py"]))
+    hook.work()
+    hook.post("push", push("2" * 40, ["services/web/b.py"], before="1" * 40))
+    hook.work()
+    assert states(hook) == [("web", "1111", "superseded"), ("web", "2222", "waiting")]
+    status = views.status(hook.db, hook.config, "web")[0]
+    assert [(c["sha"][:4], c["summary"]) for c in status.candidates] == [("2222", "waiting for CI: test, lint")]
+    answer = hook.client.get("/api/apps/web").json()
+    assert answer["candidates"][0]["sha"] == "2" * 40
+    assert answer["candidates"][0]["commits"][0]["login"] == "a-user"
+
+
+def test_a_candidate_without_ci_in_time_is_decided_timed_out(hook: Hooked, clock: Clock) -> None:
+    hook.post("push", push("1" * 40, ["services/web/a.py"]))
+    hook.work()
+    status = {"sha": "1" * 40, "context": "test", "state": "success", "repository": {"full_name": "acme/mono"}}
+    hook.post("status", status)
+    hook.work()
+    assert not hook.intake.settle_open()
+    assert states(hook) == [("web", "1111", "waiting")]
+    clock.ahead = timedelta(minutes=31)
+    assert not hook.intake.settle_open()
+    assert states(hook) == [("web", "1111", "ci_timed_out")]
+    with hook.db.read() as session:
+        (decision,) = session.scalars(select(Decision)).all()
+    assert (
+        decision.summary
+        == "1111111 was not released: CI timed out: no result in time (still pending: lint; never reported: lint)"
+    )
+    assert decision.rule == "CiTimedOut"
+    why = views.why(hook.db, hook.config, "web")
+    assert why["environments"]["integration"]["explanation"] == decision.summary
+    assert why["candidate"]["state"] == "ci_timed_out"
+    hook.intake.settle_open()  # again: nothing more is recorded
+    with hook.db.read() as session:
+        assert len(session.scalars(select(Decision)).all()) == 1
+
+
+def test_a_truncated_push_is_completed_by_the_compare_api(hook: Hooked) -> None:
+    github = StandIn()
+    reads = LoopbackReads(github.url)
+    try:
+        base, head = "b" * 40, "c" * 40
+        github.state.add_commit("acme/mono", "d" * 40, None, "docs only", ["README.md"], "b-user")
+        github.state.add_commit("acme/mono", head, "d" * 40, "the web change (#12)", ["services/web/x.py"], "c-user")
+        github.state.parents["d" * 40] = base
+        # GitHub lists 20 commits at most: these say nothing about services/web, the compare does
+        hook.post("push", push(head, ["README.md"], commits=20, before=base))
+        intake = Intake(hook.config, hook.db, hook.intake.clock, release=hook.releaser)
+        from conveyor.github.chores import work_deliveries
+
+        work_deliveries(intake, hook.queue, reads)
+        assert states(hook) == [("web", "cccc", "waiting")]
+        assert any("/compare/" in r for r in github.state.requests)
+        with hook.db.read() as session:
+            candidate = session.scalars(select(Candidate)).one()
+        assert [(c["login"], c["pull_requests"]) for c in candidate.commits] == [("b-user", []), ("c-user", [12])]
+        assert candidate.pull_requests == [{"number": 12, "url": "https://github.com/acme/mono/pull/12"}]
+    finally:
+        reads.close()
+        github.close()
+
+
+def test_without_an_api_reader_a_truncated_push_is_taken_as_it_is(hook: Hooked) -> None:
+    hook.post("push", push("c" * 40, ["services/web/x.py"], commits=20))
+    hook.work()
+    assert states(hook) == [("web", "cccc", "waiting")]
