@@ -65,3 +65,36 @@ def test_a_bad_poll_is_reported_at_its_position(value: str, message: str) -> Non
 def test_a_bad_poll_in_defaults_is_reported_there() -> None:
     (problem,) = problems(config(defaults="  poll: 100ms\n"))
     assert problem.startswith("conveyor.yaml:4:9: 'poll' in defaults: must be at least 5s"), problem
+
+
+GITHUB = """\
+teams: {publishing: {}}
+github:
+  webhook_secret: a-webhook-secret-value
+defaults:
+  deploy: {driver: fake}
+  poll: 2m
+  ci: {required: [test]}
+apps:
+  web:
+    repo: https://github.com/example/web.git
+    team: publishing
+  legacy:
+    repo: https://git.example.org/legacy.git
+    team: publishing
+"""
+
+
+def test_a_poll_in_defaults_leaves_apps_on_github_to_their_webhooks() -> None:
+    cfg = load(GITHUB)
+    assert cfg.app("web").github == "example/web" and cfg.app("web").poll is None
+    assert cfg.app("legacy").github is None and cfg.app("legacy").poll == 120.0
+    assert cfg.app("legacy").ci is None  # the CI gate is GitHub's: a polled head is released as it is
+
+
+def test_polling_an_app_that_waits_for_ci_on_github_is_refused() -> None:
+    text = GITHUB.replace(
+        "    repo: https://github.com/example/web.git\n", "    repo: https://github.com/example/web.git\n    poll: 1m\n"
+    )
+    (message,) = problems(text)
+    assert message.startswith("conveyor.yaml:11:11: app 'web' waits for CI on GitHub")
