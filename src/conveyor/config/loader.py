@@ -160,6 +160,7 @@ def _resolve(
         api_tokens=api_tokens,
         api_max_body_bytes=file.api.max_body_bytes,
         public_url=file.public_url,
+        errors=file.errors.resolved(),
         notifiers=resolved_notifiers,
         windows=windows,
     )
@@ -231,6 +232,12 @@ def _known_keys(path: tuple[Any, ...]) -> list[str]:
             return keys_of(schema.EnvironmentSection)
         case ("api",):
             return keys_of(schema.ApiSection)
+        case ("errors",):
+            return keys_of(schema.ErrorsSection)
+        case ("errors", "rate_limit"):
+            return keys_of(schema.ErrorRateLimitSection)
+        case ("errors", "spike"):
+            return keys_of(schema.SpikeSection)
         case ("api", "tokens", _):
             return keys_of(schema.ApiTokenSection)
     return []

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from conveyor.config.resolved import Config
+from conveyor.error_intake.retention import ERROR_PRUNE_INTERVAL, ErrorRetention
 from conveyor.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -102,5 +103,7 @@ class Chores:
 
 def chores_for(config: Config, db: Database) -> list[Chore]:
     """Every chore a conductor runs for ``config``: one line per source of periodic work."""
-    chores: list[Chore] = []
+    chores: list[Chore] = [
+        Chore("error-retention", every=ERROR_PRUNE_INTERVAL, run=ErrorRetention(config, db), first_after=60.0)
+    ]
     return chores

@@ -15,7 +15,7 @@ from conveyor.web.errors import install_error_handlers
 from conveyor.web.gate import RequestGate, route_caps
 from conveyor.web.metrics import registry_for
 from conveyor.web.openapi import describe_environments
-from conveyor.web.routes import actions, apps, audit, controls, health, holds, records
+from conveyor.web.routes import actions, apps, audit, controls, error_intake, error_issues, health, holds, records
 from conveyor.web.state import ApiState, Wakeable
 
 
@@ -52,7 +52,8 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
     )
     describe_environments(app, config.environments)
     install_error_handlers(app)
-    routers = [module.router for module in (health, apps, records, actions, holds, controls, audit)]
+    routers = [module.router for module in (health, apps, records, actions, holds, controls, audit, error_issues)]
+    routers.append(error_intake.router_for(config, db))  # Sentry SDKs; its own keys, its own body cap
     for router in routers:
         app.include_router(router)
     # every route that takes an Actor needs a token; the gate checks it before any body is read
