@@ -19,10 +19,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.error_groups import Grouping
@@ -114,15 +114,11 @@ def record_batch(
     issues, new = _issues_for(session, events, now)
     per_issue = Counter(issues[_key(e)] for e in events)
     last_release = {issues[_key(e)]: e.release for e in events}
+    table = cast(Table, ErrorIssue.__table__)  # a Core UPDATE: one executemany, by bound ids
     session.execute(
-        update(ErrorIssue)
-        .where(ErrorIssue.id == bindparam("b_id"))
-        .values(
-            last_seen=now,
-            last_release=bindparam("b_release"),
-            events=ErrorIssue.events + bindparam("b_n"),
-        )
-        .execution_options(synchronize_session=False),
+        table.update()
+        .where(table.c.id == bindparam("b_id"))
+        .values(last_seen=now, last_release=bindparam("b_release"), events=table.c.events + bindparam("b_n")),
         [{"b_id": i, "b_release": last_release[i], "b_n": n} for i, n in per_issue.items()],
     )
     session.execute(
