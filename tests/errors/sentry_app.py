@@ -58,7 +58,7 @@ def main(scenario: str) -> None:
             handled()
         except ValueError:
             sentry_sdk.capture_exception()
-        sentry_sdk.capture_message("cache miss for user %s" % "u1")
+        sentry_sdk.capture_message("cache miss for user u1")
         sentry_sdk.flush()
         raise KeyError("unhandled")  # the SDK's excepthook sends it, and flushes at exit
     if scenario == "flood":
