@@ -20,7 +20,7 @@ class TooLarge(BodyError):
 
 
 ENCODINGS = ("identity", "gzip", "x-gzip", "deflate", "br")
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 
 
 def decode(body: bytes, encoding: str | None, limit: int) -> bytes:
@@ -47,7 +47,8 @@ def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
     data = body
     try:
         while True:
-            out += inflater.decompress(data, limit + 1 - len(out))
+            # a bounded piece at a time: a max_length of the whole cap would make zlib allocate it up front
+            out += inflater.decompress(data, min(CHUNK, limit + 1 - len(out)))
             if len(out) > limit:
                 raise TooLarge(f"body: larger than {limit} bytes decompressed")
             data = inflater.unconsumed_tail
