@@ -8,6 +8,7 @@ from starlette.routing import BaseRoute
 
 from conveyor import __version__
 from conveyor.config.resolved import Config
+from conveyor.error_intake.intake import Intake
 from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.web.auth import TokenCheck
@@ -53,7 +54,8 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
     describe_environments(app, config.environments)
     install_error_handlers(app)
     routers = [module.router for module in (health, apps, records, actions, holds, controls, audit, error_issues)]
-    routers.append(error_intake.router_for(config, db))  # Sentry SDKs; its own keys, its own body cap
+    intake = Intake(config, db)
+    routers.append(error_intake.router_for(intake))  # Sentry SDKs; their own keys, their own body cap
     for router in routers:
         app.include_router(router)
     # every route that takes an Actor needs a token; the gate checks it before any body is read
@@ -65,4 +67,5 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
         max_body_bytes=config.api_max_body_bytes,
         caps=route_caps([r for router in routers for r in router.routes]),
     )
+    app.add_middleware(error_intake.IntakeFastPath, intake=intake)  # outside the gate: SDKs carry no token
     return app
