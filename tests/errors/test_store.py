@@ -211,3 +211,23 @@ def test_the_writer_commits_many_requests_in_one_transaction_and_answers_each(db
         assert future.result(timeout=30) is None
     assert count(db, T0 - timedelta(days=1), datetime.now(UTC) + timedelta(minutes=1)) == 200
     assert writer.batches < 200
+
+
+def test_the_retention_chore_prunes_by_the_configured_retentions(db: Database) -> None:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from conveyor.config.resolved import Config, ErrorsConfig
+    from conveyor.engine.chores import chores_for
+    from conveyor.error_intake.retention import ErrorRetention
+
+    config = Config(Path("conveyor.yaml"), ("staging",), {}, {}, {}, Path("."), db.url)
+    config = replace(config, errors=ErrorsConfig(retention=86400.0, counts_retention=2 * 86400.0))
+    assert [chore.name for chore in chores_for(config, db)] == ["error-retention"]
+    web = project(db)
+    for days in (3, 1.5, 0):
+        record(db, web, [failure()], T0 - timedelta(days=days))
+    ErrorRetention(config, db, clock=lambda: T0)()
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ErrorEvent)) == 1
+    assert count(db, T0 - timedelta(days=10), T0 + timedelta(minutes=1)) == 2  # the 3-day-old minute is gone
