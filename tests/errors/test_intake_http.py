@@ -148,3 +148,13 @@ def test_the_errors_command_reads_locally_and_from_a_server(intake: Intake, tmp_
     assert table.exit_code == 0 and "from the cli" in table.output
     assert project.run("errors", "nope", env=env).exit_code == 2
     assert project.run("errors", "web", "--since", "soon", env=env).exit_code == 2
+
+
+def test_the_dsn_command_refuses_unknown_names(tmp_path: Path) -> None:
+    project = write_project(tmp_path, CONFIG)
+    assert project.run("dsn", "nope", "--env", "staging").exit_code == 2
+    assert project.run("dsn", "web", "--env", "nowhere").exit_code == 2
+    made = project.run("dsn", "web", "--env", "staging")
+    assert (
+        made.exit_code == 0 and made.output.startswith("http://") and made.output.strip().endswith("@127.0.0.1:8080/1")
+    )

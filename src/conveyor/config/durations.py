@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator
 
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-HINT = "use e.g. 500ms, 1s, 10m, 1h, 14d or a number of seconds"
+HINT = "use e.g. 500ms, 1s, 10m, 1h or a number of seconds"
 
 
 def parse_duration(value: object) -> float:
