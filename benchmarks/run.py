@@ -32,6 +32,11 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
   ``subprocess.run`` and through the step supervisor (which ties the command to the worker), medians of 50.
 - ``scaleout_ratio_4_workers``: 200 deployments of 0.5 s fake (I/O-bound) deploys on PostgreSQL;
   throughput with 4 ``conveyor worker`` processes / with 1, at the same per-worker concurrency (8).
+- ``error_intake_per_s``: gzip envelopes as sentry-sdk sends them (one error event each, 20 issues)
+  accepted per second by one ``conveyor serve`` on SQLite, from 64 keep-alive connections of a client on
+  the same machine (target: 2,000); ``error_intake_per_cpu_s`` is the same per second of the server's
+  CPU time (what one core sustains, whatever else the machine runs); ``error_intake_p99_ms``: one
+  envelope at a time, sent to answered (after its event is committed), p99 over 500.
 - ``event_transactions_per_s_postgres``: 8 processes each committing 100 transactions that record 3
   events and nothing else, on PostgreSQL: transactions per second, the worst case for sealing events
   into the audit chain (each transaction holds the chain's head from sealing to commit).
@@ -54,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api_latency import p99, release_to_start_ms
 from engine import makespan, makespan_in_child, scaleout
+from error_intake import error_intake
 from event_writes import event_transactions_per_second
 from github_intake import intake_latencies_ms, intake_per_second, push_to_deploy_start_ms
 from history import planner_pass_ms, status_ms
@@ -105,6 +111,10 @@ def main() -> int:
     figure("github_intake_p99_ms", lambda: p99(intake_latencies_ms(1000)))
     figure("github_intake_per_s", lambda: intake_per_second(2000, clients=16))
     figure("push_to_deploy_start_p99_ms", lambda: p99(push_to_deploy_start_ms(100)))
+    per_second, per_cpu_second, intake_p99 = error_intake()
+    figure("error_intake_per_s", lambda: per_second)
+    figure("error_intake_per_cpu_s", lambda: per_cpu_second)
+    figure("error_intake_p99_ms", lambda: intake_p99)
     for name, cost in start_costs().items():
         figure(name, lambda cost=cost: cost)
     if ADMIN_URL:

@@ -48,6 +48,8 @@ def test_the_default_kinds_are_what_a_person_wants_to_hear_about() -> None:
         "hold.created",
         "hold.lifted",
         "hold.overridden",
+        "error.new_issue",
+        "error.spike",
     } == NOTIFYING_KINDS
     assert not any(kind.startswith("step.") for kind in NOTIFYING_KINDS)
 

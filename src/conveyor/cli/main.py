@@ -27,7 +27,15 @@ from conveyor.cli.logs import LogPrinter, deployment_ended
 from conveyor.cli.logs import follow as follow_logs
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.notifications import notifications_table
-from conveyor.cli.render import history_table, holds_lines, print_why, status_from_json, status_table, stop_banners
+from conveyor.cli.render import (
+    error_issues_table,
+    history_table,
+    holds_lines,
+    print_why,
+    status_from_json,
+    status_table,
+    stop_banners,
+)
 from conveyor.clock import utc_now
 from conveyor.config import STARTER_CONFIG, load_config
 from conveyor.domain.audit import Anchor
@@ -809,6 +817,56 @@ def audit_verify(ctx: click.Context, config_path: Path, expect: str | None, as_j
     else:
         (out if answer["ok"] else err).print(describe_verification(answer), markup=False)
     sys.exit(0 if answer["ok"] else 1)
+
+
+@cli.command()
+@config_option
+@click.argument("app")
+@click.option("--env", "environment", required=True, help="The environment the DSN reports from.")
+@friendly_errors
+def dsn(config_path: Path, app: str, environment: str) -> None:
+    """Print the Sentry DSN for APP in an environment (give it to the app as SENTRY_DSN); its key is made
+    on first use and stays the same after."""
+    from conveyor.store.error_events import dsn as dsn_of
+    from conveyor.store.error_events import project_for
+
+    opened = open_for_writing(config_path)
+    name = opened.config.app(app).name
+    opened.config.check_environment(environment)
+    with opened.db.write() as session:
+        project = project_for(session, name, environment, utc_now())
+    click.echo(dsn_of(opened.config.public_url, project))
+
+
+@cli.command()
+@config_option
+@click.argument("app")
+@click.option("--env", "environment", help="Only this environment.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Issues seen since TIME: an ISO date or time, or an age (30m, 12h, 7d); default 24h.",
+)
+@json_option
+@server_option
+@friendly_errors
+def errors(
+    config_path: Path, app: str, environment: str | None, since: str | None, as_json: bool, server: str | None
+) -> None:
+    """Error issues of APP from its Sentry SDKs: events, first and last seen, the release that introduced each."""
+    from conveyor.error_intake.issues import error_issues
+
+    after = _since(since)
+    data = answer(
+        server,
+        config_path,
+        lambda opened: error_issues(opened.db, opened.config, app, environment, after, utc_now()),
+        lambda api: api.errors(app, environment, after),
+    )
+    if as_json:
+        _json(data)
+    else:
+        out.print(error_issues_table(data))
 
 
 @cli.command()

@@ -197,3 +197,25 @@ def holds_lines(rows: list[dict[str, Any]]) -> list[Text]:
             )
         )
     return lines
+
+
+def error_issues_table(answer: dict[str, Any]) -> Table:
+    """``conveyor errors``: one row per issue, most events first."""
+    where = f" in {answer['environment']}" if answer.get("environment") else ""
+    table = Table(title=f"errors of {answer['app']}{where} since {answer['since']}", title_justify="left")
+    for col in ("#", "environment", "events", "total", "first seen", "last seen", "introduced in", "issue"):
+        table.add_column(col, overflow="fold")
+    for issue in answer["issues"]:
+        table.add_row(
+            str(issue["id"]),
+            issue["environment"],
+            str(issue["events"]),
+            str(issue["total_events"]),
+            age(issue["first_seen"]),
+            age(issue["last_seen"]),
+            issue["first_release"] or "",
+            Text(
+                f"{issue['title']}\n{issue['culprit']}".strip(), style="bold red" if issue["level"] == "fatal" else ""
+            ),
+        )
+    return table

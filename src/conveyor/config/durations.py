@@ -1,4 +1,4 @@
-"""Durations as a user writes them: ``500ms``, ``1s``, ``10m``, ``1h`` or a bare number of seconds.
+"""Durations as a user writes them: ``500ms``, ``1s``, ``10m``, ``1h``, ``14d`` or a bare number of seconds.
 
 Everything inside conveyor holds durations as float seconds. Plugin ``Options`` may declare a duration
 field as plain ``float``: the loader converts a duration string given for such a field before validation
@@ -14,8 +14,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator
 
-DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 HINT = "use e.g. 500ms, 1s, 10m, 1h or a number of seconds"
 
 

@@ -170,6 +170,7 @@ def _resolve(
         api_tokens=api_tokens,
         api_max_body_bytes=file.api.max_body_bytes,
         public_url=file.public_url,
+        errors=file.errors.resolved(),
         notifiers=resolved_notifiers,
         windows=windows,
         alertmanager=alertmanager,
@@ -247,6 +248,12 @@ def _known_keys(path: tuple[Any, ...]) -> list[str]:
             return keys_of(schema.GitHubSection)
         case ("github", "app"):
             return keys_of(schema.GitHubAppSection)
+        case ("errors",):
+            return keys_of(schema.ErrorsSection)
+        case ("errors", "rate_limit"):
+            return keys_of(schema.ErrorRateLimitSection)
+        case ("errors", "spike"):
+            return keys_of(schema.SpikeSection)
         case ("api", "tokens", _):
             return keys_of(schema.ApiTokenSection)
         case ("alertmanager",):

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from conveyor.config.retry import RetryPolicy
 from conveyor.domain.alerts import Matcher
+from conveyor.domain.error_spikes import SpikeRule
 from conveyor.domain.holds import Window
 from conveyor.domain.model import CheckLimits, OnFailure, Tier
 
@@ -95,6 +96,26 @@ class GitHubConfig:
 
 
 @dataclass(frozen=True)
+class ErrorRateLimit:
+    """At most ``envelopes`` requests per key in each ``per`` seconds; more are answered 429."""
+
+    envelopes: int = 6000
+    per: float = 60.0
+
+
+@dataclass(frozen=True)
+class ErrorsConfig:
+    """The top-level ``errors:`` section: the Sentry-compatible error intake (docs/errors.md)."""
+
+    retention: float = 14 * 86400.0  # seconds raw events are kept
+    counts_retention: float = 90 * 86400.0  # seconds per-minute counts (and so rates) are kept
+    rate_limit: ErrorRateLimit = field(default_factory=ErrorRateLimit)
+    max_body_bytes: int = 5 * 1024 * 1024  # a request body as sent (compressed)
+    max_decompressed_bytes: int = 20 * 1024 * 1024  # the same body decompressed
+    spike: SpikeRule = field(default_factory=SpikeRule)
+
+
+@dataclass(frozen=True)
 class AppConfig:
     name: str
     repo: str  # as written: a local path (resolved against the config's folder), file:// or https URL
@@ -149,6 +170,7 @@ class Config:
     github: GitHubConfig | None = None  # None: no `github:` section, nothing talks to GitHub
     public_url: str = DEFAULT_PUBLIC_URL  # base of every link conveyor gives out, without a trailing slash
     alertmanager: AlertmanagerConfig | None = None  # None: no `alertmanager:` section, the hook answers 404
+    errors: ErrorsConfig = field(default_factory=ErrorsConfig)
 
     def link(self, path: str) -> str:
         """An absolute URL for ``path`` (``/api/...``) under :attr:`public_url`."""

@@ -23,8 +23,9 @@ from pydantic import (
 )
 
 from conveyor.config.durations import HINT, Duration, parse_duration
-from conveyor.config.resolved import API_MAX_BODY_BYTES, DEFAULT_PUBLIC_URL
+from conveyor.config.resolved import API_MAX_BODY_BYTES, DEFAULT_PUBLIC_URL, ErrorRateLimit, ErrorsConfig
 from conveyor.config.retry import RetryPolicy
+from conveyor.domain.error_spikes import SpikeRule
 from conveyor.domain.model import OnFailure, Tier
 
 DEFAULT_ENVIRONMENTS = ("integration", "staging", "production")
@@ -216,6 +217,41 @@ class AlertmanagerSection(Section):
         if self.token is None and self.basic_auth is None:
             raise ValueError("give token or basic_auth: the credentials Alertmanager's http_config sends")
         return self
+DEFAULT_ERRORS, DEFAULT_RATE_LIMIT, DEFAULT_SPIKE = ErrorsConfig(), ErrorRateLimit(), SpikeRule()
+Bytes = Annotated[int, Field(strict=True, ge=1)]
+
+
+class ErrorRateLimitSection(Section):
+    envelopes: Count = DEFAULT_RATE_LIMIT.envelopes
+    per: PositiveDuration = DEFAULT_RATE_LIMIT.per
+
+
+class SpikeSection(Section):
+    min_events: Count = DEFAULT_SPIKE.min_events
+    factor: Annotated[float, Field(gt=0)] = DEFAULT_SPIKE.factor
+    baseline: Annotated[Duration, Field(ge=60)] = DEFAULT_SPIKE.baseline
+    cooldown: PositiveDuration = DEFAULT_SPIKE.cooldown
+
+
+class ErrorsSection(Section):
+    """``errors:``, the error intake; a key left out keeps its default."""
+
+    retention: Annotated[Duration, Field(ge=60)] = DEFAULT_ERRORS.retention
+    counts_retention: Annotated[Duration, Field(ge=60)] = DEFAULT_ERRORS.counts_retention
+    rate_limit: ErrorRateLimitSection = Field(default_factory=ErrorRateLimitSection)
+    max_body_bytes: Bytes = DEFAULT_ERRORS.max_body_bytes
+    max_decompressed_bytes: Bytes = DEFAULT_ERRORS.max_decompressed_bytes
+    spike: SpikeSection = Field(default_factory=SpikeSection)
+
+    def resolved(self) -> ErrorsConfig:
+        return ErrorsConfig(
+            retention=self.retention,
+            counts_retention=max(self.counts_retention, self.retention),
+            rate_limit=ErrorRateLimit(**self.rate_limit.model_dump()),
+            max_body_bytes=self.max_body_bytes,
+            max_decompressed_bytes=max(self.max_decompressed_bytes, self.max_body_bytes),
+            spike=SpikeRule(**self.spike.model_dump()),
+        )
 
 
 def _public_url(url: str) -> str:
@@ -264,6 +300,7 @@ class FileSection(Section):
     public_url: Annotated[str, AfterValidator(_public_url)] = DEFAULT_PUBLIC_URL
     alertmanager: AlertmanagerSection | None = None
     github: GitHubSection | None = None
+    errors: ErrorsSection = Field(default_factory=ErrorsSection)
 
 
 DEFAULT_DEPLOY_TIMEOUT = 3600.0  # seconds a deploy step may run before the engine fails it

@@ -29,10 +29,13 @@ EVENT_KINDS = frozenset(
         "hold.lifted",
         "hold.overridden",
         "promotion.waiting",
+        "error.new_issue",
+        "error.spike",
     }
 )
 
-# What a person wants to hear about: a release, its outcomes in each environment, and what stops it.
+# What a person wants to hear about: a release, its outcomes in each environment, what stops it, and the
+# errors its app starts throwing (docs/errors.md).
 NOTIFYING_KINDS = frozenset(
     {
         "release.created",
@@ -47,5 +50,7 @@ NOTIFYING_KINDS = frozenset(
         "hold.created",
         "hold.lifted",
         "hold.overridden",
+        "error.new_issue",
+        "error.spike",
     }
 )

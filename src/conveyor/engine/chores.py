@@ -27,6 +27,7 @@ from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
 from conveyor.engine.hold_expiry import expiry_chore
 from conveyor.sources.poll import CHORE_EVERY, Poller
+from conveyor.error_intake.retention import ERROR_PRUNE_INTERVAL, ErrorRetention
 from conveyor.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -133,4 +134,7 @@ def chores_for(config: Config, db: Database) -> list[Chore]:
     from conveyor.github.chores import github_chores, github_reads_for  # the GitHub intake builds on chores
 
     chores += github_chores(config, db, github_reads_for(config))
+    chores.append(
+        Chore("error-retention", every=ERROR_PRUNE_INTERVAL, run=ErrorRetention(config, db), first_after=60.0)
+    )
     return chores

@@ -434,3 +434,66 @@ class CiResult(Base):
     url: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(20))  # check_run | status | workflow_run | check_suite
     reported_at: Mapped[datetime]  # GitHub's own time for it, so an older result never overwrites a newer
+class ErrorProject(Base):
+    """One app in one environment as the error intake knows it: ``id`` is the Sentry project id in its DSN
+    and ``public_key`` the key its SDK sends (:mod:`conveyor.store.error_events`). ``raw_since``: raw
+    events received before it were pruned, so counts before it come from the per-minute buckets."""
+
+    __tablename__ = "error_projects"
+    __table_args__ = (UniqueConstraint("app", "environment"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app: Mapped[str] = mapped_column(String(100))
+    environment: Mapped[str] = mapped_column(String(100))
+    public_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    raw_since: Mapped[datetime | None]
+
+
+class ErrorIssue(Base):
+    """Error events grouped by fingerprint (:mod:`conveyor.domain.error_groups`) within one project."""
+
+    __tablename__ = "error_issues"
+    __table_args__ = (UniqueConstraint("project_id", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("error_projects.id"))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text)
+    culprit: Mapped[str] = mapped_column(Text, default="")
+    level: Mapped[str] = mapped_column(String(20))
+    first_seen: Mapped[datetime]
+    first_release: Mapped[str | None] = mapped_column(String(200))  # the release that introduced it
+    last_seen: Mapped[datetime]
+    last_release: Mapped[str | None] = mapped_column(String(200))
+    events: Mapped[int] = mapped_column(Integer)  # ever received (counts survive the raw events' pruning)
+    last_spike_at: Mapped[datetime | None]  # the last error.spike recorded: one per issue per cooldown
+
+
+class ErrorEvent(Base):
+    """One error event as received (its JSON, verbatim), kept for ``errors.retention``."""
+
+    __tablename__ = "error_events"
+    __table_args__ = (Index("ix_error_events_project_received", "project_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("error_projects.id"))
+    issue_id: Mapped[int] = mapped_column(ForeignKey("error_issues.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    release: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[str] = mapped_column(Text)
+
+
+class ErrorCount(Base):
+    """How many events of one issue (and release, ``""`` for none) arrived in one minute; kept for
+    ``errors.counts_retention``, so rates and spikes never need the raw events."""
+
+    __tablename__ = "error_counts"
+    __table_args__ = (Index("ix_error_counts_project_minute", "project_id", "minute"),)
+
+    issue_id: Mapped[int] = mapped_column(ForeignKey("error_issues.id"), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    release: Mapped[str] = mapped_column(String(200), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("error_projects.id"))
+    events: Mapped[int] = mapped_column(Integer)

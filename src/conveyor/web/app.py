@@ -8,6 +8,7 @@ from starlette.routing import BaseRoute
 
 from conveyor import __version__
 from conveyor.config.resolved import Config
+from conveyor.error_intake.intake import Intake
 from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.web.auth import TokenCheck
@@ -15,7 +16,19 @@ from conveyor.web.errors import install_error_handlers
 from conveyor.web.gate import RequestGate, route_caps
 from conveyor.web.metrics import registry_for
 from conveyor.web.openapi import describe_environments
-from conveyor.web.routes import actions, alertmanager, apps, audit, controls, health, holds, hooks, records
+from conveyor.web.routes import (
+    actions,
+    alertmanager,
+    apps,
+    audit,
+    controls,
+    error_intake,
+    error_issues,
+    health,
+    holds,
+    hooks,
+    records,
+)
 from conveyor.web.state import ApiState, Wakeable
 
 
@@ -53,8 +66,11 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
     describe_environments(app, config.environments)
     install_error_handlers(app)
     routers = [
-        module.router for module in (health, apps, records, actions, holds, controls, audit, alertmanager, hooks)
+        module.router
+        for module in (health, apps, records, actions, holds, controls, audit, alertmanager, hooks, error_issues)
     ]
+    intake = Intake(config, db)
+    routers.append(error_intake.router_for(intake))  # Sentry SDKs; their own keys, their own body cap
     for router in routers:
         app.include_router(router)
     # every route that takes an Actor needs a token; the gate checks it before any body is read
@@ -66,4 +82,5 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
         max_body_bytes=config.api_max_body_bytes,
         caps=route_caps([r for router in routers for r in router.routes]),
     )
+    app.add_middleware(error_intake.IntakeFastPath, intake=intake)  # outside the gate: SDKs carry no token
     return app

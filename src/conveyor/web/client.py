@@ -1,7 +1,7 @@
 """The API seen from the CLI's remote mode: ``release``, ``deploy``, ``promote``, ``unblock``, ``block``,
 ``freeze``, ``stop``, ``unfreeze``, ``rollback``, ``unveto`` and ``cancel`` sent to a ``conveyor serve``
 over HTTP (``--server URL`` or ``CONVEYOR_URL``, token from ``CONVEYOR_TOKEN``), and the reads ``status``,
-``why``, ``history``, ``holds``, ``logs``, ``audit`` and ``audit verify`` answered by it. A new read is one
+``why``, ``history``, ``holds``, ``logs``, ``errors``, ``audit`` and ``audit verify`` answered by it. A new read is one
 method calling :meth:`ApiClient.get` with the path and the keys its answer must have.
 
 Failures become :class:`RemoteError` with the exit code the local command would have: 2 for an unknown
@@ -117,6 +117,10 @@ class ApiClient:
 
     def history(self, app: str, limit: int) -> dict[str, Any]:
         return self.get(app_path(app, "history"), {"limit": limit}, "app", "deployments")
+
+    def errors(self, app: str, environment: str | None, since: datetime | None) -> dict[str, Any]:
+        params = _given(environment=environment, since=since.isoformat() if since else None)
+        return self.get(app_path(app, "errors"), params, "app", "since", "issues")
 
     def get(self, path: str, params: dict[str, Any], *expected: str) -> dict[str, Any]:
         """GET ``path``; the answer must be a JSON object with the ``expected`` keys."""

@@ -1,0 +1,87 @@
+"""Sentry envelopes: a JSON header line, then items, each a JSON header line and a payload.
+
+An item's payload is ``length`` bytes when its header gives a length (a newline may follow), else it runs
+to the next newline (or the end). Only items of type ``event`` are error events; every other type
+(``transaction``, ``session``, ``sessions``, ``attachment``, ``client_report``, ``check_in``, ``profile``,
+``replay_*``, ``span``, ``log``, ...) is accepted and dropped, as an SDK must not be told it sent
+something wrong for data this intake does not keep. See https://develop.sentry.dev/sdk/envelopes/.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+class EnvelopeError(ValueError):
+    """The body is not an envelope (or not a JSON event, for ``/store/``); the message says where."""
+
+
+@dataclass(frozen=True)
+class Item:
+    type: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Envelope:
+    header: dict[str, Any]
+    items: tuple[Item, ...]
+
+    def events(self) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """The error events it carries, decoded, with their JSON as sent."""
+        for item in self.items:
+            if item.type == "event":
+                yield event_from_json(item.payload), item.payload
+
+
+def parse_envelope(body: bytes) -> Envelope:
+    header, position = _json_line(body, 0, "the envelope header")
+    items: list[Item] = []
+    while position < len(body):
+        if body[position : position + 1] == b"\n":  # blank lines between items
+            position += 1
+            continue
+        item_header, position = _json_line(body, position, f"the header of item {len(items) + 1}")
+        kind = item_header.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise EnvelopeError(f"item {len(items) + 1}: its header has no type")
+        length = item_header.get("length")
+        if length is not None:
+            if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+                raise EnvelopeError(f"item {len(items) + 1}: length must be a number of bytes")
+            end = position + length
+            if end > len(body):
+                raise EnvelopeError(f"item {len(items) + 1}: {length} bytes announced, {len(body) - position} sent")
+            payload = body[position:end]
+            position = end + 1 if body[end : end + 1] == b"\n" else end
+        else:
+            end = body.find(b"\n", position)
+            end = len(body) if end < 0 else end
+            payload, position = body[position:end], end + 1
+        items.append(Item(kind, payload))
+    return Envelope(header, tuple(items))
+
+
+def event_from_json(payload: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        raise EnvelopeError("an event is not JSON") from None
+    if not isinstance(event, dict):
+        raise EnvelopeError("an event is not a JSON object")
+    return event
+
+
+def _json_line(body: bytes, start: int, what: str) -> tuple[dict[str, Any], int]:
+    end = body.find(b"\n", start)
+    end = len(body) if end < 0 else end
+    try:
+        value = json.loads(body[start:end]) if end > start else {}
+    except (UnicodeDecodeError, ValueError):
+        raise EnvelopeError(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise EnvelopeError(f"{what} is not a JSON object")
+    return value, end + 1

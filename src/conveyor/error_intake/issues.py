@@ -1,0 +1,32 @@
+"""The read model of ``conveyor errors`` and ``GET /api/apps/{app}/errors``: an app's issues since a time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from conveyor.config.resolved import Config
+from conveyor.store.database import Database
+from conveyor.store.error_events import issues
+
+DEFAULT_SINCE = timedelta(hours=24)
+
+
+def error_issues(
+    db: Database, config: Config, app: str, environment: str | None, since: datetime | None, now: datetime
+) -> dict[str, Any]:
+    """The issues of ``app`` (in ``environment``, else every one) seen since ``since`` (default: the last
+    24 hours), most events first, each with its events since then, its total, first and last seen and the
+    release that introduced it."""
+    name = config.app(app).name
+    if environment is not None:
+        config.check_environment(environment)
+    since = since if since is not None else now - DEFAULT_SINCE
+    with db.read() as session:
+        found = issues(session, name, environment, since)
+    return {
+        "app": name,
+        "environment": environment,
+        "since": since.isoformat(),
+        "issues": [issue.to_json() for issue in found],
+    }
