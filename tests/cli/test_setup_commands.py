@@ -165,6 +165,24 @@ def test_check_summarises_apps_teams_tiers_and_groups(project: Project) -> None:
     assert "api: team publishing, tier manual (runs migrations by hand), driver fake" in out
 
 
+def test_check_says_where_each_app_hears_of_new_commits(project: Project) -> None:
+    project.config.write_text(
+        BASE_CONFIG.replace(
+            "apps:\n",
+            "public_url: https://conveyor.example.org\n"
+            "github: {webhook_secret: a-webhook-secret-value, token: a-token-of-sorts}\n"
+            "apps:\n  site: {repo: ./repos/web, github: acme/site, team: publishing, "
+            "paths: ['site/**'], ci: {required: [test, lint]}}\n"
+            "  docs: {repo: ./repos/api, team: publishing, poll: 2m}\n",
+        )
+    )
+    out = project.ok("check").output
+    assert "site: team publishing, tier auto, driver fake, from GitHub acme/site (CI test, lint, paths site/**)" in out
+    assert "docs: team publishing, tier auto, driver fake, polled every 120s" in out
+    assert "web: team publishing, tier auto, groups router, driver fake\n" in out
+    assert "github: https://api.github.com with a token; webhooks at https://conveyor.example.org/hooks/github" in out
+
+
 def test_check_lists_every_problem_with_its_position(project: Project) -> None:
     bad = BASE_CONFIG.replace("groups: [router]}", "groups: [router], tirr: auto}").replace(
         "team: publishing, tier: manual", "team: publishin, tier: manual"

@@ -38,6 +38,7 @@ from conveyor.cli.render import (
 )
 from conveyor.clock import utc_now
 from conveyor.config import STARTER_CONFIG, load_config
+from conveyor.config.resolved import AppConfig
 from conveyor.domain.audit import Anchor
 from conveyor.domain.holds import unblock_command
 from conveyor.engine.conductor import DEFAULT_CONCURRENCY, Conductor
@@ -107,7 +108,24 @@ def check(config_path: Path) -> None:
         tier = app.tier if app.tier == "auto" else f"manual ({app.reason})"
         groups = f", groups {', '.join(app.groups)}" if app.groups else ""
         drivers = sorted({e.deploy.driver for e in app.environments.values()})
-        out.print(f"  {app.name}: team {app.team}, tier {tier}{groups}, driver {', '.join(drivers)}", markup=False)
+        out.print(
+            f"  {app.name}: team {app.team}, tier {tier}{groups}, driver {', '.join(drivers)}{_source(app)}",
+            markup=False,
+        )
+    if config.github is not None:
+        auth = "an App" if config.github.app else "a token" if config.github.token else "webhooks only, no API"
+        out.print(f"github: {config.github.api_url} with {auth}; webhooks at {config.link('/hooks/github')}")
+
+
+def _source(app: AppConfig) -> str:
+    """Where the app's releases come from, beside ``conveyor release``."""
+    if app.github is not None:
+        ci = f"CI {', '.join(app.ci.required)}" if app.ci else "no CI wait"
+        paths = f", paths {', '.join(app.paths)}" if app.paths else ""
+        return f", from GitHub {app.github} ({ci}{paths})"
+    if app.poll is not None:
+        return f", polled every {app.poll:g}s"
+    return ""
 
 
 @cli.group()
