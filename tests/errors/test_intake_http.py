@@ -158,3 +158,17 @@ def test_the_dsn_command_refuses_unknown_names(tmp_path: Path) -> None:
     assert (
         made.exit_code == 0 and made.output.startswith("http://") and made.output.strip().endswith("@127.0.0.1:8080/1")
     )
+
+
+def test_the_dsn_command_needs_no_secret_of_the_hooks_or_notifiers(tmp_path: Path) -> None:
+    """A DSN is a key in the database: whoever hands it to an app need not hold GitHub's or a notifier's
+    secrets (they are not set where people run commands)."""
+    project = write_project(
+        tmp_path,
+        CONFIG
+        + "github: {webhook_secret: '${GITHUB_WEBHOOK_SECRET}'}\n"
+        + "notifiers: {hook: {type: webhook, url: 'https://example.org/h', secret: '${HOOK_SECRET}'}}\n",
+    )
+    made = project.run("dsn", "web", "--env", "staging", env={"GITHUB_WEBHOOK_SECRET": None, "HOOK_SECRET": None})
+    assert made.exit_code == 0, made.output
+    assert made.output.strip().endswith("@127.0.0.1:8080/1")

@@ -32,12 +32,15 @@ def open_for_reading(config_path: Path) -> Opened:
     return _opened(config, Database(config.database_url, create=False), require_current_schema)
 
 
-def open_for_writing(config_path: Path) -> Opened:
-    config = load_config(config_path)
+def open_for_writing(config_path: Path, *, notifying: bool = True) -> Opened:
+    """With ``notifying=False``, for a write that records no event (``conveyor dsn`` storing a key): the
+    config is read as for reading, so the notifiers' and the hooks' secrets need not be set."""
+    config = load_config(config_path, reading=not notifying)
     db = Database(config.database_url)
 
     def prepare(db: Database) -> None:
-        install_router(db, config)  # events this process writes notify whom the config says
+        if notifying:
+            install_router(db, config)  # events this process writes notify whom the config says
         prepare_schema(db)
 
     return _opened(config, db, prepare)

@@ -848,7 +848,7 @@ def dsn(config_path: Path, app: str, environment: str) -> None:
     from conveyor.store.error_events import dsn as dsn_of
     from conveyor.store.error_events import project_for
 
-    opened = open_for_writing(config_path)
+    opened = open_for_writing(config_path, notifying=False)  # a key, no event: no notifier secrets needed
     name = opened.config.app(app).name
     opened.config.check_environment(environment)
     with opened.db.write() as session:

@@ -199,10 +199,14 @@ def holds_lines(rows: list[dict[str, Any]]) -> list[Text]:
     return lines
 
 
-def error_issues_table(answer: dict[str, Any]) -> Table:
-    """``conveyor errors``: one row per issue, most events first."""
+def error_issues_table(answer: dict[str, Any]) -> Table | str:
+    """``conveyor errors``: one row per issue, most events first; a sentence when there is none."""
     where = f" in {answer['environment']}" if answer.get("environment") else ""
-    table = Table(title=f"errors of {answer['app']}{where} since {answer['since']}", title_justify="left")
+    since = _minute(answer["since"])
+    if not answer["issues"]:
+        app = answer["app"]
+        return f"no errors of {app}{where} since {since} UTC (the DSN to send them: conveyor dsn {app} --env ENV)"
+    table = Table(title=f"errors of {answer['app']}{where} since {since} UTC", title_justify="left")
     for col in ("#", "environment", "events", "total", "first seen", "last seen", "introduced in", "issue"):
         table.add_column(col, overflow="fold")
     for issue in answer["issues"]:
@@ -219,3 +223,8 @@ def error_issues_table(answer: dict[str, Any]) -> Table:
             ),
         )
     return table
+
+
+def _minute(moment: str) -> str:
+    """An ISO time as ``YYYY-MM-DD HH:MM`` (UTC), as the other tables show times."""
+    return datetime.fromisoformat(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
