@@ -68,8 +68,14 @@ def github_chores(
         Chore("ci-gate", GATE_EVERY, intake.settle_open, first_after=GATE_EVERY),
     ]
     if reads is not None:
+        close = getattr(reads, "close", None)  # the client's connections, once the chores have stopped
         chores.append(
-            Chore("github-reconcile", config.github.reconcile_interval, lambda: _reconcile(intake, reads, config))
+            Chore(
+                "github-reconcile",
+                config.github.reconcile_interval,
+                lambda: _reconcile(intake, reads, config),
+                close=(lambda _seconds: close()) if callable(close) else None,
+            )
         )
     return chores
 
