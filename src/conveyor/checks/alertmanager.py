@@ -22,6 +22,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.checks.base import Check, CheckRequest
+from conveyor.checks.reading import RequestHeaders, Unreachable, get
 from conveyor.checks.release_text import RELEASE_PLACEHOLDERS, UnsafeReleaseText, fill_release
 from conveyor.domain.alerts import Matcher, MatcherError, matches_all, parse_matcher
 from conveyor.domain.model import Measurement
@@ -38,7 +39,7 @@ class AlertmanagerOptions(BaseModel):
     address: str
     matchers: list[str] = Field(min_length=1)
     timeout: float = Field(default=10, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: RequestHeaders
 
     @field_validator("address")
     @classmethod
@@ -57,14 +58,6 @@ class AlertmanagerOptions(BaseModel):
                 raise ValueError(str(exc)) from None
         return matchers
 
-    @field_validator("headers")
-    @classmethod
-    def _ascii_headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name, value in headers.items():
-            if not (name + value).isascii() or any(c in name + value for c in "\r\n\x00"):
-                raise ValueError(f"header {name!r} must be printable ASCII on one line")
-        return headers
-
 
 class AlertmanagerCheck(Check):
     """Fail while an alert matching ``matchers`` fires at ``address``."""
@@ -80,23 +73,19 @@ class AlertmanagerCheck(Check):
         except (UnsafeReleaseText, MatcherError) as exc:
             return Measurement.errored(str(exc))
         shown = ", ".join(m.text() for m in matchers)
-        params: list[tuple[str, str | int | float | bool | None]] = [
+        params: list[tuple[str, str]] = [
             ("active", "true"),
             ("silenced", "false"),
             ("inhibited", "false"),
         ]
         params += [("filter", m.text()) for m in matchers]
-        url = f"{opts.address}/api/v2/alerts"
         try:
-            with httpx.Client(timeout=opts.timeout, follow_redirects=False) as client:
-                response = client.get(url, params=params, headers=opts.headers)
-        except httpx.TimeoutException:
-            return Measurement.errored(f"timed out after {opts.timeout:g}s asking {opts.address}")
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-            return Measurement.errored(f"cannot reach {opts.address}: {type(exc).__name__}: {exc}")
+            response = get(opts.address, "/api/v2/alerts", params, opts.headers, opts.timeout)
+        except Unreachable as exc:
+            return Measurement.errored(str(exc))
         alerts = _alerts(response)
         if alerts is None:
-            return Measurement.errored(f"HTTP {response.status_code} from {url}: {response.text[:200]}")
+            return Measurement.errored(f"HTTP {response.status_code} from {response.url}: {response.text[:200]}")
         firing = [a for a in alerts if _firing(a, matchers)]
         if not firing:
             return Measurement.passed(f"no alert firing at {opts.address} matches {shown}", value="0")

@@ -23,11 +23,11 @@ import json
 import math
 from typing import Annotated, Any, Literal, cast
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
 from conveyor.checks.base import Check, CheckRequest
 from conveyor.checks.conditions import Condition, ConditionError, compile_condition
+from conveyor.checks.reading import RequestHeaders, Unreachable, get
 from conveyor.checks.release_text import RELEASE_PLACEHOLDERS, UnsafeReleaseText, fill_release
 from conveyor.domain.model import Measurement
 from conveyor.steps import StepContext
@@ -47,7 +47,7 @@ class PrometheusOptions(BaseModel):
     failure: ConditionText | None = None
     empty: Literal["inconclusive", "pass", "fail"] = "inconclusive"
     timeout: float = Field(default=10, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: RequestHeaders
 
     @field_validator("address")
     @classmethod
@@ -67,14 +67,6 @@ class PrometheusOptions(BaseModel):
         if value is None or isinstance(value, Condition):
             return value
         raise ValueError("a condition must be a string such as 'result[0] < 0.01'")
-
-    @field_validator("headers")
-    @classmethod
-    def _ascii_headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name, value in headers.items():
-            if not (name + value).isascii() or any(c in name + value for c in "\r\n\x00"):
-                raise ValueError(f"header {name!r} must be printable ASCII on one line")
-        return headers
 
     @model_validator(mode="after")
     def _a_condition(self) -> PrometheusOptions:
@@ -116,14 +108,11 @@ class PrometheusCheck(Check):
 
 def instant_query(address: str, query: str, timeout: float, headers: dict[str, str]) -> QueryResult:
     """``query`` at ``address`` now; :class:`QueryFailed` for every way it can go wrong."""
-    url = f"{address}/api/v1/query"
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            response = client.get(url, params={"query": query}, headers=headers)
-    except httpx.TimeoutException:
-        raise QueryFailed(f"timed out after {timeout:g}s asking {address}") from None
-    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-        raise QueryFailed(f"cannot reach {address}: {type(exc).__name__}: {exc}") from None
+        response = get(address, "/api/v1/query", [("query", query)], headers, timeout)
+    except Unreachable as exc:
+        raise QueryFailed(str(exc)) from None
+    url = response.url
     try:
         body = response.json()
     except ValueError:
