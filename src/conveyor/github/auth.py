@@ -147,7 +147,7 @@ class AppAuth:
 
 def _json_or_refusal(response: httpx.Response, doing: str) -> dict[str, Any]:
     if not response.is_success:
-        raise GitHubAuthError(f"GitHub refused {doing}: HTTP {response.status_code} {_message(response)}".strip())
+        raise GitHubAuthError(f"GitHub refused {doing}: HTTP {response.status_code} {github_message(response)}".strip())
     try:
         body = response.json()
     except ValueError:
@@ -157,7 +157,8 @@ def _json_or_refusal(response: httpx.Response, doing: str) -> dict[str, Any]:
     return body
 
 
-def _message(response: httpx.Response) -> str:
+def github_message(response: httpx.Response) -> str:
+    """The ``message`` GitHub puts in an error's JSON body, or "" when there is none."""
     try:
         body = response.json()
     except ValueError:

@@ -39,7 +39,7 @@ import httpx
 
 from conveyor import __version__
 from conveyor.config.resolved import Config, GitHubConfig
-from conveyor.github.auth import AppAuth, Credentials, GitHubAuthError, TokenAuth
+from conveyor.github.auth import AppAuth, Credentials, GitHubAuthError, TokenAuth, github_message
 from conveyor.github.reads import GitHubError, GitHubUnavailable, Json
 
 __all__ = ["API_VERSION", "GitHubClient", "GitHubError", "RetryLimits", "github_client_for"]
@@ -198,7 +198,7 @@ class GitHubClient:
             break
         if response.is_success:
             return response
-        raise GitHubError(response.status_code, _message(response), what)
+        raise GitHubError(response.status_code, github_message(response), what)
 
     def _send_plain(self, method: str, path: str, authorization: str) -> httpx.Response:
         return self._send(method, path, authorization)
@@ -264,7 +264,7 @@ class GitHubClient:
                 return SECONDARY_LIMIT_WAIT
         if response.headers.get("X-RateLimit-Remaining") == "0":
             return max(0.0, _reset(response, self.clock()) - self.clock())
-        if response.status_code == 429 or "rate limit" in _message(response).lower():
+        if response.status_code == 429 or "rate limit" in github_message(response).lower():
             return SECONDARY_LIMIT_WAIT
         return None  # a refusal: no permission, say
 
@@ -315,14 +315,6 @@ def _reset(response: httpx.Response, now: float) -> float:
         return float(response.headers["X-RateLimit-Reset"])
     except (KeyError, ValueError):
         return now + SECONDARY_LIMIT_WAIT
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    return str(body.get("message", "")) if isinstance(body, dict) else ""
 
 
 def _quoted(part: str) -> str:
