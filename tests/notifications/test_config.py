@@ -93,7 +93,7 @@ teams:
 """
     assert problems(tmp_path, text + APPS, {"HOOK_SECRET": "topsecret"}) == [
         "conveyor.yaml:4:10: 'url' in notifier 'chat' (type 'webhook'): "
-        "url must be an http:// or https:// URL, got 'ftp://hooks.example.org/x'",
+        "must be an http:// or https:// URL, got 'ftp://hooks.example.org/x'",
         "conveyor.yaml:6:5: unknown key 'timout' in notifier 'chat' (type 'webhook') (did you mean 'timeout'?)",
         "conveyor.yaml:7:3: missing required key 'secret' in notifier 'nosecret' (type 'webhook')",
         "conveyor.yaml:11:11: unknown notifier type 'pagr' (known: fake, github, log, sentry, webhook)",
@@ -116,7 +116,7 @@ def test_the_secret_is_never_printed(tmp_path: Path) -> None:
     found = problems(tmp_path, text + "teams: {publishing: {notify: [chat]}}\n" + APPS, {"HOOK_SECRET": "topsecret"})
     assert found == [
         "conveyor.yaml:2:30: 'url' in notifier 'chat' (type 'webhook'): "
-        "url must be an http:// or https:// URL, got '********'"
+        "must be an http:// or https:// URL, got '********'"
     ]
 
 

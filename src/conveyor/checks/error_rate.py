@@ -31,9 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, cast
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from conveyor.checks.base import Check, CheckRequest
 from conveyor.checks.error_counts import (
@@ -43,6 +42,7 @@ from conveyor.checks.error_counts import (
     SentryErrorCounts,
 )
 from conveyor.config.durations import Duration
+from conveyor.config.urls import BaseUrl
 from conveyor.domain.error_rate import ErrorRateLimits, WindowCounts, judge_error_rate
 from conveyor.domain.model import Measurement
 from conveyor.steps import StepContext
@@ -53,20 +53,12 @@ __all__ = ["ErrorRateCheck", "ErrorRateOptions", "SentryOptions", "Windows", "wi
 class SentryOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = "https://sentry.io"
+    url: BaseUrl = "https://sentry.io"
     org: str = Field(min_length=1)
     project: str | None = None  # a project slug or numeric id; default: the app's name
     token: SecretStr  # an auth token with event:read, e.g. ${SENTRY_TOKEN}
     query: str = "event.type:error"  # Sentry search terms every count adds to
     timeout: Annotated[Duration, Field(gt=0, le=60)] = 10.0
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
-        return url.rstrip("/")
 
 
 class ErrorRateOptions(BaseModel):

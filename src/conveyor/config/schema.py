@@ -25,6 +25,7 @@ from pydantic import (
 from conveyor.config.durations import HINT, Duration, parse_duration
 from conveyor.config.resolved import API_MAX_BODY_BYTES, DEFAULT_PUBLIC_URL, ErrorRateLimit, ErrorsConfig
 from conveyor.config.retry import RetryPolicy
+from conveyor.config.urls import base_url
 from conveyor.domain.error_spikes import SpikeRule
 from conveyor.domain.model import OnFailure, Tier
 
@@ -257,9 +258,7 @@ class ErrorsSection(Section):
 
 
 def _public_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"must be an http:// or https:// URL with a host, got {url!r}")
+    parts = urlsplit(base_url(url))
     if parts.query or parts.fragment:
         raise ValueError(f"must not have a query or fragment, got {url!r}")
     return url.rstrip("/")

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from conveyor import __version__
 from conveyor.config.durations import Duration
+from conveyor.config.urls import BaseUrl
 from conveyor.notifiers.base import DeliveryContext, DeliveryResult, Notification, Notifier
 
 __all__ = ["SentryNotifier", "SentryNotifierOptions"]
@@ -39,20 +40,12 @@ RELEASE_KEY = "sentry_release"  # memory key: the release exists in Sentry
 class SentryNotifierOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = "https://sentry.io"
+    url: BaseUrl = "https://sentry.io"
     org: str = Field(min_length=1)
     token: SecretStr  # an auth token with project:releases (org:ci), e.g. ${SENTRY_TOKEN}
     projects: dict[str, list[str]] = Field(default_factory=dict)  # app -> its Sentry project slugs
     release_prefix: str = ""  # Sentry's release name is this + conveyor's label; "{app}" is the app's name
     timeout: Annotated[Duration, Field(gt=0, le=MAX_TIMEOUT)] = 10.0
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
-        return url.rstrip("/")
 
     @field_validator("projects")
     @classmethod

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from conveyor import __version__
 from conveyor.config.durations import Duration
+from conveyor.config.urls import HttpUrl
 from conveyor.notifiers.base import DeliveryContext, DeliveryResult, Notification, Notifier
 
 __all__ = ["MAX_TIMEOUT", "WebhookNotifier", "WebhookOptions", "sign", "signing_key", "standard_signature"]
@@ -54,17 +55,9 @@ MAX_TIMEOUT = 60.0  # a delivery must end well within the sender's lease on its 
 class WebhookOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str
+    url: HttpUrl
     secret: SecretStr
     timeout: Annotated[Duration, Field(gt=0, le=MAX_TIMEOUT)] = 10.0
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
-        return url
 
     @field_validator("secret")
     @classmethod
