@@ -47,7 +47,7 @@ from conveyor.errors import OperationError
 from conveyor.github.candidates import release_authors
 from conveyor.repos import Commit, GitError, RepoMirror, UnknownRef, mirror_path_for
 from conveyor.store.database import Database
-from conveyor.store.events import lift_hold, record_event
+from conveyor.store.events import lift_hold, raise_hold, record_event
 from conveyor.store.snapshot import hold_policy, load_holds
 from conveyor.store.tables import Deployment, Hold, Placement, Release
 from conveyor.views import active_holds
@@ -434,24 +434,12 @@ class Operations:
                     evidence=evidence,
                     origin=origin,
                 )
-                session.add(hold)
-                session.flush()
-                record_event(
+                raise_hold(
                     session,
-                    "hold.created",
-                    at=now,
-                    actor=actor,
-                    message=f"stop of every app in {environment}: {reason}",
-                    environment=environment,
-                    payload={
-                        "hold_id": hold.id,
-                        "kind": hold.kind,
-                        "until": None,
-                        "origin": origin,
-                        "evidence": evidence,
-                    },
+                    hold,
+                    f"stop of every app in {environment}: {reason}",
+                    payload={"until": None, "origin": origin, "evidence": evidence},
                     action=STOP,
-                    reason=reason,
                 )
                 return hold.id
         except IntegrityError:  # another process raised it at the same moment (the open-origin index)
@@ -512,20 +500,13 @@ class Operations:
                 until=ends,
                 evidence={},
             )
-            session.add(hold)
-            session.flush()
             scope = f"{app or 'every app'} in {environment or 'every environment'}"
-            record_event(
+            raise_hold(
                 session,
-                "hold.created",
-                at=now,
-                actor=actor,
-                message=f"{kind.value} of {scope}: {reason}",
-                app=app,
-                environment=environment,
-                payload={"hold_id": hold.id, "kind": kind.value, "until": ends.isoformat() if ends else None},
+                hold,
+                f"{kind.value} of {scope}: {reason}",
+                payload={"until": ends.isoformat() if ends else None},
                 action=action,
-                reason=reason,
             )
             return hold.id
 

@@ -26,7 +26,7 @@ from conveyor.domain.audit import OperatorAction
 from conveyor.domain.decisions import Decision
 from conveyor.domain.model import DeploymentState, HoldKind, Override, StepState, Verdict
 from conveyor.engine.deployments import create_deployment
-from conveyor.store.events import lift_hold, record_decisions, record_event
+from conveyor.store.events import lift_hold, raise_hold, record_decisions, record_event
 from conveyor.store.tables import Deployment, Hold, Release, Step
 
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
@@ -73,20 +73,7 @@ def queue_rollback(
             since=now,
             evidence={"rollback_deployment": d.id, "rolled_back_to": to.label},
         )
-        session.add(veto)
-        session.flush()
-        record_event(
-            session,
-            "hold.created",
-            at=now,
-            actor=actor,
-            message=f"{from_release.label} vetoed in {environment}: rolled back ({reason})",
-            app=app,
-            environment=environment,
-            release_id=from_release.id,
-            deployment_id=d.id,
-            payload={"hold_id": veto.id, "kind": veto.kind},
-        )
+        raise_hold(session, veto, f"{from_release.label} vetoed in {environment}: rolled back ({reason})")
     record_event(
         session,
         "rollback.queued",

@@ -36,7 +36,7 @@ from conveyor.domain.model import DeploymentState, Health, HoldKind, StepKind, S
 from conveyor.engine import placements, transitions
 from conveyor.engine.controls import queue_rollback
 from conveyor.store.database import Database
-from conveyor.store.events import deployment_event, lift_hold, record_decisions, record_event
+from conveyor.store.events import deployment_event, lift_hold, raise_hold, record_decisions
 from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ class Orchestrator:
         ).all()
         for hold in older:
             lift_hold(session, hold, now, SYSTEM, "replaced by a newer failure")
-        hold = Hold(
+        block = Hold(
             kind=HoldKind.BLOCK.value,
             app=d.app,
             environment=d.environment,
@@ -272,20 +272,7 @@ class Orchestrator:
             since=now,
             evidence=intent.evidence,
         )
-        session.add(hold)
-        session.flush()
-        record_event(
-            session,
-            "hold.created",
-            at=now,
-            actor=SYSTEM,
-            message=intent.summary,
-            app=d.app,
-            environment=d.environment,
-            release_id=d.release_id,
-            deployment_id=d.id,
-            payload={"hold_id": hold.id, "kind": hold.kind},
-        )
+        raise_hold(session, block, intent.summary)
         if intent.rollback_to_release_id is not None:
             self._roll_back_after_failure(session, d, intent, now)
         return True

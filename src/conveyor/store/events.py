@@ -203,6 +203,35 @@ def record_decisions(session: Session, decisions: Sequence[DecisionRecord], at: 
     )
 
 
+def raise_hold(
+    session: Session,
+    hold: Hold,
+    message: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    action: OperatorAction | None = None,
+) -> Hold:
+    """Add ``hold`` and its ``hold.created`` event in the caller's transaction; ``action`` (with the hold's
+    reason) when an operator asked for it, ``payload`` for what this kind of hold adds to the event."""
+    session.add(hold)
+    session.flush()
+    record_event(
+        session,
+        "hold.created",
+        at=hold.since,
+        actor=hold.actor,
+        message=message,
+        app=hold.app,
+        environment=hold.environment,
+        release_id=hold.release_id,
+        deployment_id=hold.deployment_id,
+        payload={"hold_id": hold.id, "kind": hold.kind, **(payload or {})},
+        action=action,
+        reason=hold.reason if action else None,
+    )
+    return hold
+
+
 def lift_hold(
     session: Session, hold: Hold, now: datetime, actor: str, reason: str, action: OperatorAction | None = None
 ) -> None:
