@@ -177,13 +177,12 @@ def load_placements(session: Session, app: str | None = None) -> dict[tuple[str,
     if app is not None:
         stmt = stmt.where(PlacementRow.app == app)
     placements: dict[tuple[str, str], Placement] = {}
-    for name, env, deployment_id, release_id, health, label, good_deployment, good_release, good_label in (
-        session.execute(stmt).tuples()
-    ):
-        here = ReleaseAt(deployment_id, release_id, label)
+    rows = session.execute(stmt).tuples()
+    for name, env, deployment, release, health, label, good_deployment, good_release, good_label in rows:
+        here = ReleaseAt(deployment, release, label)
         good = None
         if good_release is not None and good_deployment is not None:
-            good = here if good_deployment == deployment_id else ReleaseAt(good_deployment, good_release, good_label)
+            good = here if good_deployment == deployment else ReleaseAt(good_deployment, good_release, good_label)
         placements[(name, env)] = Placement(here, HEALTH[health], good)
     return placements
 
