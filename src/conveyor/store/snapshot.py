@@ -177,7 +177,7 @@ def load_placements(session: Session, app: str | None = None) -> dict[tuple[str,
     if app is not None:
         stmt = stmt.where(PlacementRow.app == app)
     placements: dict[tuple[str, str], Placement] = {}
-    rows = session.execute(stmt).tuples()
+    rows = session.execute(stmt)
     for name, env, deployment, release, health, label, good_deployment, good_release, good_label in rows:
         here = ReleaseAt(deployment, release, label)
         good = None
