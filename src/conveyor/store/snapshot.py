@@ -124,7 +124,7 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
         apps=policies,
         open_deployments=open_deployments,
         placements=placements,
-        deployed_releases=_deployed_releases(session, {p.current.release_id for p in placements.values()}),
+        deployed_releases=_deployed_releases(session),
         holds=load_holds(session),
         locks={r.name: r.deployment_id for r in session.execute(select(Lock.name, Lock.deployment_id))},
         decision_fingerprints=frozenset(latest_fingerprints(session, [r.id for r in rows]).values()),
@@ -187,14 +187,14 @@ def load_placements(session: Session, app: str | None = None) -> dict[tuple[str,
     return placements
 
 
-def _deployed_releases(session: Session, release_ids: set[int]) -> frozenset[tuple[int, str]]:
-    """(release, environment) pairs with any deployment, limited to the releases current somewhere."""
-    if not release_ids:
-        return frozenset()
+def _deployed_releases(session: Session) -> frozenset[tuple[int, str]]:
+    """(release, environment) pairs with any deployment, limited to the releases current somewhere (a
+    subquery, not a list of their ids: a thousand apps' ids made a statement to compile on every pass)."""
+    current = select(PlacementRow.release_id)
     rows = session.execute(
-        select(Deployment.release_id, Deployment.environment).where(Deployment.release_id.in_(release_ids)).distinct()
-    ).all()
-    return frozenset((r.release_id, r.environment) for r in rows)
+        select(Deployment.release_id, Deployment.environment).where(Deployment.release_id.in_(current)).distinct()
+    )
+    return frozenset((release, environment) for release, environment in rows)
 
 
 def hold_policy(config: Config) -> HoldPolicy:
