@@ -48,6 +48,12 @@ class StepThreads:
         with self._lock:
             return self._started
 
+    @property
+    def idle(self) -> int:
+        """Threads waiting for a job."""
+        with self._lock:
+            return self._idle
+
     def _work(self, name: str) -> None:
         threading.current_thread().name = name  # for the log: a thread started this way has no name of its own
         while True:
