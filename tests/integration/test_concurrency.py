@@ -6,10 +6,13 @@ generous for a noisy machine; the measured wall time is printed (``pytest -s``).
 
 from __future__ import annotations
 
+import gc
+import threading
 from pathlib import Path
 
 import pytest
 
+from conveyor.engine.conductor import Conductor
 from conveyor.operations import Operations
 from conveyor.store.database import Database
 from tests.integration.harness import (
@@ -67,5 +70,25 @@ def test_thirty_independent_deploys_run_at_once(tmp_path: Path, db_url: str) -> 
         print(f"first step start to last step end: {span:.2f}s")
         assert span < 4 * DEPLOY_SECONDS, f"steps ran {span:.2f}s end to end: not in parallel"
         assert wall < 8.0, f"{APPS} parallel deploys took {wall:.2f}s"
+    finally:
+        db.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_the_heap_from_before_the_loop_is_frozen_while_it_runs(tmp_path: Path, db_url: str) -> None:
+    """The collector's full passes skip what the loop started with (config, plugins, modules), and the
+    process gets it back when the loop ends."""
+    make_app_repo(tmp_path / "repos" / "shared")
+    config = load(write_config(tmp_path, config_text().replace(f"duration: {DEPLOY_SECONDS}", "duration: 0")))
+    db = Database(db_url)
+    frozen_while_running: list[int] = []
+    try:
+        Operations(config, db).create_release("app00")
+        conductor = Conductor(
+            config, db, poll_interval=0.02, on_step=lambda *_: frozen_while_running.append(gc.get_freeze_count())
+        )
+        conductor.run(threading.Event(), exit_when_idle=True)
+        assert frozen_while_running and all(count > 0 for count in frozen_while_running)
+        assert gc.get_freeze_count() == 0
     finally:
         db.dispose()

@@ -21,6 +21,7 @@ use ``SKIP LOCKED``, planner passes are serialised by an advisory lock, and ever
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import queue
@@ -461,6 +462,11 @@ class Conductor:
         heartbeat = threading.Thread(target=self._heartbeat_loop, args=(hb_stop,), name="heartbeat", daemon=True)
         heartbeat.start()
         self._writer.start()
+        # What exists before the loop (modules, config, plugins, compiled statements) lives as long as the
+        # loop: frozen, the collector's full passes skip it. Those passes are triggered by the objects every
+        # planner pass and step makes, and scanned all of that again each time (a tenth of a second, several
+        # times a run of a thousand apps).
+        gc.freeze()
         try:
             self._start_sender()
             self.chores.start()
@@ -480,6 +486,7 @@ class Conductor:
                     self._wake.wait(min(self.poll_interval, RETRY_SECONDS) if retry_soon else self.poll_interval)
                     self._wake.clear()
         finally:
+            gc.unfreeze()  # back to the collector, e.g. in a process that runs conductors one after another
             self.chores.stop()
             self.shutdown()
             hb_stop.set()

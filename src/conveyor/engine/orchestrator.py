@@ -44,7 +44,11 @@ log = logging.getLogger(__name__)
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
 ACTIVE = (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, DeploymentState.BAKING.value)
 SYSTEM = "conveyor"
-BATCH_SIZE = 50
+# Intents per transaction. Each transaction costs its own sealing of events, commit and connection; a
+# pass that starts a thousand deployments spent twice the CPU in batches of 50 that it does in batches
+# of 500. Larger batches hold SQLite's one writer (and PostgreSQL's row locks) longer: 500 set-based
+# intents take tens of milliseconds.
+BATCH_SIZE = 500
 
 
 class Orchestrator:

@@ -1,15 +1,20 @@
 """The threads that run steps: started on demand, reused, never a fixed number.
 
-Starting a thread costs about a millisecond when a thousand others are busy (``Thread.start`` waits for
-the new thread to be scheduled), so a worker that started one per step spent seconds of every burst
-starting them. Here a thread that finished its step waits for the next one instead, and a new thread is
-started only when none is idle. There is no upper bound of its own: the conductor bounds how many steps
-run at once, and a thread whose step was abandoned (its plugin hangs) keeps it until the plugin returns,
-so it must not take the place of a thread that the next step needs.
+A thread that finished its step waits for the next one, and a new thread is started only when none is
+idle. There is no upper bound of its own: the conductor bounds how many steps run at once, and a thread
+whose step was abandoned (its plugin hangs) keeps it until the plugin returns, so it must not take the
+place of a thread that the next step needs.
+
+New threads are started with :func:`_thread.start_new_thread`, not ``threading.Thread.start``: the
+latter waits until the new thread has run, which takes the interpreter lock twice and the CPU scheduler's
+turn; with a thousand steps starting at once on a busy machine that was a millisecond or more each, a
+second or more before the last step of a burst began, and every later wave inherited the spread. The
+threads are daemons by nature (the process never waits for them) and name themselves for the log.
 """
 
 from __future__ import annotations
 
+import _thread
 import itertools
 import queue
 import threading
@@ -35,7 +40,7 @@ class StepThreads:
                 self._started += 1
         self._jobs.put(job)
         if not reuse:
-            threading.Thread(target=self._work, name=f"{self._name}-{next(self._numbers)}", daemon=True).start()
+            _thread.start_new_thread(self._work, (f"{self._name}-{next(self._numbers)}",))
 
     @property
     def started(self) -> int:
@@ -43,7 +48,14 @@ class StepThreads:
         with self._lock:
             return self._started
 
-    def _work(self) -> None:
+    @property
+    def idle(self) -> int:
+        """Threads waiting for a job."""
+        with self._lock:
+            return self._idle
+
+    def _work(self, name: str) -> None:
+        threading.current_thread().name = name  # for the log: a thread started this way has no name of its own
         while True:
             self._jobs.get()()
             with self._lock:

@@ -124,7 +124,7 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
         apps=policies,
         open_deployments=open_deployments,
         placements=placements,
-        deployed_releases=_deployed_releases(session, {p.current.release_id for p in placements.values()}),
+        deployed_releases=_deployed_releases(session),
         holds=load_holds(session),
         locks={r.name: r.deployment_id for r in session.execute(select(Lock.name, Lock.deployment_id))},
         decision_fingerprints=frozenset(latest_fingerprints(session, [r.id for r in rows]).values()),
@@ -159,26 +159,42 @@ def placement_rows(session: Session, app: str | None = None) -> dict[tuple[str, 
 
 
 def load_placements(session: Session, app: str | None = None) -> dict[tuple[str, str], Placement]:
-    """The placements as the planner reasons about them."""
+    """The placements as the planner reasons about them: the same record as :func:`placement_rows`, only
+    the columns the planner reads (a pass reads every place, a thousand apps' worth, several times a second
+    while deployments finish: no SHA, no times, plain tuples)."""
+    stmt = select(
+        PlacementRow.app,
+        PlacementRow.environment,
+        PlacementRow.deployment_id,
+        PlacementRow.release_id,
+        PlacementRow.health,
+        Release.label,
+        PlacementRow.good_deployment_id,
+        PlacementRow.good_release_id,
+        GOOD.label,
+    ).join(Release, Release.id == PlacementRow.release_id)
+    stmt = stmt.outerjoin(GOOD, GOOD.id == PlacementRow.good_release_id)
+    if app is not None:
+        stmt = stmt.where(PlacementRow.app == app)
     placements: dict[tuple[str, str], Placement] = {}
-    for r in placement_rows(session, app).values():  # few objects: a snapshot reads every place each pass
-        here = ReleaseAt(r.deployment_id, r.release_id, r.label)
+    rows = session.execute(stmt)
+    for name, env, deployment, release, health, label, good_deployment, good_release, good_label in rows:
+        here = ReleaseAt(deployment, release, label)
         good = None
-        if r.good_release_id is not None and r.good_deployment_id is not None:
-            same = r.good_deployment_id == r.deployment_id
-            good = here if same else ReleaseAt(r.good_deployment_id, r.good_release_id, r.good_label)
-        placements[(r.app, r.environment)] = Placement(here, HEALTH[r.health], good)
+        if good_release is not None and good_deployment is not None:
+            good = here if good_deployment == deployment else ReleaseAt(good_deployment, good_release, good_label)
+        placements[(name, env)] = Placement(here, HEALTH[health], good)
     return placements
 
 
-def _deployed_releases(session: Session, release_ids: set[int]) -> frozenset[tuple[int, str]]:
-    """(release, environment) pairs with any deployment, limited to the releases current somewhere."""
-    if not release_ids:
-        return frozenset()
+def _deployed_releases(session: Session) -> frozenset[tuple[int, str]]:
+    """(release, environment) pairs with any deployment, limited to the releases current somewhere (a
+    subquery, not a list of their ids: a thousand apps' ids made a statement to compile on every pass)."""
+    current = select(PlacementRow.release_id)
     rows = session.execute(
-        select(Deployment.release_id, Deployment.environment).where(Deployment.release_id.in_(release_ids)).distinct()
-    ).all()
-    return frozenset((r.release_id, r.environment) for r in rows)
+        select(Deployment.release_id, Deployment.environment).where(Deployment.release_id.in_(current)).distinct()
+    )
+    return frozenset((release, environment) for release, environment in rows)
 
 
 def hold_policy(config: Config) -> HoldPolicy:
