@@ -133,7 +133,7 @@ def chores_for(config: Config, db: Database) -> list[Chore]:
         chores.append(Chore("poll", every=CHORE_EVERY, run=poller.run, close=poller.close))
     from conveyor.github.chores import github_chores, github_reads_for  # the GitHub intake builds on chores
 
-    chores += github_chores(config, db, github_reads_for(config))
+    chores += github_chores(config, db, github_reads_for(config), close_reads=True)
     chores.append(
         Chore("error-retention", every=ERROR_PRUNE_INTERVAL, run=ErrorRetention(config, db), first_after=60.0)
     )

@@ -58,7 +58,10 @@ def github_chores(
     *,
     owner: str | None = None,
     clock: Callable[[], datetime] = utc_now,
+    close_reads: bool = False,
 ) -> list[Chore]:
+    """The intake's chores; with ``close_reads`` (the reader was made for them) the reconciliation chore
+    closes it when the chores stop."""
     if config.github is None:
         return []
     intake = Intake(config, db, clock)
@@ -68,7 +71,7 @@ def github_chores(
         Chore("ci-gate", GATE_EVERY, intake.settle_open, first_after=GATE_EVERY),
     ]
     if reads is not None:
-        close = getattr(reads, "close", None)  # the client's connections, once the chores have stopped
+        close = getattr(reads, "close", None) if close_reads else None  # once the chores have stopped
         chores.append(
             Chore(
                 "github-reconcile",
