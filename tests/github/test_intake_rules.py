@@ -4,6 +4,7 @@ timeout, and what status and the API show of candidates waiting."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,13 @@ from sqlalchemy import select
 
 from conveyor import views
 from conveyor.clock import utc_now
+from conveyor.github.chores import work_deliveries
+from conveyor.github.client import GitHubClient
 from conveyor.github.intake import Intake
 from conveyor.store.tables import Candidate, Decision
-from tests.github.conftest import Hooked, hooked
-from tests.github.stand_in import LoopbackReads, StandIn
+from tests.github.conftest import TOKEN, Hooked, hooked
+from tests.github.standin import GitHubStandIn
+from tests.gitrepos import git, head, make_repo
 
 CONFIG = """\
 teams: {publishing: {}}
@@ -137,32 +141,38 @@ def test_a_candidate_without_ci_in_time_is_decided_timed_out(hook: Hooked, clock
         assert len(session.scalars(select(Decision)).all()) == 1
 
 
-def test_a_truncated_push_is_completed_by_the_compare_api(hook: Hooked) -> None:
-    github = StandIn()
-    reads = LoopbackReads(github.url)
+def test_a_truncated_push_is_completed_by_the_compare_api(hook: Hooked, standin: GitHubStandIn, tmp_path: Path) -> None:
+    mono = tmp_path / "github" / "mono"  # GitHub's copy of acme/mono
+    make_repo(mono, {"services/api/x.py": "api\n"}, "base")
+    base = head(mono)
+    (mono / "README.md").write_text("docs\n")
+    git(mono, "add", "-A")
+    git(mono, "commit", "-q", "--author", "B User <b@example.org>", "-m", "docs only")
+    (mono / "services" / "web").mkdir()
+    (mono / "services" / "web" / "x.py").write_text("web\n")
+    git(mono, "add", "-A")
+    git(mono, "commit", "-q", "--author", "C User <c@example.org>", "-m", "the web change (#12)")
+    after = head(mono)
+    standin.repositories["acme/mono"] = mono
+    standin.logins.update({"b@example.org": "b-user", "c@example.org": "c-user"})
+    reads = GitHubClient(replace(hook.config.github, api_url=standin.url, token=TOKEN))
     try:
-        base, head = "b" * 40, "c" * 40
-        github.state.add_commit("acme/mono", "d" * 40, None, "docs only", ["README.md"], "b-user")
-        github.state.add_commit("acme/mono", head, "d" * 40, "the web change (#12)", ["services/web/x.py"], "c-user")
-        github.state.parents["d" * 40] = base
         # GitHub lists 20 commits at most: these say nothing about services/web, the compare does
-        hook.post("push", push(head, ["README.md"], commits=20, before=base))
+        hook.post("push", push(after, ["README.md"], commits=20, before=base))
         intake = Intake(hook.config, hook.db, hook.intake.clock, release=hook.releaser)
-        from conveyor.github.chores import work_deliveries
-
         work_deliveries(intake, hook.queue, reads)
-        assert states(hook) == [("web", "cccc", "waiting")]
-        assert any("/compare/" in r for r in github.state.requests)
+        assert states(hook) == [("web", after[:4], "waiting")]
+        assert standin.requests("GET", f"/repos/acme/mono/compare/{base}...{after}")
         with hook.db.read() as session:
             candidate = session.scalars(select(Candidate)).one()
         assert [(c["login"], c["pull_requests"]) for c in candidate.commits] == [("b-user", []), ("c-user", [12])]
         assert candidate.pull_requests == [{"number": 12, "url": "https://github.com/acme/mono/pull/12"}]
     finally:
         reads.close()
-        github.close()
 
 
 def test_without_an_api_reader_a_truncated_push_is_taken_as_it_is(hook: Hooked) -> None:
     hook.post("push", push("c" * 40, ["services/web/x.py"], commits=20))
     hook.work()
     assert states(hook) == [("web", "cccc", "waiting")]
+
