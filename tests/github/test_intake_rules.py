@@ -173,6 +173,28 @@ def test_a_truncated_push_is_completed_by_the_compare_api(hook: Hooked, standin:
         reads.close()
 
 
+def test_a_truncated_push_the_compare_api_refuses_is_taken_as_it_is(
+    hook: Hooked, standin: GitHubStandIn, tmp_path: Path
+) -> None:
+    """A force push whose old head GitHub no longer has: the compare answers 404; the push is not lost."""
+    mono = tmp_path / "github" / "mono"
+    make_repo(mono, {"services/web/x.py": "web\n"}, "the web change")
+    after = head(mono)
+    standin.repositories["acme/mono"] = mono
+    reads = GitHubClient(replace(hook.config.github, api_url=standin.url, token=TOKEN))
+    try:
+        hook.post("push", push(after, ["services/web/x.py"], commits=20, before="e" * 40))
+        intake = Intake(hook.config, hook.db, hook.intake.clock, release=hook.releaser)
+        work_deliveries(intake, hook.queue, reads)
+        assert [r.status for r in standin.requests("GET", "/compare/")] == [404]
+        assert states(hook) == [("web", after[:4], "waiting")]
+        [delivery] = hook.deliveries()
+        assert delivery.state == "done"
+        assert delivery.note.startswith(f"the compare API refused eeeeeee...{after[:7]} (404); web: ")
+    finally:
+        reads.close()
+
+
 def test_without_an_api_reader_a_truncated_push_is_taken_as_it_is(hook: Hooked) -> None:
     hook.post("push", push("c" * 40, ["services/web/x.py"], commits=20))
     hook.work()
