@@ -18,9 +18,9 @@ from conveyor.engine.chores import Chores
 from conveyor.github.chores import github_chores, work_deliveries
 from conveyor.github.client import GitHubClient
 from conveyor.github.intake import Intake
-from conveyor.store.tables import Candidate, Decision
+from conveyor.store.tables import Candidate, CiResult, Decision
 from tests.github.conftest import TOKEN, Hooked, hooked
-from tests.github.standin import GitHubStandIn
+from tests.github.standin import GitHubStandIn, Scripted
 from tests.gitrepos import git, head, make_repo
 from tests.integration.harness import wait_for
 
@@ -191,6 +191,34 @@ def test_a_truncated_push_the_compare_api_refuses_is_taken_as_it_is(
         [delivery] = hook.deliveries()
         assert delivery.state == "done"
         assert delivery.note.startswith(f"the compare API refused eeeeeee...{after[:7]} (404); web: ")
+    finally:
+        reads.close()
+
+
+def test_a_check_suite_whose_check_runs_github_refuses_still_counts(hook: Hooked, standin: GitHubStandIn) -> None:
+    """An App without the Checks permission: reading the suite's check runs is refused (403); the suite is
+    still observed and its candidate settled, and the delivery says why the runs were not read."""
+    reads = GitHubClient(replace(hook.config.github, api_url=standin.url, token=TOKEN))
+    sha = "5" * 40
+    try:
+        hook.post("push", push(sha, ["services/web/x.py"]))
+        standin.script(Scripted(403, body={"message": "Resource not accessible by integration"}, path="/check-runs"))
+        suite = {
+            "action": "completed",
+            "check_suite": {"head_sha": sha, "status": "completed", "conclusion": "success", "app": {"slug": "lint"}},
+            "repository": {"full_name": "acme/mono"},
+        }
+        hook.post("check_suite", suite)
+        intake = Intake(hook.config, hook.db, hook.intake.clock, release=hook.releaser)
+        work_deliveries(intake, hook.queue, reads)
+        assert [r.status for r in standin.requests("GET", "/check-runs")] == [403]
+        _, delivery = hook.deliveries()
+        assert delivery.state == "done"
+        assert "web: could not read the CI of 5555555: GitHub answered HTTP 403" in delivery.note
+        assert "Resource not accessible by integration" in delivery.note
+        assert states(hook) == [("web", "5555", "waiting")]  # lint green, test not yet
+        with hook.db.read() as session:
+            assert [(r.name, r.state) for r in session.scalars(select(CiResult))] == [("lint", "success")]
     finally:
         reads.close()
 

@@ -64,7 +64,10 @@ def handle(intake: Intake, reads: GitHubReads | None, event: str, body: dict[str
             # missed): read them, for the apps whose open candidate this commit is
             for app in intake.apps_of(payload.repository.full_name):
                 if intake.is_open_candidate(app.name, suite.head_sha):
-                    outcome.notes += _read_ci(intake, reads, app, suite.head_sha)
+                    try:
+                        outcome.notes += _read_ci(intake, reads, app, suite.head_sha)
+                    except GitHubError as exc:  # no permission to read them: the suite itself still counts
+                        outcome.notes.append(f"{app.name}: could not read the CI of {suite.head_sha[:7]}: {exc}")
                     outcome.to_settle.add((app.name, suite.head_sha))
                     outcome.ignored = False
         return outcome
