@@ -14,15 +14,13 @@ from sqlalchemy import select
 
 from conveyor import views
 from conveyor.clock import utc_now
-from conveyor.engine.chores import Chores
-from conveyor.github.chores import github_chores, work_deliveries
+from conveyor.github.chores import work_deliveries
 from conveyor.github.client import GitHubClient
 from conveyor.github.intake import Intake
 from conveyor.store.tables import Candidate, CiResult, Decision
 from tests.github.conftest import TOKEN, Hooked, hooked
 from tests.github.standin import GitHubStandIn, Scripted
 from tests.gitrepos import git, head, make_repo
-from tests.integration.harness import wait_for
 
 CONFIG = """\
 teams: {publishing: {}}
@@ -227,13 +225,3 @@ def test_without_an_api_reader_a_truncated_push_is_taken_as_it_is(hook: Hooked) 
     hook.post("push", push("c" * 40, ["services/web/x.py"], commits=20))
     hook.work()
     assert states(hook) == [("web", "cccc", "waiting")]
-
-
-def test_the_chores_close_the_github_client_when_they_stop(hook: Hooked, standin: GitHubStandIn) -> None:
-    """A conductor stopped (a test, a reload) leaves no connection to GitHub open behind it."""
-    client = GitHubClient(replace(hook.config.github, api_url=standin.url, token=TOKEN))
-    chores = Chores(github_chores(hook.config, hook.db, client), lambda: None)
-    chores.start()
-    wait_for(lambda: bool(standin.requests("GET", "/branches/main")), 30, "the reconciliation at start")
-    chores.stop()
-    assert client._http.is_closed

@@ -40,8 +40,7 @@ GATE_EVERY = 10.0  # seconds between looks at candidates waiting for CI (timeout
 
 
 def github_reads_for(config: Config) -> GitHubReads | None:
-    """The GitHub API reader for ``config``, or None when conveyor cannot read GitHub's API. The chores of
-    :func:`github_chores` that are given it close it when they stop.
+    """The GitHub API reader for ``config``, or None when conveyor cannot read GitHub's API.
 
     This is the one place the REST client plugs in: the intake's truncated-push path and the
     reconciliation take whatever this returns. Without credentials (a ``github:`` section with only a
@@ -70,22 +69,9 @@ def github_chores(
     ]
     if reads is not None:
         chores.append(
-            Chore(
-                "github-reconcile",
-                config.github.reconcile_interval,
-                lambda: _reconcile(intake, reads, config),
-                close=lambda _timeout: _close(reads),
-            )
+            Chore("github-reconcile", config.github.reconcile_interval, lambda: _reconcile(intake, reads, config))
         )
     return chores
-
-
-def _close(reads: GitHubReads) -> None:
-    """The chores own their reader: its connections close when they stop (a conductor started and stopped
-    again, as in a test or a reload, leaves no socket open behind)."""
-    close = getattr(reads, "close", None)
-    if callable(close):
-        close()
 
 
 def work_deliveries(intake: Intake, queue: DeliveryQueue, reads: GitHubReads | None, limit: int = 50) -> bool:
