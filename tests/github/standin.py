@@ -10,18 +10,26 @@ public key (RS256, ``iss``, ``iat`` not in the future, at most ten minutes to ``
 installation tokens it issues with an expiry and refuses once expired or revoked. It misbehaves on
 demand: an outage (``502`` until a time), a queue of scripted answers (rate limits, ``5xx``) for the
 next requests, a delay before each answer.
+
+A repository a test maps to a real git repository (``repositories["owner/name"] = path``) is answered from
+it: a branch's head is the branch's real sha, a commit its real message, author, parents and files, a
+comparison the real commits and files between two shas (``git`` with argv lists, read at each request, so
+a commit made by the test is on "GitHub" at once). Authors' GitHub logins come from ``logins`` (email ->
+login); an email not there has no GitHub account (``author: null``, as GitHub answers).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -87,6 +95,8 @@ class GitHubStandIn:
         self.commit_statuses: dict[str, list[dict[str, Any]]] = {}
         self.workflow_runs: dict[str, list[dict[str, Any]]] = {}
         self.compare_commits = 1
+        self.repositories: dict[str, Path] = {}  # "owner/name" -> a real git repository answering for it
+        self.logins: dict[str, str] = {}  # a commit author's email -> their GitHub login
         self.deployments: list[GitHubDeployment] = []
         self.rate_remaining: int | None = None  # sent as X-RateLimit-Remaining when set
         self.rate_reset = 0.0
@@ -273,17 +283,29 @@ class GitHubStandIn:
 
     def _branch(self, parts: list[str], query: dict[str, str], body: Any, template: str) -> Answer:
         branch = "/".join(parts[5:])
-        if branch not in self.heads:
+        git = self._git(parts)
+        sha = self.heads.get(branch) if git is None else git.branch_head(branch)
+        if sha is None:
             return 404, {}, {"message": "Branch not found"}
         example = self.description.example(template, "GET", 200)
         example["name"] = branch
-        example["commit"]["sha"] = self.heads[branch]
+        example["commit"]["sha"] = sha
+        if git is not None:
+            example["commit"] = self._commit_json(example["commit"], git, sha)
         return 200, {}, example
 
     def _commit(self, parts: list[str], query: dict[str, str], body: Any, template: str) -> Answer:
         example = self.description.example(template, "GET", 200)
-        example["sha"] = parts[5]
-        return 200, {}, example
+        git = self._git(parts)
+        if git is None:
+            example["sha"] = parts[5]
+            return 200, {}, example
+        sha = git.resolve(parts[5])
+        if sha is None:
+            return 422, {}, {"message": f"No commit found for SHA: {parts[5]}"}
+        model = example["files"][0]
+        files = [{**model, **f} for f in git.files(f"{sha}^" if git.parents(sha) else None, sha)]
+        return 200, {}, {**self._commit_json(example, git, sha), "files": files}
 
     def _check_runs(self, parts: list[str], query: dict[str, str], body: Any, template: str) -> Answer:
         example = self.description.example(template, "GET", 200)
@@ -311,10 +333,50 @@ class GitHubStandIn:
     def _compare(self, parts: list[str], query: dict[str, str], body: Any, template: str) -> Answer:
         example = self.description.example(template, "GET", 200)
         model = example["commits"][0]
-        commits = [{**model, "sha": f"{i:040x}"} for i in range(1, self.compare_commits + 1)]
+        git = self._git(parts)
+        if git is None:
+            commits = [{**model, "sha": f"{i:040x}"} for i in range(1, self.compare_commits + 1)]
+        else:
+            base, _, head = parts[5].partition("...")
+            base_sha, head_sha = git.resolve(base), git.resolve(head)
+            if base_sha is None or head_sha is None:
+                return 404, {}, {"message": "Not Found"}
+            commits = [self._commit_json(dict(model), git, sha) for sha in git.between(base_sha, head_sha)]
+            file_model = example["files"][0]
+            example.update(
+                html_url=f"https://github.com/{git.name}/compare/{base}...{head}",
+                status="ahead" if commits else "identical",
+                ahead_by=len(commits),
+                behind_by=0,
+                files=[{**file_model, **f} for f in git.files(base_sha, head_sha)],
+            )
         page, links = self._page(commits, query, parts)
         example.update(commits=page, total_commits=len(commits))
         return 200, links, example
+
+    def _git(self, parts: list[str]) -> GitRepository | None:
+        name = f"{parts[2]}/{parts[3]}"
+        path = self.repositories.get(name)
+        return None if path is None else GitRepository(name, path)
+
+    def _commit_json(self, model: dict[str, Any], git: GitRepository, sha: str) -> dict[str, Any]:
+        """A commit object as GitHub answers it (``commit``, ``author``, ``parents``), from ``git``."""
+        name, email, date, message = git.show(sha)
+        person = {"name": name, "email": email, "date": date}
+        login = self.logins.get(email)
+        author = None if login is None else {**(model.get("author") or {}), "login": login}
+        url = f"https://github.com/{git.name}/commit/{sha}"
+        return {
+            **model,
+            "sha": sha,
+            "node_id": f"C_{sha[:12]}",
+            "html_url": url,
+            "url": f"{self.url}/repos/{git.name}/commits/{sha}",
+            "commit": {**model["commit"], "message": message, "author": person, "committer": person},
+            "author": author,
+            "committer": author,
+            "parents": [{"sha": p, "url": f"{self.url}/repos/{git.name}/commits/{p}"} for p in git.parents(sha)],
+        }
 
     def _create_deployment(self, parts: list[str], query: dict[str, str], body: Any, template: str) -> Answer:
         example = self.description.example(template, "POST", 201)
@@ -368,6 +430,52 @@ class GitHubStandIn:
             return chunk, {}
         following = urlencode({**query, "page": str(page + 1)})
         return chunk, {"Link": f'<{self.url}{"/".join(parts)}?{following}>; rel="next"'}
+
+
+@dataclass(frozen=True)
+class GitRepository:
+    """The real git repository a stand-in repository (``name``) is answered from."""
+
+    name: str
+    path: Path
+
+    def _git(self, *args: str) -> str | None:
+        done = subprocess.run(
+            ["git", "-C", str(self.path), *args], capture_output=True, text=True, check=False, timeout=30
+        )
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def resolve(self, ref: str) -> str | None:
+        return self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+
+    def branch_head(self, branch: str) -> str | None:
+        return self.resolve(f"refs/heads/{branch}")
+
+    def show(self, sha: str) -> tuple[str, str, str, str]:
+        """(author name, author email, author date, message)."""
+        out = self._git("show", "-s", "--format=%an%x00%ae%x00%aI%x00%B", sha) or "\0\0\0"
+        name, email, date, message = out.split("\0", 3)
+        return name, email, date, message.strip()
+
+    def parents(self, sha: str) -> list[str]:
+        return (self._git("rev-parse", f"{sha}^@") or "").split()
+
+    def between(self, base: str, head: str) -> list[str]:
+        """The commits in ``head`` and not in ``base``, oldest first (GitHub's order)."""
+        return (self._git("rev-list", "--reverse", f"{base}..{head}") or "").split()
+
+    def files(self, base: str | None, head: str) -> list[dict[str, Any]]:
+        """The files changed from ``base`` (None: from nothing) to ``head``, as GitHub lists them."""
+        args = ["diff", "--name-status", "-M", base, head] if base else ["show", "--format=", "--name-status", head]
+        statuses = {"A": "added", "M": "modified", "D": "removed", "R": "renamed", "C": "copied"}
+        found: list[dict[str, Any]] = []
+        for line in (self._git(*args) or "").splitlines():
+            code, *names = line.split("\t")
+            entry: dict[str, Any] = {"filename": names[-1], "status": statuses.get(code[:1], "changed")}
+            if code.startswith("R"):
+                entry["previous_filename"] = names[0]
+            found.append(entry)
+        return found
 
 
 Answer = tuple[int, dict[str, str], Any]

@@ -4,6 +4,7 @@ timeout, and what status and the API show of candidates waiting."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,13 @@ from sqlalchemy import select
 
 from conveyor import views
 from conveyor.clock import utc_now
+from conveyor.github.chores import work_deliveries
+from conveyor.github.client import GitHubClient
 from conveyor.github.intake import Intake
-from conveyor.store.tables import Candidate, Decision
-from tests.github.conftest import Hooked, hooked
-from tests.github.stand_in import LoopbackReads, StandIn
+from conveyor.store.tables import Candidate, CiResult, Decision
+from tests.github.conftest import TOKEN, Hooked, hooked
+from tests.github.standin import GitHubStandIn, Scripted
+from tests.gitrepos import git, head, make_repo
 
 CONFIG = """\
 teams: {publishing: {}}
@@ -137,29 +141,84 @@ def test_a_candidate_without_ci_in_time_is_decided_timed_out(hook: Hooked, clock
         assert len(session.scalars(select(Decision)).all()) == 1
 
 
-def test_a_truncated_push_is_completed_by_the_compare_api(hook: Hooked) -> None:
-    github = StandIn()
-    reads = LoopbackReads(github.url)
+def test_a_truncated_push_is_completed_by_the_compare_api(hook: Hooked, standin: GitHubStandIn, tmp_path: Path) -> None:
+    mono = tmp_path / "github" / "mono"  # GitHub's copy of acme/mono
+    make_repo(mono, {"services/api/x.py": "api\n"}, "base")
+    base = head(mono)
+    (mono / "README.md").write_text("docs\n")
+    git(mono, "add", "-A")
+    git(mono, "commit", "-q", "--author", "B User <b@example.org>", "-m", "docs only")
+    (mono / "services" / "web").mkdir()
+    (mono / "services" / "web" / "x.py").write_text("web\n")
+    git(mono, "add", "-A")
+    git(mono, "commit", "-q", "--author", "C User <c@example.org>", "-m", "the web change (#12)")
+    after = head(mono)
+    standin.repositories["acme/mono"] = mono
+    standin.logins.update({"b@example.org": "b-user", "c@example.org": "c-user"})
+    reads = GitHubClient(replace(hook.config.github, api_url=standin.url, token=TOKEN))
     try:
-        base, head = "b" * 40, "c" * 40
-        github.state.add_commit("acme/mono", "d" * 40, None, "docs only", ["README.md"], "b-user")
-        github.state.add_commit("acme/mono", head, "d" * 40, "the web change (#12)", ["services/web/x.py"], "c-user")
-        github.state.parents["d" * 40] = base
         # GitHub lists 20 commits at most: these say nothing about services/web, the compare does
-        hook.post("push", push(head, ["README.md"], commits=20, before=base))
+        hook.post("push", push(after, ["README.md"], commits=20, before=base))
         intake = Intake(hook.config, hook.db, hook.intake.clock, release=hook.releaser)
-        from conveyor.github.chores import work_deliveries
-
         work_deliveries(intake, hook.queue, reads)
-        assert states(hook) == [("web", "cccc", "waiting")]
-        assert any("/compare/" in r for r in github.state.requests)
+        assert states(hook) == [("web", after[:4], "waiting")]
+        assert standin.requests("GET", f"/repos/acme/mono/compare/{base}...{after}")
         with hook.db.read() as session:
             candidate = session.scalars(select(Candidate)).one()
         assert [(c["login"], c["pull_requests"]) for c in candidate.commits] == [("b-user", []), ("c-user", [12])]
         assert candidate.pull_requests == [{"number": 12, "url": "https://github.com/acme/mono/pull/12"}]
     finally:
         reads.close()
-        github.close()
+
+
+def test_a_truncated_push_the_compare_api_refuses_is_taken_as_it_is(
+    hook: Hooked, standin: GitHubStandIn, tmp_path: Path
+) -> None:
+    """A force push whose old head GitHub no longer has: the compare answers 404; the push is not lost."""
+    mono = tmp_path / "github" / "mono"
+    make_repo(mono, {"services/web/x.py": "web\n"}, "the web change")
+    after = head(mono)
+    standin.repositories["acme/mono"] = mono
+    reads = GitHubClient(replace(hook.config.github, api_url=standin.url, token=TOKEN))
+    try:
+        hook.post("push", push(after, ["services/web/x.py"], commits=20, before="e" * 40))
+        intake = Intake(hook.config, hook.db, hook.intake.clock, release=hook.releaser)
+        work_deliveries(intake, hook.queue, reads)
+        assert [r.status for r in standin.requests("GET", "/compare/")] == [404]
+        assert states(hook) == [("web", after[:4], "waiting")]
+        [delivery] = hook.deliveries()
+        assert delivery.state == "done"
+        assert delivery.note.startswith(f"the compare API refused eeeeeee...{after[:7]} (404); web: ")
+    finally:
+        reads.close()
+
+
+def test_a_check_suite_whose_check_runs_github_refuses_still_counts(hook: Hooked, standin: GitHubStandIn) -> None:
+    """An App without the Checks permission: reading the suite's check runs is refused (403); the suite is
+    still observed and its candidate settled, and the delivery says why the runs were not read."""
+    reads = GitHubClient(replace(hook.config.github, api_url=standin.url, token=TOKEN))
+    sha = "5" * 40
+    try:
+        hook.post("push", push(sha, ["services/web/x.py"]))
+        standin.script(Scripted(403, body={"message": "Resource not accessible by integration"}, path="/check-runs"))
+        suite = {
+            "action": "completed",
+            "check_suite": {"head_sha": sha, "status": "completed", "conclusion": "success", "app": {"slug": "lint"}},
+            "repository": {"full_name": "acme/mono"},
+        }
+        hook.post("check_suite", suite)
+        intake = Intake(hook.config, hook.db, hook.intake.clock, release=hook.releaser)
+        work_deliveries(intake, hook.queue, reads)
+        assert [r.status for r in standin.requests("GET", "/check-runs")] == [403]
+        _, delivery = hook.deliveries()
+        assert delivery.state == "done"
+        assert "web: could not read the CI of 5555555: GitHub answered HTTP 403" in delivery.note
+        assert "Resource not accessible by integration" in delivery.note
+        assert states(hook) == [("web", "5555", "waiting")]  # lint green, test not yet
+        with hook.db.read() as session:
+            assert [(r.name, r.state) for r in session.scalars(select(CiResult))] == [("lint", "success")]
+    finally:
+        reads.close()
 
 
 def test_without_an_api_reader_a_truncated_push_is_taken_as_it_is(hook: Hooked) -> None:

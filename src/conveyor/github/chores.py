@@ -44,8 +44,8 @@ def github_reads_for(config: Config) -> GitHubReads | None:
 
     This is the one place the REST client plugs in: the intake's truncated-push path and the
     reconciliation take whatever this returns. Without credentials (a ``github:`` section with only a
-    webhook secret), webhooks alone drive the intake and a push cut short by GitHub is taken as touching
-    every ``paths``."""
+    webhook secret), webhooks alone drive the intake and a push cut short by GitHub is taken as its payload
+    lists it (the files of the commits listed)."""
     from conveyor.github.client import github_client_for  # httpx and the App's crypto only where used
 
     return github_client_for(config)

@@ -64,7 +64,10 @@ def handle(intake: Intake, reads: GitHubReads | None, event: str, body: dict[str
             # missed): read them, for the apps whose open candidate this commit is
             for app in intake.apps_of(payload.repository.full_name):
                 if intake.is_open_candidate(app.name, suite.head_sha):
-                    outcome.notes += _read_ci(intake, reads, app, suite.head_sha)
+                    try:
+                        outcome.notes += _read_ci(intake, reads, app, suite.head_sha)
+                    except GitHubError as exc:  # no permission to read them: the suite itself still counts
+                        outcome.notes.append(f"{app.name}: could not read the CI of {suite.head_sha[:7]}: {exc}")
                     outcome.to_settle.add((app.name, suite.head_sha))
                     outcome.ignored = False
         return outcome
@@ -98,11 +101,17 @@ def _push(intake: Intake, reads: GitHubReads | None, push: Push) -> Outcome:
         branches = ", ".join(sorted({a.branch for a in apps}))
         return Outcome([f"push to {branch}: the apps of {repo} follow {branches}"], ignored=True)
     commits, files = _push_commits(push)
-    if len(push.commits) >= PUSH_COMMITS_CAP and reads is not None and push.before != ZERO_SHA:
-        compare = Compare.model_validate(reads.compare(repo, push.before, push.after))
-        commits = [_compare_commit(c) for c in compare.commits]
-        files = [name for f in compare.files for name in (f.filename, f.previous_filename) if name]
     outcome = Outcome()
+    if len(push.commits) >= PUSH_COMMITS_CAP and reads is not None and push.before != ZERO_SHA:
+        try:
+            compare = Compare.model_validate(reads.compare(repo, push.before, push.after))
+        except GitHubError as exc:
+            # a force push whose old head GitHub no longer has, say: the push is still news, taken as
+            # GitHub listed it (as without an API reader) rather than dropped
+            outcome.notes.append(f"the compare API refused {push.before[:7]}...{push.after[:7]} ({exc.status})")
+        else:
+            commits = [_compare_commit(c) for c in compare.commits]
+            files = [name for f in compare.files for name in (f.filename, f.previous_filename) if name]
     for app in following:
         if not touches(files, app.paths):
             outcome.notes.append(f"{app.name}: {push.after[:7]} touches none of {', '.join(app.paths)}")
