@@ -217,6 +217,8 @@ class AlertmanagerSection(Section):
         if self.token is None and self.basic_auth is None:
             raise ValueError("give token or basic_auth: the credentials Alertmanager's http_config sends")
         return self
+
+
 DEFAULT_ERRORS, DEFAULT_RATE_LIMIT, DEFAULT_SPIKE = ErrorsConfig(), ErrorRateLimit(), SpikeRule()
 Bytes = Annotated[int, Field(strict=True, ge=1)]
 

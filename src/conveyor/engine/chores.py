@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
 from conveyor.engine.hold_expiry import expiry_chore
-from conveyor.sources.poll import CHORE_EVERY, Poller
 from conveyor.error_intake.retention import ERROR_PRUNE_INTERVAL, ErrorRetention
+from conveyor.sources.poll import CHORE_EVERY, Poller
 from conveyor.store.database import Database
 
 log = logging.getLogger(__name__)

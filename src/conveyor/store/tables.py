@@ -434,6 +434,8 @@ class CiResult(Base):
     url: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(20))  # check_run | status | workflow_run | check_suite
     reported_at: Mapped[datetime]  # GitHub's own time for it, so an older result never overwrites a newer
+
+
 class ErrorProject(Base):
     """One app in one environment as the error intake knows it: ``id`` is the Sentry project id in its DSN
     and ``public_key`` the key its SDK sends (:mod:`conveyor.store.error_events`). ``raw_since``: raw
