@@ -23,11 +23,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from conveyor.drivers.local import stop_all
 from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.store.error_events import count_events
+from conveyor.store.tables import Event
 from tests.gitrepos import git
 from tests.integration.harness import (
     add_commit,
@@ -277,6 +279,19 @@ def test_a_release_that_throws_errors_through_the_real_sdk_never_reaches_product
         assert issues["ZeroDivisionError"]["first_release"] == "web@v2", issues
         assert issues["ZeroDivisionError"]["culprit"] == "__main__ in charge"
         assert issues["LookupError"]["first_release"] == "web@v1"
+
+        # the team was told of the new issue as brought by release 2, the release just deployed: the
+        # SDK's "web@v2" names conveyor's release v2
+        with db.read() as session:
+            told = {
+                e.payload["title"].split(":")[0]: e
+                for e in session.scalars(select(Event).where(Event.kind == "error.new_issue", Event.app == "web"))
+                if e.environment == "staging"
+            }
+        assert told["ZeroDivisionError"].release_id == two.release_id
+        assert told["ZeroDivisionError"].payload["release_just_deployed"] is True
+        assert "first seen in web@v2, the release just deployed" in told["ZeroDivisionError"].message
+        assert told["LookupError"].release_id == one.release_id
     finally:
         serve.stop()
         db.dispose()
