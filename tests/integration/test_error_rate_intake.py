@@ -238,7 +238,7 @@ def test_a_release_that_throws_errors_through_the_real_sdk_never_reaches_product
             serve,
         )
         # release 1's errors arrive, tagged as the check counts them: a baseline to compare release 2 with
-        wait_for("a baseline of release 1's errors", lambda: errors_of("web@v1") >= 10, serve)
+        wait_for("a baseline of release 1's errors", lambda: errors_of("web@v1") >= 15, serve)
         # production's key files its errors under production
         wait_for("release 1's errors in production", lambda: errors_of("web@v1", env="production") > 0, serve)
 
@@ -259,19 +259,21 @@ def test_a_release_that_throws_errors_through_the_real_sdk_never_reaches_product
         assert why.returncode == 0, why.stderr
         answer = json.loads(why.stdout)
         staging = answer["environments"]["staging"]
-        assert staging["failed_step"]["name"] == "errors"
+        assert staging["failed_step"]["name"] == "errors", staging
         [measurement] = staging["failed_step"]["measurements"]
         assert measurement["phase"] == "fail", measurement
         message = measurement["message"]
-        assert "error rate significantly above 2× baseline" in message
+        assert "error rate significantly above 2× baseline" in message, message
         assert f"errors in {WINDOW}s after the deploy" in message and " before, ratio " in message, message
         value = json.loads(measurement["value"])
-        assert value["after"] >= 10 and value["before"] >= 10, value
-        assert answer["environments"]["production"]["live"] == "v1"
+        # (a few of release 1's first errors arrive before its deploy finished: outside the baseline)
+        assert value["after"] >= 20 and value["before"] >= 5, value
+        assert answer["environments"]["production"]["live"] == "v1", answer["environments"]["production"]
 
         text = run_cli("why", "web", cwd=tmp_path)
         assert text.returncode == 0, text.stderr
-        assert f"errors in {WINDOW}s after the deploy" in text.stdout, text.stdout
+        shown = " ".join(text.stdout.split())  # the terminal's width may wrap the message anywhere between words
+        assert f"errors in {WINDOW}s after the deploy" in shown and "failed check 'errors' in staging" in shown, shown
 
         listed = run_cli("errors", "web", "--env", "staging", "--json", cwd=tmp_path)
         assert listed.returncode == 0, listed.stderr
@@ -288,9 +290,10 @@ def test_a_release_that_throws_errors_through_the_real_sdk_never_reaches_product
                 for e in session.scalars(select(Event).where(Event.kind == "error.new_issue", Event.app == "web"))
                 if e.environment == "staging"
             }
-        assert told["ZeroDivisionError"].release_id == two.release_id
-        assert told["ZeroDivisionError"].payload["release_just_deployed"] is True
-        assert "first seen in web@v2, the release just deployed" in told["ZeroDivisionError"].message
+        new_issue = told["ZeroDivisionError"]
+        assert new_issue.release_id == two.release_id, (new_issue.message, new_issue.payload)
+        assert new_issue.payload["release_just_deployed"] is True, (new_issue.message, new_issue.payload)
+        assert "first seen in web@v2, the release just deployed" in new_issue.message
         assert told["LookupError"].release_id == one.release_id
     finally:
         serve.stop()
