@@ -25,7 +25,7 @@ from conveyor.store.error_events import (
     prune_cutoffs,
     record_batch,
 )
-from conveyor.store.tables import ErrorEvent, Event, Outbox, Placement, Release
+from conveyor.store.tables import Deployment, ErrorEvent, Event, Outbox, Placement, Release
 
 T0 = datetime(2026, 11, 29, 9, 0, 10, tzinfo=UTC)
 RULE = SpikeRule(min_events=5, factor=3.0, baseline=3600.0, cooldown=3600.0)
@@ -159,14 +159,85 @@ def test_a_new_issue_notifies_the_team_and_says_when_the_release_just_deployed_b
         assert session.scalar(select(func.count()).select_from(Outbox).where(Outbox.notifier == "chat")) == 2
 
 
-def _deployment(session: Any, release_id: int) -> int:
-    from conveyor.store.tables import Deployment
+def test_a_release_named_in_sentrys_app_at_version_form_is_the_apps_release(db: Database) -> None:
+    """An SDK told ``release="web@v2"`` (the check's ``release_prefix: "{app}@"``) names release v2 of web;
+    a label that really is ``web@v1`` wins over the release ``v1``; another app's prefix names nothing."""
+    with db.write() as session:
+        made = {}
+        for n, label in enumerate(["v1", "v2", "web@v1"]):
+            release = Release(
+                app="web", sha=f"{n}" * 40, label=label, ref="main", commits=[], created_at=T0, created_by="test"
+            )
+            session.add(release)
+            session.flush()
+            made[label] = release.id
+        session.add(
+            Placement(
+                app="web",
+                environment="staging",
+                release_id=made["v2"],
+                deployment_id=_deployment(session, made["v2"]),
+                health="healthy",
+                since=T0,
+                updated_at=T0,
+            )
+        )
+    web = project(db)
+    record(db, web, [failure("KeyError", release="web@v2")], T0)
+    record(db, web, [failure("TypeError", release="web@v1")], T0)
+    record(db, web, [failure("OSError", release="api@v2")], T0)
+    record(db, web, [failure("EOFError", release=f"web@{'1' * 12}")], T0)
+    told = {e.payload["title"]: e for e in events_of(db, "error.new_issue")}
+    assert told["KeyError: boom"].release_id == made["v2"]
+    assert told["KeyError: boom"].payload["release_just_deployed"] is True
+    assert "first seen in web@v2, the release just deployed" in told["KeyError: boom"].message
+    assert told["TypeError: boom"].release_id == made["web@v1"]
+    assert told["OSError: boom"].release_id is None
+    assert told["EOFError: boom"].release_id == made["v2"]  # a SHA prefix after the app's name
 
+
+def test_a_new_issue_of_the_release_still_deploying_is_brought_by_the_release_just_deployed(db: Database) -> None:
+    """The app reports from the moment its process starts, before its deploy step is recorded as done and
+    the place's current release changes: v2 deploying in staging while v1 is current there brought the
+    issue; v3, deploying in production only, did not bring staging's."""
+    with db.write() as session:
+        made = {}
+        for n, label in enumerate(["v1", "v2", "v3"]):
+            release = Release(
+                app="web", sha=f"{n}" * 40, label=label, ref="main", commits=[], created_at=T0, created_by="test"
+            )
+            session.add(release)
+            session.flush()
+            made[label] = release.id
+        session.add(
+            Placement(
+                app="web",
+                environment="staging",
+                release_id=made["v1"],
+                deployment_id=_deployment(session, made["v1"]),
+                health="healthy",
+                since=T0,
+                updated_at=T0,
+            )
+        )
+        _deployment(session, made["v2"], state="deploying")
+        other = session.get_one(Deployment, _deployment(session, made["v3"], state="deploying"))
+        other.environment = "production"
+    web = project(db)
+    record(db, web, [failure("KeyError", release="v2"), failure("OSError", release="v3")], T0)
+    told = {e.payload["title"]: e for e in events_of(db, "error.new_issue")}
+    assert told["KeyError: boom"].release_id == made["v2"]
+    assert told["KeyError: boom"].payload["release_just_deployed"] is True
+    assert told["OSError: boom"].release_id == made["v3"]
+    assert told["OSError: boom"].payload["release_just_deployed"] is False
+
+
+def _deployment(session: Any, release_id: int, state: str = "succeeded") -> int:
     d = Deployment(
         release_id=release_id,
         app="web",
         environment="staging",
-        state="succeeded",
+        state=state,
         queued_at=T0,
         updated_at=T0,
         created_by="test",

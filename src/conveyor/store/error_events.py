@@ -27,9 +27,18 @@ from sqlalchemy.orm import Session
 
 from conveyor.domain.error_groups import Grouping
 from conveyor.domain.error_spikes import SpikeRule, baseline_minutes, is_spike
+from conveyor.domain.model import DeploymentState
 from conveyor.store.database import dialect_insert
 from conveyor.store.events import About, record_events
-from conveyor.store.tables import ErrorCount, ErrorEvent, ErrorIssue, ErrorProject, Placement, Release
+from conveyor.store.tables import (
+    Deployment,
+    ErrorCount,
+    ErrorEvent,
+    ErrorIssue,
+    ErrorProject,
+    Placement,
+    Release,
+)
 
 PRUNE_BATCH = 5000
 
@@ -202,14 +211,20 @@ def _issues_for(
 
 
 def _release_of(session: Session, app: str, environment: str, release: str | None) -> tuple[int | None, bool]:
-    """The id of the conveyor release an SDK's ``release`` names (its label or SHA), and whether it is the
-    release running in ``environment`` now (just deployed there)."""
+    """The id of the conveyor release an SDK's ``release`` names, and whether it is the release running in
+    ``environment`` now or being deployed there (just deployed).
+
+    The SDK's release is the release's label or SHA, bare or in Sentry's ``package@version`` form with the
+    app's name as the package (what the ``error_rate`` check counts with ``release_prefix: "{app}@"``);
+    the name as given wins over the name without the prefix.
+    """
     if not release:
         return None, False
-    names: list[Any] = [Release.label == release, Release.sha == release]
-    if len(release) >= 7 and all(c in "0123456789abcdef" for c in release):
-        names.append(Release.sha.startswith(release))
-    found = session.scalars(select(Release.id).where(Release.app == app, or_(*names)).order_by(Release.id.desc())).all()
+    found: list[int] = []
+    for name in dict.fromkeys([release, release.removeprefix(f"{app}@")]):
+        found = _releases_named(session, app, name) if name else []
+        if found:
+            break
     if not found:
         return None, False
     current = session.scalar(
@@ -217,7 +232,32 @@ def _release_of(session: Session, app: str, environment: str, release: str | Non
     )
     if current in found:
         return current, True
+    # An app reports from the moment its process starts, before its deploy step is recorded as done and
+    # the release becomes the place's current one: a release still deploying there is just deployed too.
+    deploying = session.scalar(
+        select(Deployment.release_id)
+        .where(
+            Deployment.app == app,
+            Deployment.environment == environment,
+            Deployment.state == DeploymentState.DEPLOYING.value,
+            Deployment.release_id.in_(found),
+        )
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    )
+    if deploying is not None:
+        return int(deploying), True
     return found[0], False
+
+
+def _releases_named(session: Session, app: str, name: str) -> list[int]:
+    """The app's releases whose label or SHA is ``name`` (or whose SHA starts with it), newest first."""
+    names: list[Any] = [Release.label == name, Release.sha == name]
+    if len(name) >= 7 and all(c in "0123456789abcdef" for c in name):
+        names.append(Release.sha.startswith(name))
+    return list(
+        session.scalars(select(Release.id).where(Release.app == app, or_(*names)).order_by(Release.id.desc())).all()
+    )
 
 
 def _announce_new(
