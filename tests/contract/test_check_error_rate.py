@@ -4,7 +4,6 @@ tested at the end, once that store exists in the tree (it skips until then)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 from collections.abc import Iterator
@@ -261,17 +260,6 @@ def test_defaults_and_durations() -> None:
     )
 
 
-HAS_ERROR_STORE = importlib.util.find_spec("conveyor.store.error_events") is not None
-
-
-def test_without_conveyors_error_store_the_conveyor_source_is_an_error(tmp_path: Path) -> None:
-    if HAS_ERROR_STORE:
-        pytest.skip("conveyor's error store is installed: see the test below")
-    m = measure(request(tmp_path, None, database_url=f"sqlite:///{tmp_path}/conveyor.db"))
-    assert m.phase == "error" and "error store is not available" in m.message
-
-
-@pytest.mark.skipif(not HAS_ERROR_STORE, reason="conveyor's error store (branch errors) is not in this tree yet")
 def test_the_conveyor_source_reads_an_empty_error_store(db_url: str, tmp_path: Path) -> None:
     m = measure(request(tmp_path, None, database_url=db_url))
     assert m.phase == "inconclusive", m.message

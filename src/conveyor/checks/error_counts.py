@@ -15,7 +15,6 @@ measurement.
 
 from __future__ import annotations
 
-import importlib
 import threading
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -51,13 +50,11 @@ class ConveyorErrorCounts:
         self.database_url = database_url
 
     def count(self, app: str, environment: str, start: datetime, end: datetime, release: str | None) -> int:
-        try:  # imported here: the error store is another part of conveyor, not needed to read Sentry
-            count_events = importlib.import_module("conveyor.store.error_events").count_events
-        except (ImportError, AttributeError) as exc:  # a conveyor without the error intake
-            raise ErrorCountsUnavailable(f"conveyor's error store is not available here: {exc}") from None
+        # imported here: reading Sentry's counts needs neither SQLAlchemy nor the store
         from sqlalchemy.exc import SQLAlchemyError
 
         from conveyor.store.database import DatabaseUnreachable
+        from conveyor.store.error_events import count_events
 
         try:
             db = self._database()
