@@ -17,7 +17,7 @@ from conveyor.clock import utc_now
 from conveyor.github.chores import work_deliveries
 from conveyor.github.client import GitHubClient
 from conveyor.github.intake import Intake
-from conveyor.store.tables import Candidate, CiResult, Decision
+from conveyor.store.tables import Candidate, CiResult, Decision, Event
 from tests.github.conftest import TOKEN, Hooked, hooked
 from tests.github.standin import GitHubStandIn, Scripted
 from tests.gitrepos import git, head, make_repo
@@ -136,9 +136,14 @@ def test_a_candidate_without_ci_in_time_is_decided_timed_out(hook: Hooked, clock
     why = views.why(hook.db, hook.config, "web")
     assert why["environments"]["integration"]["explanation"] == decision.summary
     assert why["candidate"]["state"] == "ci_timed_out"
+    with hook.db.read() as session:
+        (told,) = session.scalars(select(Event).where(Event.kind == "release.ci_failed")).all()
+    assert told.payload["timed_out"] is True and told.payload["check"] is None
+    assert told.message == f"web: {decision.summary}"
     hook.intake.settle_open()  # again: nothing more is recorded
     with hook.db.read() as session:
         assert len(session.scalars(select(Decision)).all()) == 1
+        assert len(session.scalars(select(Event).where(Event.kind == "release.ci_failed")).all()) == 1
 
 
 def test_a_truncated_push_is_completed_by_the_compare_api(hook: Hooked, standin: GitHubStandIn, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ One code path serves webhooks and reconciliation (:mod:`conveyor.github.reconcil
 - :meth:`Intake.settle`: the candidate is judged (:func:`conveyor.domain.ci_gate.judge`): green makes a
   release through :meth:`conveyor.operations.Operations.create_release` (the worker fetches the mirror;
   the same commit never makes two releases), red records a Decision "CI failed: lint (url)" and a
-  ``release.ci_failed`` event, past ``ci.timeout`` a Decision says CI never reported.
+  ``release.ci_failed`` event, past ``ci.timeout`` a Decision says CI never reported (and the same event,
+  with ``timed_out``).
 
 State changes of a candidate are conditional updates, so two workers settling the same candidate record
 its failure once.
@@ -264,17 +265,23 @@ class Intake:
                 [DecisionRecord(app.name, environment, Verdict.SKIP, rule, sentence, (summary,), evidence)],
                 now,
             )
-            if to == CI_FAILED:
-                url = seen[failed].url if failed else None
-                record_event(
-                    session,
-                    "release.ci_failed",
-                    at=now,
-                    actor=ACTOR,
-                    app=app.name,
-                    message=f"{app.name}: {sentence}",
-                    payload={"sha": sha, "check": failed, "url": url, "ci": ci},
-                )
+            # a CI that never reported keeps a merge from production as surely as a red one: the team hears
+            url = seen[failed].url if failed else None
+            record_event(
+                session,
+                "release.ci_failed",
+                at=now,
+                actor=ACTOR,
+                app=app.name,
+                message=f"{app.name}: {sentence}",
+                payload={
+                    "sha": sha,
+                    "check": failed,
+                    "url": url,
+                    "ci": ci,
+                    "timed_out": to == CI_TIMED_OUT,
+                },
+            )
         log.warning("%s: %s", app.name, sentence)
 
     def _links(self, session: Session, app: str, candidate: Candidate) -> GitHubLinks:
