@@ -58,21 +58,27 @@ class Live:
         return self.process.wait(timeout=60)
 
 
-def start(root: Path, config: str = CONFIG) -> Live:
+def start(
+    root: Path, config: str = CONFIG, *, port: int | None = None, env: dict[str, str] | None = None, quiet: bool = False
+) -> Live:
+    """A ``conveyor serve`` of ``config`` on ``port`` (a free one by default), answering ``/healthz``;
+    ``env`` adds to its environment (``CONVEYOR_DATABASE_URL`` for another database)."""
     project = write_project(root, config)
-    port = free_port()
+    port = port or free_port()
     script = shutil.which("conveyor", path=str(Path(sys.executable).parent))
     assert script, "the conveyor console script is not installed next to the interpreter"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env.update({k: v for k, v in environ("").items() if k != "CONVEYOR_DATABASE_URL"})
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    environment.update({k: v for k, v in environ("").items() if k != "CONVEYOR_DATABASE_URL"})
+    environment.update(env or {})
     log = root / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [script, "serve", "-c", str(project.config), "--port", str(port), "--grace", "5"],
+            [script, "serve", "-c", str(project.config), "--port", str(port), "--grace", "5"]
+            + (["--quiet"] if quiet else []),
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
-            env=env,
+            env=environment,
         )
     live = Live(project, process, f"http://127.0.0.1:{port}", log)
 
