@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.decisions import Decision as DecisionRecord
@@ -33,6 +33,12 @@ from conveyor.store.events import (
 from conveyor.store.snapshot import load_holds
 from conveyor.store.tables import Deployment, Hold, Lock, Placement, Release, Step
 
+# Rows are appended through the tables, not the mapped classes: the ORM's bulk statements did more for
+# each row than the database did
+DEPLOYMENTS = cast(Table, Deployment.__table__)
+LOCKS = cast(Table, Lock.__table__)
+STEPS = cast(Table, Step.__table__)
+SET_SUMMARY = update(DEPLOYMENTS).where(DEPLOYMENTS.c.id == bindparam("b_id")).values(summary=bindparam("b_summary"))
 SYSTEM = "conveyor"
 NOT_STARTED = (DeploymentState.PENDING.value, DeploymentState.WAITING.value)
 ACTIVE = (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, DeploymentState.BAKING.value)
@@ -85,7 +91,7 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
     if went:
         locks = [{"name": n, "deployment_id": row.id, "acquired_at": now} for intent, row in went for n in intent.locks]
         if locks:
-            session.execute(insert(Lock), locks)
+            session.execute(insert(LOCKS), locks)
         steps = [
             {
                 "deployment_id": row.id,
@@ -96,7 +102,7 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
             }
             for _, row in went
         ]
-        session.execute(insert(Step), steps)
+        session.execute(insert(STEPS), steps)
         deployment_events(
             session,
             "deployment.started",
@@ -160,7 +166,7 @@ def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> 
         r.id: r.label for r in session.execute(select(Release.id, Release.label).where(Release.id.in_(release_ids)))
     }
     summaries = {did: f"{labels.get(r.release_id, r.release_id)} is live in {r.environment}" for did, r in done.items()}
-    session.execute(update(Deployment), [{"id": did, "summary": text} for did, text in summaries.items()])
+    session.execute(SET_SUMMARY, [{"b_id": did, "b_summary": text} for did, text in summaries.items()])
     replaced = _last_good(session, done.values())  # read before passed() makes these the last good
     deployment_events(
         session, "deployment.succeeded", now, [(row, summaries[did], replaced.get(did)) for did, row in done.items()]
@@ -282,8 +288,9 @@ def promote_all(session: Session, intents: Sequence[Promote], now: datetime) -> 
             "evidence": {},
         }
     if created:
-        returning = (Deployment.id, Deployment.app, Deployment.environment, Deployment.release_id, Deployment.summary)
-        found = session.execute(insert(Deployment).returning(*returning), list(created.values())).all()
+        columns = DEPLOYMENTS.c
+        returning = (columns.id, columns.app, columns.environment, columns.release_id, columns.summary)
+        found = session.execute(insert(DEPLOYMENTS).returning(*returning), list(created.values())).all()
         rows = sorted(found, key=lambda row: int(row.id))  # asked unordered, so batched on SQLite too
         deployment_events(session, "deployment.created", now, [(row, row.summary, None) for row in rows])
     return applied

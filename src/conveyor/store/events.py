@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select
+from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import OperatorAction, check_action
@@ -25,6 +25,11 @@ from conveyor.domain.decisions import Decision as DecisionRecord
 from conveyor.store.chain import note_unsealed
 from conveyor.store.tables import Decision, Event, Hold, Outbox
 
+# Appends go to the tables, not through the mapped classes: the ORM's bulk INSERT did more per row than
+# the database did, and a busy pass appends thousands of rows
+EVENTS = cast(Table, Event.__table__)
+DECISIONS = cast(Table, Decision.__table__)
+OUTBOX = cast(Table, Outbox.__table__)
 ROUTER_INFO_KEY = "notification_router"  # where Database.write() puts its router in Session.info
 
 
@@ -85,7 +90,7 @@ def record_events(
         }
         for a in about
     ]
-    returning = insert(Event).returning(Event.id, Event.app, Event.release_id)
+    returning = insert(EVENTS).returning(EVENTS.c.id, EVENTS.c.app, EVENTS.c.release_id)
     events = sorted(session.execute(returning, rows).all(), key=lambda e: int(e.id))
     note_unsealed(session, [int(e.id) for e in events])
     router: NotificationRouter | None = session.info.get(ROUTER_INFO_KEY)
@@ -104,7 +109,7 @@ def record_events(
             for notifier in router.notifiers_for(kind, event.app)
         ]
         if outbox:
-            session.execute(insert(Outbox), outbox)
+            session.execute(insert(OUTBOX), outbox)
     return [int(e.id) for e in events]
 
 
@@ -183,7 +188,7 @@ def record_decisions(session: Session, decisions: Sequence[DecisionRecord], at: 
     if not decisions:
         return
     session.execute(
-        insert(Decision),
+        insert(DECISIONS),
         [
             {
                 "app": d.app,
