@@ -37,9 +37,10 @@ from sqlalchemy import func, select
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
-from conveyor.domain.decisions import Note, Start
+from conveyor.domain.decisions import Intent, Note, Start
 from conveyor.domain.model import DeploymentState, StepState
 from conveyor.domain.planner import plan_next
+from conveyor.domain.snapshot import Snapshot
 from conveyor.engine.chores import Chore, Chores, chores_for
 from conveyor.engine.executor import Executor
 from conveyor.engine.leases import ClaimedStep, Leases, StepResult
@@ -50,7 +51,7 @@ from conveyor.notify.routing import install as install_router
 from conveyor.notify.sender import Sender
 from conveyor.steps import StepContext
 from conveyor.store.database import Database
-from conveyor.store.snapshot import app_policies, load_snapshot
+from conveyor.store.snapshot import SnapshotReader, app_policies
 from conveyor.store.tables import Deployment, Event, Step
 from conveyor.supervisor import KILL_GRACE
 
@@ -66,6 +67,13 @@ REPLAN_SECONDS = 2.0
 RETRY_SECONDS = 0.02  # when another process held the planner lock
 STOP_GRACE = 10.0  # seconds a step told to stop gets to return before its thread is abandoned
 DEFAULT_CONCURRENCY = 1024  # steps mostly wait (subprocesses, HTTP, sleeps): a waiting thread costs little
+
+
+def _app_of(intent: Intent, snapshot: Snapshot) -> str | None:
+    if intent.decision is not None:
+        return intent.decision.app
+    deployment = snapshot.open_by_id.get(getattr(intent, "deployment_id", -1))
+    return deployment.app if deployment else None
 
 
 def worker_id() -> str:
@@ -118,6 +126,7 @@ class Conductor:
         self.leases = Leases(db, clock, self.owner, lease_seconds)
         self.executor = Executor(config, db)
         self.policies = app_policies(config)
+        self.snapshots = SnapshotReader(db, config, self.policies)
         self.on_step = on_step
         install_router(db, config)  # events written from here on notify whom the config says
         self.sender = sender or Sender(config, db, owner=self.owner)  # delivers notifications, apart from steps
@@ -160,8 +169,17 @@ class Conductor:
                 if not may_plan:
                     self._retry_soon = True  # another process is planning; look again in a moment
                     return changed
-                plan = plan_next(load_snapshot(self.db, self.config, self.policies), self.clock())
+                snapshot = self.snapshots.load()
+                plan = plan_next(snapshot, self.clock())
                 applied = self.orchestrator.apply_all(plan.intents)
+            # A change of state writes an Event, so the next snapshot reads its app again. A decision
+            # recorded alone (a Note) writes none, and an intent refused wrote nothing at all while the
+            # snapshot may have been behind: their apps are read again too.
+            self.snapshots.touch(
+                _app_of(i, snapshot)
+                for ok, i in zip(applied, plan.intents, strict=True)
+                if isinstance(i, Note) or not ok
+            )
             done = [i for ok, i in zip(applied, plan.intents, strict=True) if ok and not isinstance(i, Note)]
             if not done:
                 self._settled_marker = marker
@@ -446,6 +464,7 @@ class Conductor:
         if not self.idle():
             return False
         self._settled_marker = -1
+        self.snapshots.forget()
         if self.plan() or self._retry_soon:
             return False
         return self.idle()

@@ -3,10 +3,13 @@ part of the database state, in one read transaction."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from conveyor.config.resolved import Config
@@ -22,9 +25,10 @@ from conveyor.domain.snapshot import (
 )
 from conveyor.store.database import Database
 from conveyor.store.events import latest_fingerprints
-from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
+from conveyor.store.tables import Deployment, Event, Hold, Lock, Release, Step
 from conveyor.store.tables import Placement as PlacementRow
 
+_T = TypeVar("_T")
 OPEN_STATES = [s.value for s in DeploymentState if not s.terminal]
 HEALTH = {h.value: h for h in Health}
 GOOD = aliased(Release, name="good")  # a placement's last good release (made once: cached statements stay cached)
@@ -54,7 +58,150 @@ def load_snapshot(db: Database, config: Config, policies: dict[str, AppPolicy] |
 def build_snapshot(session: Session, config: Config, policies: dict[str, AppPolicy]) -> Snapshot:
     """Only what is open or current, never the whole history: every query here is bounded by the number
     of open deployments, places (app x environment), live holds and locks, however long conveyor has run."""
-    rows = session.execute(
+    return _assemble(session, config, policies, _AppStates.read(session, None))
+
+
+@dataclass
+class _AppStates:
+    """The part of a snapshot that belongs to apps, grouped by app: their open deployments, places, the
+    (release, environment) pairs their current releases were deployed to, and the fingerprints of the
+    decisions standing for them. What is not here (holds, locks) is read whole every time: it is small."""
+
+    open: dict[str, list[DeploymentView]] = field(default_factory=lambda: defaultdict(list))
+    placements: dict[str, dict[tuple[str, str], Placement]] = field(default_factory=lambda: defaultdict(dict))
+    deployed: dict[str, set[tuple[int, str]]] = field(default_factory=lambda: defaultdict(set))
+    fingerprints: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    @classmethod
+    def read(cls, session: Session, apps: Collection[str] | None) -> _AppStates:
+        """The state of ``apps`` (every app when None)."""
+        found = cls()
+        for d in _open_deployments(session, apps):
+            found.open[d.app].append(d)
+        for place, placement in load_placements(session, apps=apps).items():
+            found.placements[place[0]][place] = placement
+        for app, release, environment in _deployed_releases(session, apps):
+            found.deployed[app].add((release, environment))
+        # only a decision about a deployment not started yet, or about no deployment, is compared with
+        # the standing one (a wait, a veto, a manual promotion): the others' fingerprints are never asked
+        waiting = [d.id for ds in found.open.values() for d in ds if not d.state.active]
+        for (app, _, _), fingerprint in latest_fingerprints(session, waiting, apps).items():
+            found.fingerprints[app].add(fingerprint)
+        return found
+
+    def replace(self, apps: Collection[str], fresh: _AppStates) -> None:
+        """Forget what was known of ``apps`` and take what ``fresh`` read of them."""
+        _take(self.open, fresh.open, apps)
+        _take(self.placements, fresh.placements, apps)
+        _take(self.deployed, fresh.deployed, apps)
+        _take(self.fingerprints, fresh.fingerprints, apps)
+
+
+def _take(known: dict[str, _T], fresh: dict[str, _T], apps: Collection[str]) -> None:
+    for app in apps:
+        known.pop(app, None)
+    known.update(fresh)
+
+
+def _assemble(session: Session, config: Config, policies: dict[str, AppPolicy], states: _AppStates) -> Snapshot:
+    return Snapshot(
+        environments=config.environments,
+        apps=policies,
+        open_deployments=tuple(sorted((d for ds in states.open.values() for d in ds), key=lambda d: d.id)),
+        placements={place: p for places in states.placements.values() for place, p in places.items()},
+        deployed_releases=frozenset(pair for pairs in states.deployed.values() for pair in pairs),
+        holds=load_holds(session),
+        locks={r.name: r.deployment_id for r in session.execute(select(Lock.name, Lock.deployment_id))},
+        decision_fingerprints=frozenset(f for fs in states.fingerprints.values() for f in fs),
+        windows=config.windows,
+    )
+
+
+class SnapshotReader:
+    """The snapshots of one planner, each read again only where something changed since the one before.
+
+    Every change of state writes an Event naming its app (:mod:`conveyor.store.events`), and every
+    committed Event has a position in the audit chain (``chain_seq``), handed out under the chain head's
+    lock as its transaction commits (:mod:`conveyor.store.chain`): positions grow in commit order, on
+    SQLite and on PostgreSQL alike, so nothing committed after a snapshot can take a position that
+    snapshot already passed (Event ids cannot promise that on PostgreSQL, where they come from a sequence
+    and commit out of order). A snapshot therefore reads again the apps named by the Events chained since
+    the last one, and those the caller says it acted on (:meth:`touch`: a decision recorded without a
+    change of state writes no Event); the other apps' part is the last snapshot's. Holds and locks are
+    read whole every time.
+
+    Read whole: the first time, after an Event about no app (a hold on every app), when more than three
+    quarters of the apps changed (one read of all costs less), after :meth:`forget`, when the chain is
+    shorter than before (events deleted, the database replaced), and at least every ``FULL_READ_SECONDS``
+    whatever happened, so a change written without its Event is picked up in bounded time.
+    """
+
+    FULL_READ_SECONDS = 10.0
+
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        policies: dict[str, AppPolicy] | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db, self.config = db, config
+        self.policies = policies or app_policies(config)
+        self._monotonic = monotonic
+        self._states: _AppStates | None = None
+        self._marker = 0  # the chain position of the newest Event the cached states include
+        self._read_whole_at = 0.0
+        self._touched: set[str] = set()
+        self.reads = {"whole": 0, "apps": 0}  # how each snapshot was read, for tests and benchmarks
+
+    def touch(self, apps: Iterable[str | None]) -> None:
+        """Read ``apps`` again next time (None among them: read everything again)."""
+        for app in apps:
+            if app is None:
+                self.forget()
+                return
+            self._touched.add(app)
+
+    def forget(self) -> None:
+        """Read the next snapshot whole."""
+        self._states = None
+
+    def load(self) -> Snapshot:
+        with self.db.read() as session:
+            marker = session.scalar(select(func.max(Event.chain_seq))) or 0
+            changed = self._changed_apps(session, marker)
+            if changed is None:
+                self._states = _AppStates.read(session, None)
+                self._read_whole_at = self._monotonic()
+                self.reads["whole"] += 1
+            elif changed:
+                assert self._states is not None
+                self._states.replace(changed, _AppStates.read(session, changed))
+                self.reads["apps"] += 1
+            self._marker, self._touched = marker, set()
+            assert self._states is not None
+            return _assemble(session, self.config, self.policies, self._states)
+
+    def _changed_apps(self, session: Session, marker: int) -> set[str] | None:
+        """The apps to read again, or None to read everything."""
+        if (
+            self._states is None
+            or self._monotonic() - self._read_whole_at >= self.FULL_READ_SECONDS
+            or marker < self._marker
+        ):
+            return None
+        named = session.scalars(
+            select(Event.app).where(Event.chain_seq > self._marker, Event.chain_seq <= marker).distinct()
+        )
+        apps = set(named) | self._touched
+        if None in apps or len(apps) > len(self.policies) * 3 // 4:
+            return None
+        return cast(set[str], apps)
+
+
+def _open_deployments(session: Session, apps: Collection[str] | None) -> list[DeploymentView]:
+    stmt = (
         select(
             Deployment.id,
             Deployment.app,
@@ -71,7 +218,10 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
         )
         .join(Release, Release.id == Deployment.release_id)
         .where(Deployment.state.in_(OPEN_STATES))
-    ).all()
+    )
+    if apps is not None:
+        stmt = stmt.where(Deployment.app.in_(apps))
+    rows = session.execute(stmt).all()
     active_ids = [r.id for r in rows if DeploymentState(r.state).active]
     steps: dict[int, list[StepView]] = defaultdict(list)
     if active_ids:
@@ -100,7 +250,7 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
                     {"measurements": s.measurements, **s.result},
                 )
             )
-    open_deployments = tuple(
+    return [
         DeploymentView(
             r.id,
             r.app,
@@ -117,19 +267,7 @@ def build_snapshot(session: Session, config: Config, policies: dict[str, AppPoli
             bake_until=r.bake_until,
         )
         for r in rows
-    )
-    placements = load_placements(session)
-    return Snapshot(
-        environments=config.environments,
-        apps=policies,
-        open_deployments=open_deployments,
-        placements=placements,
-        deployed_releases=_deployed_releases(session),
-        holds=load_holds(session),
-        locks={r.name: r.deployment_id for r in session.execute(select(Lock.name, Lock.deployment_id))},
-        decision_fingerprints=frozenset(latest_fingerprints(session, [r.id for r in rows]).values()),
-        windows=config.windows,
-    )
+    ]
 
 
 def placement_rows(session: Session, app: str | None = None) -> dict[tuple[str, str], Any]:
@@ -158,7 +296,9 @@ def placement_rows(session: Session, app: str | None = None) -> dict[tuple[str, 
     return {(r.app, r.environment): r for r in session.execute(stmt)}
 
 
-def load_placements(session: Session, app: str | None = None) -> dict[tuple[str, str], Placement]:
+def load_placements(
+    session: Session, app: str | None = None, *, apps: Collection[str] | None = None
+) -> dict[tuple[str, str], Placement]:
     """The placements as the planner reasons about them: the same record as :func:`placement_rows`, only
     the columns the planner reads (a pass reads every place, a thousand apps' worth, several times a second
     while deployments finish: no SHA, no times, plain tuples)."""
@@ -176,6 +316,8 @@ def load_placements(session: Session, app: str | None = None) -> dict[tuple[str,
     stmt = stmt.outerjoin(GOOD, GOOD.id == PlacementRow.good_release_id)
     if app is not None:
         stmt = stmt.where(PlacementRow.app == app)
+    if apps is not None:
+        stmt = stmt.where(PlacementRow.app.in_(apps))
     placements: dict[tuple[str, str], Placement] = {}
     rows = session.execute(stmt)
     for name, env, deployment, release, health, label, good_deployment, good_release, good_label in rows:
@@ -187,14 +329,19 @@ def load_placements(session: Session, app: str | None = None) -> dict[tuple[str,
     return placements
 
 
-def _deployed_releases(session: Session) -> frozenset[tuple[int, str]]:
-    """(release, environment) pairs with any deployment, limited to the releases current somewhere (a
-    subquery, not a list of their ids: a thousand apps' ids made a statement to compile on every pass)."""
+def _deployed_releases(session: Session, apps: Collection[str] | None) -> list[tuple[str, int, str]]:
+    """(app, release, environment) for every deployment of a release current somewhere, of ``apps`` (all
+    when None). The releases are a subquery, not a list of their ids: a thousand apps' ids made a
+    statement to compile on every pass."""
     current = select(PlacementRow.release_id)
+    if apps is not None:
+        current = current.where(PlacementRow.app.in_(apps))
     rows = session.execute(
-        select(Deployment.release_id, Deployment.environment).where(Deployment.release_id.in_(current)).distinct()
+        select(Deployment.app, Deployment.release_id, Deployment.environment)
+        .where(Deployment.release_id.in_(current))
+        .distinct()
     )
-    return frozenset((release, environment) for release, environment in rows)
+    return [(app, release, environment) for app, release, environment in rows]
 
 
 def hold_policy(config: Config) -> HoldPolicy:
