@@ -120,3 +120,27 @@ def test_an_expired_lease_makes_its_row_claimable_again(jobs: Database) -> None:
     assert expired == list(range(2, 21))
     again = claim(jobs, b, T0 + timedelta(seconds=11), 20)
     assert again == [(i, 2) for i in range(2, 21)]  # the extended one stays a's
+
+
+def test_a_batch_of_leases_is_extended_at_once_and_each_row_fenced(jobs: Database) -> None:
+    """A heartbeat renews every running row in one statement, and still refuses each row it lost: one
+    taken over by another owner, one handed back, one still ours under a newer token than it names."""
+    a, b = queue(jobs, "a"), queue(jobs, "b")
+    mine = claim(jobs, a, T0, 5)  # rows 1..5, token 1
+    later = T0 + timedelta(seconds=11)
+    with jobs.write() as session:
+        assert a.extend(session, mine[1:], T0 + timedelta(seconds=5)) == set()  # 2..5 until T0+15s
+        assert a.hand_back(session, [mine[2]], state="queued") == [3]
+    [(taken, _)] = claim(jobs, b, later, 1)  # row 1's lease ran out: b takes it (row 3 is queued: later)
+    assert taken == 1
+    with jobs.write() as session:
+        stale = (mine[3][0], mine[3][1] + 1)  # row 4 is ours, but not under this token
+        lost = a.extend(session, [mine[0], mine[1], mine[2], stale, mine[4]], later)
+        assert lost == {1, 3, 4}
+    with jobs.read() as session:
+        expires = dict(session.execute(select(Job.id, Job.lease_expires_at).where(Job.lease_owner == "a")).all())
+    assert expires == {
+        2: later + timedelta(seconds=10),
+        4: T0 + timedelta(seconds=15),
+        5: later + timedelta(seconds=10),
+    }

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, select, tuple_, update
 from sqlalchemy.orm import Session
 
 
@@ -82,8 +82,21 @@ class LeasedQueue:
         return {row[0]: row for row in session.execute(stmt) if (row[0], row[1]) in held}
 
     def extend(self, session: Session, held: Iterable[tuple[int, int]], now: datetime) -> set[int]:
-        """Extend the leases of ``held`` (id, token) rows; returns the ids no longer ours."""
-        return {i for i, n in held if not self._update(session, i, n, lease_expires_at=now + self.lease)}
+        """Extend the leases of ``held`` (id, token) rows, fenced like every other write, in one statement
+        (a worker running a thousand steps renews them all every few seconds); returns the ids no longer
+        ours."""
+        pairs = list(dict(held).items())
+        if not pairs:
+            return set()
+        t = self.table
+        stmt = (
+            update(t)
+            .where(tuple_(t.id, self.token).in_(pairs), t.lease_owner == self.owner, t.state == self.held)
+            .values(lease_expires_at=now + self.lease)
+            .returning(t.id)
+        )
+        kept = set(session.scalars(stmt.execution_options(synchronize_session=False)))
+        return {i for i, _ in pairs if i not in kept}
 
     def hand_back(self, session: Session, held: Iterable[tuple[int, int]], *where: Any, **values: Any) -> list[int]:
         """End the leases of ``held`` rows (also matching ``where``), setting ``values`` (their result, or
