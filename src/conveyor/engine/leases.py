@@ -10,7 +10,7 @@ queue; each run is a row in ``step_attempts``. A step whose workers keep dying i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -80,37 +80,36 @@ class Leases:
         with self.db.write() as session:
             now = self.clock()
             events_before = session.scalar(select(func.max(Event.id))) or 0
-            due = self.queue.lock_due(session, now, limit)
-            deployments = _by_id(session, Deployment, {s.deployment_id for s in due})
-            releases = _by_id(session, Release, {d.release_id for d in deployments.values()})
-            for step in due:
-                d = deployments.get(step.deployment_id)
-                release = releases.get(d.release_id) if d else None
-                if d is None or release is None or d.cancel_requested_at is not None:
+            due = self.queue.lock_due_rows(session, now, limit, Step.deployment_id, Step.kind, Step.name)
+            places = _places(session, {s.deployment_id for s in due})
+            taken: list[tuple[int, int]] = []
+            for step_id, attempt, deployment_id, kind, name in due:
+                d = places.get(deployment_id)
+                if d is None or d.cancel_requested_at is not None:
                     continue  # a cancelled deployment's queued steps are cancelled by the orchestrator
-                if step.attempt >= MAX_ATTEMPTS:
+                if attempt >= MAX_ATTEMPTS:
+                    step = session.get_one(Step, step_id)
                     self._give_up(session, step, d, now)
                     abandoned.append((step.kind, step.started_at, now))
                     continue
-                self.queue.take(step, now)
-                step.started_at = step.started_at or now
+                taken.append((step_id, attempt))
                 claimed.append(
                     ClaimedStep(
-                        step.id,
-                        step.attempt,
-                        StepKind(step.kind),
-                        step.name,
+                        step_id,
+                        attempt + 1,
+                        StepKind(kind),
+                        name,
                         d.id,
                         d.app,
                         d.environment,
                         d.release_id,
-                        release.sha,
-                        release.label,
-                        step.lease_expires_at,
+                        d.sha,
+                        d.label,
                     )
                 )
+            expires = self.queue.take_all(session, taken, now, started_at=func.coalesce(STEPS.c.started_at, now))
+            claimed = [replace(c, lease_expires_at=expires) for c in claimed]
             if claimed:
-                session.flush()  # the steps' new attempt numbers, before their attempt rows
                 attempts = [
                     {"step_id": c.step_id, "attempt": c.attempt, "owner": self.owner, "started_at": now}
                     for c in claimed
@@ -132,7 +131,7 @@ class Leases:
             count_finished(session, abandoned)  # last, like every writer of those counters
         return claimed
 
-    def _give_up(self, session: Session, step: Step, d: Deployment, now: datetime) -> None:
+    def _give_up(self, session: Session, step: Step, d: Any, now: datetime) -> None:
         step.state = StepState.FAILED.value
         step.finished_at = now
         step.outcome = f"gave up after {step.attempt} attempts: the worker running it was lost each time"
@@ -308,8 +307,22 @@ FINISH_STEP = (
 )
 
 
-def _by_id(session: Session, table: type[Any], ids: set[int]) -> dict[int, Any]:
-    """Rows of ``table`` by primary key, in one query."""
+def _places(session: Session, ids: set[int]) -> dict[int, Any]:
+    """For each deployment in ``ids``: where it goes, its release's SHA and label, and whether it is
+    being cancelled (what a claim needs), in one query."""
     if not ids:
         return {}
-    return {row.id: row for row in session.scalars(select(table).where(table.id.in_(ids)))}
+    rows = session.execute(
+        select(
+            Deployment.id,
+            Deployment.app,
+            Deployment.environment,
+            Deployment.release_id,
+            Deployment.cancel_requested_at,
+            Release.sha,
+            Release.label,
+        )
+        .join(Release, Release.id == Deployment.release_id)
+        .where(Deployment.id.in_(ids))
+    )
+    return {row.id: row for row in rows}
