@@ -11,14 +11,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from conveyor.domain.snapshot import Snapshot
 from conveyor.engine.conductor import Conductor
 from conveyor.operations import Operations
 from conveyor.store.database import Database
 from conveyor.store.snapshot import SnapshotReader, app_policies, build_snapshot
-from conveyor.store.tables import Decision, Hold
+from conveyor.store.tables import Decision, Deployment, Hold
 from tests.integration.harness import add_commit, load, make_app_repo, write_config
 
 CONFIG = """\
@@ -135,5 +135,24 @@ def test_only_the_apps_named_by_new_events_are_read_again(tmp_path: Path, db_url
         reader.touch([None])  # an intent about no known app: everything
         reader.load()
         assert reader.reads == {"whole": 2, "apps": 2}
+    finally:
+        db.dispose()
+
+
+def test_everything_is_read_again_at_least_every_few_seconds(tmp_path: Path, db_url: str) -> None:
+    """A change written without its Event (around conveyor) is picked up within ``FULL_READ_SECONDS``."""
+    config, ops, db, _ = _project(tmp_path, db_url)
+    try:
+        clock = [100.0]
+        reader = SnapshotReader(db, config, app_policies(config), monotonic=lambda: clock[0])  # type: ignore[arg-type]
+        ops.create_release("search", actor="test")
+        assert [d.app for d in reader.load().open_deployments] == ["search"]
+        with db.write() as session:  # no Event: invisible to a read of the changed apps
+            session.execute(update(Deployment).values(state="superseded"))
+        clock[0] += SnapshotReader.FULL_READ_SECONDS - 0.1
+        assert [d.app for d in reader.load().open_deployments] == ["search"]
+        clock[0] += 0.1
+        assert reader.load().open_deployments == ()
+        assert reader.reads == {"whole": 2, "apps": 0}
     finally:
         db.dispose()

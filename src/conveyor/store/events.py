@@ -22,12 +22,11 @@ from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import OperatorAction, check_action
 from conveyor.domain.decisions import Decision as DecisionRecord
-from conveyor.store.chain import note_unsealed
-from conveyor.store.tables import Decision, Event, Hold, Outbox
+from conveyor.store.chain import EVENTS, note_unsealed
+from conveyor.store.tables import Decision, Hold, Outbox
 
 # Appends go to the tables, not through the mapped classes: the ORM's bulk INSERT did more per row than
 # the database did, and a busy pass appends thousands of rows
-EVENTS = cast(Table, Event.__table__)
 DECISIONS = cast(Table, Decision.__table__)
 OUTBOX = cast(Table, Outbox.__table__)
 ROUTER_INFO_KEY = "notification_router"  # where Database.write() puts its router in Session.info

@@ -55,19 +55,20 @@ class LeasedQueue:
         return self._lock(session, limit, self.table.state == self.held, self.table.lease_expires_at < now)
 
     def _lock(self, session: Session, limit: int, *where: ColumnElement[bool]) -> list[Any]:
-        stmt = select(self.table).where(*where).order_by(*self.order_by).limit(limit)
+        return list(session.scalars(self._locking(select(self.table), limit, session, *where)))
+
+    def _locking(self, stmt: Any, limit: int, session: Session, *where: ColumnElement[bool]) -> Any:
+        """``stmt`` for the first ``limit`` rows matching ``where``, locked against other claimers."""
+        stmt = stmt.where(*where).order_by(*self.order_by).limit(limit)
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True, of=self.table)
-        return list(session.scalars(stmt))
+        return stmt
 
     def lock_due_rows(self, session: Session, now: datetime, limit: int, *columns: Any) -> list[Any]:
         """:meth:`lock_due` as plain rows of id, token and ``columns``, for :meth:`take_all`: no mapped
         objects to load and flush when a thousand rows are claimed at once."""
-        t = self.table
-        stmt = select(t.id, self.token, *columns).where(*self.due(now)).order_by(*self.order_by).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True, of=t)
-        return list(session.execute(stmt))
+        stmt = select(self.table.id, self.token, *columns)
+        return list(session.execute(self._locking(stmt, limit, session, *self.due(now))))
 
     def take_all(self, session: Session, rows: Sequence[tuple[int, int]], now: datetime, **values: Any) -> datetime:
         """Lease the locked (id, token) ``rows`` to this owner, each under its next token, in one
