@@ -478,3 +478,80 @@ def test_fingerprint_differs_when_the_decision_says_something_else(changes: dict
 def test_fingerprint_ignores_supporting_detail(changes: dict[str, object]) -> None:
     """Evidence (timestamps, counts) may vary between passes without making a new decision."""
     assert decision(**changes).fingerprint == decision().fingerprint
+
+
+# -- a promotion that starts at once ---------------------------------------------------------------
+
+
+def _promotions(s: Snapshot) -> dict[str, Promote]:
+    return {i.app: i for i in plan_next(s, NOW).intents if isinstance(i, Promote)}
+
+
+def test_a_promotion_carries_the_start_of_its_deployment_when_nothing_would_keep_it_waiting() -> None:
+    promote = _promotions(snap(succeeded={("api", "integration"): 5}))["api"]
+    start = promote.then_start
+    assert start is not None
+    assert (start.locks, start.deployment_id) == (("app:api:staging",), 0)  # the id is not known yet
+    decision = decision_of(start)
+    assert (decision.app, decision.environment, decision.release_id) == ("api", "staging", 5)
+    assert (decision.rule, decision.verdict) == ("StartWhenLocksFree", Verdict.PROCEED)
+    assert decision.summary == "deploying v5 to staging: no hold, locks app:api:staging acquired"
+    named = start.of(42)
+    assert (named.deployment_id, decision_of(named).deployment_id) == (42, 42)
+
+
+@pytest.mark.parametrize(
+    "situation",
+    [
+        pytest.param(
+            lambda: snap(succeeded={("api", "integration"): 5}, holds=[freeze("api", "staging")]), id="frozen"
+        ),
+        pytest.param(
+            lambda: snap(
+                apps=[API, WEB],
+                succeeded={("api", "integration"): 5},
+                deployments=[dep(7, "web", "staging", 2, WAITING, -10)],
+                locks={"group:payments:staging": 99},
+            ),
+            id="its group lock is held and a waiter is ahead",
+        ),
+        pytest.param(
+            lambda: snap(
+                apps=[API, WEB],
+                succeeded={("api", "integration"): 5},
+                deployments=[dep(7, "web", "staging", 2, PENDING, -10)],
+            ),
+            id="an earlier arrival takes its group lock",
+        ),
+        pytest.param(
+            lambda: snap(
+                succeeded={("api", "integration"): 5}, deployments=[dep(7, "api", "staging", 4, WAITING, -10)]
+            ),
+            id="an older release waits in that place",
+        ),
+    ],
+)
+def test_a_promotion_leaves_its_deployment_to_the_next_pass_when_something_could_keep_it_waiting(
+    situation: Callable[[], Snapshot],
+) -> None:
+    """The next pass judges the new deployment with the others, and records why it waits."""
+    s = situation()
+    assert _promotions(s)["api"].then_start is None
+    assert not [
+        i for i in plan_next(s, NOW).intents if i.decision and i.decision.app == "api" and isinstance(i, (Note, Wait))
+    ]
+
+
+def test_promotions_sharing_a_group_lock_start_one_at_a_time() -> None:
+    s = snap(apps=[API, WEB], succeeded={("api", "integration"): 5, ("web", "integration"): 8})
+    promotions = _promotions(s)
+    assert promotions["api"].then_start is not None
+    assert promotions["web"].then_start is None  # api's start takes group:payments:staging first
+
+
+def test_a_lock_freed_by_a_success_in_this_pass_lets_the_promotion_start() -> None:
+    holder = dep(3, "web", "staging", 8, DEPLOYING, queued_at_offset=-30, steps=[deploy_step(PASSED)])
+    s = snap(
+        apps=[API, WEB], deployments=[holder], succeeded={("api", "integration"): 5}, locks=locks_held(holder, WEB)
+    )
+    assert _promotions(s)["api"].then_start is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.domain.holds import HoldPolicy
@@ -56,6 +56,11 @@ class Start(Intent):
     # the environments and windows the start re-checks holds against, in its own transaction (None: no
     # re-check, for tests that start a deployment directly)
     policy: HoldPolicy | None = None
+
+    def of(self, deployment_id: int) -> Start:
+        """This start, of deployment ``deployment_id`` (one a promotion has just created)."""
+        decision = replace(self.decision, deployment_id=deployment_id) if self.decision else None
+        return replace(self, decision=decision, deployment_id=deployment_id)
 
 
 @dataclass(frozen=True)
@@ -135,3 +140,6 @@ class Promote(Intent):
     origin_key: str
     # the success it follows: the promotion is refused unless that deployment has succeeded
     from_deployment_id: int | None = None
+    # the start of the deployment this promotion creates, when nothing would keep it waiting: applied
+    # right after the promotion, in its transaction (its deployment id is not known before)
+    then_start: Start | None = None

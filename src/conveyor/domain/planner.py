@@ -15,6 +15,12 @@ in the same pass, and the locks it frees go to their next waiter at once. The or
 pass's intents in order, so the success is written first; should it not be, the promotion (which
 names the deployment it comes from) and the start (whose lock is still taken) are refused.
 
+A promotion whose deployment would start at once also carries that start (``Promote.then_start``),
+applied in the promotion's transaction: it is judged as the next pass would judge the new deployment
+(newest in arrival order, so after every deployment already waiting), and only when nothing is open in
+its place yet. Anything else (a hold, a lock, an older deployment there) leaves it to the next pass,
+which records why it waits.
+
 The orchestrator re-checks every intent's precondition before applying it, so a plan computed from a
 slightly stale snapshot is harmless.
 """
@@ -23,9 +29,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import cast
 
 from conveyor.domain import rules
-from conveyor.domain.decisions import Decision, Intent, Note, Start, Succeed, Wait
+from conveyor.domain.decisions import Decision, Intent, Note, Promote, Start, Succeed, Wait
 from conveyor.domain.model import DeploymentState, Health, Verdict
 from conveyor.domain.snapshot import DeploymentView, Placement, ReleaseAt, Snapshot
 
@@ -47,12 +54,38 @@ def plan_next(snap: Snapshot, now: datetime) -> Plan:
             if intent is not None:
                 plan.intents.append(intent)
     snap = _after_successes(snap, [i.deployment_id for i in plan.intents if isinstance(i, Succeed)])
+    promoted: list[tuple[int, str]] = []  # (index in the plan, label) of each promotion
     for app, environment in sorted(snap.placements):
         intent = rules.promote_succeeded(app, environment, snap, now)
         if intent is not None and _worth_recording(intent, snap):
+            if isinstance(intent, Promote):
+                promoted.append((len(plan.intents), snap.placements[(app, environment)].current.label))
             plan.intents.append(intent)
-    plan.intents.extend(_schedule_waiting(snap, now))
+    reserved: dict[str, DeploymentView] = {}
+    waiting = _schedule_waiting(snap, now, reserved)
+    for index, label in promoted:
+        plan.intents[index] = _start_at_once(cast(Promote, plan.intents[index]), label, snap, now, reserved)
+    plan.intents.extend(waiting)
     return plan
+
+
+def _start_at_once(
+    promote: Promote, label: str, snap: Snapshot, now: datetime, reserved: dict[str, DeploymentView]
+) -> Promote:
+    """The promotion, carrying the start of the deployment it creates when that one would start at once."""
+    policy = snap.apps.get(promote.app)
+    if policy is None or (promote.app, promote.environment) in snap.newest_open_release:
+        return promote  # something is open there already: the next pass weighs the two
+    d = DeploymentView(0, promote.app, promote.environment, promote.release_id, label, DeploymentState.PENDING, now)
+    if rules.stopping_holds(d, snap, now):
+        return promote
+    needed = policy.locks.get(d.environment, ())
+    waits = _lock_wait_decision(d, needed, snap, reserved)
+    for name in needed:
+        reserved.setdefault(name, d)
+    if waits is not None:
+        return promote
+    return replace(promote, then_start=_start(d, needed, snap))
 
 
 def _after_successes(snap: Snapshot, succeeding: list[int]) -> Snapshot:
@@ -78,13 +111,14 @@ def _worth_recording(intent: Intent, snap: Snapshot) -> bool:
     return d.fingerprint not in snap.decision_fingerprints
 
 
-def _schedule_waiting(snap: Snapshot, now: datetime) -> list[Intent]:
+def _schedule_waiting(snap: Snapshot, now: datetime, reserved: dict[str, DeploymentView]) -> list[Intent]:
+    """Start, hold or keep waiting the deployments not started yet, in arrival order; ``reserved`` gets
+    the locks they hold or wait for."""
     waiting = sorted(
         (d for d in snap.open_deployments if d.state in (DeploymentState.PENDING, DeploymentState.WAITING)),
         key=lambda d: (d.queued_at, d.id),
     )
     intents: list[Intent] = []
-    reserved: dict[str, DeploymentView] = {}
     for d in waiting:
         policy = snap.apps.get(d.app)
         if policy is None or d.environment not in snap.environments:
@@ -104,18 +138,22 @@ def _schedule_waiting(snap: Snapshot, now: datetime) -> list[Intent]:
         if decision is not None:
             intents.extend(_wait(d, decision, snap))
             continue
-        started = Decision(
-            d.app,
-            d.environment,
-            Verdict.PROCEED,
-            "StartWhenLocksFree",
-            f"deploying {d.label} to {d.environment}: no hold, locks {', '.join(needed)} acquired",
-            evidence={"locks": list(needed)},
-            deployment_id=d.id,
-            release_id=d.release_id,
-        )
-        intents.append(Start(started, deployment_id=d.id, locks=needed, policy=snap.hold_policy))
+        intents.append(_start(d, needed, snap))
     return intents
+
+
+def _start(d: DeploymentView, needed: tuple[str, ...], snap: Snapshot) -> Start:
+    started = Decision(
+        d.app,
+        d.environment,
+        Verdict.PROCEED,
+        "StartWhenLocksFree",
+        f"deploying {d.label} to {d.environment}: no hold, locks {', '.join(needed)} acquired",
+        evidence={"locks": list(needed)},
+        deployment_id=d.id,
+        release_id=d.release_id,
+    )
+    return Start(started, deployment_id=d.id, locks=needed, policy=snap.hold_policy)
 
 
 def _lock_wait_decision(

@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
-from conveyor.domain.decisions import Intent, Note, Start
+from conveyor.domain.decisions import Intent, Note, Promote, Start
 from conveyor.domain.model import DeploymentState, StepState
 from conveyor.domain.planner import plan_next
 from conveyor.domain.snapshot import Snapshot
@@ -186,7 +186,7 @@ class Conductor:
                 self._replan_at = time.monotonic() + REPLAN_SECONDS
                 break
             changed = True
-            if claim and any(isinstance(i, Start) for i in done):
+            if claim and any(isinstance(i, Start) or (isinstance(i, Promote) and i.then_start) for i in done):
                 self._claim()
         return changed
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -80,7 +80,31 @@ class Orchestrator:
 
     def _apply_group(self, session: Session, group: Sequence[Intent], now: datetime) -> list[bool]:
         """Intents of one type: set-based when there is a bulk handler and more than one of them; should
-        that fail, undone and applied one at a time, so each still happens whole or not at all."""
+        that fail, undone and applied one at a time, so each still happens whole or not at all. The starts
+        that promotions carry follow them, as a group of their own."""
+        applied = self._apply_run(session, group, now)
+        if isinstance(group[0], Promote):
+            self._start_promoted(session, cast(Sequence[Promote], group), applied, now)
+        return applied
+
+    def _start_promoted(self, session: Session, group: Sequence[Promote], applied: list[bool], now: datetime) -> None:
+        """Start the deployments just created by promotions that carry their start. A start refused here
+        (a hold or lock taken since the plan) leaves its deployment pending: the next pass, which reads
+        its app again, judges it like any other."""
+        then = {i.origin_key: i.then_start for i, ok in zip(group, applied, strict=True) if ok and i.then_start}
+        if not then:
+            return
+        created = session.execute(
+            select(Deployment.origin_key, Deployment.id).where(Deployment.origin_key.in_(list(then)))
+        ).all()
+        starts = sorted(
+            (start.of(id_) for key, id_ in created if key is not None and (start := then.get(key)) is not None),
+            key=lambda s: s.deployment_id,
+        )
+        if starts:
+            self._apply_run(session, starts, now)
+
+    def _apply_run(self, session: Session, group: Sequence[Intent], now: datetime) -> list[bool]:
         handler = _BULK.get(type(group[0]))
         if handler is not None and len(group) > 1:
             try:
