@@ -106,6 +106,9 @@ class Driver(ABC):
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
     Vars: ClassVar[type[BaseModel]] = NoVars  # the vars it reads, validated per environment by the config loader
+    # The runner creates ``request.state_dir`` before each deploy. A driver that keeps no files of its own
+    # says False: no folder is made for it (creating one costs a filesystem write on the deploy's path).
+    uses_state_dir: ClassVar[bool] = True
 
     @abstractmethod
     def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:

@@ -40,6 +40,7 @@ class CommandOptions(BaseModel):
 class CommandDriver(Driver):
     name = "command"
     Options = CommandOptions
+    uses_state_dir = False  # its command runs in its own ``cwd``; conveyor's folder is not passed to it
 
     def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
         opts = cast(CommandOptions, request.options)

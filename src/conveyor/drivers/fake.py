@@ -38,6 +38,7 @@ class FakeOptions(BaseModel):
 class FakeDriver(Driver):
     name = "fake"
     Options = FakeOptions
+    uses_state_dir = False  # it deploys nothing, so it keeps nothing
 
     def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
         opts = cast(FakeOptions, request.options)

@@ -97,7 +97,8 @@ class Executor:
             attempt=step.attempt,
             lease_expires_at=step.lease_expires_at,
         )
-        request.state_dir.mkdir(parents=True, exist_ok=True)
+        if driver.uses_state_dir:
+            request.state_dir.mkdir(parents=True, exist_ok=True)
         driver_name = env.deploy.driver
         ctx.log(f"deploying {step.label} ({step.sha[:12]}) with driver {driver_name}, attempt {step.attempt}")
         result = driver.deploy(request, ctx)
