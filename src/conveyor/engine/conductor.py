@@ -66,6 +66,7 @@ PLAN_DEFER_SECONDS = 0.1  # the longest a planner pass waits for results being r
 REPLAN_SECONDS = 2.0
 RETRY_SECONDS = 0.02  # when another process held the planner lock
 STOP_GRACE = 10.0  # seconds a step told to stop gets to return before its thread is abandoned
+GC_THRESHOLDS = (10_000, 20, 20)  # the cyclic collector's, while the loop runs (see run())
 DEFAULT_CONCURRENCY = 1024  # steps mostly wait (subprocesses, HTTP, sleeps): a waiting thread costs little
 
 
@@ -486,6 +487,11 @@ class Conductor:
         # planner pass and step makes, and scanned all of that again each time (a tenth of a second, several
         # times a run of a thousand apps).
         gc.freeze()
+        # A pass allocates rows and dicts by the ten thousand, nearly all freed by reference counting as it
+        # ends; collecting the young generation every 700 allocations (the default) found little, promoted
+        # the rest, and brought on full collections of 10-50 ms several times a run of a thousand apps.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
             self._start_sender()
             self.chores.start()
@@ -506,6 +512,7 @@ class Conductor:
                     self._wake.clear()
         finally:
             gc.unfreeze()  # back to the collector, e.g. in a process that runs conductors one after another
+            gc.set_threshold(*thresholds)
             self.chores.stop()
             self.shutdown()
             hb_stop.set()
