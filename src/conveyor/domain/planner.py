@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import cast
 
 from conveyor.domain import rules
 from conveyor.domain.decisions import Decision, Intent, Note, Promote, Start, Succeed, Wait
@@ -54,17 +53,17 @@ def plan_next(snap: Snapshot, now: datetime) -> Plan:
             if intent is not None:
                 plan.intents.append(intent)
     snap = _after_successes(snap, [i.deployment_id for i in plan.intents if isinstance(i, Succeed)])
-    promoted: list[tuple[int, str]] = []  # (index in the plan, label) of each promotion
+    promoted: list[tuple[int, Promote, str]] = []  # each promotion, its index in the plan and its label
     for app, environment in sorted(snap.placements):
         intent = rules.promote_succeeded(app, environment, snap, now)
         if intent is not None and _worth_recording(intent, snap):
             if isinstance(intent, Promote):
-                promoted.append((len(plan.intents), snap.placements[(app, environment)].current.label))
+                promoted.append((len(plan.intents), intent, snap.placements[(app, environment)].current.label))
             plan.intents.append(intent)
     reserved: dict[str, DeploymentView] = {}
     waiting = _schedule_waiting(snap, now, reserved)
-    for index, label in promoted:
-        plan.intents[index] = _start_at_once(cast(Promote, plan.intents[index]), label, snap, now, reserved)
+    for index, promote, label in promoted:
+        plan.intents[index] = _start_at_once(promote, label, snap, now, reserved)
     plan.intents.extend(waiting)
     return plan
 
