@@ -113,20 +113,24 @@ class EventContent:
     reason: str | None = None
 
     def canonical(self) -> bytes:
-        # the fields as they are, not dataclasses.asdict: that deep-copies the payload first, which made
-        # sealing the costliest part of a transaction that records many events
-        values = {f.name: getattr(self, f.name) for f in FIELDS}
-        values["at"] = utc_text(self.at)
-        return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        # the fields as they are, not dataclasses.asdict: that deep-copies the payload first
+        return canonical_json({name: getattr(self, name) for name in CONTENT_KEYS})
 
 
-FIELDS = fields(EventContent)
+CONTENT_KEYS = tuple(f.name for f in fields(EventContent))
+
+
+def canonical_json(content: dict[str, Any]) -> bytes:
+    """The canonical JSON of an event's content: ``content`` has exactly the keys of :class:`EventContent`,
+    with ``at`` a datetime. Events are hashed from the values written, as they are inserted."""
+    values = {**content, "at": utc_text(content["at"])}
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def utc_text(at: datetime) -> str:
     """``at`` in UTC with six fractional digits and a ``Z``; a naive time is taken to be UTC already."""
-    aware = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    return aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = at if at.tzinfo is None else at.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def chain_hash(previous: str, canonical: bytes) -> str:

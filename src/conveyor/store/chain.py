@@ -1,21 +1,26 @@
-"""Sealing events into the hash chain, and reading the chain back to verify it (the rules are in
-:mod:`conveyor.domain.audit`).
+"""Appending events and sealing them into the hash chain, and reading the chain back to verify it (the
+rules are in :mod:`conveyor.domain.audit`).
 
-**When.** :func:`~conveyor.store.events.record_events` inserts events with one INSERT and notes their
-ids on the session; :meth:`Database.write() <conveyor.store.database.Database.write>` calls :func:`seal`
-as the last statement before it commits. Sealing reads the transaction's events back as stored (so the
-hash covers exactly what a verifier will read, and events undone by a rolled-back savepoint drop out),
-locks the chain's head row (``SELECT ... FOR UPDATE``), gives the events the next positions in id order,
-hashes them in Python, and writes positions, hashes and the new head back (on PostgreSQL in one
-statement, so the lock is held for two round trips and the commit).
+**Ids first.** :func:`append` takes the new events' ids before inserting them (on SQLite the next rowids,
+which nobody else can take while this transaction holds the database's only write lock; on PostgreSQL
+from the table's sequence), so it hashes the events from the values it writes: the canonical form of a
+value and of that value read back are the same text, and a verifier reads them back.
 
-**Why at commit.** Ids come from a sequence and commit out of order, so id order is not chain order:
-the chain order is ``chain_seq``, handed out under the head's lock. Taking that lock last keeps it held
-only for the few statements and the commit that follow, and means a transaction holding it never waits
-for another lock, so it cannot deadlock with the row locks the orchestrator and the runner take. Two
-transactions can never chain onto the same previous hash: the second waits for the first's head row and
-reads its new value (PostgreSQL re-reads a row it waited for, even under READ COMMITTED). On SQLite,
-writers are serialised by ``BEGIN IMMEDIATE`` already.
+**When, on SQLite.** Writers are serialised by ``BEGIN IMMEDIATE``, so the head cannot move under a
+transaction that writes: :func:`append` chains the events onto the head as it inserts them, with their
+positions and hashes in the same INSERT, and moves the head in the same transaction. A savepoint rolled
+back undoes its events and its move of the head together.
+
+**When, on PostgreSQL.** Writers run side by side, and ids come from a sequence and commit out of order,
+so id order is not chain order: the chain order is ``chain_seq``, handed out under the head's lock.
+:meth:`Database.write() <conveyor.store.database.Database.write>` calls :func:`seal` as the last statement
+before it commits. Sealing keeps the events the transaction still holds (those undone by a rolled-back
+savepoint drop out), locks the chain's head row (``SELECT ... FOR UPDATE``), gives the events the next
+positions in id order and writes positions, hashes and the new head back in one statement, so the lock
+is held for two round trips and the commit. Taking that lock last means a transaction holding it never
+waits for another lock, so it cannot deadlock with the row locks the orchestrator and the runner take.
+Two transactions can never chain onto the same previous hash: the second waits for the first's head row
+and reads its new value (PostgreSQL re-reads a row it waited for, even under READ COMMITTED).
 """
 
 from __future__ import annotations
@@ -24,13 +29,22 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, select, text, update
+from sqlalchemy import Row, Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from conveyor.domain.audit import GENESIS, Anchor, ChainBreak, ChainWalk, EventContent, StoredEvent, chain_hash
+from conveyor.domain.audit import (
+    GENESIS,
+    Anchor,
+    ChainBreak,
+    ChainWalk,
+    EventContent,
+    StoredEvent,
+    canonical_json,
+    chain_hash,
+)
 from conveyor.store.tables import Event, EventChain
 
-UNSEALED_INFO_KEY = "unsealed_event_ids"  # Session.info: ids this transaction inserted, to seal at commit
+UNSEALED_INFO_KEY = "unsealed_events"  # Session.info: (id, canonical JSON) of events to seal at commit
 HEAD_ID = 1
 EVENTS = cast(Table, Event.__table__)
 # the table's columns, not the mapped class's: rows come back without the ORM's loading on top
@@ -53,8 +67,37 @@ CONTENT = tuple(
 )
 
 
-def note_unsealed(session: Session, event_ids: Sequence[int]) -> None:
-    session.info.setdefault(UNSEALED_INFO_KEY, []).extend(event_ids)
+def append(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert events (``rows``: every column of the events table but ``id``, ``chain_seq`` and
+    ``chain_hash``) and return their ids, ascending in the order of ``rows``."""
+    ids = _next_ids(session, len(rows))
+    canonical = [_canonical(i, row) for i, row in zip(ids, rows, strict=True)]
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(insert(EVENTS), [{**row, "id": i} for i, row in zip(ids, rows, strict=True)])
+        session.info.setdefault(UNSEALED_INFO_KEY, []).extend(zip(ids, canonical, strict=True))
+        return ids
+    first, previous = _lock_head(session)  # SQLite: this transaction is the only writer
+    chained = []
+    for seq, (i, row, event) in enumerate(zip(ids, rows, canonical, strict=True), start=first + 1):
+        previous = chain_hash(previous, event)
+        chained.append({**row, "id": i, "chain_seq": seq, "chain_hash": previous})
+    session.execute(insert(EVENTS), chained)
+    session.execute(update(EventChain).where(EventChain.id == HEAD_ID).values(seq=first + len(ids), hash=previous))
+    return ids
+
+
+def _next_ids(session: Session, count: int) -> list[int]:
+    if session.get_bind().dialect.name == "postgresql":
+        return sorted(session.scalars(NEXT_IDS_POSTGRES, {"n": count}))
+    newest = session.scalar(select(func.max(EVENTS.c.id))) or 0
+    return list(range(newest + 1, newest + 1 + count))
+
+
+NEXT_IDS_POSTGRES = text("SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, :n)")
+
+
+def _canonical(event_id: int, row: dict[str, Any]) -> bytes:
+    return canonical_json({"id": event_id, **row})
 
 
 def content(row: Row[*tuple[Any, ...]]) -> EventContent:
@@ -76,40 +119,27 @@ def content(row: Row[*tuple[Any, ...]]) -> EventContent:
 
 
 def seal(session: Session) -> int:
-    """Chain the events this transaction inserted onto the head; returns how many. Call it last."""
-    ids = session.info.pop(UNSEALED_INFO_KEY, None)
-    if not ids:
+    """Chain the events this transaction inserted and still holds onto the head; returns how many. Call
+    it last. Only PostgreSQL leaves events to seal: on SQLite :func:`append` chained them already."""
+    pending: list[tuple[int, bytes]] = session.info.pop(UNSEALED_INFO_KEY, None) or []
+    if not pending:
         return 0
-    rows = session.execute(
-        select(*CONTENT).where(EVENTS.c.id.in_(ids), EVENTS.c.chain_seq.is_(None)).order_by(EVENTS.c.id)
-    ).all()
-    if not rows:  # all undone by rolled-back savepoints
+    kept = set(session.scalars(select(EVENTS.c.id).where(EVENTS.c.id.in_([i for i, _ in pending]))))
+    events = sorted((i, c) for i, c in pending if i in kept)
+    if not events:  # all undone by rolled-back savepoints
         return 0
-    ids = [row.id for row in rows]
-    canonical = [content(row).canonical() for row in rows]  # before the lock: keep its hold short
     first, previous = _lock_head(session)
     hashes = []
-    for event in canonical:
+    for _, event in events:
         previous = chain_hash(previous, event)
         hashes.append(previous)
+    ids = [i for i, _ in events]
     seqs = list(range(first + 1, first + 1 + len(ids)))
-    if session.get_bind().dialect.name == "postgresql":
-        # one round trip while the lock is held: the head and every event in one statement
-        session.execute(SEAL_POSTGRES, {"ids": ids, "seqs": seqs, "hashes": hashes, "seq": seqs[-1], "hash": previous})
-    else:
-        session.execute(  # one executemany on the table: the ORM's bulk UPDATE spent more on each row
-            SEAL_SQLITE,
-            [{"b_id": i, "b_seq": s, "b_hash": h} for i, s, h in zip(ids, seqs, hashes, strict=True)],
-        )
-        session.execute(update(EventChain).where(EventChain.id == HEAD_ID).values(seq=seqs[-1], hash=previous))
+    # one round trip while the lock is held: the head and every event in one statement
+    session.execute(SEAL_POSTGRES, {"ids": ids, "seqs": seqs, "hashes": hashes, "seq": seqs[-1], "hash": previous})
     return len(ids)
 
 
-SEAL_SQLITE = (
-    update(EVENTS)
-    .where(EVENTS.c.id == bindparam("b_id"))
-    .values(chain_seq=bindparam("b_seq"), chain_hash=bindparam("b_hash"))
-)
 SEAL_POSTGRES = text(
     "WITH head AS (UPDATE event_chain SET seq = :seq, hash = :hash WHERE id = 1) "
     "UPDATE events SET chain_seq = sealed.seq, chain_hash = sealed.hash "

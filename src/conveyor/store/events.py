@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import OperatorAction, check_action
 from conveyor.domain.decisions import Decision as DecisionRecord
-from conveyor.store.chain import EVENTS, note_unsealed
+from conveyor.store.chain import append
 from conveyor.store.tables import Decision, Hold, Outbox
 
 # Appends go to the tables, not through the mapped classes: the ORM's bulk INSERT did more per row than
@@ -60,15 +60,14 @@ def record_events(
     action: OperatorAction | None = None,
     reason: str | None = None,
 ) -> list[int]:
-    """Append one Event of ``kind`` per item of ``about`` and their notifications; returns the Event ids
-    in ascending order (which need not be the order of ``about``). With ``action``, the events record that
-    operator action and ``reason`` (see :data:`conveyor.domain.audit.OPERATOR_ACTIONS`).
+    """Append one Event of ``kind`` per item of ``about`` and their notifications; returns the Event ids,
+    ascending in the order of ``about``. With ``action``, the events record that operator action and
+    ``reason`` (see :data:`conveyor.domain.audit.OPERATOR_ACTIONS`).
 
     One INSERT for the events and one for their outbox rows, however many there are: a pass that starts
-    or finishes a hundred deployments writes a hundred events of each kind. The rows come back unordered
-    (asking SQLite for them in order would make it insert them one by one), which is enough: an outbox
-    row depends only on its event's app and release, and they are added in event id order, the order
-    one release's notifications are delivered in."""
+    or finishes a hundred deployments writes a hundred events of each kind. The ids are taken before
+    the insert (:func:`conveyor.store.chain.append`), so outbox rows are added in event id order, the
+    order one release's notifications are delivered in."""
     if not about:
         return []
     if action is not None:
@@ -89,27 +88,25 @@ def record_events(
         }
         for a in about
     ]
-    returning = insert(EVENTS).returning(EVENTS.c.id, EVENTS.c.app, EVENTS.c.release_id)
-    events = sorted(session.execute(returning, rows).all(), key=lambda e: int(e.id))
-    note_unsealed(session, [int(e.id) for e in events])
+    ids = append(session, rows)
     router: NotificationRouter | None = session.info.get(ROUTER_INFO_KEY)
     if router is not None:
         outbox = [
             {
-                "event_id": event.id,
+                "event_id": event_id,
                 "notifier": notifier,
-                "release_id": event.release_id,
+                "release_id": a.release_id,
                 "delivery_id": str(uuid.uuid4()),
                 "state": "pending",
                 "attempts": 0,
                 "next_attempt_at": at,
             }
-            for event in events
-            for notifier in router.notifiers_for(kind, event.app)
+            for event_id, a in zip(ids, about, strict=True)
+            for notifier in router.notifiers_for(kind, a.app)
         ]
         if outbox:
             session.execute(insert(OUTBOX), outbox)
-    return [int(e.id) for e in events]
+    return ids
 
 
 def record_event(
