@@ -8,7 +8,7 @@ they grow, its attempts and outcome once it has ended, and the deployment's end.
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -78,15 +78,20 @@ class LogPrinter:
         self.console.print(end)
 
 
-def follow(fetch: Callable[[], dict[str, Any]], printer: LogPrinter, interval: float = FOLLOW_INTERVAL) -> None:
-    """Print ``fetch()`` as it grows until its deployment has ended."""
-    while True:
+def follow(
+    fetch: Callable[[], dict[str, Any]],
+    printer: LogPrinter,
+    stop: threading.Event,
+    interval: float = FOLLOW_INTERVAL,
+) -> None:
+    """Print ``fetch()`` as it grows until its deployment has ended or ``stop`` is set."""
+    while not stop.is_set():
         answer = fetch()
         ended = deployment_ended(answer)
         printer.show(answer, final=ended)
         if ended:
             return
-        time.sleep(interval)
+        stop.wait(interval)
 
 
 def _clock(iso: str | None) -> str:

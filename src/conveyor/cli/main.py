@@ -725,12 +725,15 @@ def logs(
         printer.show(answer, final=True)
         return
     pinned = answer["deployment"]["id"]  # the newest now: later ones are not this one's story
-    try:
-        printer.show(answer, final=deployment_ended(answer))
-        if not deployment_ended(answer):
-            follow_logs(lambda: fetch(pinned), printer)
-    except KeyboardInterrupt:
-        sys.exit(130)  # Ctrl-C ends following; the deployment goes on
+    # Ctrl-C ends following (the deployment goes on). It sets a flag rather than raising, so it is never
+    # lost inside a database read that happens to be running when it arrives.
+    interrupted = threading.Event()
+    signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
+    printer.show(answer, final=deployment_ended(answer))
+    if not deployment_ended(answer):
+        follow_logs(lambda: fetch(pinned), printer, interrupted)
+    if interrupted.is_set():
+        sys.exit(130)
 
 
 @cli.command()
