@@ -1,6 +1,7 @@
-"""The events' hash chain in real databases: sealed at commit on SQLite and PostgreSQL, in commit order
-when ids commit out of order, whole under many concurrent writer processes, and broken where a row was
-edited or deleted behind conveyor's back. Migration 0007 chains the events it finds."""
+"""The events' hash chain in real databases: sealed as they are inserted on SQLite and at commit on
+PostgreSQL, hashed from the values written, in commit order when ids commit out of order, whole under
+many concurrent writer processes, and broken where a row was edited or deleted behind conveyor's back.
+Migration 0007 chains the events it finds."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, event, func, insert, select, text, update
 
 from conveyor.audit_trail import verify_chain
 from conveyor.domain.audit import DEPLOY, GENESIS, Anchor, chain_hash
@@ -61,12 +64,62 @@ def test_every_committed_event_is_sealed_in_order(db: Database) -> None:
         with pytest.raises(RuntimeError), session.begin_nested():
             record_events(session, "step.started", at=NOW, actor="w", about=[About("undone")])
             raise RuntimeError("undo the savepoint")
+        record_events(session, "step.started", at=NOW, actor="w", about=[About("after the savepoint")])
     positions = chain_positions(db)
-    assert [seq for _, seq in positions] == [1, 2, 3, 4, 5, 6]
+    assert [seq for _, seq in positions] == [1, 2, 3, 4, 5, 6, 7]
     answer = verify_chain(db)
-    assert (answer["ok"], answer["verified"], answer["head"]["seq"]) == (True, 6, 6)
+    assert (answer["ok"], answer["verified"], answer["head"]["seq"]) == (True, 7, 7)
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(Event).where(Event.message == "undone")) == 0
+
+
+def test_events_are_hashed_from_the_values_written_as_a_verifier_reads_them(db: Database) -> None:
+    """The hash is computed from what conveyor passes to the INSERT, not from the row read back: values
+    whose Python form differs from what comes back (a tuple, a time in another zone, non-ASCII text)
+    must hash the same either way."""
+    later = NOW.astimezone(timezone(timedelta(hours=-5)))
+    payload = {"tuple": (1, "two"), "float": 0.1, "text": "ünïcode ✓", "nested": {"z": None, "a": [True]}}
+    with db.write() as session:
+        ids = record_events(
+            session,
+            "deployment.started",
+            at=later,
+            actor="conveyor",
+            about=[About("the message", "shop", "staging", payload=payload), About("second", "web")],
+        )
+    assert ids == sorted(ids) and len(ids) == 2
+    answer = verify_chain(db)
+    assert (answer["ok"], answer["verified"]) == (True, 2)
+    with db.read() as session:
+        rows = session.execute(select(*CONTENT).where(Event.id.in_(ids)).order_by(Event.id)).all()
+        assert [content(r).payload for r in rows] == [
+            {"tuple": [1, "two"], "float": 0.1, "text": "ünïcode ✓", "nested": {"z": None, "a": [True]}},
+            {},
+        ]
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Database]:
+    db = Database(f"sqlite:///{tmp_path / 'conveyor.db'}")
+    upgrade(db)
+    yield db
+    db.dispose()
+
+
+def test_sqlite_chains_events_in_the_insert_itself(sqlite_store: Database) -> None:
+    """On SQLite (one writer at a time) a transaction's events get their positions and hashes in the
+    INSERT: nothing reads them back or updates them one by one, however many there are."""
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(sqlite_store.engine, "before_cursor_execute", listen)
+    try:
+        write(sqlite_store, 200)
+    finally:
+        event.remove(sqlite_store.engine, "before_cursor_execute", listen)
+    touching_events = [s.split()[0] + " " + s.split()[1] for s in statements if " events" in s]
+    assert touching_events == ["SELECT max(events.id)", "INSERT INTO"]
+    assert sum("event_chain" in s for s in statements) == 2  # read the head, move it
+    assert verify_chain(sqlite_store)["verified"] == 200
 
 
 def test_an_empty_chain_verifies(db: Database) -> None:

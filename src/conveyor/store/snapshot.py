@@ -121,8 +121,8 @@ class SnapshotReader:
     """The snapshots of one planner, each read again only where something changed since the one before.
 
     Every change of state writes an Event naming its app (:mod:`conveyor.store.events`), and every
-    committed Event has a position in the audit chain (``chain_seq``), handed out under the chain head's
-    lock as its transaction commits (:mod:`conveyor.store.chain`): positions grow in commit order, on
+    committed Event has a position in the audit chain (``chain_seq``), handed out to one writing
+    transaction at a time (:mod:`conveyor.store.chain`): positions grow in commit order, on
     SQLite and on PostgreSQL alike, so nothing committed after a snapshot can take a position that
     snapshot already passed (Event ids cannot promise that on PostgreSQL, where they come from a sequence
     and commit out of order). A snapshot therefore reads again the apps named by the Events chained since

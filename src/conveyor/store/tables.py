@@ -260,8 +260,9 @@ class Event(Base):
     """Append-only audit record: who did what, when, why.
 
     ``action`` and ``reason`` are set on operator actions only (see :mod:`conveyor.domain.audit`).
-    ``chain_seq`` and ``chain_hash`` seal the event into the hash chain when its transaction commits
-    (:mod:`conveyor.store.chain`); they are NULL only inside the transaction that wrote it."""
+    ``chain_seq`` and ``chain_hash`` seal the event into the hash chain: as it is inserted on SQLite,
+    when its transaction commits on PostgreSQL (:mod:`conveyor.store.chain`); they are NULL only inside
+    the PostgreSQL transaction that wrote it."""
 
     __tablename__ = "events"
     __table_args__ = (
