@@ -102,6 +102,17 @@ def test_why_of_one_environment(delivered: Project) -> None:
     assert list(data["environments"]) == ["staging"]
 
 
+def test_why_takes_the_environment_as_env_too(delivered: Project) -> None:
+    """``--env`` as freeze, logs and the others spell it; both spellings at once must agree."""
+    assert delivered.ok("why", "web", "--env", "staging").output == delivered.ok("why", "web", "staging").output
+    result = delivered.run("why", "web", "staging", "--env", "production")
+    assert result.exit_code == 2
+    assert "two environments given: 'staging' and --env 'production'" in result.stderr
+    assert delivered.run("why", "web", "--env", "moon").stderr.strip() == (
+        "error: unknown environment 'moon' (known: integration, staging, production)"
+    )
+
+
 def test_why_json_carries_decision_and_explanation(delivered: Project) -> None:
     data = json.loads(delivered.ok("why", "web", "--json").output)
     assert data["app"] == "web"

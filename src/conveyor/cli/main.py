@@ -666,11 +666,17 @@ def history(config_path: Path, app: str, limit: int, as_json: bool, server: str 
 @config_option
 @click.argument("app")
 @click.argument("environment", required=False)
+@click.option("--env", "env_option", metavar="ENVIRONMENT", help="The same as the ENVIRONMENT argument.")
 @json_option
 @server_option
 @friendly_errors
-def why(config_path: Path, app: str, environment: str | None, as_json: bool, server: str | None) -> None:
+def why(
+    config_path: Path, app: str, environment: str | None, env_option: str | None, as_json: bool, server: str | None
+) -> None:
     """Explain, per environment, what conveyor decided for APP and why, with evidence."""
+    if environment and env_option and environment != env_option:
+        raise click.UsageError(f"two environments given: {environment!r} and --env {env_option!r}")
+    environment = environment or env_option
     data = answer(
         server,
         config_path,
