@@ -75,10 +75,16 @@ def test_every_committed_event_is_sealed_in_order(db: Database) -> None:
 
 def test_events_are_hashed_from_the_values_written_as_a_verifier_reads_them(db: Database) -> None:
     """The hash is computed from what conveyor passes to the INSERT, not from the row read back: values
-    whose Python form differs from what comes back (a tuple, a time in another zone, non-ASCII text)
-    must hash the same either way."""
+    whose Python form differs from what comes back (a tuple, a time in another zone, non-ASCII text,
+    integer keys) must hash the same either way."""
     later = NOW.astimezone(timezone(timedelta(hours=-5)))
-    payload = {"tuple": (1, "two"), "float": 0.1, "text": "ünïcode ✓", "nested": {"z": None, "a": [True]}}
+    payload = {
+        "tuple": (1, "two"),
+        "float": 0.1,
+        "text": "ünïcode ✓",
+        "nested": {"z": None, "a": [True]},
+        "codes": {200: 3, 50: 1},  # read back as {"200": 3, "50": 1}, in that order once sorted
+    }
     with db.write() as session:
         ids = record_events(
             session,
@@ -93,7 +99,13 @@ def test_events_are_hashed_from_the_values_written_as_a_verifier_reads_them(db: 
     with db.read() as session:
         rows = session.execute(select(*CONTENT).where(Event.id.in_(ids)).order_by(Event.id)).all()
         assert [content(r).payload for r in rows] == [
-            {"tuple": [1, "two"], "float": 0.1, "text": "ünïcode ✓", "nested": {"z": None, "a": [True]}},
+            {
+                "tuple": [1, "two"],
+                "float": 0.1,
+                "text": "ünïcode ✓",
+                "nested": {"z": None, "a": [True]},
+                "codes": {"200": 3, "50": 1},
+            },
             {},
         ]
 
