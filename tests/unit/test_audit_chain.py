@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -65,6 +66,31 @@ def test_canonical_json_is_sorted_compact_utf8_with_utc_microseconds() -> None:
             '"release_id":3}'
         ).encode()
     )
+
+
+def spec(c: EventContent) -> bytes:
+    """The canonical JSON exactly as the module documents it, read back from storage."""
+    values = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+    values["at"] = c.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    values["payload"] = json.loads(json.dumps(values["payload"]))
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"text": "".join(chr(cp) for cp in range(0x2FF)) + "\u2028\U0001f600\uffff\"'\\"},
+        {"nested": {"é": [1, -(2**63), 2**64 - 1, None, True, False, (2, "tuple")], "Z": {}, "\U0001f600": 1}},
+        {"floats": [0.1, 1e16, 1e-07, 123456789012345680.0, -0.0]},  # the standard library spells these
+        {"wide": 2**64, "narrow": -(2**63) - 1},  # past orjson's 64 bits
+        {"codes": {200: 3, 50: 1}},  # integer keys: read back as text, sorted as text
+    ],
+)
+def test_canonical_json_is_the_documented_form_byte_for_byte(payload: dict[str, object]) -> None:
+    for text in ("plain", "ünï\x00\x1f\x7f\ud7ff", None):
+        c = content(7, payload=payload, message=text or "", reason=text)
+        assert c.canonical() == spec(c)
 
 
 def test_a_naive_time_is_taken_as_utc() -> None:

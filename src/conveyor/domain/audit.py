@@ -36,6 +36,8 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 GENESIS = "0" * 64  # the "previous hash" of the first event in the chain
 
 
@@ -121,10 +123,33 @@ CONTENT_KEYS = tuple(f.name for f in fields(EventContent))
 
 
 def canonical_json(content: dict[str, Any]) -> bytes:
-    """The canonical JSON of an event's content: ``content`` has exactly the keys of :class:`EventContent`,
-    with ``at`` a datetime. Events are hashed from the values written, as they are inserted."""
+    """The canonical JSON of an event's content as a verifier reads it back: ``content`` has exactly the
+    keys of :class:`EventContent`, with ``at`` a datetime. Events are hashed from the values written.
+
+    Content made only of text, integers, booleans, nulls, lists and text-keyed objects is written by
+    orjson, whose output for those is byte for byte the standard library's (tested on every code point)
+    at a tenth of the cost. Anything else (a float, whose exponent orjson spells differently; an integer
+    key, which comes back as text) goes through the standard library, the payload first put through
+    JSON once, as storing and reading it back would."""
     values = {**content, "at": utc_text(content["at"])}
+    if _plain(values):
+        return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+    values["payload"] = json.loads(json.dumps(values["payload"]))
     return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind in _SCALARS:
+        return kind is not int or -(2**63) <= value < 2**64
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return False
 
 
 def utc_text(at: datetime) -> str:

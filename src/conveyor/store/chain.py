@@ -25,7 +25,6 @@ and reads its new value (PostgreSQL re-reads a row it waited for, even under REA
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -98,17 +97,7 @@ NEXT_IDS_POSTGRES = text("SELECT nextval(pg_get_serial_sequence('events', 'id'))
 
 
 def _canonical(event_id: int, row: dict[str, Any]) -> bytes:
-    if not _keys_are_text(row["payload"]):  # {2: ..., 10: ...} is read back as {"10": ..., "2": ...}
-        row = {**row, "payload": json.loads(json.dumps(row["payload"]))}
     return canonical_json({"id": event_id, **row})
-
-
-def _keys_are_text(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _keys_are_text(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return all(_keys_are_text(v) for v in value)
-    return True
 
 
 def content(row: Row[*tuple[Any, ...]]) -> EventContent:
