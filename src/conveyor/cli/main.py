@@ -734,10 +734,13 @@ def logs(
     # Ctrl-C ends following (the deployment goes on). It sets a flag rather than raising, so it is never
     # lost inside a database read that happens to be running when it arrives.
     interrupted = threading.Event()
-    signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
-    printer.show(answer, final=deployment_ended(answer))
-    if not deployment_ended(answer):
-        follow_logs(lambda: fetch(pinned), printer, interrupted)
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
+    try:
+        printer.show(answer, final=deployment_ended(answer))
+        if not deployment_ended(answer):
+            follow_logs(lambda: fetch(pinned), printer, interrupted)
+    finally:
+        signal.signal(signal.SIGINT, previous)  # as it was, for a caller running this command in-process
     if interrupted.is_set():
         sys.exit(130)
 

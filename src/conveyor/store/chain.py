@@ -71,7 +71,7 @@ def append(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert events (``rows``: every column of the events table but ``id``, ``chain_seq`` and
     ``chain_hash``) and return their ids, ascending in the order of ``rows``."""
     ids = _next_ids(session, len(rows))
-    canonical = [_canonical(i, row) for i, row in zip(ids, rows, strict=True)]
+    canonical = [canonical_json({"id": i, **row}) for i, row in zip(ids, rows, strict=True)]
     if session.get_bind().dialect.name == "postgresql":
         session.execute(insert(EVENTS), [{**row, "id": i} for i, row in zip(ids, rows, strict=True)])
         session.info.setdefault(UNSEALED_INFO_KEY, []).extend(zip(ids, canonical, strict=True))
@@ -94,10 +94,6 @@ def _next_ids(session: Session, count: int) -> list[int]:
 
 
 NEXT_IDS_POSTGRES = text("SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, :n)")
-
-
-def _canonical(event_id: int, row: dict[str, Any]) -> bytes:
-    return canonical_json({"id": event_id, **row})
 
 
 def content(row: Row[*tuple[Any, ...]]) -> EventContent:
