@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.model import StepKind, StepState
@@ -23,7 +23,7 @@ from conveyor.store.events import About, record_event, record_events
 from conveyor.store.leased_queue import LeasedQueue
 from conveyor.store.step_durations import count_finished
 from conveyor.store.step_logs import LogFlush, append_step_logs
-from conveyor.store.tables import Deployment, Event, Release, Step, StepAttempt
+from conveyor.store.tables import Deployment, Event, Release, Step, StepAttempt, insert_rows
 
 MAX_ATTEMPTS = 5
 
@@ -114,7 +114,7 @@ class Leases:
                     {"step_id": c.step_id, "attempt": c.attempt, "owner": self.owner, "started_at": now}
                     for c in claimed
                 ]
-                session.execute(insert(cast(Table, StepAttempt.__table__)), attempts)
+                insert_rows(session, cast(Table, StepAttempt.__table__), attempts)
                 about = [
                     About(
                         f"{c.kind} {c.name}",

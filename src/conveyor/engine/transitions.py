@@ -31,7 +31,7 @@ from conveyor.store.events import (
     record_events,
 )
 from conveyor.store.snapshot import load_holds
-from conveyor.store.tables import Deployment, Hold, Lock, Placement, Release, Step
+from conveyor.store.tables import Deployment, Hold, Lock, Placement, Release, Step, insert_rows
 
 # Rows are appended through the tables, not the mapped classes: the ORM's bulk statements did more for
 # each row than the database did
@@ -91,7 +91,7 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
     if went:
         locks = [{"name": n, "deployment_id": row.id, "acquired_at": now} for intent, row in went for n in intent.locks]
         if locks:
-            session.execute(insert(LOCKS), locks)
+            insert_rows(session, LOCKS, locks)
         steps = [
             {
                 "deployment_id": row.id,
@@ -102,7 +102,7 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
             }
             for _, row in went
         ]
-        session.execute(insert(STEPS), steps)
+        insert_rows(session, STEPS, steps)
         deployment_events(
             session,
             "deployment.started",

@@ -42,7 +42,7 @@ from conveyor.domain.audit import (
     canonical_json,
     chain_hash,
 )
-from conveyor.store.tables import Event, EventChain
+from conveyor.store.tables import Event, EventChain, insert_rows
 
 UNSEALED_INFO_KEY = "unsealed_events"  # Session.info: (id, canonical JSON) of events to seal at commit
 HEAD_ID = 1
@@ -81,7 +81,7 @@ def append(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     for seq, (i, row, event) in enumerate(zip(ids, rows, canonical, strict=True), start=first + 1):
         previous = chain_hash(previous, event)
         chained.append({**row, "id": i, "chain_seq": seq, "chain_hash": previous})
-    session.execute(insert(EVENTS), chained)
+    insert_rows(session, EVENTS, chained)
     session.execute(update(EventChain).where(EventChain.id == HEAD_ID).values(seq=first + len(ids), hash=previous))
     return ids
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from conveyor.domain.audit import OperatorAction, check_action
 from conveyor.domain.decisions import Decision as DecisionRecord
 from conveyor.store.chain import append
-from conveyor.store.tables import Decision, Hold, Outbox
+from conveyor.store.tables import Decision, Hold, Outbox, insert_rows
 
 # Appends go to the tables, not through the mapped classes: the ORM's bulk INSERT did more per row than
 # the database did, and a busy pass appends thousands of rows
@@ -183,8 +183,9 @@ def record_decisions(session: Session, decisions: Sequence[DecisionRecord], at: 
     """Store decisions that came with a change of state (so are news), with one INSERT."""
     if not decisions:
         return
-    session.execute(
-        insert(DECISIONS),
+    insert_rows(
+        session,
+        DECISIONS,
         [
             {
                 "app": d.app,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
-from conveyor.store.tables import StepLogChunk
+from conveyor.store.tables import StepLogChunk, insert_rows
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def append_step_logs(session: Session, flushes: Iterable[tuple[int, int, LogFlus
                 )
             )
     if rows:
-        session.execute(insert(StepLogChunk), rows)
+        insert_rows(session, cast(Table, StepLogChunk.__table__), rows)
 
 
 def read_step_log(session: Session, step_id: int) -> str:

@@ -1,0 +1,109 @@
+"""``insert_rows`` stores exactly what an ORM-less ``session.execute(insert(table), rows)`` stores: the same
+text in every column (times, JSON, booleans) and the same Python-side defaults for the columns left out,
+on SQLite (where it hands the rows to the driver itself) and on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select, text
+
+from conveyor.store.database import Database
+from conveyor.store.tables import Decision, Deployment, Event, Release, Step, StepAttempt, StepLogChunk, insert_rows
+
+NOW = datetime(2026, 11, 29, 14, 0, 0, 123456, tzinfo=UTC)
+
+
+def _raw(db: Database, table: Table, where: str) -> list[tuple[Any, ...]]:
+    """The rows as the database holds them, as text where it stores text (no type processing on the way out)."""
+    columns = ", ".join(f"CAST({c.name} AS TEXT)" for c in table.c if c.name != "id")
+    with db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(f"SELECT {columns} FROM {table.name} WHERE {where} ORDER BY id"))]
+
+
+def _deployment(db: Database) -> int:
+    with db.write() as session:
+        release = Release(app="shop", sha="a" * 40, label="v1", ref="main", created_at=NOW, created_by="test")
+        session.add(release)
+        session.flush()
+        deployment = Deployment(
+            release_id=release.id,
+            app="shop",
+            environment="staging",
+            state="pending",
+            queued_at=NOW,
+            updated_at=NOW,
+            created_by="test",
+        )
+        session.add(deployment)
+        session.flush()
+        return deployment.id
+
+
+def test_rows_are_stored_as_sqlalchemy_stores_them(db: Database) -> None:
+    deployment_id = _deployment(db)
+    later = NOW + timedelta(seconds=1)
+    steps = cast(Table, Step.__table__)
+    # ``attempt``, ``outcome``, ``measurements``, ``result``, ``cancel_requested`` are left to their defaults
+    step_rows = [
+        {"deployment_id": deployment_id, "kind": "deploy", "name": "deploy", "state": "queued", "due_at": at}
+        for at in (NOW, later, NOW)
+    ]
+    payloads = [{"b": [1, 2.5, None, True], "a": "ünïcode ✓"}, {}, {"n": 2**40}]
+    events = cast(Table, Event.__table__)
+    event_rows = [
+        {
+            "kind": "step.started",
+            "app": "shop",
+            "environment": None,
+            "release_id": None,
+            "deployment_id": deployment_id,
+            "actor": "w",
+            "at": NOW,
+            "message": f"event {n}",
+            "payload": payload,
+            "action": None,
+            "reason": None,
+            "chain_seq": None,
+            "chain_hash": None,
+        }
+        for n, payload in enumerate(payloads)
+    ]
+    with db.write() as session:
+        session.execute(insert(steps), step_rows)
+        insert_rows(session, steps, step_rows)
+        session.execute(insert(events), event_rows)
+        insert_rows(session, events, event_rows)
+    stored_steps = _raw(db, steps, f"deployment_id = {deployment_id}")
+    assert len(stored_steps) == 6
+    assert stored_steps[:3] == stored_steps[3:]
+    stored_events = _raw(db, events, "kind = 'step.started'")
+    assert stored_events[:3] == stored_events[3:]
+    with db.read() as session:
+        read = session.scalars(select(Step).where(Step.deployment_id == deployment_id).order_by(Step.id)).all()
+    assert [(s.due_at, s.attempt, s.measurements, s.result, s.cancel_requested) for s in read[3:]] == [
+        (NOW, 0, [], {}, False),
+        (later, 0, [], {}, False),
+        (NOW, 0, [], {}, False),
+    ]
+
+
+@pytest.mark.parametrize("model", [Decision, StepAttempt, StepLogChunk])
+def test_an_empty_list_writes_nothing(db: Database, model: type) -> None:
+    table = cast(Table, model.__table__)  # type: ignore[attr-defined]
+    with db.write() as session:
+        insert_rows(session, table, [])
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(table)) == 0
+
+
+def test_a_default_it_cannot_fill_is_refused_by_name(tmp_path: Any) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    n = Column("n", Integer, default=func.abs(-1))  # a SQL expression: only SQLAlchemy's own INSERT renders it
+    table = Table("counted", MetaData(), Column("id", Integer, primary_key=True), n)
+    table.create(db.engine)
+    with db.write() as session, pytest.raises(ValueError, match=r"counted\.n"):
+        insert_rows(session, table, [{"id": 1}])
+    db.dispose()
