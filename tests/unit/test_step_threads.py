@@ -41,3 +41,22 @@ def test_a_thread_that_finished_its_step_takes_the_next() -> None:
                 break
             threading.Event().wait(0.001)
     assert threads.started == 1
+
+
+def test_wait_taken_returns_once_every_job_has_a_thread() -> None:
+    threads = StepThreads()
+    release = threading.Event()
+    began: list[int] = []
+
+    def job(n: int) -> None:
+        began.append(n)
+        release.wait(30)
+
+    for n in range(40):
+        threads.submit(lambda n=n: job(n))
+    try:
+        assert threads.wait_taken(30)
+        assert threads.wait_taken(0)  # nothing left to take: at once
+    finally:
+        release.set()
+    assert threads.started == 40

@@ -60,11 +60,15 @@ log = logging.getLogger(__name__)
 MAX_PLAN_ROUNDS = 10
 RESULT_BATCH = 1000
 # How long the result writer waits for more results after the first one: steps started together end
-# together, and recording them in one transaction saves a planner pass per transaction avoided.
+# together, and recording them in one transaction saves a planner pass per transaction avoided. It stops
+# waiting once no result came for RESULT_LULL_SECONDS: a burst has ended, and the last result of a burst
+# should not wait for ones that are not coming.
 RESULT_GATHER_SECONDS = 0.02
+RESULT_LULL_SECONDS = 0.004
 PLAN_DEFER_SECONDS = 0.1  # the longest a planner pass waits for results being recorded
 REPLAN_SECONDS = 2.0
 RETRY_SECONDS = 0.02  # when another process held the planner lock
+STEP_START_WAIT = 0.25  # the longest the loop waits for the threads of steps it just claimed to take them
 STOP_GRACE = 10.0  # seconds a step told to stop gets to return before its thread is abandoned
 GC_THRESHOLDS = (10_000, 20, 20)  # the cyclic collector's, while the loop runs (see run())
 DEFAULT_CONCURRENCY = 1024  # steps mostly wait (subprocesses, HTTP, sleeps): a waiting thread costs little
@@ -144,6 +148,7 @@ class Conductor:
         self._stop_claiming = threading.Event()
         self._last_reap = float("-inf")
         self._recording = False  # the result writer holds results it has not stored yet
+        self._results_stored = 0  # batches of results the writer has stored
         self._deferred_since: float | None = None
         self._settled_marker = -1
         self._retry_soon = False
@@ -163,6 +168,7 @@ class Conductor:
         """
         changed = False
         for _ in range(MAX_PLAN_ROUNDS):
+            stored = self._results_stored
             marker = self._change_marker()
             if not changed and marker == self._settled_marker and time.monotonic() < self._replan_at:
                 return False
@@ -187,9 +193,16 @@ class Conductor:
                 self._replan_at = time.monotonic() + REPLAN_SECONDS
                 break
             changed = True
-            if claim and any(isinstance(i, Start) or (isinstance(i, Promote) and i.then_start) for i in done):
-                self._claim()
+            started = any(isinstance(i, Start) or (isinstance(i, Promote) and i.then_start) for i in done)
+            if claim and started and self._claim() and not self._results_since(stored):
+                # The next round would only read back this pass's own writes: the steps just claimed go
+                # first, since their users wait on them.
+                self._threads.wait_taken(STEP_START_WAIT)
         return changed
+
+    def _results_since(self, stored: int) -> bool:
+        """Step results were stored since the writer's count was ``stored``, or are being stored."""
+        return self._results_stored != stored or self._recording or not self._results.empty()
 
     def _change_marker(self) -> int:
         with self.db.read() as session:
@@ -351,7 +364,8 @@ class Conductor:
             gather_until = time.monotonic() + RESULT_GATHER_SECONDS
             while not stopping and len(batch) < RESULT_BATCH:
                 try:
-                    item = self._results.get(timeout=max(0.0, gather_until - time.monotonic()))
+                    wait = min(RESULT_LULL_SECONDS, gather_until - time.monotonic())
+                    item = self._results.get(timeout=max(0.0, wait))
                 except queue.Empty:
                     break
                 if item is None:
@@ -360,6 +374,7 @@ class Conductor:
                     batch.append(item)
             if batch:
                 self._record(batch)
+                self._results_stored += 1
             self._recording = False
             self._wake.set()
 
@@ -460,12 +475,11 @@ class Conductor:
         return not steps and not deployments
 
     def _confirmed_idle(self) -> bool:
-        """Idle, and still idle after a full planner pass that ignores the change marker: a worker about to
-        exit must not leave behind a promotion or start that a skipped pass would have made."""
+        """Idle, and still idle after a planner pass that ignores the change marker: a worker about to exit
+        must not leave behind a promotion or start that a skipped pass would have made."""
         if not self.idle():
             return False
         self._settled_marker = -1
-        self.snapshots.forget()
         if self.plan() or self._retry_soon:
             return False
         return self.idle()

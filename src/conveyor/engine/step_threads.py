@@ -28,6 +28,8 @@ class StepThreads:
         self._lock = threading.Lock()
         self._idle = 0  # threads waiting for a job, counting those a job was just handed to as busy
         self._started = 0
+        self._waiting = 0  # jobs submitted that no thread has taken yet
+        self._all_taken = threading.Condition(self._lock)
         self._numbers = itertools.count(1)
 
     def submit(self, job: Callable[[], None]) -> None:
@@ -38,6 +40,7 @@ class StepThreads:
                 self._idle -= 1
             else:
                 self._started += 1
+            self._waiting += 1
         self._jobs.put(job)
         if not reuse:
             _thread.start_new_thread(self._work, (f"{self._name}-{next(self._numbers)}",))
@@ -54,9 +57,20 @@ class StepThreads:
         with self._lock:
             return self._idle
 
+    def wait_taken(self, timeout: float) -> bool:
+        """Wait until every job submitted so far has been taken by a thread, at most ``timeout`` seconds;
+        True if they all were."""
+        with self._all_taken:
+            return self._all_taken.wait_for(lambda: self._waiting == 0, timeout)
+
     def _work(self, name: str) -> None:
         threading.current_thread().name = name  # for the log: a thread started this way has no name of its own
         while True:
-            self._jobs.get()()
+            job = self._jobs.get()
+            with self._lock:
+                self._waiting -= 1
+                if self._waiting == 0:
+                    self._all_taken.notify_all()
+            job()
             with self._lock:
                 self._idle += 1
