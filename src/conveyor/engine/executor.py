@@ -42,6 +42,17 @@ class Executor:
         self.db = db
         self._instances: dict[type[Any], Any] = {}
         self._lock = threading.Lock()
+        # the paths each (app, environment) is given, worked out once: a thousand steps starting together
+        # built the same ones over and over
+        self._paths: dict[tuple[str, str], tuple[str, Path]] = {}
+
+    def _paths_of(self, app: str, environment: str) -> tuple[str, Path]:
+        """The app's mirror (as text) and the environment's state folder."""
+        paths = self._paths.get((app, environment))
+        if paths is None:
+            paths = str(mirror_path_for(self.config.state_dir, app)), env_state_dir(self.config, app, environment)
+            self._paths[(app, environment)] = paths
+        return paths
 
     def _instance(self, cls: type[Any]) -> Any:
         with self._lock:
@@ -84,15 +95,16 @@ class Executor:
         app = self.config.app(step.app)
         env = app.environments[step.environment]
         driver: Driver = self._instance(plugins.driver_class(env.deploy.driver))
+        repo, state_dir = self._paths_of(step.app, step.environment)
         request = DeployRequest(
             app=step.app,
             environment=step.environment,
             version=step.label,
             sha=step.sha,
-            repo=str(mirror_path_for(self.config.state_dir, step.app)),
+            repo=repo,
             vars=env.vars,
             options=env.deploy.options,
-            state_dir=env_state_dir(self.config, step.app, step.environment),
+            state_dir=state_dir,
             step_id=step.step_id,
             attempt=step.attempt,
             lease_expires_at=step.lease_expires_at,
@@ -113,6 +125,7 @@ class Executor:
             return StepResult(False, f"check {step.name!r} is no longer in the config", [], {})
         check: Check = self._instance(plugins.check_class(spec.type))
         facts = self._deploy_facts(step.deployment_id)
+        repo, state_dir = self._paths_of(step.app, step.environment)
         request = CheckRequest(
             app=step.app,
             environment=step.environment,
@@ -120,8 +133,8 @@ class Executor:
             sha=step.sha,
             vars=env.vars,
             options=spec.options,
-            state_dir=env_state_dir(self.config, step.app, step.environment),
-            repo=str(mirror_path_for(self.config.state_dir, step.app)),
+            state_dir=state_dir,
+            repo=repo,
             step_id=step.step_id,
             attempt=step.attempt,
             lease_expires_at=step.lease_expires_at,
