@@ -205,8 +205,8 @@ class Conductor:
         return self._results_stored != stored or self._recording or not self._results.empty()
 
     def _change_marker(self) -> int:
-        with self.db.read() as session:
-            return session.scalar(select(func.max(Event.id))) or 0
+        with self.db.peek() as conn:
+            return conn.scalar(select(func.max(Event.id))) or 0
 
     def tick(self) -> bool:
         self.enforce_deadlines()

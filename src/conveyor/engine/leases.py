@@ -69,8 +69,8 @@ class Leases:
 
     def anything_due(self) -> bool:
         """A cheap read, so an idle worker does not open a write transaction on every tick."""
-        with self.db.read() as session:
-            return self.queue.any_due(session, self.clock())
+        with self.db.peek() as conn:
+            return self.queue.any_due(conn, self.clock())
 
     def claim(self, limit: int) -> list[ClaimedStep]:
         if limit <= 0 or not self.anything_due():

@@ -114,8 +114,8 @@ class OutboxQueue:
 
     def anything_due(self, notifiers: Collection[str]) -> bool:
         """A cheap read, so an idle sender does not open a write transaction on every poll."""
-        with self.db.read() as session:
-            return self.queue.any_due(session, self.clock(), *self._ours(notifiers))
+        with self.db.peek() as conn:
+            return self.queue.any_due(conn, self.clock(), *self._ours(notifiers))
 
     def claim(self, notifiers: Collection[str], limit: int) -> list[ClaimedDelivery]:
         if limit <= 0 or not notifiers or not self.anything_due(notifiers):

@@ -182,6 +182,13 @@ class Database:
                 session.close()  # ends the transaction; loaded objects stay readable, detached
 
     @contextmanager
+    def peek(self) -> Iterator[Connection]:
+        """A read-only transaction on a bare connection, for a statement or two asked on every tick (is
+        anything due, has anything changed): a Session's bookkeeping cost more than such a query."""
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            yield conn
+
+    @contextmanager
     def planning(self) -> Iterator[bool]:
         """Serialise planner passes across threads and, on PostgreSQL, across processes and machines.
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, select, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 
@@ -42,7 +43,7 @@ class LeasedQueue:
         self.token, self.held, self.due = getattr(table, fencing), held, due
         self.order_by = order_by or (table.id,)
 
-    def any_due(self, session: Session, now: datetime, *where: ColumnElement[bool]) -> bool:
+    def any_due(self, session: Session | Connection, now: datetime, *where: ColumnElement[bool]) -> bool:
         """A cheap read, so an idle worker does not open a write transaction on every poll."""
         return session.scalar(select(self.table.id).where(*self.due(now), *where).limit(1)) is not None
 
