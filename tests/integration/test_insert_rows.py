@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select, text
+from sqlalchemy import JSON, Column, Integer, MetaData, Table, func, insert, select, text
 
 from conveyor.store.database import Database
 from conveyor.store.tables import Decision, Deployment, Event, Release, Step, StepAttempt, StepLogChunk, insert_rows
@@ -106,4 +106,20 @@ def test_a_default_it_cannot_fill_is_refused_by_name(tmp_path: Any) -> None:
     table.create(db.engine)
     with db.write() as session, pytest.raises(ValueError, match=r"counted\.n"):
         insert_rows(session, table, [{"id": 1}])
+    db.dispose()
+
+
+def test_equal_values_of_different_types_keep_their_own_json(tmp_path: Any) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    meta = MetaData()
+    ours, theirs = (Table(n, meta, Column("id", Integer, primary_key=True), Column("v", JSON)) for n in "ab")
+    meta.create_all(db.engine)
+    rows = [{"id": 1, "v": 1}, {"id": 2, "v": True}, {"id": 3, "v": 1.5}, {"id": 4, "v": "1"}]
+    with db.write() as session:
+        insert_rows(session, ours, rows)
+        session.execute(insert(theirs), rows)
+    with db.engine.connect() as conn:
+        stored = [list(conn.execute(text(f"SELECT v, typeof(v) FROM {t} ORDER BY id"))) for t in "ab"]
+    assert stored[0] == stored[1]
+    assert [v for v, _ in stored[0]][1] == "true"
     db.dispose()

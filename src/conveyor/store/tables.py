@@ -74,27 +74,29 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
         return
     keys = tuple(rows[0])
     statement, processors, defaults = _sqlite_insert(conn.dialect, table, keys)
-    converted: dict[datetime, Any] = {}
-
-    def value(convert: Callable[[Any], Any] | None, given: Any) -> Any:
-        if convert is None or given is None:
-            return given
-        if type(given) is datetime:
-            if given not in converted:
-                converted[given] = convert(given)
-            return converted[given]
-        return convert(given)
-
-    pairs = tuple(zip(keys, processors, strict=False))
-    extra = processors[len(keys) :]
-    params = [
-        (
-            *(value(convert, row[key]) for key, convert in pairs),
-            *(value(convert, default()) for convert, default in zip(extra, defaults, strict=True)),
-        )
-        for row in rows
+    given = [[row[key] for row in rows] for key in keys]
+    given += [[default() for _ in rows] for default in defaults]
+    columns = [
+        values if convert is None else _converted(convert, values)
+        for convert, values in zip(processors, given, strict=True)
     ]
-    conn.exec_driver_sql(statement, params)
+    conn.exec_driver_sql(statement, list(zip(*columns, strict=True)))
+
+
+def _converted(convert: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    """One column's values through its bind processor; a time a batch shares is converted once."""
+    times: dict[datetime, Any] = {}
+    out: list[Any] = []
+    for value in values:
+        if value is None:
+            out.append(None)
+        elif type(value) is datetime:  # only times: 1 and True are equal keys, but not the same JSON
+            if value not in times:
+                times[value] = convert(value)
+            out.append(times[value])
+        else:
+            out.append(convert(value))
+    return out
 
 
 def _same(value: Any) -> Any:
