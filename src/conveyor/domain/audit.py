@@ -132,7 +132,8 @@ def canonical_json(content: dict[str, Any]) -> bytes:
     key, which comes back as text) goes through the standard library, the payload first put through
     JSON once, as storing and reading it back would."""
     values = {**content, "at": utc_text(content["at"])}
-    if _plain(values):
+    # the other fields are text, integers and nulls by type: only the payload can hold anything else
+    if _plain(values["payload"]):
         return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
     values["payload"] = json.loads(json.dumps(values["payload"]))
     return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
