@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import OperatorAction, check_action
 from conveyor.domain.decisions import Decision as DecisionRecord
 from conveyor.store.chain import append
-from conveyor.store.tables import Decision, Hold, Outbox, insert_rows
+from conveyor.store.tables import Decision, Hold, Outbox, StandingDecision, insert_rows
 
 # Appends go to the tables, not through the mapped classes: the ORM's bulk INSERT did more per row than
 # the database did, and a busy pass appends thousands of rows
@@ -152,22 +152,28 @@ def latest_fingerprints(
     session: Session, deployment_ids: Collection[int], unbound_apps: Collection[str] | None = None
 ) -> dict[Place, str]:
     """The fingerprint of the latest decision per place, for ``deployment_ids`` and for decisions about no
-    deployment (a manual tier waiting for promotion) of ``unbound_apps``, or of every app when None.
-    Bounded by the places asked about, whatever the history (decisions are indexed by deployment)."""
-    unbound: ColumnElement[bool] = Decision.deployment_id.is_(None)
-    if unbound_apps is not None:
-        unbound = and_(unbound, Decision.app.in_(unbound_apps))
-    newest = (
-        select(func.max(Decision.id))
-        .where(or_(Decision.deployment_id.in_(deployment_ids), unbound))
-        .group_by(Decision.app, Decision.environment, Decision.deployment_id)
-    )
-    rows = session.execute(
-        select(Decision.app, Decision.environment, Decision.deployment_id, Decision.fingerprint).where(
-            Decision.id.in_(newest)
+    deployment (a promotion, a manual tier waiting for one) of ``unbound_apps``, or of every app when None.
+    Bounded by the places asked about, whatever the history: decisions are indexed by deployment, and the
+    latest about no deployment is kept per place in ``standing_decisions``."""
+    found: dict[Place, str] = {}
+    if deployment_ids:
+        newest = (
+            select(func.max(Decision.id))
+            .where(Decision.deployment_id.in_(deployment_ids))
+            .group_by(Decision.deployment_id)
         )
-    )
-    return {(r.app, r.environment, r.deployment_id): r.fingerprint for r in rows}
+        rows = session.execute(
+            select(Decision.app, Decision.environment, Decision.deployment_id, Decision.fingerprint).where(
+                Decision.id.in_(newest)
+            )
+        )
+        found = {(r.app, r.environment, r.deployment_id): r.fingerprint for r in rows}
+    if unbound_apps is None or unbound_apps:
+        standing = select(StandingDecision.app, StandingDecision.environment, StandingDecision.fingerprint)
+        if unbound_apps is not None:
+            standing = standing.where(StandingDecision.app.in_(unbound_apps))
+        found |= {(app, environment, None): fingerprint for app, environment, fingerprint in session.execute(standing)}
+    return found
 
 
 def latest_decision(session: Session, app: str, environment: str) -> Decision | None:
@@ -180,9 +186,21 @@ def latest_decision(session: Session, app: str, environment: str) -> Decision | 
 
 
 def record_decisions(session: Session, decisions: Sequence[DecisionRecord], at: datetime) -> None:
-    """Store decisions that came with a change of state (so are news), with one INSERT."""
+    """Store decisions that came with a change of state (so are news), with one INSERT; those about no
+    deployment also become their place's standing decision."""
     if not decisions:
         return
+    standing = {(d.app, d.environment): d.fingerprint for d in decisions if d.deployment_id is None}
+    if standing:
+        from conveyor.store.database import dialect_insert  # here: database imports this module
+
+        upsert = dialect_insert(session, StandingDecision)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[StandingDecision.app, StandingDecision.environment],
+            set_={"fingerprint": upsert.excluded.fingerprint, "at": upsert.excluded.at},
+        )
+        rows = [{"app": a, "environment": e, "fingerprint": f, "at": at} for (a, e), f in standing.items()]
+        session.execute(upsert, rows)
     insert_rows(
         session,
         DECISIONS,

@@ -335,6 +335,20 @@ class Decision(Base):
     at: Mapped[datetime]
 
 
+class StandingDecision(Base):
+    """The latest decision about no deployment (a promotion, a manual tier's wait) for each (app,
+    environment): what a planner pass compares a new one with. Kept beside ``decisions`` because those
+    grow with every release (each promotion is one) and are indexed by place in time order, so the latest
+    of them per place cost a read of the place's whole history; this is one row per place."""
+
+    __tablename__ = "standing_decisions"
+
+    app: Mapped[str] = mapped_column(String(100), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(100), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+
 OPERATOR_ACTION = text("action IS NOT NULL")  # the events `conveyor audit` lists
 
 
