@@ -108,7 +108,7 @@ def _open_releases(db: Database, apps: list[str], first: int) -> None:
 
 def _write_history(db: Database, apps: list[str], count: int) -> None:
     """``count`` succeeded deployments, oldest first: each app's releases in turn, each release through
-    every environment, as a year of deploys leaves them."""
+    every environment, as a year of deploys leaves them (with their decisions and events)."""
     start = datetime.now(UTC) - timedelta(days=365)
     with db.write() as session:
         newest: dict[tuple[str, str], tuple[int, int]] = {}
@@ -155,25 +155,27 @@ def _write_history(db: Database, apps: list[str], count: int) -> None:
                 ),
                 rows,
             ).all()
-            session.execute(
-                insert(Decision),
-                [
-                    {
-                        "app": d.app,
-                        "environment": d.environment,
-                        "deployment_id": d.id,
-                        "release_id": d.release_id,
-                        "verdict": "proceed",
-                        "rule": "StartWhenLocksFree",
-                        "summary": "history",
-                        "reasons": [],
-                        "evidence": {},
-                        "fingerprint": f"{d.id:032x}",
-                        "at": start,
-                    }
-                    for d in done
-                ],
-            )
+            # each deployment's start, and for each past the first environment the promotion that made
+            # it, which is about no deployment yet (as the orchestrator records them)
+            decisions = [
+                {
+                    "app": d.app,
+                    "environment": d.environment,
+                    "deployment_id": deployment_id,
+                    "release_id": d.release_id,
+                    "verdict": "proceed",
+                    "rule": rule,
+                    "summary": "history",
+                    "reasons": [],
+                    "evidence": {},
+                    "fingerprint": f"{d.id:031x}{int(deployment_id is None)}",
+                    "at": start,
+                }
+                for d in done
+                for deployment_id, rule in ((d.id, "StartWhenLocksFree"), (None, "PromoteOnSuccess"))
+                if deployment_id is not None or d.environment != ENVIRONMENTS[0]
+            ]
+            session.execute(insert(Decision), decisions)
             session.execute(
                 insert(Event),
                 [
