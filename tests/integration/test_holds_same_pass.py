@@ -9,11 +9,13 @@ the next pass records why it waits.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, time
 
 from sqlalchemy import insert, select
 
 from conveyor.domain.decisions import Fail, Start, Wait
+from conveyor.domain.holds import HoldPolicy, Window
 from conveyor.domain.model import DeploymentState, HoldKind, StepKind, StepState
 from conveyor.domain.planner import plan_next
 from conveyor.domain.snapshot import AppPolicy, DeploymentView, Snapshot, StepView
@@ -94,3 +96,21 @@ def test_a_block_recorded_in_the_same_pass_stops_the_start_in_a_later_environmen
     assert isinstance(wait, Wait) and wait.decision is not None
     assert wait.decision.rule == "HoldWhileBlocked"
     assert "blocked in staging" in wait.decision.summary
+
+
+def test_a_window_closed_since_the_plan_stops_the_start_with_no_hold_recorded(db: Database) -> None:
+    """With no hold at all, the start still re-checks its environment's window in its own transaction."""
+    v1 = _row(db, Release, app="web", sha="1" * 40, label="v1", ref="main", created_at=T0, created_by="t")
+    common = {"app": "web", "queued_at": T0, "updated_at": T0, "created_by": "t", "summary": ""}
+    queued = _row(db, Deployment, release_id=v1, environment="production", state="pending", origin_key="a", **common)
+    closed = Window("production", "UTC", hours=((0, time(9), time(10)),))  # Mondays 09:00-10:00; T0 is Monday noon
+    policy = HoldPolicy(ENVS, {"production": closed})
+    start = Start(None, deployment_id=queued, locks=("app:web:production",), policy=policy)
+    orchestrator = Orchestrator(db, lambda: T0)
+    assert orchestrator.apply_all([start]) == [False]
+    with db.read() as s:
+        assert s.scalar(select(Deployment.state).where(Deployment.id == queued)) == "pending"
+    assert orchestrator.apply_all([replace(start, policy=HoldPolicy(ENVS))]) == [True]  # no window there
+    with db.read() as s:
+        assert s.scalar(select(Deployment.state).where(Deployment.id == queued)) == "deploying"
+        assert s.scalars(select(Hold)).all() == []

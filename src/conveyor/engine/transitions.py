@@ -117,6 +117,9 @@ def _held_now(session: Session, intents: Sequence[Start], now: datetime) -> set[
     checked = {i.deployment_id: i.policy for i in intents if i.policy is not None}
     if not checked:
         return set()
+    holds = load_holds(session)
+    if not holds and not any(policy.windows for policy in checked.values()):
+        return set()  # no hold and no window: nothing can stop them, no need to read the deployments
     rows = session.execute(
         select(
             Deployment.id,
@@ -127,7 +130,6 @@ def _held_now(session: Session, intents: Sequence[Start], now: datetime) -> set[
             Deployment.override,
         ).where(Deployment.id.in_(list(checked)))
     ).all()
-    holds = load_holds(session)
     held: set[int] = set()
     for row in rows:
         attempt = Attempt(
