@@ -7,6 +7,7 @@ An Intent is a request to change state; the orchestrator re-checks its precondit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,7 @@ class Decision:
     deployment_id: int | None = None
     release_id: int | None = None
 
-    @property
+    @functools.cached_property  # a frozen dataclass: its fields never change, nor does this
     def fingerprint(self) -> str:
         body = json.dumps(
             [self.app, self.environment, self.verdict, self.rule, self.summary, self.deployment_id, self.release_id],
