@@ -1,6 +1,7 @@
-"""``insert_rows`` stores exactly what an ORM-less ``session.execute(insert(table), rows)`` stores: the same
-text in every column (times, JSON, booleans) and the same Python-side defaults for the columns left out,
-on SQLite (where it hands the rows to the driver itself) and on PostgreSQL."""
+"""``insert_rows`` and ``execute_rows`` store exactly what SQLAlchemy's own executemany of the same statement
+stores: the same text in every column (times, JSON, booleans), the same Python-side defaults for the
+columns left out, the statement's own constants, on SQLite (where they hand the rows to the driver
+themselves) and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import JSON, Column, Integer, MetaData, Table, func, insert, select, text
+from sqlalchemy import JSON, Column, Integer, MetaData, Table, bindparam, func, insert, select, text, update
 
 from conveyor.store.database import Database
-from conveyor.store.tables import Decision, Deployment, Event, Release, Step, StepAttempt, StepLogChunk, insert_rows
+from conveyor.store.tables import (
+    Decision,
+    Deployment,
+    Event,
+    Release,
+    Step,
+    StepAttempt,
+    StepLogChunk,
+    execute_rows,
+    insert_rows,
+)
 
 NOW = datetime(2026, 11, 29, 14, 0, 0, 123456, tzinfo=UTC)
 
@@ -122,4 +133,78 @@ def test_equal_values_of_different_types_keep_their_own_json(tmp_path: Any) -> N
         stored = [list(conn.execute(text(f"SELECT v, typeof(v) FROM {t} ORDER BY id"))) for t in "ab"]
     assert stored[0] == stored[1]
     assert [v for v, _ in stored[0]][1] == "true"
+    db.dispose()
+
+
+def test_updates_and_upserts_store_what_sqlalchemy_stores(db: Database) -> None:
+    from conveyor.engine.leases import FINISH_STEP
+    from conveyor.engine.placements import _upsert_statement
+
+    deployment_id = _deployment(db)
+    steps = cast(Table, Step.__table__)
+    queued = {"deployment_id": deployment_id, "kind": "deploy", "name": "deploy", "state": "running", "due_at": NOW}
+    with db.write() as session:
+        insert_rows(session, steps, [{**queued, "lease_owner": "w"} for _ in range(4)])
+    later = NOW + timedelta(minutes=1)
+
+    def finished(ids: list[int]) -> list[dict[str, Any]]:
+        results: list[Any] = [{"ok": True, "n": 2**40}, {}]
+        return [
+            {
+                "b_id": i,
+                "b_state": "succeeded",
+                "b_at": later,
+                "b_outcome": "done",
+                "b_measurements": [1.5],
+                "b_result": r,
+            }
+            for i, r in zip(ids, results, strict=True)
+        ]
+
+    with db.write() as session:
+        session.execute(FINISH_STEP, finished([1, 2]))
+        execute_rows(session, FINISH_STEP, finished([3, 4]))
+    stored = _raw(db, steps, f"deployment_id = {deployment_id}")
+    assert stored[:2] == stored[2:]
+    assert stored[0][steps.c.keys().index("lease_owner") - 1] is None  # the statement's own constant
+
+    with db.read() as session:
+        release_id = session.scalar(select(Release.id))
+    upsert = _upsert_statement(db.dialect, True)
+
+    def placed(app: str, health: str, at: datetime) -> dict[str, Any]:
+        return {
+            "app": app,
+            "environment": "staging",
+            "release_id": release_id,
+            "deployment_id": deployment_id,
+            "health": health,
+            "since": at,
+            "updated_at": at,
+            "good_release_id": release_id,
+            "good_deployment_id": deployment_id,
+            "good_since": at,
+        }
+
+    with db.write() as session:
+        session.execute(upsert, [placed("a", "checking", NOW)])
+        execute_rows(session, upsert, [placed("b", "checking", NOW)])
+    with db.write() as session:  # again: the conflict's update, which keeps ``since`` for the same deployment
+        session.execute(upsert, [placed("a", "healthy", later)])
+        execute_rows(session, upsert, [placed("b", "healthy", later)])
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT CAST(since AS TEXT), health, CAST(updated_at AS TEXT) FROM placements ORDER BY app")
+        )
+        first, second = list(rows)
+    assert first == second and first[1] == "healthy"
+
+
+def test_a_statement_with_an_expanding_in_is_refused(tmp_path: Any) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    table = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer))
+    table.create(db.engine)
+    statement = update(table).where(table.c.id.in_([1, 2])).values(n=bindparam("n"))
+    with db.write() as session, pytest.raises(ValueError, match="expanding IN"):
+        execute_rows(session, statement, [{"n": 1}])
     db.dispose()

@@ -23,7 +23,7 @@ from conveyor.store.events import About, record_event, record_events
 from conveyor.store.leased_queue import LeasedQueue
 from conveyor.store.step_durations import count_finished
 from conveyor.store.step_logs import LogFlush, append_step_logs
-from conveyor.store.tables import Deployment, Event, Release, Step, StepAttempt, insert_rows
+from conveyor.store.tables import Deployment, Event, Release, Step, StepAttempt, execute_rows, insert_rows
 
 MAX_ATTEMPTS = 5
 
@@ -196,7 +196,8 @@ class Leases:
                 return StepState.CANCELLED.value  # stopped because its deployment was cancelled
             return (StepState.SUCCEEDED if result.ok else StepState.FAILED).value
 
-        session.execute(
+        execute_rows(
+            session,
             FINISH_STEP,
             [
                 {
@@ -211,11 +212,9 @@ class Leases:
             ],
         )
         append_step_logs(session, [(c.step_id, c.attempt, tail) for c, _, tail in done])
-        table = cast(Table, StepAttempt.__table__)
-        session.execute(
-            update(table)
-            .where(table.c.step_id == bindparam("sid"), table.c.attempt == bindparam("n"))
-            .values(finished_at=bindparam("at"), outcome=bindparam("out")),
+        execute_rows(
+            session,
+            FINISH_ATTEMPT,
             [{"sid": c.step_id, "n": c.attempt, "at": now, "out": state(c, r)} for c, r, _ in done],
         )
         about = [
@@ -304,6 +303,14 @@ FINISH_STEP = (
         measurements=bindparam("b_measurements", type_=STEPS.c.measurements.type),
         result=bindparam("b_result", type_=STEPS.c.result.type),
     )
+)
+
+
+ATTEMPTS = cast(Table, StepAttempt.__table__)
+FINISH_ATTEMPT = (
+    update(ATTEMPTS)
+    .where(ATTEMPTS.c.step_id == bindparam("sid"), ATTEMPTS.c.attempt == bindparam("n"))
+    .values(finished_at=bindparam("at", type_=ATTEMPTS.c.finished_at.type), outcome=bindparam("out"))
 )
 
 

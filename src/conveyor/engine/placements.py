@@ -14,16 +14,18 @@ group of deployments, so a pass that finishes a hundred deployments stays cheap.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, update
+from sqlalchemy import Table, case, update
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from conveyor.domain.model import Health
-from conveyor.store.database import dialect_insert
-from conveyor.store.tables import Placement
+from conveyor.store.tables import Placement, execute_rows
 
 
 def now_current(session: Session, deployments: Iterable[Any], health: Health, now: datetime) -> None:
@@ -49,11 +51,14 @@ def set_health(session: Session, deployment_ids: Sequence[int], health: Health, 
         )
 
 
-def _upsert(session: Session, rows: list[Any], health: Health, now: datetime, *, good: bool) -> None:
-    if not rows:
-        return
-    stmt = dialect_insert(session, Placement)
-    table = Placement.__table__.c
+PLACEMENTS = cast(Table, Placement.__table__)
+
+
+@functools.cache
+def _upsert_statement(dialect: str, good: bool) -> Any:
+    """The upsert of a group's placements (``good``: also their last good), built once per dialect."""
+    stmt = (postgres_insert if dialect == "postgresql" else sqlite_insert)(PLACEMENTS)
+    table = PLACEMENTS.c
     changes: dict[str, Any] = {
         "release_id": stmt.excluded.release_id,
         "deployment_id": stmt.excluded.deployment_id,
@@ -68,7 +73,12 @@ def _upsert(session: Session, rows: list[Any], health: Health, now: datetime, *,
             "good_deployment_id": stmt.excluded.good_deployment_id,
             "good_since": stmt.excluded.good_since,
         }
-    upsert = stmt.on_conflict_do_update(index_elements=[table.app, table.environment], set_=changes)
+    return stmt.on_conflict_do_update(index_elements=[table.app, table.environment], set_=changes)
+
+
+def _upsert(session: Session, rows: list[Any], health: Health, now: datetime, *, good: bool) -> None:
+    if not rows:
+        return
     values = [
         {
             "app": r.app,
@@ -84,7 +94,8 @@ def _upsert(session: Session, rows: list[Any], health: Health, now: datetime, *,
         }
         for r in _one_per_place(rows)
     ]
-    session.execute(upsert, values)  # one statement, compiled once and cached, for the whole group
+    # one statement for the whole group
+    execute_rows(session, _upsert_statement(session.get_bind().dialect.name, good), values)
 
 
 def _one_per_place(rows: list[Any]) -> list[Any]:

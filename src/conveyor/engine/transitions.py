@@ -31,7 +31,7 @@ from conveyor.store.events import (
     record_events,
 )
 from conveyor.store.snapshot import load_holds
-from conveyor.store.tables import Deployment, Hold, Lock, Placement, Release, Step, insert_rows
+from conveyor.store.tables import Deployment, Hold, Lock, Placement, Release, Step, execute_rows, insert_rows
 
 # Rows are appended through the tables, not the mapped classes: the ORM's bulk statements did more for
 # each row than the database did
@@ -168,7 +168,7 @@ def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> 
         r.id: r.label for r in session.execute(select(Release.id, Release.label).where(Release.id.in_(release_ids)))
     }
     summaries = {did: f"{labels.get(r.release_id, r.release_id)} is live in {r.environment}" for did, r in done.items()}
-    session.execute(SET_SUMMARY, [{"b_id": did, "b_summary": text} for did, text in summaries.items()])
+    execute_rows(session, SET_SUMMARY, [{"b_id": did, "b_summary": text} for did, text in summaries.items()])
     replaced = _last_good(session, done.values())  # read before passed() makes these the last good
     deployment_events(
         session, "deployment.succeeded", now, [(row, summaries[did], replaced.get(did)) for did, row in done.items()]

@@ -11,6 +11,7 @@ every writer of events (orchestrator, leases, operations) notifies alike without
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import OperatorAction, check_action
 from conveyor.domain.decisions import Decision as DecisionRecord
 from conveyor.store.chain import append
-from conveyor.store.tables import Decision, Hold, Outbox, StandingDecision, insert_rows
+from conveyor.store.tables import Decision, Hold, Outbox, StandingDecision, execute_rows, insert_rows
 
 # Appends go to the tables, not through the mapped classes: the ORM's bulk INSERT did more per row than
 # the database did, and a busy pass appends thousands of rows
@@ -192,15 +195,8 @@ def record_decisions(session: Session, decisions: Sequence[DecisionRecord], at: 
         return
     standing = {(d.app, d.environment): d.fingerprint for d in decisions if d.deployment_id is None}
     if standing:
-        from conveyor.store.database import dialect_insert  # here: database imports this module
-
-        upsert = dialect_insert(session, StandingDecision)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[StandingDecision.app, StandingDecision.environment],
-            set_={"fingerprint": upsert.excluded.fingerprint, "at": upsert.excluded.at},
-        )
         rows = [{"app": a, "environment": e, "fingerprint": f, "at": at} for (a, e), f in standing.items()]
-        session.execute(upsert, rows)
+        execute_rows(session, _stand(session.get_bind().dialect.name), rows)
     insert_rows(
         session,
         DECISIONS,
@@ -220,6 +216,17 @@ def record_decisions(session: Session, decisions: Sequence[DecisionRecord], at: 
             }
             for d in decisions
         ],
+    )
+
+
+@functools.cache
+def _stand(dialect: str) -> Any:
+    """The upsert of places' standing decisions, built once per dialect."""
+    table = cast(Table, StandingDecision.__table__)
+    upsert = (postgres_insert if dialect == "postgresql" else sqlite_insert)(table)
+    return upsert.on_conflict_do_update(
+        index_elements=[table.c.app, table.c.environment],
+        set_={"fingerprint": upsert.excluded.fingerprint, "at": upsert.excluded.at},
     )
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.sql.base import Executable
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -81,6 +82,59 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
         for convert, values in zip(processors, given, strict=True)
     ]
     conn.exec_driver_sql(statement, list(zip(*columns, strict=True)))
+
+
+def execute_rows(session: Session, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Execute ``statement`` (an UPDATE or an upsert on a table, with bound parameters named by the keys
+    of ``rows``) once per row, in one executemany.
+
+    On SQLite the statement is compiled once per set of keys and each row's values go through their bind
+    processors as in :func:`insert_rows`. ``statement`` must be built once (a module constant), not per
+    call: it is what the compiled form is kept by. Elsewhere it is ``session.execute(statement, rows)``.
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        session.execute(statement, rows)
+        return
+    keys = tuple(rows[0])
+    sql, sources = _sqlite_statement(conn.dialect, statement, keys)
+    columns = []
+    for key, convert, constant in sources:
+        if key is None:
+            columns.append([constant] * len(rows))
+            continue
+        values = [row[key] for row in rows]
+        columns.append(values if convert is None else _converted(convert, values))
+    conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+
+
+# id(statement), keys -> (the statement, kept so its id is not reused; its SQL; per parameter: the row key
+# it comes from or None, its bind processor, or its constant value already converted)
+_SQLITE_STATEMENTS: dict[tuple[int, tuple[str, ...]], tuple[Executable, str, list[tuple[str | None, Any, Any]]]] = {}
+
+
+def _sqlite_statement(
+    dialect: Dialect, statement: Executable, keys: tuple[str, ...]
+) -> tuple[str, list[tuple[str | None, Any, Any]]]:
+    cached = _SQLITE_STATEMENTS.get((id(statement), keys))
+    if cached is not None and cached[0] is statement:
+        return cached[1], cached[2]
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+    if compiled.insert_prefetch or compiled.update_prefetch or "POSTCOMPILE" in compiled.string:
+        raise ValueError("execute_rows takes statements with neither Python-side defaults nor expanding IN")
+    sources: list[tuple[str | None, Any, Any]] = []
+    for name in compiled.positiontup or ():
+        bind = compiled.binds[name]
+        convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if name in keys:
+            sources.append((name, convert, None))
+        else:
+            value = bind.effective_value
+            sources.append((None, None, convert(value) if convert is not None and value is not None else value))
+    _SQLITE_STATEMENTS[(id(statement), keys)] = (statement, compiled.string, sources)
+    return compiled.string, sources
 
 
 def _converted(convert: Callable[[Any], Any], values: list[Any]) -> list[Any]:
