@@ -31,6 +31,7 @@ class Job(_Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 @pytest.fixture
@@ -144,3 +145,23 @@ def test_a_batch_of_leases_is_extended_at_once_and_each_row_fenced(jobs: Databas
         4: T0 + timedelta(seconds=15),
         5: later + timedelta(seconds=10),
     }
+
+
+def test_take_all_leases_a_batch_each_under_its_next_token_and_keeps_when_it_was_first_taken(jobs: Database) -> None:
+    q = queue(jobs, "w1")
+    with jobs.write() as session:
+        rows = q.lock_due_rows(session, T0, 3)
+        expires = q.take_all(session, [(r[0], r[1]) for r in rows], T0, first_taken="first_taken_at")
+    assert expires == T0 + timedelta(seconds=10)
+    taken = [r[0] for r in rows]
+    later = T0 + timedelta(seconds=30)  # the leases ran out: the rows are due again
+    other = queue(jobs, "w2")
+    with jobs.write() as session:
+        again = [(r[0], r[1]) for r in other.lock_due_rows(session, later, 3)]
+        assert [i for i, _ in again] == taken
+        other.take_all(session, again, later, first_taken="first_taken_at")
+    with jobs.read() as session:
+        found = session.scalars(select(Job).where(Job.id.in_(taken)).order_by(Job.id)).all()
+    assert [(j.state, j.attempts, j.lease_owner, j.lease_expires_at, j.first_taken_at) for j in found] == [
+        ("running", 2, "w2", later + timedelta(seconds=10), T0)
+    ] * 3

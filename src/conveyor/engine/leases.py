@@ -107,7 +107,7 @@ class Leases:
                         d.label,
                     )
                 )
-            expires = self.queue.take_all(session, taken, now, started_at=func.coalesce(STEPS.c.started_at, now))
+            expires = self.queue.take_all(session, taken, now, first_taken="started_at")
             claimed = [replace(c, lease_expires_at=expires) for c in claimed]
             if claimed:
                 attempts = [

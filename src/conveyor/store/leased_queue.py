@@ -22,9 +22,11 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, select, tuple_, update
+from sqlalchemy import ColumnElement, bindparam, func, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+
+from conveyor.store.tables import execute_rows
 
 
 class LeasedQueue:
@@ -42,6 +44,7 @@ class LeasedQueue:
         self.table, self.owner, self.lease = table, owner, lease
         self.token, self.held, self.due = getattr(table, fencing), held, due
         self.order_by = order_by or (table.id,)
+        self._take_statements: dict[str | None, Any] = {}  # by take_all's first_taken: built once each
 
     def any_due(self, session: Session | Connection, now: datetime, *where: ColumnElement[bool]) -> bool:
         """A cheap read, so an idle worker does not open a write transaction on every poll."""
@@ -71,20 +74,39 @@ class LeasedQueue:
         stmt = select(self.table.id, self.token, *columns)
         return list(session.execute(self._locking(stmt, limit, session, *self.due(now))))
 
-    def take_all(self, session: Session, rows: Sequence[tuple[int, int]], now: datetime, **values: Any) -> datetime:
+    def take_all(
+        self, session: Session, rows: Sequence[tuple[int, int]], now: datetime, *, first_taken: str | None = None
+    ) -> datetime:
         """Lease the locked (id, token) ``rows`` to this owner, each under its next token, in one
-        statement, also setting ``values``; returns when the leases expire."""
+        statement; ``first_taken`` names a column set to ``now`` the first time a row is taken. Returns
+        when the leases expire."""
         expires = now + self.lease
         if rows:
-            table = self.table.__table__
-            leased = {"state": self.held, "lease_owner": self.owner, "lease_expires_at": expires, **values}
-            stmt = (
-                update(table)
-                .where(table.c.id == bindparam("b_id"), table.c[self.token.key] == bindparam("b_token"))
-                .values({self.token.key: bindparam("b_next"), **leased})
-            )
-            session.execute(stmt, [{"b_id": i, "b_token": n, "b_next": n + 1} for i, n in rows])
+            params = [{"b_id": i, "b_token": n, "b_next": n + 1, "b_expires": expires, "b_now": now} for i, n in rows]
+            execute_rows(session, self._taking(first_taken), params)
         return expires
+
+    def _taking(self, first_taken: str | None) -> Any:
+        """The statement :meth:`take_all` runs, built once per queue (and column)."""
+        if first_taken in self._take_statements:
+            return self._take_statements[first_taken]
+        table = self.table.__table__
+        leased: dict[str, Any] = {
+            self.token.key: bindparam("b_next"),
+            "state": self.held,
+            "lease_owner": self.owner,
+            "lease_expires_at": bindparam("b_expires", type_=table.c.lease_expires_at.type),
+        }
+        if first_taken is not None:
+            column = table.c[first_taken]
+            leased[first_taken] = func.coalesce(column, bindparam("b_now", type_=column.type))
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c[self.token.key] == bindparam("b_token"))
+            .values(leased)
+        )
+        self._take_statements[first_taken] = statement
+        return statement
 
     def take(self, row: Any, now: datetime) -> None:
         """Lease a locked row to this owner under a new token."""
