@@ -3,7 +3,10 @@
 Each tick re-queues steps whose lease expired, plans until the plan stops changing state (so a success
 becomes a promotion and a start within one tick), then claims as many due steps as it has free slots
 and runs each on a thread (:mod:`conveyor.engine.step_threads`): deploys and checks wait on subprocesses
-and HTTP, so threads give real concurrency. A heartbeat thread extends the leases of running steps and
+and HTTP, so threads give real concurrency. A round that started deployments claims their steps at once
+and, unless results came in meanwhile, lets their threads take them before the next round (which would
+only read back the round's own writes): under one interpreter lock, that round delayed the last of a
+thousand steps by tens of milliseconds. A heartbeat thread extends the leases of running steps and
 flushes their logs. Periodic work beside the steps (webhook intake, polling, pruning) runs as chores
 (:mod:`conveyor.engine.chores`) on a thread of their own.
 
