@@ -157,7 +157,8 @@ def _same(value: Any) -> Any:
     return value
 
 
-_SQLITE_INSERTS: dict[tuple[str, tuple[str, ...]], tuple[str, list[Any], list[Callable[[], Any]]]] = {}
+# id(table), keys -> (the table, kept so its id is not reused; what _sqlite_insert returns)
+_SQLITE_INSERTS: dict[tuple[int, tuple[str, ...]], tuple[Table, tuple[str, list[Any], list[Callable[[], Any]]]]] = {}
 
 
 def _sqlite_insert(
@@ -165,9 +166,9 @@ def _sqlite_insert(
 ) -> tuple[str, list[Any], list[Callable[[], Any]]]:
     """The INSERT for ``keys`` plus the columns left out that have a Python-side default, with a bind
     processor per column and a factory per default (compiled once per table and keys)."""
-    cached = _SQLITE_INSERTS.get((table.name, keys))
-    if cached is not None:
-        return cached
+    cached = _SQLITE_INSERTS.get((id(table), keys))
+    if cached is not None and cached[0] is table:
+        return cached[1]
     defaults: list[Callable[[], Any]] = []
     columns = [table.c[key] for key in keys]
     for column in table.c:
@@ -186,7 +187,7 @@ def _sqlite_insert(
     statement = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) VALUES "
     statement += f"({', '.join('?' for _ in columns)})"
     prepared = (statement, [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns], defaults)
-    _SQLITE_INSERTS[(table.name, keys)] = prepared
+    _SQLITE_INSERTS[(id(table), keys)] = (table, prepared)
     return prepared
 
 
