@@ -77,8 +77,17 @@ def test_a_read_of_a_schema_that_is_behind_names_db_upgrade(project: Project) ->
 
 
 def test_after_db_upgrade_reads_work(project: Project) -> None:
-    assert "is up to date" in project.ok("db", "upgrade").output
+    assert f"is up to date (revision {head_revision()})" in project.ok("db", "upgrade").output
     assert "conveyor status" in project.ok("status").output
+
+
+def test_db_upgrade_says_which_revisions_it_went_through(project: Project) -> None:
+    project.ok("db", "upgrade")
+    db = project.root / "conveyor.db"
+    downgrade(f"sqlite:///{db}", "0013")
+    said = project.ok("db", "upgrade").output
+    assert f"upgraded from revision 0013 to {head_revision()}; it is up to date" in said
+    assert f"is up to date (revision {head_revision()})" in project.ok("db", "upgrade").output
 
 
 def test_writers_create_and_upgrade_the_embedded_sqlite_database(project: Project) -> None:

@@ -45,7 +45,7 @@ from conveyor.engine.conductor import DEFAULT_CONCURRENCY, Conductor
 from conveyor.notify.outbox import deliveries
 from conveyor.operations import Operations
 from conveyor.store.database import Database
-from conveyor.store.migrate import upgrade
+from conveyor.store.migrate import current_revision, upgrade
 from conveyor.web.client import TOKEN_VARIABLE, URL_VARIABLE, ApiClient, RemoteError
 
 out = cli_console()
@@ -141,8 +141,13 @@ def db_upgrade(config_path: Path) -> None:
     db = Database(load_config(config_path, reading=True).database_url)
     try:
         db.ping()
+        before = current_revision(db)
         upgrade(db)
-        out.print(f"database at {db.safe_url} is up to date")
+        after = current_revision(db)
+        if before is not None and before != after:
+            out.print(f"database at {db.safe_url} upgraded from revision {before} to {after}; it is up to date")
+        else:
+            out.print(f"database at {db.safe_url} is up to date (revision {after})")
     finally:
         db.dispose()
 
