@@ -86,6 +86,15 @@ def test_an_envelope_is_stored_and_read_back_as_an_issue(intake: Intake) -> None
     assert intake.client.get("/api/apps/web/errors", params={"since": "yesterday-ish"}).status_code == 422
 
 
+def test_text_no_utf8_can_hold_is_stored_with_a_replacement_character(intake: Intake) -> None:
+    """A lone surrogate (what a Python SDK escapes for a file name decoded with surrogateescape) answered
+    500 and lost the event; an emoji escaped as a pair of surrogates is one character and is kept."""
+    answer = intake.envelope({"event_id": "b" * 32, "message": "open('/srv/\udcff.txt') failed \U0001f600"})
+    assert answer.status_code == 200, answer.text
+    issues = intake.client.get("/api/apps/web/errors", params={"environment": "staging"}).json()["issues"]
+    assert [i["title"] for i in issues] == ["open('/srv/\ufffd.txt') failed \U0001f600"]
+
+
 def test_the_store_route_and_the_key_as_a_query_parameter(intake: Intake) -> None:
     answer = intake.client.post(
         f"/api/{intake.project.id}/store/",

@@ -72,7 +72,27 @@ def event_from_json(payload: bytes) -> dict[str, Any]:
         raise EnvelopeError("an event is not JSON") from None
     if not isinstance(event, dict):
         raise EnvelopeError("an event is not a JSON object")
-    return event
+    return well_formed(event) if _may_hold_surrogates(payload) else event
+
+
+def well_formed(value: Any) -> Any:
+    """``value`` with each lone surrogate in its text replaced by U+FFFD.
+
+    JSON may escape one (``\\ud800``), and a Python SDK does for text it decoded with
+    ``surrogateescape`` (a file name that is not UTF-8, in a stack trace). No UTF-8 can hold one, so such
+    an event could be neither stored nor read back. A pair of escapes that makes one character is kept."""
+    if isinstance(value, str):
+        return value if value.isascii() else value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {well_formed(k): well_formed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [well_formed(v) for v in value]
+    return value
+
+
+def _may_hold_surrogates(payload: bytes) -> bool:
+    """Whether the JSON escapes a surrogate at all (most events do not: no need to walk them)."""
+    return b"\\ud" in payload or b"\\uD" in payload
 
 
 def _json_line(body: bytes, start: int, what: str) -> tuple[dict[str, Any], int]:
@@ -84,4 +104,4 @@ def _json_line(body: bytes, start: int, what: str) -> tuple[dict[str, Any], int]
         raise EnvelopeError(f"{what} is not JSON") from None
     if not isinstance(value, dict):
         raise EnvelopeError(f"{what} is not a JSON object")
-    return value, end + 1
+    return (well_formed(value) if _may_hold_surrogates(body[start:end]) else value), end + 1
