@@ -20,12 +20,10 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, case, update
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from conveyor.domain.model import Health
-from conveyor.store.tables import Placement, execute_rows
+from conveyor.store.tables import Placement, execute_rows, insert_for
 
 
 def now_current(session: Session, deployments: Iterable[Any], health: Health, now: datetime) -> None:
@@ -57,7 +55,7 @@ PLACEMENTS = cast(Table, Placement.__table__)
 @functools.cache
 def _upsert_statement(dialect: str, good: bool) -> Any:
     """The upsert of a group's placements (``good``: also their last good), built once per dialect."""
-    stmt = (postgres_insert if dialect == "postgresql" else sqlite_insert)(PLACEMENTS)
+    stmt = insert_for(dialect, PLACEMENTS)
     table = PLACEMENTS.c
     changes: dict[str, Any] = {
         "release_id": stmt.excluded.release_id,

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, func, insert, select, text, update
+from sqlalchemy import Row, Table, func, select, text, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import (
@@ -42,7 +42,7 @@ from conveyor.domain.audit import (
     canonical_json,
     chain_hash,
 )
-from conveyor.store.tables import Event, EventChain, insert_rows
+from conveyor.store.tables import Event, EventChain, insert_for, insert_rows
 
 UNSEALED_INFO_KEY = "unsealed_events"  # Session.info: (id, canonical JSON) of events to seal at commit
 HEAD_ID = 1
@@ -73,7 +73,7 @@ def append(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     ids = _next_ids(session, len(rows))
     canonical = [canonical_json({"id": i, **row}) for i, row in zip(ids, rows, strict=True)]
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(insert(EVENTS), [{**row, "id": i} for i, row in zip(ids, rows, strict=True)])
+        insert_rows(session, EVENTS, [{**row, "id": i} for i, row in zip(ids, rows, strict=True)])
         session.info.setdefault(UNSEALED_INFO_KEY, []).extend(zip(ids, canonical, strict=True))
         return ids
     first, previous = _lock_head(session)  # SQLite: this transaction is the only writer
@@ -150,10 +150,8 @@ def _lock_head(session: Session) -> tuple[int, str]:
     stmt = select(EventChain.seq, EventChain.hash).where(EventChain.id == HEAD_ID).with_for_update()
     head = session.execute(stmt).first()
     if head is None:
-        from conveyor.store.database import dialect_insert  # here: database imports this module
-
         session.execute(
-            dialect_insert(session, EventChain)
+            insert_for(session.get_bind().dialect.name, EventChain)
             .values(id=HEAD_ID, seq=0, hash=GENESIS)
             .on_conflict_do_nothing(index_elements=["id"])
         )

@@ -24,9 +24,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
@@ -34,6 +32,7 @@ from sqlalchemy.orm import Session
 from conveyor.config.database_url import database_url_problem
 from conveyor.store.chain import seal
 from conveyor.store.events import ROUTER_INFO_KEY, NotificationRouter
+from conveyor.store.tables import insert_for
 
 PLANNER_LOCK_KEY = 7_305_011  # advisory lock id for planner passes (PostgreSQL)
 # How long PostgreSQL lets a conveyor transaction sit idle before ending it (see the module docstring).
@@ -257,8 +256,5 @@ def _end_quietly(conn: Connection) -> None:
 
 
 def dialect_insert(session: Session, table: Any) -> SqliteInsert | PostgresInsert:
-    """An INSERT for ``table`` in the session's dialect, so a caller can add ``ON CONFLICT DO UPDATE``
-    (an upsert) the same way on SQLite and PostgreSQL."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgres_insert(table)
-    return sqlite_insert(table)
+    """An INSERT for ``table`` in the session's dialect (see :func:`~conveyor.store.tables.insert_for`)."""
+    return insert_for(session.get_bind().dialect.name, table)

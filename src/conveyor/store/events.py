@@ -19,14 +19,12 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from conveyor.domain.audit import OperatorAction, check_action
 from conveyor.domain.decisions import Decision as DecisionRecord
 from conveyor.store.chain import append
-from conveyor.store.tables import Decision, Hold, Outbox, StandingDecision, execute_rows, insert_rows
+from conveyor.store.tables import Decision, Hold, Outbox, StandingDecision, execute_rows, insert_for, insert_rows
 
 # Appends go to the tables, not through the mapped classes: the ORM's bulk INSERT did more per row than
 # the database did, and a busy pass appends thousands of rows
@@ -223,7 +221,7 @@ def record_decisions(session: Session, decisions: Sequence[DecisionRecord], at: 
 def _stand(dialect: str) -> Any:
     """The upsert of places' standing decisions, built once per dialect."""
     table = cast(Table, StandingDecision.__table__)
-    upsert = (postgres_insert if dialect == "postgresql" else sqlite_insert)(table)
+    upsert = insert_for(dialect, table)
     return upsert.on_conflict_do_update(
         index_elements=[table.c.app, table.c.environment],
         set_={"fingerprint": upsert.excluded.fingerprint, "at": upsert.excluded.at},

@@ -32,6 +32,10 @@ from sqlalchemy import (
     insert,
     text,
 )
+from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.sql.base import Executable
 
@@ -57,6 +61,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def insert_for(dialect: str, table: Any) -> SqliteInsert | PostgresInsert:
+    """An INSERT for ``table`` in ``dialect`` (``"postgresql"`` or ``"sqlite"``), so a caller can add
+    ``ON CONFLICT DO UPDATE`` (an upsert) the same way on both."""
+    return postgres_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
