@@ -79,7 +79,7 @@ def well_formed(value: Any) -> Any:
     """``value`` with each lone surrogate in its text replaced by U+FFFD.
 
     JSON may escape one (``\\ud800``), and a Python SDK does for text it decoded with
-    ``surrogateescape`` (a file name that is not UTF-8, in a stack trace). No UTF-8 can hold one, so such
+    ``surrogateescape`` (a file name that is not UTF-8, put in a message). No UTF-8 can hold one, so such
     an event could be neither stored nor read back. A pair of escapes that makes one character is kept."""
     if isinstance(value, str):
         return value if value.isascii() else value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
