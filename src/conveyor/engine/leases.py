@@ -23,7 +23,16 @@ from conveyor.store.events import About, record_event, record_events
 from conveyor.store.leased_queue import LeasedQueue
 from conveyor.store.step_durations import count_finished
 from conveyor.store.step_logs import LogFlush, append_step_logs
-from conveyor.store.tables import Deployment, Event, Release, Step, StepAttempt, execute_rows, insert_rows
+from conveyor.store.tables import (
+    Deployment,
+    Event,
+    Release,
+    Step,
+    StepAttempt,
+    among,
+    execute_rows,
+    insert_rows,
+)
 
 MAX_ATTEMPTS = 5
 
@@ -158,7 +167,7 @@ class Leases:
             lost = self.queue.extend(session, running, self.clock())
             append_step_logs(session, [(i, n, f) for i, n in running if i not in lost and (f := logs.get(i))])
             # an operator cancelled their deployment: stop them too (the lease is kept while they wind down)
-            cancelled = select(Step.id).where(Step.id.in_([i for i, _ in running]), Step.cancel_requested.is_(True))
+            cancelled = select(Step.id).where(among(Step.id, [i for i, _ in running]), Step.cancel_requested.is_(True))
             lost.update(session.scalars(cancelled))
         return lost
 
@@ -330,6 +339,6 @@ def _places(session: Session, ids: set[int]) -> dict[int, Any]:
             Release.label,
         )
         .join(Release, Release.id == Deployment.release_id)
-        .where(Deployment.id.in_(ids))
+        .where(among(Deployment.id, ids))
     )
     return {row.id: row for row in rows}

@@ -37,7 +37,7 @@ from conveyor.engine import placements, transitions
 from conveyor.engine.controls import queue_rollback
 from conveyor.store.database import Database
 from conveyor.store.events import deployment_event, lift_hold, raise_hold, record_decisions
-from conveyor.store.tables import Deployment, Hold, Lock, Release, Step
+from conveyor.store.tables import Deployment, Hold, Lock, Release, Step, among
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Orchestrator:
         if not then:
             return
         created = session.execute(
-            select(Deployment.origin_key, Deployment.id).where(Deployment.origin_key.in_(list(then)))
+            select(Deployment.origin_key, Deployment.id).where(among(Deployment.origin_key, then))
         ).all()
         starts = sorted(
             (start.of(id_) for key, id_ in created if key is not None and (start := then.get(key)) is not None),

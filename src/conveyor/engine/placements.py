@@ -23,7 +23,7 @@ from sqlalchemy import Table, case, update
 from sqlalchemy.orm import Session
 
 from conveyor.domain.model import Health
-from conveyor.store.tables import Placement, execute_rows, insert_for
+from conveyor.store.tables import Placement, among, execute_rows, insert_for
 
 
 def now_current(session: Session, deployments: Iterable[Any], health: Health, now: datetime) -> None:
@@ -43,7 +43,7 @@ def set_health(session: Session, deployment_ids: Sequence[int], health: Health, 
     if deployment_ids:
         session.execute(
             update(Placement)
-            .where(Placement.deployment_id.in_(list(deployment_ids)))
+            .where(among(Placement.deployment_id, deployment_ids))
             .values(health=health.value, updated_at=now),
             execution_options={"synchronize_session": False},
         )

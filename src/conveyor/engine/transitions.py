@@ -31,7 +31,17 @@ from conveyor.store.events import (
     record_events,
 )
 from conveyor.store.snapshot import load_holds
-from conveyor.store.tables import Deployment, Hold, Lock, Placement, Release, Step, execute_rows, insert_rows
+from conveyor.store.tables import (
+    Deployment,
+    Hold,
+    Lock,
+    Placement,
+    Release,
+    Step,
+    among,
+    execute_rows,
+    insert_rows,
+)
 
 # Rows are appended through the tables, not the mapped classes: the ORM's bulk statements did more for
 # each row than the database did
@@ -57,7 +67,7 @@ def _compare_and_set(
         return {}
     rows = session.execute(
         update(Deployment)
-        .where(Deployment.id.in_(ids), Deployment.state.in_(expected), *also)
+        .where(among(Deployment.id, ids), Deployment.state.in_(expected), *also)
         .values(**values)
         .returning(Deployment.id, Deployment.app, Deployment.environment, Deployment.release_id),
         execution_options={"synchronize_session": False},
@@ -71,7 +81,7 @@ def start_all(session: Session, intents: Sequence[Start], now: datetime) -> list
     start planned from an older snapshot (the same app in production)."""
     held = _held_now(session, intents, now)
     wanted = {name for intent in intents for name in intent.locks}
-    taken = dict(session.execute(select(Lock.name, Lock.deployment_id).where(Lock.name.in_(wanted))).all())
+    taken = dict(session.execute(select(Lock.name, Lock.deployment_id).where(among(Lock.name, wanted))).all())
     chosen: list[Start] = []
     granted: set[str] = set()
     for intent in intents:
@@ -128,7 +138,7 @@ def _held_now(session: Session, intents: Sequence[Start], now: datetime) -> set[
             Deployment.release_id,
             Deployment.origin_key,
             Deployment.override,
-        ).where(Deployment.id.in_(list(checked)))
+        ).where(among(Deployment.id, checked))
     ).all()
     held: set[int] = set()
     for row in rows:
@@ -162,10 +172,10 @@ def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> 
         done |= _compare_and_set(session, ids, (state.value,), values, *also)
     if not done:
         return [False] * len(intents)
-    session.execute(delete(Lock).where(Lock.deployment_id.in_(list(done))))
+    session.execute(delete(Lock).where(among(Lock.deployment_id, done)))
     release_ids = {row.release_id for row in done.values()}
     labels = {
-        r.id: r.label for r in session.execute(select(Release.id, Release.label).where(Release.id.in_(release_ids)))
+        r.id: r.label for r in session.execute(select(Release.id, Release.label).where(among(Release.id, release_ids)))
     }
     summaries = {did: f"{labels.get(r.release_id, r.release_id)} is live in {r.environment}" for did, r in done.items()}
     execute_rows(session, SET_SUMMARY, [{"b_id": did, "b_summary": text} for did, text in summaries.items()])
@@ -192,7 +202,7 @@ def _last_good(session: Session, rows: Iterable[Any]) -> dict[int, dict[str, Any
         select(Placement.app, Placement.environment, Placement.good_deployment_id)
         .add_columns(Release.id, Release.label, Release.sha)
         .join(Release, Release.id == Placement.good_release_id)
-        .where(Placement.app.in_({app for app, _ in by_place}), Placement.good_deployment_id.is_not(None))
+        .where(among(Placement.app, {app for app, _ in by_place}), Placement.good_deployment_id.is_not(None))
     ).all()
     replaced: dict[int, dict[str, Any]] = {}
     for app, environment, good_id, release_id, label, sha in found:
@@ -221,7 +231,7 @@ def _lift_fixed_blocks(
         select(Hold).where(
             Hold.kind == HoldKind.BLOCK.value,
             Hold.lifted_at.is_(None),
-            Hold.app.in_({app for app, _ in fixers}),
+            among(Hold.app, {app for app, _ in fixers}),
         )
     ).all()
     for hold in holds:
@@ -261,11 +271,13 @@ def promote_all(session: Session, intents: Sequence[Promote], now: datetime) -> 
     """Create the next environment's deployments; a promotion whose origin exists already, or whose
     source deployment has not succeeded (its success was planned in the same pass and refused), is not."""
     keys = [i.origin_key for i in intents]
-    existing = set(session.scalars(select(Deployment.origin_key).where(Deployment.origin_key.in_(keys))))
+    existing = set(session.scalars(select(Deployment.origin_key).where(among(Deployment.origin_key, keys))))
     sources = {i.from_deployment_id for i in intents if i.from_deployment_id is not None}
     succeeded = set(
         session.scalars(
-            select(Deployment.id).where(Deployment.id.in_(sources), Deployment.state == DeploymentState.SUCCEEDED.value)
+            select(Deployment.id).where(
+                among(Deployment.id, sources), Deployment.state == DeploymentState.SUCCEEDED.value
+            )
         )
         if sources
         else ()

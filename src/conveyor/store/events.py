@@ -24,7 +24,16 @@ from sqlalchemy.orm import Session
 from conveyor.domain.audit import OperatorAction, check_action
 from conveyor.domain.decisions import Decision as DecisionRecord
 from conveyor.store.chain import append
-from conveyor.store.tables import Decision, Hold, Outbox, StandingDecision, execute_rows, insert_for, insert_rows
+from conveyor.store.tables import (
+    Decision,
+    Hold,
+    Outbox,
+    StandingDecision,
+    among,
+    execute_rows,
+    insert_for,
+    insert_rows,
+)
 
 # Appends go to the tables, not through the mapped classes: the ORM's bulk INSERT did more per row than
 # the database did, and a busy pass appends thousands of rows
@@ -160,7 +169,7 @@ def latest_fingerprints(
     if deployment_ids:
         newest = (
             select(func.max(Decision.id))
-            .where(Decision.deployment_id.in_(deployment_ids))
+            .where(among(Decision.deployment_id, deployment_ids))
             .group_by(Decision.deployment_id)
         )
         rows = session.execute(
@@ -172,7 +181,7 @@ def latest_fingerprints(
     if unbound_apps is None or unbound_apps:
         standing = select(StandingDecision.app, StandingDecision.environment, StandingDecision.fingerprint)
         if unbound_apps is not None:
-            standing = standing.where(StandingDecision.app.in_(unbound_apps))
+            standing = standing.where(among(StandingDecision.app, unbound_apps))
         found |= {(app, environment, None): fingerprint for app, environment, fingerprint in session.execute(standing)}
     return found
 

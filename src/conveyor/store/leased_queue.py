@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, bindparam, func, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from conveyor.store.tables import execute_rows
+from conveyor.store.tables import among, execute_rows
 
 
 class LeasedQueue:
@@ -123,7 +123,7 @@ class LeasedQueue:
         PostgreSQL locked until the transaction ends, so a batch of results is fenced in one read."""
         held, t = set(held), self.table
         stmt = select(t.id, self.token, *columns).where(
-            t.id.in_({i for i, _ in held}), t.lease_owner == self.owner, t.state == self.held
+            among(t.id, {i for i, _ in held}), t.lease_owner == self.owner, t.state == self.held
         )
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update()

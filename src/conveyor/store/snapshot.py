@@ -25,7 +25,7 @@ from conveyor.domain.snapshot import (
 )
 from conveyor.store.database import Database
 from conveyor.store.events import latest_fingerprints
-from conveyor.store.tables import Deployment, Event, Hold, Lock, Release, Step
+from conveyor.store.tables import Deployment, Event, Hold, Lock, Release, Step, among
 from conveyor.store.tables import Placement as PlacementRow
 
 _T = TypeVar("_T")
@@ -220,7 +220,7 @@ def _open_deployments(session: Session, apps: Collection[str] | None) -> list[De
         .where(Deployment.state.in_(OPEN_STATES))
     )
     if apps is not None:
-        stmt = stmt.where(Deployment.app.in_(apps))
+        stmt = stmt.where(among(Deployment.app, apps))
     rows = session.execute(stmt).all()
     active_ids = [r.id for r in rows if DeploymentState(r.state).active]
     steps: dict[int, list[StepView]] = defaultdict(list)
@@ -236,7 +236,7 @@ def _open_deployments(session: Session, apps: Collection[str] | None) -> list[De
                 Step.measurements,
                 Step.result,
             )
-            .where(Step.deployment_id.in_(active_ids))
+            .where(among(Step.deployment_id, active_ids))
             .order_by(Step.id)
         )
         for s in found:
@@ -317,7 +317,7 @@ def load_placements(
     if app is not None:
         stmt = stmt.where(PlacementRow.app == app)
     if apps is not None:
-        stmt = stmt.where(PlacementRow.app.in_(apps))
+        stmt = stmt.where(among(PlacementRow.app, apps))
     placements: dict[tuple[str, str], Placement] = {}
     rows = session.execute(stmt)
     for name, env, deployment, release, health, label, good_deployment, good_release, good_label in rows:
@@ -335,7 +335,7 @@ def _deployed_releases(session: Session, apps: Collection[str] | None) -> list[t
     statement to compile on every pass."""
     current = select(PlacementRow.release_id)
     if apps is not None:
-        current = current.where(PlacementRow.app.in_(apps))
+        current = current.where(among(PlacementRow.app, apps))
     rows = session.execute(
         select(Deployment.app, Deployment.release_id, Deployment.environment)
         .where(Deployment.release_id.in_(current))

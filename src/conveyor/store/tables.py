@@ -9,10 +9,11 @@ aware UTC (:class:`UTCDateTime`), so SQLite and PostgreSQL behave alike.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -32,12 +33,18 @@ from sqlalchemy import (
     insert,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.sql import ColumnElement, bindparam
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.type_api import TypeEngine
+from sqlalchemy.sql.visitors import InternalTraversal
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -67,6 +74,69 @@ def insert_for(dialect: str, table: Any) -> SqliteInsert | PostgresInsert:
     """An INSERT for ``table`` in ``dialect`` (``"postgresql"`` or ``"sqlite"``), so a caller can add
     ``ON CONFLICT DO UPDATE`` (an upsert) the same way on both."""
     return postgres_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+
+
+class _ValueList(TypeDecorator[list[Any]]):
+    """A list of values bound as one parameter: a PostgreSQL array, or JSON text that SQLite's
+    ``json_each`` reads."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, item: TypeEngine[Any]) -> None:
+        super().__init__()
+        self.item = item
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(ARRAY(self.item))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return orjson.dumps(value).decode()
+
+
+class Among(ColumnElement[bool]):
+    """``column`` is one of ``values``, with the values bound as one parameter, however many there are
+    (see :func:`among`)."""
+
+    __visit_name__ = "among"
+    inherit_cache = True
+    _is_implicitly_boolean = True  # a condition of its own, not a column to compare with true
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("values", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], values: list[Any]) -> None:
+        self.column = column
+        self.values = bindparam(None, values, type_=_ValueList(column.type), unique=True)
+        self.type = Boolean()
+
+
+def among(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column IN values`` for the hundreds of ids, names or keys a busy pass asks about at once.
+
+    ``column.in_(values)`` makes a parameter per value: a thousand ids were a thousand bound parameters
+    to build, to key the statement cache with and to render, several times a pass. This binds the list
+    once: ``= ANY(array)`` on PostgreSQL (typed as the column's array), ``IN (SELECT value FROM
+    json_each(json))`` on SQLite (its JSON functions are built in since 3.38). Both look the values up
+    by the column's index. Values are ints or strings."""
+    return Among(column, list(values))
+
+
+@compiles(Among)
+def _among_sqlite(element: Among, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"{column} IN (SELECT value FROM json_each({compiler.process(element.values, **kw)}))"
+
+
+@compiles(Among, "postgresql")
+def _among_postgres(element: Among, compiler: SQLCompiler, **kw: Any) -> str:
+    # the driver's dialect casts the parameter to the column's array type (``%(p)s::INTEGER[]``)
+    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
