@@ -30,7 +30,11 @@ GIT_ENV = {
 }
 
 
-def write_project(root: Path, apps: int, groups: int, duration: float, environments: tuple[str, ...]) -> Path:
+def write_project(
+    root: Path, apps: int, groups: int, duration: float, environments: tuple[str, ...], *, blocking: bool = False
+) -> Path:
+    """``blocking``: the fake deploys wait on a thread each, as a driver that blocks does, instead of as
+    coroutines on the conductor's step loop."""
     repo = root / "repos" / "app"
     repo.mkdir(parents=True)
     for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "first"]):
@@ -39,7 +43,7 @@ def write_project(root: Path, apps: int, groups: int, duration: float, environme
         f"environments: [{', '.join(environments)}]",
         "teams: {bench: {notify: []}}",
         "groups: {" + ", ".join(f"g{i}: {{}}" for i in range(groups)) + "}",
-        f"defaults: {{deploy: {{driver: fake, duration: {duration}}}, checks: []}}",
+        f"defaults: {{deploy: {{driver: fake, duration: {duration}, blocking: {str(blocking).lower()}}}, checks: []}}",
         "apps:",
     ]
     for i in range(apps):  # one repository serves every app: this measures the engine, not git
@@ -50,8 +54,10 @@ def write_project(root: Path, apps: int, groups: int, duration: float, environme
     return path
 
 
-def _prepared(root: Path, database: str, apps: int, groups: int, duration: float, envs: tuple[str, ...]):  # type: ignore[no-untyped-def]
-    config_path = write_project(root, apps, groups, duration, envs)
+def _prepared(  # type: ignore[no-untyped-def]
+    root: Path, database: str, apps: int, groups: int, duration: float, envs: tuple[str, ...], blocking: bool = False
+):
+    config_path = write_project(root, apps, groups, duration, envs, blocking=blocking)
     environ = {"CONVEYOR_DATABASE_URL": database} if database != "sqlite" else {}
     config = load_config(config_path, environ)
     db = Database(config.database_url)
@@ -62,11 +68,14 @@ def _prepared(root: Path, database: str, apps: int, groups: int, duration: float
     return config_path, config, db
 
 
-def makespan(database: str, *, apps: int, groups: int, duration: float, concurrency: int | None = 128) -> float:
+def makespan(
+    database: str, *, apps: int, groups: int, duration: float, concurrency: int | None = 128, blocking: bool = False
+) -> float:
     """Seconds from the first conductor tick until nothing is left to do (3 environments); ``concurrency``
     None runs the conductor at its default, as ``conveyor serve`` and ``conveyor worker`` do."""
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
-        _, config, db = _prepared(Path(tmp), database, apps, groups, duration, ("integration", "staging", "production"))
+        envs = ("integration", "staging", "production")
+        _, config, db = _prepared(Path(tmp), database, apps, groups, duration, envs, blocking)
         width = {} if concurrency is None else {"concurrency": concurrency}
         conductor = Conductor(config, db, poll_interval=0.02, grace_seconds=5, **width)
         started = time.monotonic()
@@ -76,12 +85,13 @@ def makespan(database: str, *, apps: int, groups: int, duration: float, concurre
         return elapsed
 
 
-def makespan_in_child(*, apps: int, duration: float) -> tuple[float, float]:
+def makespan_in_child(*, apps: int, duration: float, blocking: bool = False) -> tuple[float, float]:
     """:func:`makespan` of ``apps`` independent apps on SQLite at the conductor's default concurrency, in
     a fresh interpreter; returns (seconds, that process's peak resident set in MiB)."""
     code = (
         "import json, resource, sys; sys.path.insert(0, sys.argv[1]); from engine import makespan; "
-        f"seconds = makespan('sqlite', apps={apps}, groups=0, duration={duration}, concurrency=None); "
+        f"seconds = makespan('sqlite', apps={apps}, groups=0, duration={duration}, concurrency=None, "
+        f"blocking={blocking}); "
         "print(json.dumps([seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))"
     )
     out = subprocess.run(

@@ -11,6 +11,10 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
   the conductor's default concurrency (what ``serve`` and ``worker`` run with), in a fresh process;
   measured makespan / lower bound (3 s), one run. ``peak_rss_mib_1000_apps`` is that process's peak
   resident set, and ``planner_pass_ms_1000_apps`` one planner pass for 1,000 apps with a new release each.
+  The fake driver is a coroutine (as a driver that only waits on I/O can be): its deploys are tasks on
+  the conductor's step loop. ``makespan_ratio_1000_apps_threads`` and ``peak_rss_mib_1000_apps_threads``
+  are the same run with ``blocking: true``, a thread per running deploy, as the ``command`` and ``local``
+  drivers (and any driver written with ``deploy``) run.
 - ``overhead_ms_per_step_sqlite`` / ``_postgres``: no-op fake deploys, 300 steps, engine wall time per step.
 - ``planner_pass_ms`` / ``planner_pass_ms_100k_history``: one planner pass (read the snapshot, plan) for
   100 apps with a new release each, on SQLite, behind 300 finished deployments (each app live once in
@@ -93,6 +97,9 @@ def main() -> int:
     seconds, peak_mib = makespan_in_child(apps=1000, duration=1.0)
     figure("makespan_ratio_1000_apps", lambda: seconds / 3.0)
     figure("peak_rss_mib_1000_apps", lambda: peak_mib)
+    seconds, peak_mib = makespan_in_child(apps=1000, duration=1.0, blocking=True)
+    figure("makespan_ratio_1000_apps_threads", lambda: seconds / 3.0)
+    figure("peak_rss_mib_1000_apps_threads", lambda: peak_mib)
     figure("planner_pass_ms_1000_apps", lambda: planner_pass_ms(history=300, apps=1000))
     figure("overhead_ms_per_step_sqlite", lambda: makespan("sqlite", apps=100, groups=0, duration=0.0) / 300 * 1000)
     young = planner_pass_ms(history=300)

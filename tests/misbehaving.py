@@ -6,6 +6,7 @@ the executor and the sender meet them exactly as they would meet a third-party p
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
@@ -50,6 +51,49 @@ class HangingDriver(Driver):
         return DeployResult(ok=True, message="deployed after all")
 
 
+class ExitingAsyncDriver(Driver):
+    """Calls ``sys.exit()`` from its coroutine, on the step loop."""
+
+    name = "exiting_async"
+
+    async def deploy_async(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
+        ctx.log("about to exit")
+        await asyncio.sleep(0)
+        sys.exit(4)
+
+
+class HangingAsyncDriver(Driver):
+    """A coroutine that ignores cancellation: awaits ``asyncio.sleep`` (not ``ctx.sleep``) for ``seconds``.
+    ``cancelled`` is set when its task is cancelled (it was abandoned)."""
+
+    name = "hanging_async"
+    Options = HangOptions
+    cancelled = threading.Event()
+
+    async def deploy_async(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
+        ctx.log("hanging")
+        try:
+            await asyncio.sleep(request.options.seconds)  # type: ignore[attr-defined]
+        except asyncio.CancelledError:
+            HangingAsyncDriver.cancelled.set()
+            raise
+        return DeployResult(ok=True, message="deployed after all")
+
+
+class BlockingAsyncDriver(Driver):
+    """A coroutine that blocks the step loop: ``time.sleep`` for ``seconds`` inside ``deploy_async``."""
+
+    name = "blocking_async"
+    Options = HangOptions
+    returned = threading.Event()
+
+    async def deploy_async(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
+        ctx.log("blocking the loop")
+        time.sleep(request.options.seconds)  # type: ignore[attr-defined]
+        BlockingAsyncDriver.returned.set()
+        return DeployResult(ok=True, message="deployed after all")
+
+
 class UnbuildableNotifier(Notifier):
     """Its constructor exits the process (or would, on the main thread)."""
 
@@ -74,7 +118,13 @@ class ExitingNotifier(Notifier):
 
 
 EXTRA: dict[str, dict[str, Any]] = {
-    plugins.DRIVER_GROUP: {"exiting": ExitingDriver, "hanging": HangingDriver},
+    plugins.DRIVER_GROUP: {
+        "exiting": ExitingDriver,
+        "hanging": HangingDriver,
+        "exiting_async": ExitingAsyncDriver,
+        "hanging_async": HangingAsyncDriver,
+        "blocking_async": BlockingAsyncDriver,
+    },
     plugins.NOTIFIER_GROUP: {"unbuildable": UnbuildableNotifier, "exiting": ExitingNotifier},
 }
 
@@ -87,4 +137,6 @@ def register_misbehaving_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(plugins, "_load", load)
     HangingDriver.returned.clear()
+    HangingAsyncDriver.cancelled.clear()
+    BlockingAsyncDriver.returned.clear()
     ExitingNotifier.calls = 0

@@ -334,6 +334,35 @@ class StoreContract:
             ]
         assert attempts == [(1, "slow", "expired"), (2, "fast", "succeeded")]
 
+    def test_a_batch_stores_one_result_per_attempt(self, store: Database, clock: Clock) -> None:
+        """An abandoned run's own result can land in the same batch right behind the verdict recorded for
+        it: the first is stored, the second refused, and a result of the attempt that holds the lease is
+        still stored behind a stale one of the same step."""
+        self._started_step(store, clock)
+        self._started_step(store, clock)
+        slow, fast = Leases(store, clock, "slow", 10), Leases(store, clock, "fast", 10)
+        verdict = StepResult(False, "timed out after 1s (step_timeout); abandoned", [], {"timed_out": True})
+        late = StepResult(False, "deploy ended without a result", [], {})
+        (abandoned,) = slow.claim(1)
+        clock.advance(11)
+        assert fast.reap() == 1
+        claimed = {c.step_id: c for c in fast.claim(2)}
+        retried = claimed.pop(abandoned.step_id)
+        (other,) = claimed.values()
+        assert retried.attempt == 2
+        items = [
+            (other, verdict, LogFlush()),
+            (other, late, LogFlush()),
+            (abandoned, late, LogFlush()),
+            (retried, StepResult(True, "deployed", [], {}), LogFlush()),
+        ]
+        assert fast.finish_claimed(items) == [True, False, False, True]
+        with store.read() as s:
+            outcomes = {s.get_one(Step, c.step_id).id: s.get_one(Step, c.step_id).outcome for c in (other, retried)}
+            finished = s.scalars(select(Event).where(Event.kind == "step.finished")).all()
+        assert outcomes == {other.step_id: verdict.outcome, retried.step_id: "deployed"}
+        assert len(finished) == 2
+
     def test_step_given_up_after_max_attempts(self, store: Database, clock: Clock) -> None:
         did = self._started_step(store, clock)
         leases = Leases(store, clock, "w", 1)

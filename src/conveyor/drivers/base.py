@@ -22,6 +22,11 @@ Example, a driver that records what it deployed::
             ctx.log(f"deploying {request.version} to {opts.target}")
             return DeployResult(ok=True, message=f"{request.version} on {opts.target}")
 
+A driver that only waits on I/O (an HTTP API, a rollout to poll) may be written as a coroutine instead:
+it overrides ``deploy_async`` rather than ``deploy``, waits with ``await ctx.sleep(seconds)`` and never
+blocks, and then runs on the runner's one event loop rather than on a thread of its own: a thousand
+such deploys at once are a thousand tasks, not a thousand threads.
+
 Register it under the ``conveyor.drivers`` entry-point group; config then accepts
 ``deploy: {driver: echo, target: ...}``, with the options validated by ``Options``.
 
@@ -32,7 +37,8 @@ of the wrong type, per environment, before anything is deployed.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import asyncio
+from abc import ABC
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,10 +116,29 @@ class Driver(ABC):
     # says False: no folder is made for it (creating one costs a filesystem write on the deploy's path).
     uses_state_dir: ClassVar[bool] = True
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.deploy is Driver.deploy and cls.deploy_async is Driver.deploy_async:
+            raise TypeError(f"driver {cls.__name__} must define deploy() or deploy_async()")
+
+    def runs_async(self, options: BaseModel) -> bool:
+        """Whether a deploy with these options runs as a coroutine on the runner's event loop
+        (:meth:`deploy_async`) rather than on a thread of its own (:meth:`deploy`)."""
+        return type(self).deploy_async is not Driver.deploy_async
+
     def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
         """Deploy and return the outcome. Must honour ``ctx.cancelled`` and never raise for an
-        expected failure (a non-zero exit, a timeout): return ``DeployResult(ok=False, ...)``."""
+        expected failure (a non-zero exit, a timeout): return ``DeployResult(ok=False, ...)``.
+
+        A driver defines this or :meth:`deploy_async`; for one written as a coroutine, this runs it to
+        the end on an event loop of its own (for callers outside the runner)."""
+        return asyncio.run(self.deploy_async(request, ctx))
+
+    async def deploy_async(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
+        """:meth:`deploy` as a coroutine, which the runner awaits on its one event loop: it must never
+        block (``await ctx.sleep(seconds)``, not ``time.sleep``), since every deploy written this way
+        shares that loop."""
+        raise NotImplementedError  # never called: the runner calls deploy() of a driver that has no coroutine
 
     def teardown(self, app: str, environment: str, state_dir: Path, ctx: StepContext) -> DeployResult:
         """Remove what ``deploy`` put in place (review apps, demo shutdown). Default: nothing to do."""

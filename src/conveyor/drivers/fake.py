@@ -1,7 +1,8 @@
 """The ``fake`` driver: deploys nothing, takes as long and ends as configured.
 
 Used by tests, the simulator and benchmarks. It sleeps ``duration`` seconds (waking at once on
-cancellation), then succeeds or fails: it fails when ``outcome`` is "fail" or when the release's version or
+cancellation) as a coroutine on the runner's event loop, or on a thread of its own with ``blocking:
+true``, then succeeds or fails: it fails when ``outcome`` is "fail" or when the release's version or
 SHA starts with any prefix in ``fail_versions``. With ``record`` set it appends one JSON line per deploy
 call to that file (``app``, ``environment``, ``version``, ``attempt``, ``start``, ``end`` as Unix times,
 ``pid``, and ``outcome``: succeeded, failed or cancelled), so a test can assert which deploys ran and
@@ -33,6 +34,9 @@ class FakeOptions(BaseModel):
     outcome: Literal["succeed", "fail"] = "succeed"
     fail_versions: list[str] = Field(default_factory=list)
     record: str | None = None
+    # wait on a thread of its own, as a driver that blocks does, instead of as a coroutine on the runner's
+    # event loop (benchmarks compare the two)
+    blocking: bool = False
 
 
 class FakeDriver(Driver):
@@ -40,11 +44,26 @@ class FakeDriver(Driver):
     Options = FakeOptions
     uses_state_dir = False  # it deploys nothing, so it keeps nothing
 
+    def runs_async(self, options: BaseModel) -> bool:
+        return not cast(FakeOptions, options).blocking
+
     def deploy(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
         opts = cast(FakeOptions, request.options)
-        start = time.time()
+        start = self._begin(request, ctx)
+        return self._end(request, ctx, start, cancelled=ctx.wait(opts.duration))
+
+    async def deploy_async(self, request: DeployRequest, ctx: StepContext) -> DeployResult:
+        opts = cast(FakeOptions, request.options)
+        start = self._begin(request, ctx)
+        return self._end(request, ctx, start, cancelled=await ctx.sleep(opts.duration))
+
+    def _begin(self, request: DeployRequest, ctx: StepContext) -> float:
         ctx.log(f"fake deploy of {request.app} {request.version} to {request.environment}")
-        if ctx.wait(opts.duration):
+        return time.time()
+
+    def _end(self, request: DeployRequest, ctx: StepContext, start: float, *, cancelled: bool) -> DeployResult:
+        opts = cast(FakeOptions, request.options)
+        if cancelled:
             outcome, result = "cancelled", DeployResult(ok=False, message="cancelled")
         elif _should_fail(request, opts):
             outcome = "failed"

@@ -1,14 +1,15 @@
 """The conductor: one process's loop of reaper, planner and runner.
 
 Each tick re-queues steps whose lease expired, plans until the plan stops changing state (so a success
-becomes a promotion and a start within one tick), then claims as many due steps as it has free slots
-and runs each on a thread (:mod:`conveyor.engine.step_threads`): deploys and checks wait on subprocesses
-and HTTP, so threads give real concurrency. A round that started deployments claims their steps at once
-and, unless results came in meanwhile, lets their threads take them before the next round (which would
-only read back the round's own writes): under one interpreter lock, that round delayed the last of a
-thousand steps by tens of milliseconds. A heartbeat thread extends the leases of running steps and
-flushes their logs. Periodic work beside the steps (webhook intake, polling, pruning) runs as chores
-(:mod:`conveyor.engine.chores`) on a thread of their own.
+becomes a promotion and a start within one tick), then claims as many due steps as it has free slots and
+runs each on a thread (:mod:`conveyor.engine.step_threads`): deploys and checks wait on subprocesses and
+HTTP, so threads give real concurrency. A deploy whose driver is a coroutine runs as a task on one event
+loop instead (:mod:`conveyor.engine.step_loop`), with no thread of its own. A round that started
+deployments claims their steps at once and, unless results came in meanwhile, lets their threads take
+them before the next round (which would only read back the round's own writes): under one interpreter
+lock, that round delayed the last of a thousand steps by tens of milliseconds. A heartbeat thread
+extends the leases of running steps and flushes their logs. Periodic work beside the steps (webhook
+intake, polling, pruning) runs as chores (:mod:`conveyor.engine.chores`) on a thread of their own.
 
 A step is told to stop (``ctx.cancelled``) when its lease was lost or its ``step_timeout`` passed; one
 past its deadline fails with outcome "timed out after ...". A plugin that still has not returned
@@ -49,6 +50,7 @@ from conveyor.engine.executor import Executor
 from conveyor.engine.leases import ClaimedStep, Leases, StepResult
 from conveyor.engine.orchestrator import Orchestrator
 from conveyor.engine.step_log import StepLog
+from conveyor.engine.step_loop import StepLoop, TaskHandle
 from conveyor.engine.step_threads import StepThreads
 from conveyor.notify.routing import install as install_router
 from conveyor.notify.sender import Sender
@@ -104,6 +106,7 @@ class RunningStep:
     settled: bool = False
     late: bool = False  # the result of an abandoned run
     renewed_at: float = 0.0  # time.monotonic() just before the claim or heartbeat that last renewed its lease
+    task: TaskHandle | None = None  # its task on the step loop, when it runs as a coroutine
 
 
 class Conductor:
@@ -141,6 +144,7 @@ class Conductor:
         # periodic work beside the steps (intake, polling, pruning), on a thread of its own
         self.chores = Chores(chores_for(config, db) if chores is None else chores, self.wake)
         self._threads = StepThreads()
+        self._loop = StepLoop()
         self._running: dict[int, RunningStep] = {}
         self._abandoned: list[RunningStep] = []
         self._running_lock = threading.Lock()
@@ -250,6 +254,7 @@ class Conductor:
         steps = self.leases.claim(free)
         if self.leases.claim_events is not None and self.leases.claim_events[0] == self._settled_marker:
             self._settled_marker = self.leases.claim_events[1]  # our step.started events change no plan
+        on_loop: list[RunningStep] = []
         for step in steps:
             timeout = self.executor.step_timeout(step)
             running = RunningStep(step, StepContext(), StepLog(self.config.redact), timeout, time.monotonic() + timeout)
@@ -257,7 +262,14 @@ class Conductor:
             running.ctx.log = running.log
             with self._running_lock:
                 self._running[step.step_id] = running
-            self._threads.submit(functools.partial(self._run_step, running))
+            if self.executor.runs_async(step):
+                on_loop.append(running)
+            else:
+                self._threads.submit(functools.partial(self._run_step, running))
+        if on_loop:
+            handles = self._loop.submit_all([functools.partial(self._run_step_async, r) for r in on_loop])
+            for running, handle in zip(on_loop, handles, strict=True):
+                running.task = handle
         return len(steps)
 
     def _run_step(self, running: RunningStep) -> None:
@@ -265,6 +277,16 @@ class Conductor:
         result = StepResult(False, f"{running.claimed.kind} ended without a result", [], {})
         try:
             result = self.executor.run(running.claimed, running.ctx)  # never raises: a crash is a failed result
+        finally:
+            running.done.set()
+            self._settle(running, result)
+
+    async def _run_step_async(self, running: RunningStep) -> None:
+        """Run one coroutine step on the step loop and queue its result; a task cancelled after its step
+        was abandoned ends like an abandoned thread, its result refused."""
+        result = StepResult(False, f"{running.claimed.kind} ended without a result", [], {})
+        try:
+            result = await self.executor.run_async(running.claimed, running.ctx)
         finally:
             running.done.set()
             self._settle(running, result)
@@ -330,10 +352,12 @@ class Conductor:
             self._abandoned.append(running)
             if verdict is None and self._running.get(running.claimed.step_id) is running:
                 del self._running[running.claimed.step_id]
+        if running.task is not None:
+            running.task.cancel()  # a coroutine is cancelled at its next await (one that blocks the loop is not)
         c = running.claimed
         log.error(
             "step %s attempt %s (%s %s, %s %s): the plugin ignored being told to stop for %gs;"
-            " abandoning its thread (%d abandoned threads still running in this process)",
+            " abandoning its %s (%d abandoned steps still running in this process)",
             c.step_id,
             c.attempt,
             c.app,
@@ -341,6 +365,7 @@ class Conductor:
             c.kind,
             c.name,
             self.stop_grace,
+            "thread" if running.task is None else "task, cancelling it",
             len(self._abandoned),
         )
         if verdict is not None:
@@ -582,3 +607,4 @@ class Conductor:
         self._results.put(None)  # after every step returned or was abandoned: every result is queued before it
         if self._writer.is_alive():
             self._writer.join(timeout=30)
+        self._loop.stop()

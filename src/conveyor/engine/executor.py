@@ -8,6 +8,7 @@ enforces it, since a plugin that hangs cannot be trusted to honour anything."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from pathlib import Path
@@ -19,7 +20,7 @@ from conveyor.checks.runner import run_check
 from conveyor.config.resolved import Config
 from conveyor.config.schema import DEFAULT_DEPLOY_TIMEOUT
 from conveyor.domain.model import StepKind
-from conveyor.drivers.base import DeployRequest, Driver
+from conveyor.drivers.base import DeployRequest, DeployResult, Driver
 from conveyor.engine.leases import ClaimedStep, StepResult
 from conveyor.repos import mirror_path_for
 from conveyor.steps import StepContext
@@ -71,27 +72,57 @@ class Executor:
         spec = next((c for c in env.checks if c.name == step.name), None)
         return spec.step_timeout if spec else DEFAULT_DEPLOY_TIMEOUT
 
+    def runs_async(self, step: ClaimedStep) -> bool:
+        """Whether the step runs as a coroutine on the step loop (:meth:`run_async`) rather than on a
+        thread (:meth:`run`): a deploy whose driver is written as a coroutine. Whatever cannot be
+        worked out here (an app or driver gone from the config) runs on a thread, which reports it."""
+        if step.kind != StepKind.DEPLOY:
+            return False
+        app = self.config.apps.get(step.app)
+        env = app.environments.get(step.environment) if app else None
+        if env is None:
+            return False
+        try:
+            driver: Driver = self._instance(plugins.driver_class(env.deploy.driver))
+            return driver.runs_async(env.deploy.options)
+        except Exception:
+            return False
+
     def run(self, step: ClaimedStep, ctx: StepContext) -> StepResult:
         try:
             if step.kind == StepKind.DEPLOY:
-                return self._deploy(step, ctx)
+                driver, request = self._deploy_request(step, ctx)
+                return self._deployed(request, driver.deploy(request, ctx))
             return self._check(step, ctx)
         except BaseException as exc:  # sys.exit() in a plugin fails its step, never the worker
-            what = f"{step.kind} {step.name} crashed: {type(exc).__name__}: {exc}".splitlines()[0]
-            log.error(
-                "step %s (%s %s, %s %s): %s",
-                step.step_id,
-                step.app,
-                step.environment,
-                step.kind,
-                step.name,
-                what,
-                exc_info=True,
-            )
-            ctx.log(f"{what} (traceback in the worker's log)")
-            return StepResult(False, what, [], {"crashed": type(exc).__name__})
+            return self._crashed(step, ctx, exc)
 
-    def _deploy(self, step: ClaimedStep, ctx: StepContext) -> StepResult:
+    async def run_async(self, step: ClaimedStep, ctx: StepContext) -> StepResult:
+        """:meth:`run` for a deploy whose driver is a coroutine; never raises but for its own cancellation."""
+        try:
+            driver, request = self._deploy_request(step, ctx)
+            return self._deployed(request, await driver.deploy_async(request, ctx))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            return self._crashed(step, ctx, exc)
+
+    def _crashed(self, step: ClaimedStep, ctx: StepContext, exc: BaseException) -> StepResult:
+        what = f"{step.kind} {step.name} crashed: {type(exc).__name__}: {exc}".splitlines()[0]
+        log.error(
+            "step %s (%s %s, %s %s): %s",
+            step.step_id,
+            step.app,
+            step.environment,
+            step.kind,
+            step.name,
+            what,
+            exc_info=exc,
+        )
+        ctx.log(f"{what} (traceback in the worker's log)")
+        return StepResult(False, what, [], {"crashed": type(exc).__name__})
+
+    def _deploy_request(self, step: ClaimedStep, ctx: StepContext) -> tuple[Driver, DeployRequest]:
         app = self.config.app(step.app)
         env = app.environments[step.environment]
         driver: Driver = self._instance(plugins.driver_class(env.deploy.driver))
@@ -113,9 +144,12 @@ class Executor:
             request.state_dir.mkdir(parents=True, exist_ok=True)
         driver_name = env.deploy.driver
         ctx.log(f"deploying {step.label} ({step.sha[:12]}) with driver {driver_name}, attempt {step.attempt}")
-        result = driver.deploy(request, ctx)
+        return driver, request
+
+    def _deployed(self, request: DeployRequest, result: DeployResult) -> StepResult:
+        driver_name = self.config.app(request.app).environments[request.environment].deploy.driver
         outcome = result.message or ("deployed" if result.ok else "deploy failed")
-        return StepResult(result.ok, outcome, [], {"driver": env.deploy.driver, **result.details})
+        return StepResult(result.ok, outcome, [], {"driver": driver_name, **result.details})
 
     def _check(self, step: ClaimedStep, ctx: StepContext) -> StepResult:
         app = self.config.app(step.app)

@@ -185,12 +185,23 @@ class Leases:
             now = self.clock()
             held = [(c.step_id, c.attempt) for c, _, _ in items]
             ours = self.queue.lock_held(session, held, Step.started_at, Step.cancel_requested)
-            accepted = [c.step_id in ours and ours[c.step_id].attempt == c.attempt for c, _, _ in items]
-            done = [item for item, ok in zip(items, accepted, strict=True) if ok]
+            accepted: list[bool] = []
+            done: list[tuple[ClaimedStep, StepResult, LogFlush]] = []
+            rows: list[Any] = []
+            for item in items:
+                # one result per attempt: a second in the same batch (an abandoned run's, right behind its
+                # verdict) is refused like one arriving after the first was stored
+                row = ours.get(item[0].step_id)
+                accepted.append(row is not None and row.attempt == item[0].attempt)
+                if accepted[-1]:
+                    done.append(item)
+                    rows.append(ours.pop(item[0].step_id))
             if done:
-                cancelled = {sid for sid, row in ours.items() if row.cancel_requested}
+                cancelled = {c.step_id for (c, _, _), row in zip(done, rows, strict=True) if row.cancel_requested}
                 self._write_results(session, done, now, cancelled)
-                count_finished(session, [(c.kind.value, ours[c.step_id].started_at, now) for c, _, _ in done])
+                count_finished(
+                    session, [(c.kind.value, row.started_at, now) for (c, _, _), row in zip(done, rows, strict=True)]
+                )
         return accepted
 
     def _write_results(
