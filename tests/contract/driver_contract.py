@@ -17,6 +17,7 @@ Override :meth:`same_deployment` when "deployed twice" has something to compare 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -47,6 +48,14 @@ def make_request(options: BaseModel, state_dir: Path, **overrides: Any) -> Deplo
     }
     fields.update(overrides)
     return DeployRequest(**fields)
+
+
+def run_deploy(driver: Driver, request: DeployRequest, ctx: StepContext) -> DeployResult:
+    """Deploy as the runner does: a coroutine driver's ``deploy_async`` on an event loop (with
+    cancellation coming from another thread, as the conductor's does), any other's ``deploy``."""
+    if driver.runs_async(request.options):
+        return asyncio.run(driver.deploy_async(request, ctx))
+    return driver.deploy(request, ctx)
 
 
 def new_context() -> tuple[StepContext, ListLog]:
@@ -102,20 +111,20 @@ class DriverContract:
 
     def test_succeeding_deploy_is_ok(self, driver: Driver, succeeding_request: DeployRequest) -> None:
         ctx, _ = new_context()
-        result = driver.deploy(succeeding_request, ctx)
+        result = run_deploy(driver, succeeding_request, ctx)
         assert result.ok, result.message
 
     def test_deploying_the_same_version_twice_is_idempotent(
         self, driver: Driver, succeeding_request: DeployRequest
     ) -> None:
-        first = driver.deploy(succeeding_request, new_context()[0])
-        second = driver.deploy(succeeding_request, new_context()[0])
+        first = run_deploy(driver, succeeding_request, new_context()[0])
+        second = run_deploy(driver, succeeding_request, new_context()[0])
         assert first.ok and second.ok, (first.message, second.message)
         self.same_deployment(first, second)
 
     def test_failure_is_a_result_not_an_exception(self, driver: Driver, failing_request: DeployRequest) -> None:
         ctx, _ = new_context()
-        result = driver.deploy(failing_request, ctx)
+        result = run_deploy(driver, failing_request, ctx)
         assert not result.ok
         assert result.message
 
@@ -123,7 +132,7 @@ class DriverContract:
         if timing_out_request is None:
             pytest.skip("this driver has no timeout")
         ctx, log = new_context()
-        result = driver.deploy(timing_out_request, ctx)
+        result = run_deploy(driver, timing_out_request, ctx)
         assert not result.ok
         assert "after" in result.message, result.message
         if self.log_marker is not None:
@@ -133,7 +142,7 @@ class DriverContract:
         ctx, _ = new_context()
         timer = cancel_after(ctx, 0.5)
         started = time.monotonic()
-        result = driver.deploy(long_request, ctx)
+        result = run_deploy(driver, long_request, ctx)
         elapsed = time.monotonic() - started
         timer.cancel()
         assert not result.ok
@@ -144,13 +153,13 @@ class DriverContract:
         ctx, _ = new_context()
         ctx.cancelled.set()
         started = time.monotonic()
-        result = driver.deploy(long_request, ctx)
+        result = run_deploy(driver, long_request, ctx)
         assert not result.ok
         assert time.monotonic() - started < CANCEL_WITHIN
 
     def test_teardown_is_idempotent(self, driver: Driver, succeeding_request: DeployRequest) -> None:
         request = succeeding_request
-        assert driver.deploy(request, new_context()[0]).ok
+        assert run_deploy(driver, request, new_context()[0]).ok
         for _ in range(2):
             result = driver.teardown(request.app, request.environment, request.state_dir, new_context()[0])
             assert result.ok, result.message

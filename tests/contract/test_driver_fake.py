@@ -15,7 +15,7 @@ from tests.contract.driver_contract import DriverContract, make_request, new_con
 
 
 def request_for(tmp_path: Path, **kw: Any) -> DeployRequest:
-    options = {k: kw.pop(k) for k in ("duration", "outcome", "fail_versions", "record") if k in kw}
+    options = {k: kw.pop(k) for k in ("duration", "outcome", "fail_versions", "record", "blocking") if k in kw}
     return make_request(FakeOptions(**options), tmp_path, **kw)
 
 
@@ -37,6 +37,22 @@ class TestFakeDriverContract(DriverContract):
     @pytest.fixture
     def long_request(self, tmp_path: Path) -> DeployRequest:
         return request_for(tmp_path, duration=60)
+
+
+class TestFakeBlockingDriverContract(TestFakeDriverContract):
+    """``blocking: true``: the same driver on a thread of its own (``deploy``)."""
+
+    @pytest.fixture
+    def succeeding_request(self, tmp_path: Path) -> DeployRequest:
+        return request_for(tmp_path, blocking=True)
+
+    @pytest.fixture
+    def failing_request(self, tmp_path: Path) -> DeployRequest:
+        return request_for(tmp_path, outcome="fail", blocking=True)
+
+    @pytest.fixture
+    def long_request(self, tmp_path: Path) -> DeployRequest:
+        return request_for(tmp_path, duration=60, blocking=True)
 
 
 @pytest.mark.parametrize(

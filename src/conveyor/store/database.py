@@ -13,11 +13,13 @@ its connection closed; its late writes are fenced like any other.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,21 @@ def no_schema_message(safe_url: str) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+@functools.cache
+def _sqlite_json_problem() -> str | None:
+    """Why this Python's SQLite cannot serve conveyor, or None: the store binds lists of ids as JSON that
+    ``json_each`` reads (:func:`conveyor.store.tables.among`)."""
+    try:
+        with closing(sqlite3.connect(":memory:")) as probe:
+            probe.execute("SELECT value FROM json_each('[1]')").fetchall()
+    except sqlite3.OperationalError as exc:
+        return (
+            f"this Python's SQLite ({sqlite3.sqlite_version}) has no JSON functions ({exc}); conveyor needs"
+            " SQLite 3.38 or newer, or one built with JSON1"
+        )
+    return None
 
 
 def _sqlite_setup(engine: Engine, *, create: bool) -> None:
@@ -103,6 +120,10 @@ class Database:
             self._connect(url, pool_size, idle_transaction_timeout)
         except (ArgumentError, ImportError, OSError, NoSuchModuleError) as exc:
             raise DatabaseUnreachable(f"cannot open the database at {self.safe_url}: {_first_line(exc)}") from exc
+        if self.dialect == "sqlite":
+            sqlite_json_problem = _sqlite_json_problem()
+            if sqlite_json_problem is not None:
+                raise DatabaseUnreachable(sqlite_json_problem)
         self._planner_mutex = threading.Lock()
         # who hears about the events written here; see conveyor.notify.routing.install
         self.router: NotificationRouter | None = None
