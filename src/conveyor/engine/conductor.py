@@ -352,6 +352,11 @@ class Conductor:
             self._abandoned.append(running)
             if verdict is None and self._running.get(running.claimed.step_id) is running:
                 del self._running[running.claimed.step_id]
+            if verdict is not None:
+                # queued under the lock: the plugin's own late result, should it return now, is queued
+                # after this one (its _settle waits for the lock) and refused as the second of its attempt
+                outcome = f"{verdict.outcome}; abandoned after ignoring the stop for {self.stop_grace:g}s"
+                self._results.put((running, StepResult(False, outcome, [], {**verdict.result, "abandoned": True})))
         if running.task is not None:
             running.task.cancel()  # a coroutine is cancelled at its next await (one that blocks the loop is not)
         c = running.claimed
@@ -368,10 +373,6 @@ class Conductor:
             "thread" if running.task is None else "task, cancelling it",
             len(self._abandoned),
         )
-        if verdict is not None:
-            outcome = f"{verdict.outcome}; abandoned after ignoring the stop for {self.stop_grace:g}s"
-            result = StepResult(False, outcome, [], {**verdict.result, "abandoned": True})
-            self._results.put((running, result))
         self._wake.set()
 
     @property
