@@ -15,6 +15,9 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
   the conductor's step loop. ``makespan_ratio_1000_apps_threads`` and ``peak_rss_mib_1000_apps_threads``
   are the same run with ``blocking: true``, a thread per running deploy, as the ``command`` and ``local``
   drivers (and any driver written with ``deploy``) run.
+- ``machine_loop_10m_s``: a Python loop of ten million additions, best of three: how fast this machine's
+  interpreter is, to compare the other figures across machines (the same commit's 1,000-app ratio was
+  1.43 where this took 0.8 s and about 2.1 where it took 2.0 s).
 - ``overhead_ms_per_step_sqlite`` / ``_postgres``: no-op fake deploys, 300 steps, engine wall time per step.
 - ``planner_pass_ms`` / ``planner_pass_ms_100k_history``: one planner pass (read the snapshot, plan) for
   100 apps with a new release each, on SQLite, behind 300 finished deployments (each app live once in
@@ -56,6 +59,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,6 +77,17 @@ from supervisor import start_costs
 ADMIN_URL = os.environ.get("CONVEYOR_BENCH_POSTGRES_URL")
 
 
+def loop_seconds() -> float:
+    """Seconds for a Python loop of ten million additions, best of three."""
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def median_of(runs: int, measure: Callable[[], float]) -> float:
     """The median of a few runs: one slow run on a shared machine should not make the figure."""
     return statistics.median(measure() for _ in range(runs))
@@ -86,6 +101,7 @@ def main() -> int:
         figures[name] = value
         print(f"{name}: {value}", flush=True)
 
+    figure("machine_loop_10m_s", loop_seconds)
     figure(
         "makespan_ratio_independent",
         lambda: median_of(3, lambda: makespan("sqlite", apps=100, groups=0, duration=1.0)) / 3.0,
