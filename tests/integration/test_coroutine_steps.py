@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from conveyor.config.resolved import Config
 from conveyor.engine import step_loop
 from conveyor.engine.conductor import Conductor
 from conveyor.operations import Operations
@@ -39,11 +43,24 @@ def _project(tmp_path: Path, apps: dict[str, str], *, group: bool = False) -> Pa
     return write_config(tmp_path, "\n".join(lines) + "\n")
 
 
-def _run(conductor: Conductor) -> tuple[threading.Event, threading.Thread]:
+@contextmanager
+def _conductor(config: Config, db_url: str, *, until_idle: bool = False, **options: Any) -> Iterator[Conductor]:
+    """A conductor on its own connection: run until idle when the block ends (``until_idle``), or in the
+    background while the block runs and then stopped."""
+    conductor = Conductor(config, Database(db_url), poll_interval=0.02, grace_seconds=2, **options)
     stop = threading.Event()
     thread = threading.Thread(target=conductor.run, args=(stop,), daemon=True)
-    thread.start()
-    return stop, thread
+    try:
+        if not until_idle:
+            thread.start()
+        yield conductor
+        if until_idle:
+            conductor.run(stop, exit_when_idle=True)
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(30)
+        conductor.db.dispose()
 
 
 def _step(db: Database, app: str) -> Step:
@@ -53,73 +70,57 @@ def _step(db: Database, app: str) -> Step:
 
 
 @pytest.mark.timeout(120)
-def test_a_hundred_coroutine_deploys_run_at_once_without_a_thread_each(tmp_path: Path, db_url: str) -> None:
+def test_a_hundred_coroutine_deploys_run_at_once_without_a_thread_each(tmp_path: Path, db: Database) -> None:
     apps = {f"app{i:03d}": "" for i in range(100)}
     apps["blocking"] = "{driver: fake, duration: 0.3, blocking: true}"
     config = load(_project(tmp_path, apps))
-    db = Database(db_url)
-    conductor = Conductor(config, Database(db_url), poll_interval=0.02, grace_seconds=5)
-    try:
+    with _conductor(config, db.url, until_idle=True) as conductor:
         ops = Operations(config, db)
         for name in apps:
             ops.create_release(name)
-        conductor.run(threading.Event(), exit_when_idle=True)
 
-        runs = [json.loads(line) for line in (tmp_path / "deploys.jsonl").read_text().splitlines()]
-        assert len(runs) == 202 and {r["outcome"] for r in runs} == {"succeeded"}
-        integration = [r for r in runs if r["environment"] == "integration"]
-        overlap = min(r["end"] for r in integration) - max(r["start"] for r in integration)
-        assert overlap > 0, "the integration deploys did not all run at once"
-        assert conductor._threads.started == 1  # the one blocking deploy's; the coroutines had none
-        assert all(d.state == "succeeded" for name in apps for d, _ in deployments(db, name))
-        step = _step(db, "app007")
-        with db.read() as session:
-            log = read_step_log(session, step.id)
-        assert "fake deploy of app007" in log and "fake deployed" in log
-    finally:
-        conductor.db.dispose()
-        db.dispose()
+    runs = [json.loads(line) for line in (tmp_path / "deploys.jsonl").read_text().splitlines()]
+    assert len(runs) == 202 and {r["outcome"] for r in runs} == {"succeeded"}
+    integration = [r for r in runs if r["environment"] == "integration"]
+    overlap = min(r["end"] for r in integration) - max(r["start"] for r in integration)
+    assert overlap > 0, "the integration deploys did not all run at once"
+    assert conductor._threads.started == 1  # the one blocking deploy's; the coroutines had none
+    assert all(d.state == "succeeded" for name in apps for d, _ in deployments(db, name))
+    step = _step(db, "app007")
+    with db.read() as session:
+        log = read_step_log(session, step.id)
+    assert "fake deploy of app007" in log and "fake deployed" in log
 
 
 @pytest.mark.timeout(90)
 def test_a_coroutine_calling_sys_exit_fails_its_step_not_the_worker(
-    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     register_misbehaving_plugins(monkeypatch)
     config = load(_project(tmp_path, {"broken": "{driver: exiting_async}", "cart": ""}, group=True))
-    db = Database(db_url)
-    conductor = Conductor(config, Database(db_url), poll_interval=0.02, grace_seconds=5)
     caplog.set_level(logging.INFO)
-    try:
-        ops = Operations(config, db)
-        ops.create_release("broken")
-        ops.create_release("cart")
-        conductor.run(threading.Event(), exit_when_idle=True)
+    with _conductor(config, db.url, until_idle=True):
+        Operations(config, db).create_release("broken")
+        Operations(config, db).create_release("cart")
 
-        step = _step(db, "broken")
-        assert (step.state, step.outcome) == ("failed", "deploy deploy crashed: SystemExit: 4")
-        assert [d.state for d, _ in deployments(db, "cart")] == ["succeeded", "succeeded"]
-        with db.read() as session:
-            assert session.scalars(select(Lock.name)).all() == []
-        crash = [r for r in caplog.records if r.levelno == logging.ERROR and "crashed" in r.getMessage()]
-        assert len(crash) == 1 and crash[0].exc_info is not None
-    finally:
-        conductor.db.dispose()
-        db.dispose()
+    step = _step(db, "broken")
+    assert (step.state, step.outcome) == ("failed", "deploy deploy crashed: SystemExit: 4")
+    assert [d.state for d, _ in deployments(db, "cart")] == ["succeeded", "succeeded"]
+    with db.read() as session:
+        assert session.scalars(select(Lock.name)).all() == []
+    crash = [r for r in caplog.records if r.levelno == logging.ERROR and "crashed" in r.getMessage()]
+    assert len(crash) == 1 and crash[0].exc_info is not None
 
 
 @pytest.mark.timeout(90)
 def test_a_hanging_coroutine_times_out_frees_its_locks_and_its_task_is_cancelled(
-    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     register_misbehaving_plugins(monkeypatch)
     apps = {"broken": "{driver: hanging_async, seconds: 60, step_timeout: 1s}", "cart": ""}
     config = load(_project(tmp_path, apps, group=True))
-    db = Database(db_url)
     caplog.set_level(logging.INFO, logger="conveyor.engine.conductor")
-    conductor = Conductor(config, Database(db_url), concurrency=4, poll_interval=0.05, grace_seconds=2, stop_grace=1)
-    stop, thread = _run(conductor)
-    try:
+    with _conductor(config, db.url, concurrency=4, stop_grace=1) as conductor:
         ops = Operations(config, db)
         ops.create_release("broken")
         wait_for(lambda: any(d.state == "deploying" for d, _ in deployments(db, "broken")), 20, "the hang")
@@ -134,26 +135,18 @@ def test_a_hanging_coroutine_times_out_frees_its_locks_and_its_task_is_cancelled
         wait_for(lambda: conductor.abandoned == 0, 10, "the cancelled task to end")
         abandoned = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert len(abandoned) == 1 and "abandoning its task, cancelling it" in abandoned[0]
-    finally:
-        stop.set()
-        thread.join(30)
-        conductor.db.dispose()
-        db.dispose()
 
 
 @pytest.mark.timeout(90)
 def test_a_coroutine_blocking_the_loop_is_left_behind_and_the_next_deploys_get_a_new_loop(
-    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     register_misbehaving_plugins(monkeypatch)
     monkeypatch.setattr(step_loop, "STALL_SECONDS", 1.0)
     apps = {"broken": "{driver: blocking_async, seconds: 8, step_timeout: 1s}", "cart": ""}
     config = load(_project(tmp_path, apps))
-    db = Database(db_url)
     caplog.set_level(logging.INFO)
-    conductor = Conductor(config, Database(db_url), concurrency=4, poll_interval=0.05, grace_seconds=2, stop_grace=1)
-    stop, thread = _run(conductor)
-    try:
+    with _conductor(config, db.url, concurrency=4, stop_grace=1) as conductor:
         ops = Operations(config, db)
         ops.create_release("broken")
         wait_for(lambda: any(d.state == "deploying" for d, _ in deployments(db, "broken")), 20, "the block")
@@ -164,8 +157,3 @@ def test_a_coroutine_blocking_the_loop_is_left_behind_and_the_next_deploys_get_a
         assert not BlockingAsyncDriver.returned.is_set(), "cart waited for the blocked loop"
         assert conductor._loop.given_up == 1
         assert any("has not answered" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
-    finally:
-        stop.set()
-        thread.join(30)
-        conductor.db.dispose()
-        db.dispose()
