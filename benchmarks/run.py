@@ -15,9 +15,10 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
   the conductor's step loop. ``makespan_ratio_1000_apps_threads`` and ``peak_rss_mib_1000_apps_threads``
   are the same run with ``blocking: true``, a thread per running deploy, as the ``command`` and ``local``
   drivers (and any driver written with ``deploy``) run.
-- ``machine_loop_10m_s``: a Python loop of ten million additions, best of three: how fast this machine's
-  interpreter is, to compare the other figures across machines (the same commit's 1,000-app ratio was
-  1.43 where this took 0.8 s and about 2.1 where it took 2.0 s).
+- ``machine_loop_10m_s`` / ``_end``: a Python loop of ten million additions, best of three, at the start
+  and at the end of the run: how fast this machine's interpreter is, to compare the other figures across
+  machines (the same commit's 1,000-app ratio was 1.43 where this took 0.8 s and about 2.1 where it took
+  2.0 s). Shared machines change speed within minutes: two values far apart say the run straddled that.
 - ``overhead_ms_per_step_sqlite`` / ``_postgres``: no-op fake deploys, 300 steps, engine wall time per step.
 - ``planner_pass_ms`` / ``planner_pass_ms_100k_history``: one planner pass (read the snapshot, plan) for
   100 apps with a new release each, on SQLite, behind 300 finished deployments (each app live once in
@@ -153,6 +154,7 @@ def main() -> int:
         for name in ("overhead_ms_per_step_postgres", "scaleout_ratio_4_workers", "event_transactions_per_s_postgres"):
             figures[name] = "skipped: set CONVEYOR_BENCH_POSTGRES_URL"
             print(f"{name}: {figures[name]}")
+    figure("machine_loop_10m_s_end", loop_seconds)
     print(json.dumps(figures))
     return 0
 
