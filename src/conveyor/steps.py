@@ -9,6 +9,7 @@ a driver written as a coroutine (``deploy_async``), on the runner's one event lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -73,7 +74,8 @@ class StepContext:
         woken: asyncio.Future[None] = loop.create_future()
 
         def wake() -> None:
-            loop.call_soon_threadsafe(_resolve, woken)
+            with contextlib.suppress(RuntimeError):  # its loop has closed: this sleep is over anyway
+                loop.call_soon_threadsafe(_resolve, woken)
 
         if not self.cancelled.add_waker(wake):
             return True

@@ -95,3 +95,23 @@ def test_a_cancelled_task_runs_its_cleanup() -> None:
     handle.cancel()
     assert cleaned.wait(5)
     loop.stop()
+
+
+def test_cancelling_after_the_sleeping_loop_closed_is_harmless() -> None:
+    """``set()`` may call a sleep's waker just after that sleep ended and its loop closed (a deploy run to
+    the end by ``deploy()``): the waker does not raise into whoever cancels the step, the conductor's
+    loop or its heartbeat."""
+    ctx = StepContext()
+    captured = []
+
+    async def sleep_and_capture_its_waker() -> bool:
+        sleeping = asyncio.ensure_future(ctx.sleep(0.05))
+        await asyncio.sleep(0)  # the sleep has registered its waker
+        captured.extend(ctx.cancelled._wakers)
+        return await sleeping
+
+    assert asyncio.run(sleep_and_capture_its_waker()) is False  # the loop is closed now
+    (wake,) = captured
+    wake()  # what set() does when it took the waker just before the sleep ended
+    ctx.cancelled.set()
+    assert ctx.cancelled.is_set()
