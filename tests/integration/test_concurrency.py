@@ -9,9 +9,11 @@ from __future__ import annotations
 import gc
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conveyor.engine import orchestrator
 from conveyor.engine.conductor import Conductor
 from conveyor.operations import Operations
 from conveyor.store.database import Database
@@ -91,4 +93,44 @@ def test_the_heap_from_before_the_loop_is_frozen_while_it_runs(tmp_path: Path, d
         assert frozen_while_running and all(count > 0 for count in frozen_while_running)
         assert gc.get_freeze_count() == 0
     finally:
+        db.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_a_large_pass_claims_each_committed_batch_before_applying_the_next(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that starts more deployments than one transaction holds begins the first ones' steps at
+    once, not after the whole pass: each batch of starts is committed, then claimed, then the next one
+    applied. Their ends then come back spread out, and the next pass over them is smaller."""
+    monkeypatch.setattr(orchestrator, "BATCH_SIZE", 4)
+    make_app_repo(tmp_path / "repos" / "shared")
+    config = load(write_config(tmp_path, config_text().replace(f"duration: {DEPLOY_SECONDS}", "duration: 30")))
+    db = Database(db_url)
+    conductor = Conductor(config, db, poll_interval=0.02, grace_seconds=0)  # stopped at the end, not awaited
+    order: list[tuple[str, int]] = []
+    apply_run, claim = conductor.orchestrator._apply_run, conductor.leases.claim
+
+    def applying(session: Any, group: Any, now: Any) -> list[bool]:
+        order.append(("applied", len(group)))
+        return apply_run(session, group, now)
+
+    def claiming(limit: int) -> list[Any]:
+        claimed = claim(limit)
+        if claimed:
+            order.append(("claimed", len(claimed)))
+        return claimed
+
+    monkeypatch.setattr(conductor.orchestrator, "_apply_run", applying)
+    monkeypatch.setattr(conductor.leases, "claim", claiming)
+    try:
+        ops = Operations(config, db)
+        for app in config.apps:
+            ops.create_release(app)
+        assert conductor.plan(claim=True)
+        # 30 starts in batches of 4: every batch of starts is claimed before the next is applied
+        assert order == [("applied", 4), ("claimed", 4)] * 7 + [("applied", 2), ("claimed", 2)]
+        assert len(conductor._running) == APPS
+    finally:
+        conductor.shutdown()
         db.dispose()

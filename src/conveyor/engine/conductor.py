@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -84,6 +84,11 @@ def _app_of(intent: Intent, snapshot: Snapshot) -> str | None:
         return intent.decision.app
     deployment = snapshot.open_by_id.get(getattr(intent, "deployment_id", -1))
     return deployment.app if deployment else None
+
+
+def _starts(intent: Intent) -> bool:
+    """Applying ``intent`` starts a deployment (so its steps are there to claim)."""
+    return isinstance(intent, Start) or (isinstance(intent, Promote) and intent.then_start is not None)
 
 
 def worker_id() -> str:
@@ -170,8 +175,9 @@ class Conductor:
         last pass that changed nothing, the plan would be the same: the pass is skipped, except once every
         ``REPLAN_SECONDS`` for what time alone changes (a hold's ``until`` passing).
 
-        With ``claim``, a pass that started deployments is followed at once by claiming their steps, so
-        they begin while the successes that came in meanwhile are still being planned.
+        With ``claim``, each committed batch of intents that started deployments is followed at once by
+        claiming their steps: the first deployments of a large pass begin while the rest of it is still
+        being applied, and their ends come back spread out, not all at once.
         """
         changed = False
         for _ in range(MAX_PLAN_ROUNDS):
@@ -179,13 +185,20 @@ class Conductor:
             marker = self._change_marker()
             if not changed and marker == self._settled_marker and time.monotonic() < self._replan_at:
                 return False
+            claimed = 0
+
+            def claim_started(batch: Sequence[Intent], applied: list[bool]) -> None:
+                nonlocal claimed
+                if any(ok and _starts(i) for ok, i in zip(applied, batch, strict=True)):
+                    claimed += self._claim()
+
             with self.db.planning() as may_plan:
                 if not may_plan:
                     self._retry_soon = True  # another process is planning; look again in a moment
                     return changed
                 snapshot = self.snapshots.load()
                 plan = plan_next(snapshot, self.clock())
-                applied = self.orchestrator.apply_all(plan.intents)
+                applied = self.orchestrator.apply_all(plan.intents, committed=claim_started if claim else None)
             # A change of state writes an Event, so the next snapshot reads its app again. A decision
             # recorded alone (a Note) writes none, and an intent refused wrote nothing at all while the
             # snapshot may have been behind: their apps are read again too.
@@ -200,8 +213,7 @@ class Conductor:
                 self._replan_at = time.monotonic() + REPLAN_SECONDS
                 break
             changed = True
-            started = any(isinstance(i, Start) or (isinstance(i, Promote) and i.then_start) for i in done)
-            if claim and started and self._claim() and not self._results_since(stored):
+            if claimed and not self._results_since(stored):
                 # The next round would only read back this pass's own writes: the steps just claimed go
                 # first, since their users wait on them.
                 self._threads.wait_taken(STEP_START_WAIT)

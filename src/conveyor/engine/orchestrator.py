@@ -62,20 +62,29 @@ class Orchestrator:
         """Apply one intent in one transaction; False when its precondition no longer held."""
         return self.apply_all([intent])[0]
 
-    def apply_all(self, intents: Sequence[Intent]) -> list[bool]:
+    def apply_all(
+        self,
+        intents: Sequence[Intent],
+        *,
+        committed: Callable[[Sequence[Intent], list[bool]], None] | None = None,
+    ) -> list[bool]:
         """Apply a plan's intents, each atomically on its own (a savepoint), committed in batches.
 
         Each intent either happens whole (state, Event and Decision together) or not at all; one whose
         precondition no longer holds, that loses a race, or that hits a bug is skipped and re-planned,
         without undoing the others. Batching saves a transaction per intent when a pass starts or
-        finishes a hundred deployments at once.
+        finishes a hundred deployments at once. ``committed`` is called after each batch's commit with
+        the batch and what became of each of its intents.
         """
         results: list[bool] = []
         for start in range(0, len(intents), BATCH_SIZE):
+            batch = intents[start : start + BATCH_SIZE]
             with self.db.write() as session:
                 now = self.clock()
-                for group in _runs_of_one_type(intents[start : start + BATCH_SIZE]):
+                for group in _runs_of_one_type(batch):
                     results.extend(self._apply_group(session, group, now))
+            if committed is not None:
+                committed(batch, results[start:])
         return results
 
     def _apply_group(self, session: Session, group: Sequence[Intent], now: datetime) -> list[bool]:
