@@ -19,6 +19,7 @@ from tests.integration.harness import (
     deployments,
     load,
     make_app_repo,
+    run_until_idle,
     wait_for,
     write_config,
 )
@@ -87,5 +88,60 @@ def test_a_newer_release_supersedes_one_that_has_not_started(tmp_path: Path, db_
         assert decision.verdict == "supersede" and decision.evidence["by_release"] == newest
         live = {d.environment: d.release_id for d, _ in rows if d.state == "succeeded"}
         assert live["production"] == newest
+    finally:
+        db.dispose()
+
+
+FROZEN_CONFIG = """\
+environments: [staging, production]
+teams: {publishing: {notify: []}}
+defaults:
+  deploy: {driver: fake, duration: 0.1}
+  checks: []
+apps:
+  web: {repo: ./repos/web, team: publishing}
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_release_forced_past_a_freeze_replaces_its_own_waiting_deployment(tmp_path: Path, db_url: str) -> None:
+    """The automatic deployment frozen out of production is superseded once an operator deploys the same
+    release there by hand: unfreezing does not deploy it a second time."""
+    make_app_repo(tmp_path / "repos" / "web", {"v": "1\n"}, "one")
+    config = load(write_config(tmp_path, FROZEN_CONFIG))
+    db = Database(db_url)
+    try:
+        ops = Operations(config, db)
+        ops.create_release("web")
+        run_until_idle(config, db_url)
+        hold = ops.freeze(None, "production", "release freeze")
+        add_commit(tmp_path / "repos" / "web", {"v": "2\n"}, "two")
+        second = ops.create_release("web")
+        run_until_idle(config, db_url)
+        (frozen,) = [
+            d for d, _ in deployments(db, "web") if d.release_id == second.release_id and d.environment == "production"
+        ]
+        assert frozen.state == "waiting"
+
+        forced = ops.deploy("web", second.label, "production", force=True, reason="hotfix")
+        run_until_idle(config, db_url)
+        ops.unfreeze(hold, "over")
+        run_until_idle(config, db_url)
+
+        in_production = {
+            d.id: (d.state, d.started_at is not None)
+            for d, _ in deployments(db, "web")
+            if d.release_id == second.release_id and d.environment == "production"
+        }
+        assert in_production == {forced: ("succeeded", True), frozen.id: ("superseded", False)}
+        with db.read() as session:
+            decision = session.scalars(
+                select(Decision).where(Decision.deployment_id == frozen.id).order_by(Decision.id.desc())
+            ).first()
+        assert decision is not None and decision.rule == "SupersedeLiveRelease"
+        assert decision.summary == (
+            f"superseded: {second.label} already runs in production (deployment #{forced}); "
+            "it will not deploy there again"
+        )
     finally:
         db.dispose()

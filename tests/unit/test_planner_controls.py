@@ -129,6 +129,22 @@ def test_a_rollback_is_never_superseded() -> None:
         ("web", "production"): 2})) is None  # fmt: skip
 
 
+def test_a_deployment_of_the_release_that_runs_there_is_superseded_unless_explicit() -> None:
+    """An operator deployed v2 by hand past what held the automatic deployment of v2: that one would
+    only deploy it again. A redeploy asked for by hand is meant, and goes ahead."""
+    automatic = dep(1, "web", "production", 2)
+    s = snap(deployments=[automatic], succeeded={("web", "production"): placed(2, deployment_id=7)})
+    superseded = rules.supersede_older_release(automatic, s)
+    assert superseded is not None and superseded.decision is not None
+    assert superseded.decision.rule == "SupersedeLiveRelease"
+    assert superseded.decision.summary == (
+        "superseded: v2 already runs in production (deployment #7); it will not deploy there again"
+    )
+    assert briefs(s) == [("Supersede", 1, 2)]
+    redeploy = replace(automatic, explicit=True)
+    assert rules.supersede_older_release(redeploy, replace(s, open_deployments=(redeploy,))) is None
+
+
 # -- on_failure ------------------------------------------------------------------------------------
 
 

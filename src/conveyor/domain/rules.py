@@ -33,26 +33,40 @@ def _hhmm(at: datetime) -> str:
 
 
 def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | None:
-    """A newer release queued, running or done in the same (app, environment) replaces one not started.
+    """A newer release queued, running or done in the same (app, environment) replaces one not started;
+    so does the same release already running there, deployed by hand past what held this one.
 
     An operator's explicit deployment of an older release (a rollback by hand) is only replaced by a
-    newer one still to come, not by one already live: deploying an old version on purpose must work."""
+    newer one still to come, not by one already live: deploying an old version on purpose must work; nor
+    is an explicit deployment of the release that runs (a redeploy on purpose)."""
     if d.override == Override.ROLLBACK:
         return None  # an operator's way back: never replaced, not even by a newer release to come
+    placed = snap.placements.get((d.app, d.environment))
+    if placed and placed.current.release_id == d.release_id and not d.explicit:
+        return _superseded(
+            d,
+            "SupersedeLiveRelease",
+            f"superseded: {d.label} already runs in {d.environment} (deployment #{placed.current.deployment_id}); "
+            "it will not deploy there again",
+            d.release_id,
+        )
     newest_open = snap.newest_open_release.get((d.app, d.environment), d.release_id)
     newer = [newest_open] if newest_open > d.release_id else []
-    placed = snap.placements.get((d.app, d.environment))
     if placed and placed.current.release_id > d.release_id and not d.explicit:
         newer.append(placed.current.release_id)
     if not newer:
         return None
     by = max(newer)
     summary = f"superseded: a newer release (#{by}) is going to {d.environment}; {d.label} will not deploy there"
+    return _superseded(d, "SupersedeOlderRelease", summary, by)
+
+
+def _superseded(d: DeploymentView, rule: str, summary: str, by: int) -> Supersede:
     decision = Decision(
         d.app,
         d.environment,
         Verdict.SUPERSEDE,
-        "SupersedeOlderRelease",
+        rule,
         summary,
         evidence={"superseded_release": d.release_id, "by_release": by},
         deployment_id=d.id,
