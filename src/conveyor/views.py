@@ -260,11 +260,13 @@ def status(db: Database, config: Config, app: str | None = None, now: datetime |
         return _statuses(session, config, names, now or utc_now())
 
 
-def release_label(db: Database, deployment_id: int) -> str:
-    """The label of the release deployment ``deployment_id`` deploys (what a typed SHA prefix resolved to)."""
+def deployment_target(db: Database, deployment_id: int) -> tuple[str, str]:
+    """The label of the release deployment ``deployment_id`` deploys (what a typed SHA prefix resolved to,
+    or what a promotion picked) and its environment."""
     with db.read() as session:
-        stmt = select(Release.label).join(Deployment, Deployment.release_id == Release.id)
-        return session.execute(stmt.where(Deployment.id == deployment_id)).scalar_one()
+        stmt = select(Release.label, Deployment.environment).join(Deployment, Deployment.release_id == Release.id)
+        label, environment = session.execute(stmt.where(Deployment.id == deployment_id)).one()
+        return label, environment
 
 
 def history(db: Database, config: Config, app: str, limit: int = 50) -> list[dict[str, Any]]:

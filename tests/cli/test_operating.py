@@ -30,7 +30,7 @@ def test_promote_takes_the_manual_tier_to_production(project: Project) -> None:
     assert f"⏸ {label} awaits promote" in project.ok("status").output
 
     promoted = project.ok("promote", "api")
-    assert promoted.output.strip().endswith("of api queued (promoted)")
+    assert promoted.output.strip().endswith(f"of api {label} to production queued (promoted)")
     assert environment(project, "api", "production")["awaiting_promotion"] is None  # queued: not waiting
     project.work()
     production = environment(project, "api", "production")

@@ -201,7 +201,7 @@ def test_deploy_and_promote_through_the_server(live: Live) -> None:
     live.wait_until(lambda: live.state("api", "staging") == "succeeded")
     code, out, _ = remote(live, "promote", "api", "--server", live.url)
     assert code == 0
-    assert out.strip().endswith("of api queued (promoted)")
+    assert out.strip().endswith(f"of api {sha[:7]} to production queued (promoted)")
     live.wait_until(lambda: live.state("api", "production") == "succeeded")
     code, out, _ = remote(live, "deploy", "api", sha[:8], "--to", "staging", "--server", live.url)
     assert code == 0

@@ -379,7 +379,7 @@ def deploy(
         opened = open_for_writing(config_path)
         ops = Operations(opened.config, opened.db)
         deployment_id = ops.deploy(app, version, environment, actor=cli_actor(), force=force, reason=reason)
-        label = views.release_label(opened.db, deployment_id)
+        label, _ = views.deployment_target(opened.db, deployment_id)
         waits = ops.waits_behind(deployment_id)
     forced = " (forced past holds)" if force else ""
     out.print(f"deployment #{deployment_id} of {app} {label} to {environment} queued{forced}", markup=False)
@@ -399,14 +399,15 @@ def promote(config_path: Path, app: str, environment: str | None, force: bool, r
     _check_force(force, reason)
     if server:
         answer = _remote(server, lambda api: api.promote(app, environment, force=force, reason=reason))
-        deployment_id = answer["deployment_id"]
+        deployment_id, label, target = answer["deployment_id"], answer["release"], answer["environment"]
     else:
         opened = open_for_writing(config_path)
         deployment_id = Operations(opened.config, opened.db).promote(
             app, environment, actor=cli_actor(), force=force, reason=reason
         )
+        label, target = views.deployment_target(opened.db, deployment_id)
     forced = ", forced past holds" if force else ""
-    out.print(f"deployment #{deployment_id} of {app} queued (promoted{forced})", markup=False)
+    out.print(f"deployment #{deployment_id} of {app} {label} to {target} queued (promoted{forced})", markup=False)
 
 
 @cli.command()
