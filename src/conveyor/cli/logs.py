@@ -73,7 +73,7 @@ class LogPrinter:
             self.console.print(Text(f"  attempt {a['attempt']} by {a['owner']}: {a['outcome']} ({span})", style="dim"))
         end = Text("  ")
         end.append(step["state"], style=STATE_STYLE.get(step["state"], ""))
-        if step["outcome"]:
+        if step["outcome"] and step["outcome"] != step["state"]:  # not "cancelled: cancelled"
             end.append(f": {step['outcome']}")
         self.console.print(end)
 
