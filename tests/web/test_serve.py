@@ -20,7 +20,7 @@ import pytest
 from tests.cli.conftest import Project, write_project
 from tests.gitrepos import commit
 from tests.web.conftest import API_CONFIG as CONFIG
-from tests.web.conftest import TOKEN, environ
+from tests.web.conftest import AUTH, TOKEN, environ
 
 
 def free_port() -> int:
@@ -152,7 +152,12 @@ def test_conveyor_url_selects_the_server_too(live: Live) -> None:
 
 @pytest.mark.parametrize("token", [None, "", "not-the-token-0123456789"])
 def test_without_a_valid_token_remote_commands_exit_1(live: Live, token: str | None) -> None:
-    for args in (["release", "web"], ["promote", "api"], ["unblock", "web", "--reason", "r"]):
+    for args in (
+        ["release", "web"],
+        ["promote", "api"],
+        ["unblock", "web", "--reason", "r"],
+        ["dsn", "web", "--env", "staging"],
+    ):
         code, out, err = remote(live, *args, "--server", live.url, token=token)
         assert code == 1, (args, out, err)
         assert err.startswith("error: unauthorized: set CONVEYOR_TOKEN"), err
@@ -187,6 +192,12 @@ def test_without_a_valid_token_remote_commands_exit_1(live: Live, token: str | N
             "error: no release 'v9' of web (see: conveyor history web)",
         ),
         (["cancel", "--deployment", "99999", "--reason", "r"], 1, "error: no deployment #99999"),
+        (["dsn", "nope", "--env", "staging"], 2, "error: unknown app 'nope' (known: web, api)"),
+        (
+            ["dsn", "web", "--env", "moon"],
+            2,
+            "error: unknown environment 'moon' (known: integration, staging, production)",
+        ),
     ],
 )
 def test_refusals_exit_as_the_local_command_would(live: Live, args: list[str], code: int, message: str) -> None:
@@ -221,6 +232,23 @@ def test_logs_through_the_server_print_what_the_local_command_prints(live: Live)
     assert local.stdout == out
     code, _, err = remote(live, "logs", "api", "--env", "nowhere", "--server", live.url)
     assert (code, err.strip()) == (2, "error: unknown environment 'nowhere' (known: integration, staging, production)")
+
+
+def test_dsn_through_the_server_is_the_one_the_local_command_prints(live: Live) -> None:
+    """Whoever hands an app its SENTRY_DSN needs the server and a token, not the database."""
+    code, remote_dsn, err = remote(live, "dsn", "api", "--env", "production", "--server", live.url)
+    assert (code, err) == (0, "")
+    local = live.project.run("dsn", "api", "--env", "production")
+    assert local.exit_code == 0, local.output
+    assert remote_dsn.strip() == local.output.strip()
+    assert remote_dsn.startswith("http://") and remote_dsn.strip().endswith("@127.0.0.1:8080/1")
+    again = httpx.post(f"{live.url}/api/apps/api/dsn", json={"environment": "production"}, headers=AUTH)
+    assert again.status_code == 200 and again.json() == {
+        "app": "api",
+        "environment": "production",
+        "dsn": remote_dsn.strip(),
+    }
+    assert httpx.post(f"{live.url}/api/apps/api/dsn", json={"environment": "production"}).status_code == 401
 
 
 def test_an_unreachable_server_is_exit_1(live: Live) -> None:

@@ -859,19 +859,19 @@ def audit_verify(ctx: click.Context, config_path: Path, expect: str | None, as_j
 @config_option
 @click.argument("app")
 @click.option("--env", "environment", required=True, help="The environment the DSN reports from.")
+@server_option
 @friendly_errors
-def dsn(config_path: Path, app: str, environment: str) -> None:
+def dsn(config_path: Path, app: str, environment: str, server: str | None) -> None:
     """Print the Sentry DSN for APP in an environment (give it to the app as SENTRY_DSN); its key is made
     on first use and stays the same after."""
-    from conveyor.store.error_events import dsn as dsn_of
-    from conveyor.store.error_events import project_for
+    from conveyor.error_intake.issues import project_dsn
 
-    opened = open_for_writing(config_path, notifying=False)  # a key, no event: no notifier secrets needed
-    name = opened.config.app(app).name
-    opened.config.check_environment(environment)
-    with opened.db.write() as session:
-        project = project_for(session, name, environment, utc_now())
-    click.echo(dsn_of(opened.config.public_url, project))
+    if server:
+        answer = _remote(server, lambda api: api.dsn(app, environment))
+    else:
+        opened = open_for_writing(config_path, notifying=False)  # a key, no event: no notifier secrets needed
+        answer = project_dsn(opened.db, opened.config, app, environment, utc_now())
+    click.echo(answer["dsn"])
 
 
 @cli.command()

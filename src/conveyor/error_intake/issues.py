@@ -1,4 +1,5 @@
-"""The read model of ``conveyor errors`` and ``GET /api/apps/{app}/errors``: an app's issues since a time."""
+"""The read model of ``conveyor errors`` and ``GET /api/apps/{app}/errors``: an app's issues since a time;
+and the DSN an app's SDK reports to (``conveyor dsn``, ``POST /api/apps/{app}/dsn``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from conveyor.config.resolved import Config
 from conveyor.store.database import Database
-from conveyor.store.error_events import issues
+from conveyor.store.error_events import dsn, issues, project_for
 
 DEFAULT_SINCE = timedelta(hours=24)
 
@@ -30,3 +31,13 @@ def error_issues(
         "since": since.isoformat(),
         "issues": [issue.to_json() for issue in found],
     }
+
+
+def project_dsn(db: Database, config: Config, app: str, environment: str, now: datetime) -> dict[str, str]:
+    """The Sentry DSN of ``app`` in ``environment`` under the config's ``public_url``; its key is made
+    on first use (a row, no event) and stays the same after."""
+    name = config.app(app).name
+    config.check_environment(environment)
+    with db.write() as session:
+        project = project_for(session, name, environment, now)
+        return {"app": name, "environment": environment, "dsn": dsn(config.public_url, project)}

@@ -122,6 +122,9 @@ class ApiClient:
         params = _given(environment=environment, since=since.isoformat() if since else None)
         return self.get(app_path(app, "errors"), params, "app", "since", "issues")
 
+    def dsn(self, app: str, environment: str) -> dict[str, Any]:
+        return self._post(app, "dsn", {"environment": environment}, "dsn")
+
     def get(self, path: str, params: dict[str, Any], *expected: str) -> dict[str, Any]:
         """GET ``path``; the answer must be a JSON object with the ``expected`` keys."""
         return self._request("GET", path, expected, params=params)

@@ -1,17 +1,20 @@
-"""``GET /api/apps/{app}/errors``: the app's error issues, as ``conveyor errors --json`` prints them (open to all)."""
+"""``GET /api/apps/{app}/errors``: the app's error issues, as ``conveyor errors --json`` prints them (open to
+all); ``POST /api/apps/{app}/dsn``: the DSN its SDK reports to, as ``conveyor dsn`` prints it (a token: it
+makes the key on first use)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from conveyor.audit_trail import BadSince, parse_since
 from conveyor.clock import utc_now
-from conveyor.error_intake.issues import error_issues
+from conveyor.error_intake.issues import error_issues, project_dsn
 from conveyor.web.errors import ApiError, error_responses
 from conveyor.web.models import EnvironmentName
+from conveyor.web.routes.actions import Actor
 from conveyor.web.routes.audit import SINCE_SCHEMA
 from conveyor.web.state import State
 
@@ -58,3 +61,22 @@ def errors(
     except BadSince as exc:
         raise ApiError(422, "invalid", str(exc).replace("--since", "since", 1), field="since") from None
     return error_issues(state.db, state.config, app, environment, after, now)
+
+
+class DsnRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    environment: EnvironmentName
+
+
+class DsnModel(BaseModel):
+    app: str
+    environment: str
+    dsn: str
+
+
+@router.post("/{app}/dsn", response_model=DsnModel, responses=error_responses(401, 413))
+def dsn(state: State, actor: Actor, app: str, body: DsnRequest) -> dict[str, str]:
+    """The Sentry DSN of the app in an environment: give it to the app as ``SENTRY_DSN``, and its errors
+    come to conveyor. The key is made on first use and stays the same after."""
+    return project_dsn(state.db, state.config, app, body.environment, utc_now())
