@@ -66,6 +66,7 @@ class GitHubResolver:
             token=section.token,
             app=app,
             reconcile_interval=section.reconcile_interval,
+            retention=section.retention,
         )
 
     def _private_key(self, name: str) -> str | None:

@@ -93,6 +93,7 @@ class GitHubConfig:
     token: str | None = field(default=None, repr=False)  # a token, or ...
     app: GitHubApp | None = None  # ... a GitHub App whose installation tokens conveyor fetches
     reconcile_interval: float = 300.0  # seconds between catch-up reads of every GitHub app's branch
+    retention: float = 14 * 86400.0  # seconds finished deliveries and CI results no candidate waits on are kept
 
 
 @dataclass(frozen=True)

@@ -277,6 +277,7 @@ class GitHubSection(Section):
     app: GitHubAppSection | None = None
     token: Annotated[str, Field(min_length=1)] | None = None
     reconcile_interval: PositiveDuration = 300.0
+    retention: Annotated[Duration, Field(ge=3600)] = 14 * 86400.0
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> GitHubSection:

@@ -5,6 +5,8 @@
   route pokes it, so a delivery is worked on at once rather than at the next turn;
 - ``ci-gate`` settles every app's newest open candidate: a candidate past its ``ci.timeout``, or one whose
   release failed before (the mirror could not be fetched), is looked at again;
+- ``github-retention`` prunes finished deliveries and old CI results after ``github.retention``
+  (:mod:`conveyor.github.retention`);
 - ``github-reconcile`` runs at start and every ``github.reconcile_interval`` when conveyor can read GitHub's
   API (:func:`github_reads_for`): it catches up on what missed webhooks left behind. GitHub being down
   delays it to its next turn and stops nothing else.
@@ -28,6 +30,7 @@ from conveyor.github.deliveries import DONE, IGNORED, ClaimedDelivery, DeliveryQ
 from conveyor.github.intake import Intake
 from conveyor.github.news import handle, reconcile
 from conveyor.github.reads import GitHubError, GitHubReads, GitHubUnavailable
+from conveyor.github.retention import GITHUB_PRUNE_INTERVAL, GitHubRetention
 from conveyor.repos import GitError
 from conveyor.store.database import Database
 
@@ -69,6 +72,7 @@ def github_chores(
     chores = [
         Chore(INTAKE_CHORE, INTAKE_EVERY, lambda: work_deliveries(intake, queue, reads), min_gap=INTAKE_GAP),
         Chore("ci-gate", GATE_EVERY, intake.settle_open, first_after=GATE_EVERY),
+        Chore("github-retention", GITHUB_PRUNE_INTERVAL, GitHubRetention(config, db, clock), first_after=60.0),
     ]
     if reads is not None:
         close = getattr(reads, "close", None) if close_reads else None  # once the chores have stopped

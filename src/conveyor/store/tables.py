@@ -608,7 +608,10 @@ class GitHubDelivery(Base):
     """
 
     __tablename__ = "github_deliveries"
-    __table_args__ = (Index("ix_github_deliveries_state_next", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_github_deliveries_state_next", "state", "next_attempt_at"),
+        Index("ix_github_deliveries_finished", "finished_at"),  # pruning (conveyor.github.retention)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(100), unique=True)
@@ -658,6 +661,7 @@ class CiResult(Base):
     is not lost."""
 
     __tablename__ = "ci_results"
+    __table_args__ = (Index("ix_ci_results_reported", "reported_at"),)  # pruning (conveyor.github.retention)
 
     app: Mapped[str] = mapped_column(String(100), primary_key=True)
     sha: Mapped[str] = mapped_column(String(40), primary_key=True)
