@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine import write_project
+from prometheus_client import generate_latest
 from sqlalchemy import insert
 
 from conveyor import views
@@ -24,6 +25,7 @@ from conveyor.store.database import Database
 from conveyor.store.migrate import upgrade
 from conveyor.store.snapshot import app_policies, load_snapshot
 from conveyor.store.tables import Decision, Deployment, Event, Placement, Release
+from conveyor.web.metrics import registry_for
 
 ENVIRONMENTS = ("integration", "staging", "production")
 CHUNK = len(ENVIRONMENTS) * 2000  # whole releases per chunk
@@ -76,6 +78,13 @@ def status_ms(*, history: int) -> float:
     """Median milliseconds of ``conveyor status`` (and ``GET /api/apps``) for the same 100 apps."""
     with aged_project(history=history) as p:
         return median_ms(lambda: views.status(p.db, p.config), 10)
+
+
+def metrics_ms(*, history: int) -> float:
+    """Median milliseconds of one ``/metrics`` scrape (the whole registry, rendered) for the same 100 apps."""
+    with aged_project(history=history) as p:
+        registry = registry_for(p.db, p.config)
+        return median_ms(lambda: generate_latest(registry), 7)
 
 
 def _open_releases(db: Database, apps: list[str], first: int) -> None:

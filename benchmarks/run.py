@@ -26,6 +26,8 @@ Figures are ratios measured in one run (the machines are shared and noisy), neve
   (about 1: a long history costs a pass nothing).
 - ``status_ms`` / ``status_ms_100k_history`` / ``status_history_ratio``: the same for ``conveyor status`` of
   all 100 apps (what ``GET /api/apps`` serves).
+- ``metrics_ms`` / ``metrics_ms_100k_history`` / ``metrics_history_ratio``: the same for one ``/metrics``
+  scrape.
 - ``webhook_to_start_p99_ms``: from ``POST /api/apps/{app}/releases`` returning to the first deploy
   command starting, p99 over 200 releases, against a real ``conveyor serve`` on SQLite (negative when the
   deploy starts before the response reaches the client); ``webhook_request_to_start_p99_ms`` counts from
@@ -71,7 +73,7 @@ from engine import makespan, makespan_in_child, scaleout
 from error_intake import error_intake
 from event_writes import event_transactions_per_second
 from github_intake import intake_latencies_ms, intake_per_second, push_to_deploy_start_ms
-from history import planner_pass_ms, status_ms
+from history import metrics_ms, planner_pass_ms, status_ms
 from scratch import postgres_scratch
 from supervisor import start_costs
 
@@ -129,6 +131,11 @@ def main() -> int:
     aged = status_ms(history=100_000)
     figure("status_ms_100k_history", lambda: aged)
     figure("status_history_ratio", lambda: aged / young)
+    young = metrics_ms(history=300)
+    figure("metrics_ms", lambda: young)
+    aged = metrics_ms(history=100_000)
+    figure("metrics_ms_100k_history", lambda: aged)
+    figure("metrics_history_ratio", lambda: aged / young)
     from_return, from_send = release_to_start_ms(200)
     figure("webhook_to_start_p99_ms", lambda: p99(from_return))
     figure("webhook_request_to_start_p99_ms", lambda: p99(from_send))

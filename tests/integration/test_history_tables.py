@@ -1,19 +1,20 @@
 """Tables filled from the history on upgrade, on SQLite and PostgreSQL: ``placements`` (revision 0005:
 what runs in each (app, environment), its health and last good release; it replaced 0003's
-``latest_successes``) and ``step_durations`` (0003: finished steps counted per histogram bucket), so
-neither a planner pass nor a metrics scrape reads the whole history."""
+``latest_successes``), ``step_durations`` (0003: finished steps counted per histogram bucket) and
+``deployment_durations`` (0016: the same for deployments that ended), so neither a planner pass nor a
+metrics scrape reads the whole history."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from alembic import command
-from sqlalchemy import column, insert, select, table
+from sqlalchemy import column, insert, select, table, update
 
 from conveyor.store.database import Database
+from conveyor.store.durations import BUCKETS, DEPLOYMENT_BUCKETS, bucket_of, count_ended, count_finished
 from conveyor.store.migrate import _alembic_config, current_revision, head_revision, upgrade
-from conveyor.store.step_durations import BUCKETS, bucket_of, count_finished
-from conveyor.store.tables import Deployment, Placement, StepDuration
+from conveyor.store.tables import Deployment, DeploymentDuration, Placement, StepDuration
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 # the steps table as revision 0002 left it: rows written before an upgrade have none of the later columns
@@ -162,3 +163,44 @@ def test_finished_steps_are_added_to_their_buckets(db: Database) -> None:
     with db.write() as s:
         count_finished(s, [("deploy", T0, T0 + timedelta(seconds=3)), ("check", T0, T0 + timedelta(seconds=0.05))])
     assert _durations(db) == {("deploy", bucket_of(2)): (2, 5.0), ("check", 0): (1, 0.05)}
+
+
+def _deployment_durations(db: Database) -> dict[tuple[str, str, int], tuple[int, float]]:
+    with db.read() as s:
+        return {
+            (r.environment, r.state, r.bucket): (r.deployments, round(r.seconds, 3))
+            for r in s.scalars(select(DeploymentDuration))
+        }
+
+
+def test_upgrade_counts_ended_deployments_per_bucket(db: Database) -> None:
+    cfg = _alembic_config()
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0015")
+    (rid,) = _releases(db, "web", 1)
+    ran = {
+        _deployment(db, rid, "web", "integration", "succeeded"): 3.0,
+        _deployment(db, rid, "web", "staging", "failed"): 45.0,
+        _deployment(db, rid, "web", "production", "succeeded"): 7200.0,  # past the last bound: +Inf
+        _deployment(db, rid, "web", "staging", "deploying"): None,  # not ended
+    }
+    _deployment(db, rid, "web", "production", "superseded")  # never started: not a duration
+    with db.write() as s:
+        for did, seconds in ran.items():
+            finished = T0 + timedelta(seconds=seconds) if seconds is not None else None
+            s.execute(update(Deployment).where(Deployment.id == did).values(started_at=T0, finished_at=finished))
+    upgrade(db)
+    assert _deployment_durations(db) == {
+        ("integration", "succeeded", bucket_of(3.0, DEPLOYMENT_BUCKETS)): (1, 3.0),
+        ("staging", "failed", bucket_of(45.0, DEPLOYMENT_BUCKETS)): (1, 45.0),
+        ("production", "succeeded", len(DEPLOYMENT_BUCKETS)): (1, 7200.0),
+    }
+
+
+def test_ended_deployments_are_added_to_their_buckets(db: Database) -> None:
+    with db.write() as s:
+        count_ended(s, [("staging", "succeeded", T0, T0 + timedelta(seconds=2)), ("staging", "cancelled", None, T0)])
+    with db.write() as s:
+        count_ended(s, [("staging", "succeeded", T0, T0 + timedelta(seconds=4))])
+    assert _deployment_durations(db) == {("staging", "succeeded", bucket_of(2.0, DEPLOYMENT_BUCKETS)): (2, 6.0)}

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from conveyor.domain.model import StepKind, StepState
 from conveyor.store.database import Database
+from conveyor.store.durations import count_finished
 from conveyor.store.events import About, record_event, record_events
 from conveyor.store.leased_queue import LeasedQueue
-from conveyor.store.step_durations import count_finished
 from conveyor.store.step_logs import LogFlush, append_step_logs
 from conveyor.store.tables import (
     Deployment,

@@ -36,6 +36,7 @@ from conveyor.domain.model import DeploymentState, Health, HoldKind, StepKind, S
 from conveyor.engine import placements, transitions
 from conveyor.engine.controls import queue_rollback
 from conveyor.store.database import Database
+from conveyor.store.durations import count_ended
 from conveyor.store.events import deployment_event, lift_hold, raise_hold, record_decisions
 from conveyor.store.tables import Deployment, Hold, Lock, Release, Step, among
 
@@ -173,6 +174,7 @@ class Orchestrator:
         ).first()
         if d is not None and new.terminal:
             session.execute(delete(Lock).where(Lock.deployment_id == d.id))
+            count_ended(session, [(d.environment, new.value, d.started_at, now)])
         return d
 
     def _note(self, session: Session, intent: Note, now: datetime) -> bool:

@@ -22,6 +22,7 @@ from conveyor.domain.decisions import Note, Promote, Start, Succeed
 from conveyor.domain.holds import Attempt, stopping
 from conveyor.domain.model import DeploymentState, HoldKind, Override, StepKind, StepState
 from conveyor.engine import placements
+from conveyor.store.durations import count_ended
 from conveyor.store.events import (
     About,
     deployment_events,
@@ -69,7 +70,7 @@ def _compare_and_set(
         update(Deployment)
         .where(among(Deployment.id, ids), Deployment.state.in_(expected), *also)
         .values(**values)
-        .returning(Deployment.id, Deployment.app, Deployment.environment, Deployment.release_id),
+        .returning(Deployment.id, Deployment.app, Deployment.environment, Deployment.release_id, Deployment.started_at),
         execution_options={"synchronize_session": False},
     ).all()
     return {row.id: row for row in rows}
@@ -173,6 +174,7 @@ def succeed_all(session: Session, intents: Sequence[Succeed], now: datetime) -> 
     if not done:
         return [False] * len(intents)
     session.execute(delete(Lock).where(among(Lock.deployment_id, done)))
+    count_ended(session, [(r.environment, DeploymentState.SUCCEEDED.value, r.started_at, now) for r in done.values()])
     release_ids = {row.release_id for row in done.values()}
     labels = {
         r.id: r.label for r in session.execute(select(Release.id, Release.label).where(among(Release.id, release_ids)))

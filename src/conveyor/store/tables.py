@@ -375,13 +375,27 @@ class StepLogChunk(Base):
 
 class StepDuration(Base):
     """How many finished steps of a kind fell in one histogram bucket, and their seconds: counted as steps
-    finish (:mod:`conveyor.store.step_durations`), so a metrics scrape never reads every step."""
+    finish (:mod:`conveyor.store.durations`), so a metrics scrape never reads every step."""
 
     __tablename__ = "step_durations"
 
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # see BUCKETS
     steps: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+
+
+class DeploymentDuration(Base):
+    """How many deployments that started ended in an environment in a terminal state within one histogram
+    bucket, and their seconds: counted as deployments end (:mod:`conveyor.store.durations`), so a metrics
+    scrape never reads every deployment."""
+
+    __tablename__ = "deployment_durations"
+
+    environment: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # see DEPLOYMENT_BUCKETS
+    deployments: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
 
 

@@ -11,9 +11,10 @@ per place are bounded by apps x environments (x hold kinds), whatever the histor
 - ``conveyor_deployments_total{state}`` (counter): deployments that ended, by terminal state.
 - ``conveyor_deployments_in_flight{state}`` (gauge): deployments not ended yet, by state.
 - ``conveyor_deployment_duration_seconds{environment, state}`` (histogram): ``finished_at - started_at``
-  of every deployment that started and ended, by environment and terminal state.
+  of every deployment that started and ended, by environment and terminal state, counted into buckets as
+  deployments end (:mod:`conveyor.store.durations`).
 - ``conveyor_step_duration_seconds{kind}`` (histogram): duration of every finished step in the store,
-  counted into buckets as steps finish (:mod:`conveyor.store.step_durations`).
+  counted into buckets as steps finish (:mod:`conveyor.store.durations`).
 - ``conveyor_steps{state}`` (gauge): steps ``queued`` and ``running`` now.
 - ``conveyor_place_state{app, environment, state}`` (gauge, always 1): the state of the newest deployment
   in each place (``none`` before the first); one series per (app, environment).
@@ -37,14 +38,14 @@ per place are bounded by apps x environments (x hold kinds), whatever the histor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, case, func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from conveyor import views
@@ -53,11 +54,9 @@ from conveyor.config.resolved import Config
 from conveyor.domain.model import DeploymentState, HoldKind, StepState
 from conveyor.notify.outbox import DELIVERED, FAILED, PENDING
 from conveyor.store.database import Database
-from conveyor.store.step_durations import BUCKETS
-from conveyor.store.tables import Deployment, Event, Hold, Outbox, SourcePoll, Step, StepDuration
+from conveyor.store.durations import BUCKETS, DEPLOYMENT_BUCKETS
+from conveyor.store.tables import Deployment, DeploymentDuration, Event, Hold, Outbox, SourcePoll, Step, StepDuration
 
-# deployments take longer than steps: from a quick restart to an hour-long rollout with bake
-DEPLOYMENT_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 HEALTHS = ("healthy", "failing", "checking", "unknown")
 
 
@@ -164,38 +163,25 @@ def _deployments(session: Session, families: _Families) -> None:
     for state in DeploymentState:
         family = families.deployments if state.terminal else families.in_flight
         family.add_metric([state.value], float(by_state.get(state.value, 0)))
-    seconds = _seconds_between(session, Deployment.started_at, Deployment.finished_at)
-    rows = session.execute(
+    durations = cast(
+        Select[Any],
         select(
-            Deployment.environment,
-            Deployment.state,
-            func.count(),
-            func.sum(seconds),
-            *(func.sum(case((seconds <= bound, 1), else_=0)) for bound in DEPLOYMENT_BUCKETS),
-        )
-        .where(
-            Deployment.state.in_([s.value for s in DeploymentState if s.terminal]),
-            Deployment.started_at.is_not(None),
-            Deployment.finished_at.is_not(None),
-        )
-        .group_by(Deployment.environment, Deployment.state)
-        .order_by(Deployment.environment, Deployment.state)
+            DeploymentDuration.environment,
+            DeploymentDuration.state,
+            DeploymentDuration.bucket,
+            DeploymentDuration.deployments,
+            DeploymentDuration.seconds,
+        ),
     )
-    for environment, state, count, total, *within in rows:
-        buckets = [(_bound(b), float(n or 0)) for b, n in zip(DEPLOYMENT_BUCKETS, within, strict=True)]
-        families.deployment_duration.add_metric(
-            [environment, state], [*buckets, ("+Inf", float(count))], max(float(total or 0.0), 0.0)
-        )
-
-
-def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[float]:
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(ColumnElement[float], func.extract("epoch", end - start))
-    return (func.julianday(end) - func.julianday(start)) * 86400.0
+    for (environment, ended), buckets, total in _histogram(session, durations, DEPLOYMENT_BUCKETS):
+        families.deployment_duration.add_metric([environment, ended], buckets, total)
 
 
 def _steps(session: Session, families: _Families) -> None:
-    for kind, buckets, total in _step_durations(session):
+    step_rows = cast(
+        Select[Any], select(StepDuration.kind, StepDuration.bucket, StepDuration.steps, StepDuration.seconds)
+    )
+    for (kind,), buckets, total in _histogram(session, step_rows, BUCKETS):
         families.step_duration.add_metric([kind], buckets, total)
     queued_or_running = dict(
         session.execute(
@@ -257,20 +243,22 @@ def _places(statuses: list[views.AppStatus], families: _Families, now: datetime)
                 )
 
 
-def _step_durations(session: Session) -> Iterator[tuple[str, list[tuple[str, float]], float]]:
-    """Per step kind: cumulative bucket counts and the sum of durations, from the counted rows."""
-    per_kind: dict[str, dict[int, tuple[int, float]]] = {}
-    for row in session.execute(
-        select(StepDuration.kind, StepDuration.bucket, StepDuration.steps, StepDuration.seconds)
-    ):
-        per_kind.setdefault(row.kind, {})[row.bucket] = (row.steps, row.seconds)
-    for kind in sorted(per_kind):
-        counted = per_kind[kind]
+def _histogram(
+    session: Session, rows: Select[Any], bounds: Sequence[float]
+) -> Iterator[tuple[tuple[str, ...], list[tuple[str, float]], float]]:
+    """Per labels (the leading columns of ``rows``, then bucket, count and seconds): cumulative bucket
+    counts and the sum of durations, from the counted rows (:mod:`conveyor.store.durations`)."""
+    per_labels: dict[tuple[str, ...], dict[int, tuple[int, float]]] = {}
+    for row in session.execute(rows):
+        *labels, bucket, count, seconds = row
+        per_labels.setdefault(tuple(str(label) for label in labels), {})[bucket] = (count, seconds)
+    for key in sorted(per_labels):
+        counted = per_labels[key]
         buckets, running = [], 0
-        for index, bound in enumerate([*BUCKETS, None]):
+        for index, bound in enumerate([*bounds, None]):
             running += counted.get(index, (0, 0.0))[0]
             buckets.append(("+Inf" if bound is None else _bound(bound), float(running)))
-        yield kind, buckets, float(sum(seconds for _, seconds in counted.values()))
+        yield key, buckets, max(float(sum(seconds for _, seconds in counted.values())), 0.0)
 
 
 def _bound(value: float) -> str:
