@@ -27,8 +27,5 @@ class ErrorRetention:
 
     def __call__(self) -> bool:
         raw, counts = prune_cutoffs(self.clock(), self.config.errors.retention, self.config.errors.counts_retention)
-        for _ in range(self.max_batches):
-            with self.db.write() as session:
-                if prune(session, raw_before=raw, counts_before=counts) < PRUNE_BATCH:
-                    break
+        self.db.in_batches(lambda s: prune(s, raw_before=raw, counts_before=counts), PRUNE_BATCH, self.max_batches)
         return False  # nothing the planner reads

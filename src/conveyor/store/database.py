@@ -18,7 +18,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -235,6 +235,15 @@ class Database:
                     _end_quietly(conn)
         finally:
             self._planner_mutex.release()
+
+    def in_batches(self, delete_some: Callable[[Session], int], batch: int, max_batches: int) -> None:
+        """Run ``delete_some`` in one short transaction after another while it deletes a whole ``batch``,
+        at most ``max_batches`` times: a backlog never holds the writer lock for long, and the next run
+        goes on where this one stopped."""
+        for _ in range(max_batches):
+            with self.write() as session:
+                if delete_some(session) < batch:
+                    return
 
     def dispose(self) -> None:
         self.engine.dispose()
