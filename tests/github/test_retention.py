@@ -14,7 +14,6 @@ from sqlalchemy import select, update
 from conveyor.clock import utc_now
 from conveyor.config import load_config
 from conveyor.config.errors import ConfigError
-from conveyor.github import retention
 from conveyor.github.retention import GitHubRetention
 from conveyor.store.tables import Candidate, CiResult, GitHubDelivery
 from tests.github.conftest import ENVIRON, Hooked, hooked
@@ -37,10 +36,7 @@ def _result(sha: str, age: timedelta) -> CiResult:
     return CiResult(app="web", sha=sha, name="test", state="success", source="check_run", reported_at=utc_now() - age)
 
 
-def test_old_finished_deliveries_and_unneeded_ci_results_are_pruned(
-    hook: Hooked, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(retention, "PRUNE_BATCH", 2)  # several batches in one run
+def test_old_finished_deliveries_and_unneeded_ci_results_are_pruned(hook: Hooked) -> None:
     for n in range(5):
         assert hook.post("push", push(f"{n + 1}" * 40, ["services/web/a.py"])).status_code == 202
     hook.work()
@@ -66,7 +62,7 @@ def test_old_finished_deliveries_and_unneeded_ci_results_are_pruned(
             ]
         )
 
-    GitHubRetention(hook.config, hook.db)()
+    GitHubRetention(hook.config, hook.db, batch=2)()  # several batches in one run
 
     with hook.db.read() as session:
         left = list(session.scalars(select(GitHubDelivery).order_by(GitHubDelivery.id)))

@@ -54,14 +54,19 @@ def prune(session: Session, before: datetime, batch: int = PRUNE_BATCH) -> int:
 
 class GitHubRetention:
     def __init__(
-        self, config: Config, db: Database, clock: Callable[[], datetime] = utc_now, max_batches: int = 20
+        self,
+        config: Config,
+        db: Database,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        batch: int = PRUNE_BATCH,
+        max_batches: int = 20,
     ) -> None:
-        self.config, self.db, self.clock, self.max_batches = config, db, clock, max_batches
+        self.config, self.db, self.clock, self.batch, self.max_batches = config, db, clock, batch, max_batches
 
     def __call__(self) -> bool:
         if self.config.github is None:
             return False
         before = self.clock() - timedelta(seconds=self.config.github.retention)
-        batch = PRUNE_BATCH  # read at each run: tests make it small
-        self.db.in_batches(lambda s: prune(s, before, batch), batch, self.max_batches)
+        self.db.in_batches(lambda s: prune(s, before, self.batch), self.batch, self.max_batches)
         return False  # nothing the planner reads
