@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from conveyor.domain.error_groups import group
@@ -302,3 +303,58 @@ def test_the_retention_chore_prunes_by_the_configured_retentions(db: Database) -
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(ErrorEvent)) == 1
     assert count(db, T0 - timedelta(days=10), T0 + timedelta(minutes=1)) == 2  # the 3-day-old minute is gone
+
+
+def test_issues_not_seen_within_the_counts_retention_are_pruned_with_their_counts(db: Database) -> None:
+    web = project(db)
+    record(db, web, [failure("OldError")], T0 - timedelta(days=3))
+    record(db, web, [failure("KeptError")], T0 - timedelta(days=3))
+    record(db, web, [failure("KeptError")], T0 - timedelta(hours=1))  # seen again: kept
+    with db.write() as session:
+        # the old issue's raw event is kept here (raw retention longer than the counts'), so it stays
+        prune(session, raw_before=T0 - timedelta(days=4), counts_before=T0 - timedelta(days=2))
+    with db.read() as session:
+        assert sorted(i.title for i in issues(session, "web", None, T0 - timedelta(days=10))) == [
+            "KeptError: boom",
+            "OldError: boom",
+        ]
+    with db.write() as session:
+        prune(session, raw_before=T0 - timedelta(days=2), counts_before=T0 - timedelta(days=2))
+    with db.read() as session:
+        kept = issues(session, "web", None, T0 - timedelta(days=10))
+    assert [(i.title, i.total_events) for i in kept] == [("KeptError: boom", 2)]
+    # the same error again is a new issue, first seen now
+    record(db, web, [failure("OldError")], T0)
+    assert len(events_of(db, "error.new_issue")) == 3
+    with db.read() as session:
+        again = {i.title: i for i in issues(session, "web", None, T0 - timedelta(days=10))}
+    assert (again["OldError: boom"].first_seen, again["OldError: boom"].total_events) == (T0, 1)
+
+
+def test_the_writer_writes_a_batch_again_when_its_issue_was_pruned_meanwhile(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conveyor.store.error_events as store
+
+    web = project(db)
+    record(db, web, [failure("OldError")], T0 - timedelta(days=3))
+    real = store._issues_for
+    calls: list[int] = []
+
+    def found_then_pruned(session: Any, events: Any, now: datetime) -> Any:
+        calls.append(1)
+        if len(calls) > 1:
+            return real(session, events, now)
+        with db.read() as reading:  # the issue is found...
+            found = real(reading, events, now)
+        with db.write() as other:  # ...and deleted by another process's retention before its event lands
+            prune(other, raw_before=T0, counts_before=T0)
+        return found
+
+    monkeypatch.setattr(store, "_issues_for", found_then_pruned)
+    writer = EventWriter(db, RULE, idle=0.2, clock=lambda: T0)
+    assert writer.submit([incoming(web, failure("OldError"))]).result(timeout=30) is None
+    assert len(calls) == 2
+    with db.read() as session:
+        again = issues(session, "web", None, T0 - timedelta(days=10))
+    assert [(i.title, i.first_seen, i.total_events) for i in again] == [("OldError: boom", T0, 1)]

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
+
 from conveyor.clock import utc_now
 from conveyor.domain.error_spikes import SpikeRule
 from conveyor.store.database import Database
@@ -78,9 +80,12 @@ class EventWriter:
     def _write(self, taken: list[tuple[Sequence[IncomingEvent], Future[None]]]) -> None:
         events = [event for batch, _ in taken for event in batch]
         try:
-            with self.db.write() as session:
-                record_batch(session, events, now=self.clock(), spike=self.spike, link=self.link)
-            self.batches += 1
+            try:
+                self._record(events)
+            except IntegrityError:
+                # An issue the batch found was deleted by the retention chore before the batch's events
+                # referred to it: written again, the batch makes that issue anew.
+                self._record(events)
         except Exception as exc:
             log.warning("could not store %d error event(s): %s", len(events), exc)
             for _, future in taken:
@@ -88,3 +93,8 @@ class EventWriter:
             return
         for _, future in taken:
             future.set_result(None)
+
+    def _record(self, events: list[IncomingEvent]) -> None:
+        with self.db.write() as session:
+            record_batch(session, events, now=self.clock(), spike=self.spike, link=self.link)
+        self.batches += 1

@@ -449,7 +449,8 @@ def prune_cutoffs(now: datetime, retention: float, counts_retention: float) -> t
 def prune(session: Session, *, raw_before: datetime, counts_before: datetime, batch: int = PRUNE_BATCH) -> int:
     """Delete up to ``batch`` raw events received before ``raw_before`` and counts before
     ``counts_before``; returns how many rows went (call again while it returns ``batch`` or more).
-    ``raw_since`` moves first, so :func:`count_events` reads the counts for what is being pruned."""
+    ``raw_since`` moves first, so :func:`count_events` reads the counts for what is being pruned. Issues
+    last seen before ``counts_before`` go too, once none of their events or counts is left."""
     session.execute(
         update(ErrorProject)
         .where(or_(ErrorProject.raw_since.is_(None), ErrorProject.raw_since < raw_before))
@@ -459,4 +460,16 @@ def prune(session: Session, *, raw_before: datetime, counts_before: datetime, ba
     deleted = session.execute(delete(ErrorEvent).where(ErrorEvent.id.in_(old_events.scalar_subquery())))
     old_counts = delete(ErrorCount).where(ErrorCount.minute < counts_before)
     counted = session.execute(old_counts)
-    return int(getattr(deleted, "rowcount", 0) or 0) + int(getattr(counted, "rowcount", 0) or 0)
+    # An issue last seen before the counts kept has nothing left to count; one whose raw events are not
+    # all pruned yet goes in a later batch.
+    stale_issues = (
+        select(ErrorIssue.id)
+        .where(
+            ErrorIssue.last_seen < counts_before,
+            ~select(ErrorEvent.id).where(ErrorEvent.issue_id == ErrorIssue.id).exists(),
+            ~select(ErrorCount.issue_id).where(ErrorCount.issue_id == ErrorIssue.id).exists(),
+        )
+        .limit(batch)
+    )
+    forgotten = session.execute(delete(ErrorIssue).where(ErrorIssue.id.in_(stale_issues.scalar_subquery())))
+    return sum(int(getattr(r, "rowcount", 0) or 0) for r in (deleted, counted, forgotten))

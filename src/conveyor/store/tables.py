@@ -706,7 +706,10 @@ class ErrorIssue(Base):
     """Error events grouped by fingerprint (:mod:`conveyor.domain.error_groups`) within one project."""
 
     __tablename__ = "error_issues"
-    __table_args__ = (UniqueConstraint("project_id", "fingerprint"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "fingerprint"),
+        Index("ix_error_issues_last_seen", "last_seen"),  # pruning (conveyor.error_intake.retention)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("error_projects.id"))
