@@ -546,14 +546,26 @@ class Operations:
                 raise OperationError(f"nothing of {app} runs in {environment}: nothing to roll back", "conflict")
             current = session.get(Release, placed.release_id)
             assert current is not None
-            target = self.find_release(session, app, to) if to else _last_good_before(session, placed)
-            if target is None:
-                raise OperationError(
-                    f"no release of {app} passed {environment} before {current.label}: name one with --to",
-                    "conflict",
-                )
-            if target.id == current.id:
-                raise OperationError(f"{environment} already runs {current.label}", "conflict")
+            if placed.health == Health.STOPPED.value:
+                # Nothing runs: going back is deploying the last good release again, even the one stopped,
+                # and what is rolled back from is the release whose failed deploy stopped it.
+                from_release = _stopped_by(session, placed) or current
+                target = self.find_release(session, app, to) if to else _good(session, placed)
+                if target is None:
+                    raise OperationError(
+                        f"nothing runs in {environment} and no release of {app} passed there: name one with --to",
+                        "conflict",
+                    )
+            else:
+                from_release = current
+                target = self.find_release(session, app, to) if to else _last_good_before(session, placed)
+                if target is None:
+                    raise OperationError(
+                        f"no release of {app} passed {environment} before {current.label}: name one with --to",
+                        "conflict",
+                    )
+                if target.id == current.id:
+                    raise OperationError(f"{environment} already runs {current.label}", "conflict")
             queued = session.scalars(
                 select(Deployment.id).where(
                     Deployment.app == app,
@@ -573,13 +585,13 @@ class Operations:
                 app=app,
                 environment=environment,
                 to=target,
-                from_release=current,
+                from_release=from_release,
                 actor=actor,
                 reason=reason,
                 now=self.clock(),
                 action=ROLLBACK,
             )
-            return RollbackResult(d.id, current.label, target.label)
+            return RollbackResult(d.id, from_release.label, target.label)
 
     def unveto(self, app: str, version: str, environment: str, reason: str, actor: str = "cli") -> int:
         """Lift the veto on a release in an environment: it may be started there automatically again."""
@@ -671,6 +683,26 @@ class RollbackResult:
     to: str
 
 
+def _good(session: Session, placed: Placement) -> Release | None:
+    """The place's last good release, whichever it is."""
+    return session.get(Release, placed.good_release_id) if placed.good_release_id is not None else None
+
+
+def _stopped_by(session: Session, placed: Placement) -> Release | None:
+    """The release whose failed deploy stopped what ran in a place: the newest failed there."""
+    release_id = session.scalars(
+        select(Deployment.release_id)
+        .where(
+            Deployment.app == placed.app,
+            Deployment.environment == placed.environment,
+            Deployment.state == DeploymentState.FAILED.value,
+        )
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    ).first()
+    return session.get(Release, release_id) if release_id is not None else None
+
+
 def _last_good_before(session: Session, placed: Placement) -> Release | None:
     """The release that most recently passed every check in the place, other than the one that runs."""
     if placed.good_release_id is not None and placed.good_release_id != placed.release_id:
@@ -747,11 +779,12 @@ def _release_by_sha(session: Session, app: str, sha: str) -> Release | None:
 
 
 def _running(session: Session, app: str) -> dict[str, Release]:
-    """Per environment, the release of ``app`` that runs there (its placement's current release)."""
+    """Per environment, the release of ``app`` that runs there (its placement's current release, unless
+    it was stopped)."""
     rows = session.execute(
         select(Placement.environment, Release)
         .join(Release, Release.id == Placement.release_id)
-        .where(Placement.app == app)
+        .where(Placement.app == app, Placement.health != Health.STOPPED.value)
     ).all()
     return {env: release for env, release in rows}
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
 from conveyor.domain.holds import Attempt, HoldView, Obstacle, lift_command, stopping
-from conveyor.domain.model import DeploymentState, HoldKind, Override
+from conveyor.domain.model import DeploymentState, Health, HoldKind, Override
 from conveyor.errors import OperationError
 from conveyor.github.candidates import newest_candidate, release_authors, waiting_candidates
 from conveyor.sources.poll_status import polling_status
@@ -42,7 +42,8 @@ def _iso(at: datetime | None) -> str | None:
 class EnvStatus:
     """One (app, environment). ``release``, ``sha``, ``state``, ``since``, ``summary`` and ``deployment_id``
     describe the newest deployment there (which may still be on its way); ``current``, ``health`` and
-    ``last_good`` say what runs there, from the placement the orchestrator keeps (``live`` is ``current``)."""
+    ``last_good`` say what runs there, from the placement the orchestrator keeps (``live`` is ``current``,
+    or None when it was stopped)."""
 
     release: str | None = None
     sha: str | None = None
@@ -55,7 +56,9 @@ class EnvStatus:
     current_sha: str | None = None
     current_deployment_id: int | None = None
     current_since: str | None = None
-    health: str | None = None  # healthy | failing | checking | unknown; None before anything ran here
+    # healthy | failing | checking | unknown | stopped (nothing runs: ``current`` ran last); None before
+    # anything ran here
+    health: str | None = None
     last_good: str | None = None  # the release that most recently passed every check here
     # what stops the next automatic start here now (the scoping function's answer), most binding first
     obstacles: list[dict[str, Any]] = field(default_factory=list)
@@ -227,7 +230,8 @@ def _status_of(
         st = EnvStatus()
         if p is not None:
             st.current, st.current_sha, st.current_deployment_id = p.label, p.sha, p.deployment_id
-            st.current_since, st.health, st.last_good, st.live = _iso(p.since), p.health, p.good_label, p.label
+            st.current_since, st.health, st.last_good = _iso(p.since), p.health, p.good_label
+            st.live = None if p.health == Health.STOPPED.value else p.label
         if d is not None:
             st.release, st.sha, st.state, st.summary, st.deployment_id = d.label, d.sha, d.state, d.summary, d.id
             st.since = _iso(d.finished_at or d.started_at or d.queued_at)
@@ -487,6 +491,8 @@ def explain(
     function's first obstacle, with the command that lifts it), then saying what runs and how it is."""
     summary: str | None = decision["summary"] if decision else None
     runs = f"{current.current} runs here ({current.health}); " if current.current else ""
+    if current.health == Health.STOPPED.value:
+        runs = f"nothing runs here ({current.current} was stopped by a deploy that then failed); "
     vetoed = "" if any(o["kind"] == "veto" for o in current.obstacles) else "; ".join(map(veto_text, vetoes or []))
     vetoed = f"; {vetoed}" if vetoed else ""
     active = current.state in (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, "baking")

@@ -8,6 +8,9 @@ starts fine). Each environment has its own loopback port.
   vetoed there and never started there again although it stays healthy in staging; v3 flows normally.
 - ``on_failure: rollback``: v2 fails production's ``/ready`` check; v1 is redeployed at once and answers,
   v2 is vetoed, and production stays blocked as after any failure.
+- A release that exits at start fails its deploy after the ``local`` driver stopped the release before
+  it: nothing runs there, and status, why and the rollback say so and bring the last good one back (by
+  hand, or at once with ``on_failure: rollback``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+if VERSION == "crash":
+    raise SystemExit(3)  # a release that exits before it serves: its deploy fails after the old one stopped
 http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 """
 
@@ -197,5 +202,91 @@ def test_on_failure_rollback_brings_the_last_good_release_back(tmp_path: Path, s
         with db.read() as s:
             rollback = s.scalars(select(Deployment).where(Deployment.override == "rollback")).one()
             assert (rollback.created_by, rollback.release_id) == ("conveyor", v1.release_id)
+    finally:
+        db.dispose()
+
+
+def refused(port: int) -> bool:
+    try:
+        answer(port)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_failed_deploy_that_stopped_the_previous_release_says_nothing_runs(
+    tmp_path: Path, state_dir: Path, db_url: str
+) -> None:
+    repo = tmp_path / "repos" / "web"
+    make_app_repo(repo, {"app.py": APP.format(version="1")}, "web 1")
+    git(repo, "tag", "v1")
+    ports = {env: free_port() for env in ENVS}
+    config = load(write_config(tmp_path, config_text(ports, production="")))
+    db = Database(db_url)
+    try:
+        ops = Operations(config, db)
+        ops.create_release("web")
+        run_until_idle(config, db_url, timeout=90)
+        add_commit(repo, {"app.py": APP.format(version="crash")}, "web 2", tag="v2")
+        v2 = ops.create_release("web")
+        run_until_idle(config, db_url, timeout=90)
+        # v2 exited at start in integration, after v1 had been stopped there
+        (status,) = views.status(db, config, "web")
+        integration = status.environments["integration"]
+        assert (integration.state, integration.current, integration.health, integration.live) == (
+            "failed",
+            "v1",
+            "stopped",
+            None,
+        )
+        assert refused(ports["integration"])
+        assert answer(ports["staging"]) == "1 v1"
+        why = views.why(db, config, "web", "integration")["environments"]["integration"]["explanation"]
+        assert why.startswith("nothing runs here (v1 was stopped by a deploy that then failed); "), why
+        assert "nothing runs in integration now: v1 was stopped before the deploy failed" in why
+
+        result = ops.rollback("web", "integration", "v2 does not start", actor="cli:an-operator")
+        assert (result.to, result.rolled_back_from) == ("v1", "v2")
+        run_until_idle(config, db_url, timeout=90)
+        assert answer(ports["integration"]) == "1 v1"
+        integration = views.status(db, config, "web")[0].environments["integration"]
+        assert (integration.current, integration.health, integration.live) == ("v1", "healthy", "v1")
+        assert ("veto", "integration", v2.release_id) in open_holds(db)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_on_failure_rollback_redeploys_the_release_a_failed_deploy_stopped(
+    tmp_path: Path, state_dir: Path, db_url: str
+) -> None:
+    repo = tmp_path / "repos" / "web"
+    make_app_repo(repo, {"app.py": APP.format(version="1")}, "web 1")
+    git(repo, "tag", "v1")
+    ports = {env: free_port() for env in ENVS}
+    text = config_text(ports, production="").replace("defaults:\n", "defaults:\n  on_failure: rollback\n")
+    config = load(write_config(tmp_path, text))
+    db = Database(db_url)
+    try:
+        ops = Operations(config, db)
+        v1 = ops.create_release("web")
+        run_until_idle(config, db_url, timeout=90)
+        add_commit(repo, {"app.py": APP.format(version="crash")}, "web 2", tag="v2")
+        v2 = ops.create_release("web")
+        run_until_idle(config, db_url, timeout=90)
+        assert answer(ports["integration"]) == "1 v1"
+        integration = views.status(db, config, "web")[0].environments["integration"]
+        assert (integration.current, integration.health) == ("v1", "healthy")
+        assert {("veto", "integration", v2.release_id), ("block", "integration", v2.release_id)} <= open_holds(db)
+        with db.read() as s:
+            rollback = s.scalars(select(Deployment).where(Deployment.override == "rollback")).one()
+            assert (rollback.created_by, rollback.release_id, rollback.state) == (
+                "conveyor",
+                v1.release_id,
+                "succeeded",
+            )
     finally:
         db.dispose()

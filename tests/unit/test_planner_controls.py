@@ -153,6 +153,7 @@ def _policy(on_failure: str = "rollback", **more: object) -> AppPolicy:
 
 
 FAILING_CHECKS = [deploy_step(PASSED), check("smoke", FAILED, id=21, outcome="HTTP 500")]
+STOPPED_PREVIOUS = replace(deploy_step(FAILED, outcome="exited at once"), evidence={"previous_stopped": True})
 
 ROLLBACK_ROWS: list[tuple[str, AppPolicy, object, Placement | None, int | None]] = [
     ("checks failed, last good v1: roll back to it", _policy(), dep(5, "web", "production", 2, VERIFYING,
@@ -165,6 +166,10 @@ ROLLBACK_ROWS: list[tuple[str, AppPolicy, object, Placement | None, int | None]]
      steps=FAILING_CHECKS), placed(2, Health.CHECKING), None),
     ("a failing rollback is not rolled back again", _policy(), replace(dep(5, "web", "production", 1, VERIFYING,
      steps=FAILING_CHECKS), override=Override.ROLLBACK), placed(1, Health.CHECKING, good=0), None),
+    ("deploy step failed after stopping the old release: roll back to the last good", _policy(),
+     dep(5, "web", "production", 2, DEPLOYING, steps=[STOPPED_PREVIOUS]), placed(1, good=1), 1),
+    ("the same with on_failure hold: no rollback", _policy("hold"),
+     dep(5, "web", "production", 2, DEPLOYING, steps=[STOPPED_PREVIOUS]), placed(1, good=1), None),
 ]  # fmt: skip
 
 
@@ -263,3 +268,32 @@ def test_auto_tier_does_not_bake() -> None:
     d = dep(1, "web", "production", 2, VERIFYING, steps=[deploy_step(PASSED), check("smoke", PASSED, id=21)])
     policy = replace(app("web", checks=CHECKED), bake=dict.fromkeys(CHECKED, 1800.0))
     assert isinstance(rules.advance_active(d, snap(apps=[policy], deployments=[d]), NOW), Succeed)
+
+
+@pytest.mark.parametrize(
+    ("place", "stopped"),
+    [(placed(1, good=1), True), (placed(1, Health.STOPPED, good=1), False), (None, False)],
+    ids=["v1 ran there: now stopped", "already stopped: said once", "nothing ran there"],
+)
+def test_a_failed_deploy_that_stopped_the_previous_release_says_nothing_runs(
+    place: Placement | None, stopped: bool
+) -> None:
+    d = dep(5, "web", "production", 2, DEPLOYING, steps=[STOPPED_PREVIOUS])
+    places = {("web", "production"): place} if place else {}
+    result = rules.advance_active(d, snap(apps=[_policy("hold")], deployments=[d], succeeded=places), NOW)
+    assert isinstance(result, Fail)
+    assert result.previous_stopped is stopped
+    said = "; nothing runs in production now: v1 was stopped before the deploy failed"
+    assert result.summary.endswith(said) is stopped
+
+
+def test_a_stopped_release_is_not_treated_as_running() -> None:
+    """Neither superseded as already live, nor kept from being promoted as already there."""
+    pending = replace(dep(7, "web", "production", 1), explicit=False)
+    stopped = {("web", "production"): placed(1, Health.STOPPED, good=1)}
+    assert (
+        rules.supersede_older_release(pending, snap(apps=[app("web")], deployments=[pending], succeeded=stopped))
+        is None
+    )
+    running = {("web", "production"): placed(1, good=1)}
+    assert rules.supersede_older_release(pending, snap(apps=[app("web")], deployments=[pending], succeeded=running))

@@ -23,7 +23,13 @@ STATE_STYLE = {
     "baking": "cyan",
 }
 
-HEALTH_STYLE = {"healthy": "green", "failing": "bold red", "checking": "cyan", "unknown": "yellow"}
+HEALTH_STYLE = {
+    "healthy": "green",
+    "failing": "bold red",
+    "checking": "cyan",
+    "unknown": "yellow",
+    "stopped": "bold red",
+}
 
 
 def age(iso: str | None, now: datetime | None = None) -> str:
@@ -105,7 +111,10 @@ def _cell(app: AppStatus, env: str) -> Text:
     text.append(" ")
     text.append(st.state, style=STATE_STYLE.get(st.state, ""))
     text.append(f" {age(st.since)}", style="dim")
-    if st.current and (st.current != st.release or st.health != "healthy"):
+    if st.health == "stopped":
+        text.append("\nruns: nothing", style="bold red")
+        text.append(f" ({st.current} stopped)", style="dim")
+    elif st.current and (st.current != st.release or st.health != "healthy"):
         text.append(f"\nruns: {st.current} ", style="bold")
         text.append(st.health or "unknown", style=HEALTH_STYLE.get(st.health or "", ""))
     vetoed = [h["release"] for h in app.holds if h["kind"] == "veto" and h["environment"] == env]

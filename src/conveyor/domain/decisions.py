@@ -125,6 +125,8 @@ class Fail(Intent):
     evidence: dict[str, Any] = field(default_factory=dict)
     # on_failure: rollback, and a last good release to go back to: deploy it at once, veto this one
     rollback_to_release_id: int | None = None
+    # its deploy step stopped the release that ran in the place before failing: nothing runs there now
+    previous_stopped: bool = False
 
 
 @dataclass(frozen=True)

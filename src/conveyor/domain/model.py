@@ -105,13 +105,16 @@ class Health(enum.StrEnum):
     """How the release that runs in an (app, environment) is doing, by its checks there.
 
     ``healthy``: its checks passed (or it has none); ``failing``: they failed; ``checking``: they are
-    running; ``unknown``: none has finished (e.g. its deployment was cancelled while checking).
+    running; ``unknown``: none has finished (e.g. its deployment was cancelled while checking);
+    ``stopped``: the deploy that came after it stopped it, then failed, so nothing conveyor deployed runs
+    there (the place's current release is the one that ran last).
     """
 
     HEALTHY = "healthy"
     FAILING = "failing"
     CHECKING = "checking"
     UNKNOWN = "unknown"
+    STOPPED = "stopped"
 
 
 class Verdict(enum.StrEnum):

@@ -42,7 +42,7 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
     if d.override == Override.ROLLBACK:
         return None  # an operator's way back: never replaced, not even by a newer release to come
     placed = snap.placements.get((d.app, d.environment))
-    if placed and placed.current.release_id == d.release_id and not d.explicit:
+    if placed and placed.current.release_id == d.release_id and placed.health != Health.STOPPED and not d.explicit:
         return _superseded(
             d,
             "SupersedeLiveRelease",
@@ -108,7 +108,10 @@ def _failure(d: DeploymentView, step: StepView, snap: Snapshot) -> Fail:
     what = "deploy" if step.kind == StepKind.DEPLOY else f"check '{step.name}'"
     summary = f"release {d.label} failed {what} in {d.environment}: {step.outcome or 'no detail'}"
     evidence = {"step_id": step.id, "step": step.name, "kind": step.kind.value, **step.evidence}
-    rollback_to = _rollback_target(d, step, snap)
+    stopped = _stopped_previous(d, step, snap)
+    if stopped is not None:
+        summary += f"; nothing runs in {d.environment} now: {stopped.label} was stopped before the deploy failed"
+    rollback_to = _rollback_target(d, step, snap, stopped is not None)
     if rollback_to is not None:
         summary += f"; rolling back to {rollback_to.label} (on_failure: rollback) and vetoing {d.label} there"
         evidence["rollback_to"] = rollback_to.label
@@ -130,15 +133,29 @@ def _failure(d: DeploymentView, step: StepView, snap: Snapshot) -> Fail:
         summary=summary,
         evidence=evidence,
         rollback_to_release_id=rollback_to.release_id if rollback_to else None,
+        previous_stopped=stopped is not None,
     )
 
 
-def _rollback_target(d: DeploymentView, step: StepView, snap: Snapshot) -> ReleaseAt | None:
+def _stopped_previous(d: DeploymentView, step: StepView, snap: Snapshot) -> ReleaseAt | None:
+    """The release that ran in ``d``'s place, when ``d``'s failed deploy step says its driver stopped it."""
+    if step.kind != StepKind.DEPLOY or not step.evidence.get("previous_stopped"):
+        return None
+    placed = snap.placements.get((d.app, d.environment))
+    if placed is None or placed.health == Health.STOPPED or placed.current.release_id == d.release_id:
+        return None
+    return placed.current
+
+
+def _rollback_target(d: DeploymentView, step: StepView, snap: Snapshot, stopped: bool) -> ReleaseAt | None:
     """With ``on_failure: rollback``, a release whose checks failed (so it runs, failing) is followed by
-    its place's last good release, if there is one other than itself. A failed deploy step left the
-    previous release running: nothing to roll back."""
+    its place's last good release, if there is one other than itself; so is a failed deploy step that
+    stopped the release running before it (``stopped``). Any other failed deploy step left the previous
+    release running: nothing to roll back."""
     policy = snap.apps.get(d.app)
-    if step.kind != StepKind.CHECK or policy is None or policy.on_failure.get(d.environment) != "rollback":
+    if policy is None or policy.on_failure.get(d.environment) != "rollback":
+        return None
+    if step.kind != StepKind.CHECK and not stopped:
         return None
     if d.override == Override.ROLLBACK:
         return None  # a rollback that fails is not rolled back in turn: a person decides
@@ -269,7 +286,7 @@ def promote_succeeded(app: str, environment: str, snap: Snapshot, now: datetime)
     if target is None:
         return None
     there = snap.placements.get((app, target))
-    if there is not None and there.current.release_id >= done.release_id:
+    if there is not None and there.current.release_id >= done.release_id and there.health != Health.STOPPED:
         return None  # already runs this release or a newer one
     attempt = Attempt(app, target, done.release_id)
     veto = next((o for o in stopping(attempt, snap.holds, snap.hold_policy, now) if o.kind == "veto"), None)

@@ -104,6 +104,8 @@ class DeployResult:
     ok: bool
     message: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # a failed deploy that had already stopped the version running before it: nothing runs there now
+    previous_stopped: bool = False
 
 
 class Driver(ABC):

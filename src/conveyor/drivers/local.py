@@ -80,6 +80,7 @@ class _DeployFailed(Exception):
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.message, self.details = message, details
+        self.previous_stopped = False  # raised after the previous process was stopped: nothing runs
 
 
 class LocalDriver(Driver):
@@ -93,7 +94,9 @@ class LocalDriver(Driver):
             return _deploy(request, opts, ctx)
         except _DeployFailed as failure:
             ctx.log(failure.message)
-            return DeployResult(ok=False, message=failure.message, details=failure.details)
+            return DeployResult(
+                ok=False, message=failure.message, details=failure.details, previous_stopped=failure.previous_stopped
+            )
 
     def teardown(self, app: str, environment: str, state_dir: Path, ctx: StepContext) -> DeployResult:
         record = read_record(state_dir)
@@ -132,9 +135,13 @@ def _deploy(request: DeployRequest, opts: LocalOptions, ctx: StepContext) -> Dep
     if current is not None:
         _stop(current, opts.stop_timeout, ctx)
         clear_record(request.state_dir)
-    _wait_port_free(port, max(opts.stop_timeout, 2.0), ctx)
-    record = _start(request, opts, port, checkout, ctx)
-    _wait_ready(record, opts, ctx, request.state_dir)
+    try:
+        _wait_port_free(port, max(opts.stop_timeout, 2.0), ctx)
+        record = _start(request, opts, port, checkout, ctx)
+        _wait_ready(record, opts, ctx, request.state_dir)
+    except _DeployFailed as failure:
+        failure.previous_stopped = current is not None
+        raise
     message = f"{request.version} running on port {port} (pid {record.pid})"
     ctx.log(message)
     return DeployResult(ok=True, message=message, details=record.summary())

@@ -61,7 +61,7 @@ def queue_rollback(
     )
     for old in _open_vetoes(session, app, environment, to.id):  # going back to it on purpose lifts its veto
         lift_hold(session, old, now, actor, f"rolled back to {to.label}")
-    if not _open_vetoes(session, app, environment, from_release.id):
+    if from_release.id != to.id and not _open_vetoes(session, app, environment, from_release.id):
         veto = Hold(
             kind=HoldKind.VETO.value,
             app=app,

@@ -149,7 +149,8 @@ class Executor:
     def _deployed(self, request: DeployRequest, result: DeployResult) -> StepResult:
         driver_name = self.config.app(request.app).environments[request.environment].deploy.driver
         outcome = result.message or ("deployed" if result.ok else "deploy failed")
-        return StepResult(result.ok, outcome, [], {"driver": driver_name, **result.details})
+        stopped = {"previous_stopped": True} if result.previous_stopped and not result.ok else {}
+        return StepResult(result.ok, outcome, [], {"driver": driver_name, **result.details, **stopped})
 
     def _check(self, step: ClaimedStep, ctx: StepContext) -> StepResult:
         app = self.config.app(step.app)

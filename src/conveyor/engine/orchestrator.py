@@ -290,6 +290,8 @@ class Orchestrator:
         )
         deployment_event(session, d, "deployment.failed", now, intent.summary, intent.evidence)
         placements.set_health(session, [d.id], Health.FAILING, now)  # only where it is current: it runs
+        if intent.previous_stopped:
+            placements.stopped(session, d.app, d.environment, now)
         older = session.scalars(
             select(Hold).where(
                 Hold.kind == HoldKind.BLOCK.value,

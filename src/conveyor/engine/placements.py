@@ -7,7 +7,9 @@ The orchestrator calls these as it changes deployments, in the same transaction:
 - its checks failed: still current (it runs), ``failing``;
 - cancelled after its deploy step succeeded: current, health ``unknown``.
 
-A deploy step that fails leaves the place as it was: the previous release still runs. Manual deploys
+A deploy step that fails leaves the place as it was: the previous release still runs; unless its driver
+says it had stopped that release first (``previous_stopped``): then nothing runs, health ``stopped``,
+and the current release names what ran last. Manual deploys
 and rollbacks move a place exactly like automatic ones. Each function is one statement for a whole
 group of deployments, so a pass that finishes a hundred deployments stays cheap.
 """
@@ -47,6 +49,16 @@ def set_health(session: Session, deployment_ids: Sequence[int], health: Health, 
             .values(health=health.value, updated_at=now),
             execution_options={"synchronize_session": False},
         )
+
+
+def stopped(session: Session, app: str, environment: str, now: datetime) -> None:
+    """What ran in the place was stopped by a deploy that then failed: nothing runs there."""
+    session.execute(
+        update(Placement)
+        .where(Placement.app == app, Placement.environment == environment)
+        .values(health=Health.STOPPED.value, updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
 
 
 PLACEMENTS = cast(Table, Placement.__table__)

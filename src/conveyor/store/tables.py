@@ -445,7 +445,8 @@ class Placement(Base):
     """What runs in each (app, environment): written by the orchestrator alone, read by every view.
 
     ``release_id``/``deployment_id``: the current release, whose deploy step last succeeded there (it
-    runs, whatever its checks said); ``health``: healthy | failing | checking | unknown, from its checks;
+    runs, whatever its checks said, unless ``health`` is stopped); ``health``: healthy | failing |
+    checking | unknown, from its checks, or stopped (a later deploy stopped it, then failed);
     ``good_*``: the release that most recently passed every check there (the last good one).
     """
 

@@ -57,8 +57,6 @@ from conveyor.store.database import Database
 from conveyor.store.durations import BUCKETS, DEPLOYMENT_BUCKETS
 from conveyor.store.tables import Deployment, DeploymentDuration, Event, Hold, Outbox, SourcePoll, Step, StepDuration
 
-HEALTHS = ("healthy", "failing", "checking", "unknown")
-
 
 class StoreCollector(Collector):
     """Per scrape: one read transaction for the store's counts, and the status read model for the places."""
@@ -108,7 +106,7 @@ class _Families:
         )
         self.place_health = GaugeMetricFamily(
             "conveyor_place_health",
-            "1 for the health of each app in each environment (healthy, failing, checking, unknown).",
+            "1 for the health of each app in each environment (healthy, failing, checking, unknown, stopped).",
             labels=["app", "environment", "health"],
         )
         self.current_release = GaugeMetricFamily(
