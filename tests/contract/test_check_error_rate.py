@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -171,9 +172,29 @@ def test_a_quiet_app_is_inconclusive_unless_on_too_few_pass(standin: SentryStand
     assert m.phase == "pass" and "on_too_few: pass" in m.message
     # but never on part of the window
     early = DEPLOYED + timedelta(seconds=30)
-    assert measure(request(tmp_path, sentry_opts(standin), options={"on_too_few": "pass"}), now=early).phase == (
-        "inconclusive"
-    )
+    m = measure(request(tmp_path, sentry_opts(standin), options={"on_too_few": "pass"}), now=early)
+    assert m.phase == "inconclusive"
+    assert m.message.startswith("after window not full yet (30s of 300s): too few errors to tell")
+
+
+@pytest.mark.parametrize("on_too_few", ["inconclusive", "pass"])
+def test_measured_as_the_window_fills_the_check_waits_for_the_rounded_seconds(
+    standin: SentryStandIn, tmp_path: Path, on_too_few: str
+) -> None:
+    """``initial_delay`` equal to ``window``: the deploy ended mid-second and the measurement comes at once
+    after ``window``; the windows' whole-second bounds left it short by up to two seconds."""
+    deployed = DEPLOYED + timedelta(microseconds=700_000)
+    start, began = deployed + timedelta(seconds=300.05), time.monotonic()
+    standin.count_errors = lambda q: {"1.2.2": 60, "1.2.3": 5}[q.release or ""]
+    req = request(tmp_path, sentry_opts(standin), deployed_at=deployed, options={"on_too_few": on_too_few})
+    clock = lambda: start + timedelta(seconds=time.monotonic() - began)  # noqa: E731
+    m = ErrorRateCheck(clock=clock).measure(req, StepContext(log=ListLog()))
+    assert m.phase == "pass", m.message
+    assert json.loads(m.value)["after_seconds"] == 300
+    assert 0.2 < time.monotonic() - began < 2  # to the whole second after the deploy, plus the window
+    standin.count_errors = lambda q: 0  # too few: on_too_few decides, on the full window
+    m = ErrorRateCheck(clock=lambda: deployed + timedelta(seconds=301.3)).measure(req, StepContext(log=ListLog()))
+    assert (m.phase, "not full" in m.message) == (on_too_few, False)
 
 
 def test_a_first_deploy_has_nothing_to_compare_with(standin: SentryStandIn, tmp_path: Path) -> None:

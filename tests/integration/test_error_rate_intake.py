@@ -125,7 +125,7 @@ apps:
             release_prefix: "{{app}}@"
             window: {WINDOW}s
             baseline: 1h
-            initial_delay: {WINDOW + 1}s
+            initial_delay: {WINDOW}s  # as the docs advise: the check waits out the rounding
             on_too_few: pass
       production:
         vars: {env_vars("production")}

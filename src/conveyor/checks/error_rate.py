@@ -106,6 +106,10 @@ class Windows:
         return max(0.0, (self.after_end - self.after_start).total_seconds())
 
 
+# a measurement this close to a full after window waits for it rather than call the release inconclusive
+FILL_WAIT_SECONDS = 5.0
+
+
 def windows_for(request: CheckRequest, opts: ErrorRateOptions, now: datetime) -> Windows | str:
     """The windows to count in at ``now``, or why there are none.
 
@@ -156,6 +160,14 @@ class ErrorRateCheck(Check):
         windows = windows_for(request, opts, self.clock())
         if isinstance(windows, str):
             return Measurement.errored(windows)
+        if not windows.filled and request.deployed_at is not None:
+            # Measured as the window fills (``initial_delay`` equal to ``window``, as the docs advise), the
+            # whole seconds its bounds are rounded to leave it a second or two short: wait for them.
+            left = (_ceil(request.deployed_at) + timedelta(seconds=opts.window) - self.clock()).total_seconds()
+            if 0 < left <= FILL_WAIT_SECONDS:
+                if ctx.wait(left):
+                    return Measurement.errored("cancelled")
+                windows = cast(Windows, windows_for(request, opts, self.clock()))
         if opts.by_release and request.previous_version is None:
             nothing = f"no previous release ran in {request.environment} to compare {request.version} with"
             if opts.on_too_few == "pass":
@@ -176,7 +188,7 @@ class ErrorRateCheck(Check):
         )
         verdict = judge_error_rate(counts, opts.limits())
         phase, message = verdict.phase, verdict.reason
-        if phase == "pass" and not windows.filled:
+        if phase in ("pass", "inconclusive") and not windows.filled:  # on_too_few applies to a full window
             phase = "inconclusive"
             message = f"after window not full yet ({counts.after_seconds:.0f}s of {opts.window:g}s): {message}"
         elif phase == "inconclusive" and opts.on_too_few == "pass" and windows.filled and verdict.too_few:
