@@ -127,6 +127,17 @@ def test_what_is_refused(intake: Intake) -> None:
     assert refused.status_code == 413 and "decompressed" in refused.text
 
 
+def test_an_empty_body_and_a_project_id_out_of_range_are_refused(intake: Intake) -> None:
+    url, headers = f"/api/{intake.project.id}/envelope/", intake.auth()
+    for empty in (b"", b"\n", b"  "):
+        answer = intake.client.post(url, content=empty, headers=headers)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid"), empty
+        assert "the body is empty" in answer.json()["error"]["message"]
+    for out_of_range in ("0", "2147483648", "9999999999", "99999999999999"):  # the route's 1 .. 2**31 - 1
+        answer = intake.client.post(f"/api/{out_of_range}/envelope/", content=b"{}\n", headers=headers)
+        assert answer.status_code == 422, (out_of_range, answer.text)
+
+
 def test_a_transaction_or_session_is_accepted_and_dropped(intake: Intake) -> None:
     body = b'{}\n{"type":"transaction"}\n{"spans":[]}\n{"type":"session"}\n{"sid":"x"}\n'
     answer = intake.client.post(f"/api/{intake.project.id}/envelope/", content=body, headers=intake.auth())

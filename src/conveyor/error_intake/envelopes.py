@@ -38,6 +38,8 @@ class Envelope:
 
 
 def parse_envelope(body: bytes) -> Envelope:
+    if not body.strip():
+        raise EnvelopeError("the body is empty: an envelope starts with its header line")
     header, position = _json_line(body, 0, "the envelope header")
     items: list[Item] = []
     while position < len(body):

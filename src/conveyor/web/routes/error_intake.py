@@ -25,7 +25,8 @@ from conveyor.web.gate import body_cap
 
 log = logging.getLogger(__name__)
 ROUTE = re.compile(r"^/api/([1-9][0-9]{0,9})/(envelope|store)/$")
-ProjectId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The project id of the DSN (`conveyor dsn`).")]
+MAX_PROJECT_ID = 2**31 - 1
+ProjectId = Annotated[int, Path(ge=1, le=MAX_PROJECT_ID, description="The project id of the DSN (`conveyor dsn`).")]
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Stored (or accepted and dropped: transactions, sessions, attachments, ...)",
@@ -89,7 +90,7 @@ class IntakeFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = ROUTE.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if match is None:
+        if match is None or int(match.group(1)) > MAX_PROJECT_ID:  # out of range: the route's 422
             await self.app(scope, receive, send)
             return
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
