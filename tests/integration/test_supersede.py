@@ -145,3 +145,45 @@ def test_a_release_forced_past_a_freeze_replaces_its_own_waiting_deployment(tmp_
         )
     finally:
         db.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_a_release_rolled_back_upstream_does_not_flow_on_when_a_freeze_lifts(tmp_path: Path, db_url: str) -> None:
+    """Its promotion was queued behind a freeze in staging; integration is then rolled back from it.
+    Lifting the freeze deploys nothing there: the promotion is withdrawn, and says why."""
+    make_app_repo(tmp_path / "repos" / "web", {"v": "1\n"}, "one")
+    config = load(write_config(tmp_path, FROZEN_CONFIG.replace("[staging,", "[integration, staging,")))
+    db = Database(db_url)
+    try:
+        ops = Operations(config, db)
+        first = ops.create_release("web")
+        run_until_idle(config, db_url)
+        hold = ops.freeze("web", "staging", "hold staging")
+        add_commit(tmp_path / "repos" / "web", {"v": "2\n"}, "two")
+        second = ops.create_release("web")
+        run_until_idle(config, db_url)
+        (queued,) = [
+            d for d, _ in deployments(db, "web") if d.release_id == second.release_id and d.environment == "staging"
+        ]
+        assert queued.state == "waiting"
+
+        ops.rollback("web", "integration", "v2 is bad", actor="cli:an-operator")
+        run_until_idle(config, db_url)
+        ops.unfreeze(hold, "go")
+        run_until_idle(config, db_url)
+
+        staged = [(d.release_id, d.state) for d, _ in deployments(db, "web") if d.environment != "integration"]
+        assert (second.release_id, "succeeded") not in staged
+        assert deployment_state(db, "web", "staging", second.release_id) == "superseded"
+        with db.read() as session:
+            decision = session.scalars(
+                select(Decision).where(Decision.deployment_id == queued.id).order_by(Decision.id.desc())
+            ).first()
+        assert decision is not None and decision.rule == "WithdrawRolledBackRelease"
+        assert decision.summary == (
+            f"withdrawn: {second.label} was rolled back in integration by cli:an-operator (v2 is bad); "
+            "it will not go on to staging"
+        )
+        assert deployment_state(db, "web", "staging", first.release_id) == "succeeded"
+    finally:
+        db.dispose()

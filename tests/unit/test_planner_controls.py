@@ -11,9 +11,9 @@ import pytest
 
 from conveyor.domain import rules
 from conveyor.domain.decisions import Bake, Cancel, CancelSteps, Fail, Note, RepeatChecks, Succeed
-from conveyor.domain.model import DeploymentState, Health, Override
+from conveyor.domain.model import DeploymentState, Health, Override, Verdict
 from conveyor.domain.planner import plan_next
-from conveyor.domain.snapshot import AppPolicy, Placement
+from conveyor.domain.snapshot import AppPolicy, DeploymentView, Placement
 from tests.unit.planner_builders import (
     BAKING,
     DEPLOYING,
@@ -297,3 +297,39 @@ def test_a_stopped_release_is_not_treated_as_running() -> None:
     )
     running = {("web", "production"): placed(1, good=1)}
     assert rules.supersede_older_release(pending, snap(apps=[app("web")], deployments=[pending], succeeded=running))
+
+
+# -- a release rolled back upstream goes no further on its own -------------------------------------
+
+WITHDRAW_ROWS: list[tuple[str, DeploymentView, dict[tuple[str, str], Placement], str | None]] = [
+    ("rolled back in integration: its queued promotion to staging is withdrawn",
+     dep(7, "web", "staging", 2), {("web", "integration"): placed(1)}, "WithdrawRolledBackRelease"),
+    ("deployed by hand: an operator's choice stands",
+     replace(dep(7, "web", "staging", 2), explicit=True), {("web", "integration"): placed(1)}, None),
+    ("it runs in integration again (deployed there by hand since): not held back",
+     dep(7, "web", "staging", 2), {("web", "integration"): placed(2)}, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("d", "places", "rule"), [r[1:] for r in WITHDRAW_ROWS], ids=[r[0] for r in WITHDRAW_ROWS])
+def test_a_queued_promotion_of_a_release_rolled_back_upstream_is_withdrawn(
+    d: DeploymentView, places: dict[tuple[str, str], Placement], rule: str | None
+) -> None:
+    s = snap(apps=[app("web")], deployments=[d], succeeded=places, holds=[veto("web", "integration", 2, id=29)])
+    result = rules.supersede_older_release(d, s)
+    assert (result.decision.rule if result and result.decision else None) == rule
+    if result is not None and result.decision is not None:
+        assert result.decision.summary == (
+            "withdrawn: v2 was rolled back in integration by cli:an-operator (bad gateway errors); "
+            "it will not go on to staging"
+        )
+        assert result.decision.evidence["veto"] == 29
+
+
+def test_a_release_rolled_back_upstream_is_not_promoted_on() -> None:
+    places = {("web", "integration"): placed(1), ("web", "staging"): placed(2)}
+    s = snap(apps=[app("web")], succeeded=places, holds=[veto("web", "integration", 2)])
+    note = rules.promote_succeeded("web", "staging", s, NOW)
+    assert isinstance(note, Note) and note.decision is not None
+    assert (note.decision.verdict, note.decision.rule) == (Verdict.VETO, "WithdrawRolledBackRelease")
+    assert note.decision.summary.startswith("v2 will not go on to production: it was rolled back in integration")

@@ -84,7 +84,7 @@ def test_supersede_decision_explains_itself() -> None:
     assert (decision.app, decision.environment) == ("api", "staging")
     assert (decision.deployment_id, decision.release_id) == (1, 5)
     assert decision.evidence == {"superseded_release": 5, "by_release": 6}
-    assert "v5" in decision.summary and "#6" in decision.summary
+    assert "v5" in decision.summary and "(v6)" in decision.summary
 
 
 # -- HoldWhileBlocked / HoldWhileFrozen -------------------------------------------------------------

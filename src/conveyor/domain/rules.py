@@ -8,6 +8,7 @@ composes them in a fixed order.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from conveyor.domain.decisions import (
     Bake,
@@ -23,8 +24,8 @@ from conveyor.domain.decisions import (
     Supersede,
     Verify,
 )
-from conveyor.domain.holds import Attempt, Obstacle, stopping
-from conveyor.domain.model import DeploymentState, Health, Override, StepKind, StepState, Verdict
+from conveyor.domain.holds import Attempt, HoldView, Obstacle, stopping
+from conveyor.domain.model import DeploymentState, Health, HoldKind, Override, StepKind, StepState, Verdict
 from conveyor.domain.snapshot import DeploymentView, ReleaseAt, Snapshot, StepView
 
 
@@ -41,6 +42,14 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
     is an explicit deployment of the release that runs (a redeploy on purpose)."""
     if d.override == Override.ROLLBACK:
         return None  # an operator's way back: never replaced, not even by a newer release to come
+    rolled_back = None if d.explicit or d.override else rolled_back_before(d.app, d.release_id, d.environment, snap)
+    if rolled_back is not None:
+        summary = (
+            f"withdrawn: {d.label} was rolled back in {rolled_back.environment} by {rolled_back.actor} "
+            f"({rolled_back.reason}); it will not go on to {d.environment}"
+        )
+        evidence = {"veto": rolled_back.id, "vetoed_in": rolled_back.environment}
+        return _superseded(d, "WithdrawRolledBackRelease", summary, d.release_id, evidence)
     placed = snap.placements.get((d.app, d.environment))
     if placed and placed.current.release_id == d.release_id and placed.health != Health.STOPPED and not d.explicit:
         return _superseded(
@@ -57,18 +66,50 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
     if not newer:
         return None
     by = max(newer)
-    summary = f"superseded: a newer release (#{by}) is going to {d.environment}; {d.label} will not deploy there"
+    summary = (
+        f"superseded: a newer release ({_label_of(snap, d.app, by)}) is going to {d.environment}; {d.label} will"
+        " not deploy there"
+    )
     return _superseded(d, "SupersedeOlderRelease", summary, by)
 
 
-def _superseded(d: DeploymentView, rule: str, summary: str, by: int) -> Supersede:
+def _label_of(snap: Snapshot, app: str, release_id: int) -> str:
+    """A release's label, from the open deployments or places that name it."""
+    for o in snap.open_deployments:
+        if o.app == app and o.release_id == release_id:
+            return o.label
+    for (place_app, _), placed in snap.placements.items():
+        if place_app == app and placed.current.release_id == release_id:
+            return placed.current.label
+    return f"release id {release_id}"
+
+
+def rolled_back_before(app: str, release_id: int, environment: str, snap: Snapshot) -> HoldView | None:
+    """The veto of ``release_id`` in an environment before ``environment`` where it no longer runs: it was
+    rolled back there, so it goes no further on its own (an operator may still deploy or promote it by
+    hand). A release vetoed somewhere it runs again (deployed there by hand since) is not held back."""
+    if environment not in snap.environments:
+        return None
+    earlier = snap.environments[: snap.environments.index(environment)]
+    for h in snap.holds:
+        if h.kind != HoldKind.VETO or h.app != app or h.release_id != release_id or h.environment not in earlier:
+            continue
+        there = snap.placements.get((app, h.environment))
+        if there is None or there.current.release_id != release_id:
+            return h
+    return None
+
+
+def _superseded(
+    d: DeploymentView, rule: str, summary: str, by: int, evidence: dict[str, Any] | None = None
+) -> Supersede:
     decision = Decision(
         d.app,
         d.environment,
         Verdict.SUPERSEDE,
         rule,
         summary,
-        evidence={"superseded_release": d.release_id, "by_release": by},
+        evidence={"superseded_release": d.release_id, "by_release": by, **(evidence or {})},
         deployment_id=d.id,
         release_id=d.release_id,
     )
@@ -299,6 +340,23 @@ def promote_succeeded(app: str, environment: str, snap: Snapshot, now: datetime)
             veto.summary,
             reasons=(veto.hold.reason,) if veto.hold else (),
             evidence={**veto.evidence(), "release": done.label},
+            release_id=done.release_id,
+        )
+        return Note(decision)
+    rolled_back = rolled_back_before(app, done.release_id, target, snap)
+    if rolled_back is not None:
+        summary = (
+            f"{done.label} will not go on to {target}: it was rolled back in {rolled_back.environment} by "
+            f"{rolled_back.actor} ({rolled_back.reason}); promote it by hand to send it anyway"
+        )
+        decision = Decision(
+            app,
+            target,
+            Verdict.VETO,
+            "WithdrawRolledBackRelease",
+            summary,
+            reasons=(rolled_back.reason,),
+            evidence={"release": done.label, "veto": rolled_back.id, "vetoed_in": rolled_back.environment},
             release_id=done.release_id,
         )
         return Note(decision)
