@@ -53,7 +53,7 @@ def test_pending_until_the_deadline_then_timed_out() -> None:
     assert judge(["test", "lint", "e2e"], seen, NOW, NOW + timedelta(seconds=1)).summary == "waiting for CI: lint, e2e"
     verdict = judge(["test", "lint", "e2e"], seen, NOW, NOW)
     assert verdict.outcome == "timed_out"
-    assert verdict.summary == "CI timed out: no result in time (still pending: lint, e2e; never reported: e2e)"
+    assert verdict.summary == "CI timed out: no result in time (still pending: lint; never reported: e2e)"
 
 
 def test_nothing_required_is_green() -> None:

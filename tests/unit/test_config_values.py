@@ -35,7 +35,9 @@ def test_durations(text: str | float, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["5x", "", "1 day", "-1s", True, None, -3])
+@pytest.mark.parametrize(
+    "text", ["5x", "", "1 day", "-1s", True, None, -3, "99999999999d", 4e9, float("inf"), float("nan")]
+)
 def test_invalid_durations(text: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
@@ -103,3 +105,11 @@ def test_a_secret_never_appears_in_an_error() -> None:
 def test_the_database_password_is_a_secret() -> None:
     config = load(APP, {"CONVEYOR_DATABASE_URL": "postgresql://conveyor:pw0rd@db/conveyor"})
     assert "pw0rd" in config.secrets
+
+
+def test_a_duration_past_100_years_or_below_its_minimum_is_a_config_error() -> None:
+    """Both said in the units a user writes; a longer one passed check, then overflowed a deadline."""
+    found = problems(APP + "errors: {retention: 99999999999d, counts_retention: 30s}\n")
+    assert any("a duration can be at most 100 years (36500d)" in p for p in found), found
+    assert any("must be at least 1m" in p for p in found), found
+    assert load(APP + "errors: {retention: 36500d, counts_retention: 36500d}\n").errors.retention == 36500 * 86400

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from conveyor.config.durations import HINT, Duration, parse_duration
+from conveyor.config.durations import HINT, Duration, at_least, parse_duration
 from conveyor.config.resolved import API_MAX_BODY_BYTES, DEFAULT_PUBLIC_URL, ErrorRateLimit, ErrorsConfig
 from conveyor.config.retry import RetryPolicy
 from conveyor.config.urls import base_url
@@ -232,15 +232,15 @@ class ErrorRateLimitSection(Section):
 class SpikeSection(Section):
     min_events: Count = DEFAULT_SPIKE.min_events
     factor: Annotated[float, Field(gt=0)] = DEFAULT_SPIKE.factor
-    baseline: Annotated[Duration, Field(ge=60)] = DEFAULT_SPIKE.baseline
+    baseline: Annotated[Duration, at_least(60)] = DEFAULT_SPIKE.baseline
     cooldown: PositiveDuration = DEFAULT_SPIKE.cooldown
 
 
 class ErrorsSection(Section):
     """``errors:``, the error intake; a key left out keeps its default."""
 
-    retention: Annotated[Duration, Field(ge=60)] = DEFAULT_ERRORS.retention
-    counts_retention: Annotated[Duration, Field(ge=60)] = DEFAULT_ERRORS.counts_retention
+    retention: Annotated[Duration, at_least(60)] = DEFAULT_ERRORS.retention
+    counts_retention: Annotated[Duration, at_least(60)] = DEFAULT_ERRORS.counts_retention
     rate_limit: ErrorRateLimitSection = Field(default_factory=ErrorRateLimitSection)
     max_body_bytes: Bytes = DEFAULT_ERRORS.max_body_bytes
     max_decompressed_bytes: Bytes = DEFAULT_ERRORS.max_decompressed_bytes
@@ -277,7 +277,7 @@ class GitHubSection(Section):
     app: GitHubAppSection | None = None
     token: Annotated[str, Field(min_length=1)] | None = None
     reconcile_interval: PositiveDuration = 300.0
-    retention: Annotated[Duration, Field(ge=3600)] = 14 * 86400.0
+    retention: Annotated[Duration, at_least(3600)] = 14 * 86400.0
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> GitHubSection:

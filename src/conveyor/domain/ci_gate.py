@@ -65,9 +65,12 @@ def judge(required: Iterable[str], seen: Mapping[str, Seen], now: datetime, dead
     missing = tuple(n for n in names if (r := seen.get(n)) is None or r.state != SUCCESS)
     if not missing:
         return Verdict("green", f"CI passed: {', '.join(names)}" if names else "no CI required")
-    never = [n for n in missing if n not in seen]
     if deadline is not None and now >= deadline:
-        detail = f"still pending: {', '.join(missing)}" + (f"; never reported: {', '.join(never)}" if never else "")
+        pending = [n for n in missing if n in seen]
+        never = [n for n in missing if n not in seen]
+        parts = [f"still pending: {', '.join(pending)}"] if pending else []
+        parts += [f"never reported: {', '.join(never)}"] if never else []
+        detail = "; ".join(parts)
         return Verdict("timed_out", f"CI timed out: no result in time ({detail})", missing=missing)
     return Verdict("pending", f"waiting for CI: {', '.join(missing)}", missing=missing)
 
