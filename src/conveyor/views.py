@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, column, select, values
+from sqlalchemy import String, column, func, select, values
 from sqlalchemy.orm import Session
 
 from conveyor.clock import utc_now
@@ -21,6 +21,7 @@ from conveyor.domain.holds import Attempt, HoldView, Obstacle, lift_command, sto
 from conveyor.domain.model import DeploymentState, Health, HoldKind, Override
 from conveyor.errors import OperationError
 from conveyor.github.candidates import newest_candidate, release_authors, waiting_candidates
+from conveyor.github.deliveries import push_news
 from conveyor.sources.poll_status import polling_status
 from conveyor.store.database import Database
 from conveyor.store.events import latest_decision
@@ -319,6 +320,10 @@ def why(
         out: dict[str, Any] = {"app": app, "tier": cfg.tier, "environments": {}, "holds": st.holds}
         out["polling"] = polling_status(session, cfg)
         out["candidate"] = newest_candidate(session, app) if cfg.github else None
+        out["push"] = None
+        if cfg.github:
+            released = session.scalar(select(func.max(Release.created_at)).where(Release.app == app))
+            out["push"] = push_news(session, cfg.github, cfg.branch, released)
         for env in envs:
             decision = latest_decision(session, app, env)
             current = st.environments[env]

@@ -153,7 +153,7 @@ def test_every_command_is_walked() -> None:
     expected |= {"block", "freeze", "stop", "unfreeze", "holds"}
     expected |= {"rollback", "unveto", "cancel"}
     expected |= {"audit", "audit verify"}
-    expected |= {"dsn", "errors"}
+    expected |= {"dsn", "errors", "deliveries"}
     assert {" ".join(path) for path in ALL_COMMANDS} == expected
 
 

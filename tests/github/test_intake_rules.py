@@ -227,3 +227,78 @@ def test_without_an_api_reader_a_truncated_push_is_taken_as_it_is(hook: Hooked) 
     hook.post("push", push("c" * 40, ["services/web/x.py"], commits=20))
     hook.work()
     assert states(hook) == [("web", "cccc", "waiting")]
+
+
+def test_what_each_delivery_was_about_is_listed_with_its_outcome(hook: Hooked) -> None:
+    hook.post("push", push("1" * 40, ["services/web/app.py"]))
+    other_branch = {**push("2" * 40, ["services/web/app.py"]), "ref": "refs/heads/master"}
+    hook.post("push", other_branch)
+    hook.post("push", "not a push body")
+    hook.work()
+    found = hook.client.get("/api/github/deliveries", params={"app": "web"}).json()["deliveries"]
+    assert [(d["event"], d["repository"], d["branch"], d["sha"], d["state"]) for d in found] == [
+        ("push", "acme/mono", "master", "2" * 40, "ignored"),
+        ("push", "acme/mono", "main", "1" * 40, "done"),
+    ]  # the unreadable one names no repository: it is listed only without --app
+    assert "master" in found[0]["note"]
+    everything = hook.client.get("/api/github/deliveries", params={"state": "ignored"}).json()["deliveries"]
+    assert [(d["repository"], d["note"].split(":")[0]) for d in everything] == [
+        (None, "unreadable push payload"),
+        ("acme/mono", "push to master"),
+    ]
+    assert hook.client.get("/api/github/deliveries", params={"app": "nope"}).status_code == 404
+    assert hook.client.get("/api/github/deliveries", params={"state": "odd"}).status_code == 422
+
+
+def test_why_says_what_became_of_a_push_that_made_no_release(hook: Hooked) -> None:
+    hook.post("push", {**push("2" * 40, ["services/web/app.py"]), "ref": "refs/heads/master"})
+    hook.work()
+    said = views.why(hook.db, hook.config, "web")["push"]
+    assert said["summary"].startswith(
+        "no push to main has come from GitHub; the newest push to acme/mono was to master"
+    )
+    assert said["summary"].endswith("is 'main' the branch to follow?")
+    hook.post("push", push("3" * 40, ["README.md"]))
+    hook.work()
+    said = views.why(hook.db, hook.config, "web")["push"]
+    assert said["summary"] == "push of 3333333 to main ignored: web: 3333333 touches none of services/web/**; " + (
+        "api: 3333333 touches none of services/api/**"
+    )
+    assert said["delivery"]["sha"] == "3" * 40
+    hook.post("push", push("4" * 40, ["services/web/app.py"], before="3" * 40))
+    hook.work()
+    assert views.why(hook.db, hook.config, "web")["push"] is None  # the newest push to main was taken
+
+
+def test_the_deliveries_command_lists_them_and_why_prints_the_push(hook: Hooked, tmp_path: Path, db_url: str) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli.main import cli
+    from tests.github.conftest import ENVIRON
+
+    hook.post("push", {**push("2" * 40, ["services/web/app.py"]), "ref": "refs/heads/master"})
+    hook.work()
+    env = {**ENVIRON, "CONVEYOR_DATABASE_URL": db_url, "COLUMNS": "200"}
+    config = str(tmp_path / "conveyor.yaml")
+    listed = CliRunner().invoke(cli, ["deliveries", "--app", "web", "-c", config], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert "acme/mono master 2222222" in listed.output and "ignored" in listed.output
+    unknown = CliRunner().invoke(cli, ["deliveries", "--app", "nope", "-c", config], env=env)
+    assert unknown.exit_code == 2 and "unknown app 'nope'" in unknown.output
+    why = CliRunner().invoke(cli, ["why", "web", "-c", config], env=env)
+    assert "github: no push to main has come from GitHub" in why.output
+    assert "(conveyor deliveries --app web)" in why.output
+
+
+def test_the_client_reads_deliveries_from_a_server_as_the_local_command_does(hook: Hooked) -> None:
+    from conveyor.github.deliveries import deliveries_for
+    from conveyor.web.client import ApiClient
+
+    hook.post("push", {**push("2" * 40, ["services/web/app.py"]), "ref": "refs/heads/master"})
+    hook.work()
+    api = ApiClient("http://testserver", None, transport=hook.client._transport)
+    try:
+        assert api.github_deliveries("web", "ignored", 10) == deliveries_for(hook.db, hook.config, "web", "ignored", 10)
+        assert len(api.github_deliveries(None, None, 1)["deliveries"]) == 1
+    finally:
+        api.close()

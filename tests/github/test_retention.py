@@ -32,8 +32,13 @@ def _candidate(sha: str, state: str) -> Candidate:
     return Candidate(app="web", sha=sha, branch="main", state=state, created_at=now, updated_at=now)
 
 
-def _result(sha: str, age: timedelta) -> CiResult:
-    return CiResult(app="web", sha=sha, name="test", state="success", source="check_run", reported_at=utc_now() - age)
+def _result(sha: str, age: timedelta, reported: timedelta | None = None) -> CiResult:
+    """Received ``age`` ago, with GitHub's own time for it ``reported`` ago (default: the same)."""
+    received = utc_now() - age
+    at = utc_now() - reported if reported is not None else received
+    return CiResult(
+        app="web", sha=sha, name="test", state="success", source="check_run", reported_at=at, received_at=received
+    )
 
 
 def test_old_finished_deliveries_and_unneeded_ci_results_are_pruned(hook: Hooked) -> None:
@@ -59,6 +64,8 @@ def test_old_finished_deliveries_and_unneeded_ci_results_are_pruned(hook: Hooked
                 _result("b" * 40, OLD),  # its candidate was released (and keeps the result in its row)
                 _result("c" * 40, OLD),  # no candidate: a pull request's commit
                 _result("d" * 40, timedelta(days=1)),  # recent
+                # received lately, though GitHub dates it long ago (a redelivery, a skewed clock): kept
+                _result("e" * 40, timedelta(minutes=5), reported=timedelta(days=2000)),
             ]
         )
 
@@ -70,7 +77,7 @@ def test_old_finished_deliveries_and_unneeded_ci_results_are_pruned(hook: Hooked
         candidates = sorted(c.sha[0] for c in session.scalars(select(Candidate)))
     assert [d.id for d in left] == [ids[4], ids[5]]
     assert [d.state for d in left] == ["done", "pending"]
-    assert results == ["a", "d"]
+    assert results == ["a", "d", "e"]
     assert {"a", "b"} <= set(candidates)  # candidates stay: they are the history of each push
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import column, insert, select, table, update
 from conveyor.store.database import Database
 from conveyor.store.durations import BUCKETS, DEPLOYMENT_BUCKETS, bucket_of, count_ended, count_finished
 from conveyor.store.migrate import _alembic_config, current_revision, head_revision, upgrade
-from conveyor.store.tables import Deployment, DeploymentDuration, Placement, StepDuration
+from conveyor.store.tables import CiResult, Deployment, DeploymentDuration, Placement, StepDuration
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 # the steps table as revision 0002 left it: rows written before an upgrade have none of the later columns
@@ -204,3 +204,32 @@ def test_ended_deployments_are_added_to_their_buckets(db: Database) -> None:
     with db.write() as s:
         count_ended(s, [("staging", "succeeded", T0, T0 + timedelta(seconds=4))])
     assert _deployment_durations(db) == {("staging", "succeeded", bucket_of(2.0, DEPLOYMENT_BUCKETS)): (2, 6.0)}
+
+
+def test_upgrade_dates_stored_ci_results_by_their_reported_time(db: Database) -> None:
+    """Revision 0018: retention goes by when a result was received; results kept before it take the time
+    GitHub gave them, which is what retention went by until then."""
+    cfg = _alembic_config()
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0017")
+    results = table(
+        "ci_results",
+        column("app"),
+        column("sha"),
+        column("name"),
+        column("state"),
+        column("url"),
+        column("source"),
+        column("reported_at"),
+    )
+    with db.engine.begin() as conn:
+        conn.execute(
+            insert(results).values(
+                app="web", sha="a" * 40, name="test", state="success", url=None, source="status", reported_at=T0
+            )
+        )
+    upgrade(db)
+    with db.read() as s:
+        (row,) = s.scalars(select(CiResult))
+    assert (row.reported_at, row.received_at) == (T0, T0)

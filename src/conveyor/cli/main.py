@@ -26,7 +26,7 @@ from conveyor.cli.errors import err, fail, friendly_errors
 from conveyor.cli.logs import LogPrinter, deployment_ended
 from conveyor.cli.logs import follow as follow_logs
 from conveyor.cli.narrate import EventTail
-from conveyor.cli.notifications import notifications_table
+from conveyor.cli.notifications import github_deliveries_table, notifications_table
 from conveyor.cli.render import (
     error_issues_table,
     history_table,
@@ -42,6 +42,7 @@ from conveyor.config.resolved import AppConfig
 from conveyor.domain.audit import Anchor
 from conveyor.domain.holds import unblock_command
 from conveyor.engine.conductor import DEFAULT_CONCURRENCY, Conductor
+from conveyor.github.deliveries import STATES, deliveries_for
 from conveyor.notify.outbox import deliveries
 from conveyor.operations import Operations
 from conveyor.store.database import Database
@@ -749,6 +750,30 @@ def logs(
         signal.signal(signal.SIGINT, previous)  # as it was, for a caller running this command in-process
     if interrupted.is_set():
         sys.exit(130)
+
+
+@cli.command("deliveries")
+@config_option
+@click.option("--app", default=None, help="Only deliveries about the GitHub repository this app follows.")
+@click.option("--state", "state", type=click.Choice(STATES), default=None, help="Only deliveries in this state.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Most deliveries to show.")
+@json_option
+@server_option
+@friendly_errors
+def github_deliveries(
+    config_path: Path, app: str | None, state: str | None, limit: int, as_json: bool, server: str | None
+) -> None:
+    """Webhook deliveries from GitHub, newest first: what each was about and what conveyor made of it."""
+    data = answer(
+        server,
+        config_path,
+        lambda opened: deliveries_for(opened.db, opened.config, app, state, limit),
+        lambda api: api.github_deliveries(app, state, limit),
+    )
+    if as_json:
+        _json(data)
+    else:
+        out.print(github_deliveries_table(data["deliveries"]))
 
 
 @cli.command()

@@ -1,4 +1,5 @@
-"""The table ``conveyor notifications`` prints: one row per delivery of one event to one notifier."""
+"""Deliveries as tables: ``conveyor notifications`` (one row per event sent to one notifier) and
+``conveyor deliveries`` (one row per webhook GitHub sent to conveyor)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from rich.text import Text
 
 from conveyor.cli.render import age
 
-STATE_STYLE = {"delivered": "green", "pending": "yellow", "failed": "bold red"}
+STATE_STYLE = {"delivered": "green", "done": "green", "pending": "yellow", "ignored": "dim", "failed": "bold red"}
 
 
 def notifications_table(rows: list[dict[str, Any]], *, failed_only: bool) -> Table:
@@ -30,4 +31,21 @@ def notifications_table(rows: list[dict[str, Any]], *, failed_only: bool) -> Tab
         table.add_row(
             str(r["id"]), r["kind"], where or "—", r["notifier"], state, str(r["attempts"]), r["last_error"] or ""
         )
+    return table
+
+
+def github_deliveries_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="GitHub deliveries, newest first", title_justify="left")
+    table.add_column("#", no_wrap=True)
+    table.add_column("received", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("about", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("note", overflow="fold")
+    for r in rows:
+        about = " ".join(x for x in (r["repository"], r["branch"], (r["sha"] or "")[:7]) if x)
+        state = Text(r["state"], style=STATE_STYLE.get(r["state"], ""))
+        if r["attempts"] > 1:
+            state.append(f" ({r['attempts']} tries)", style="dim")
+        table.add_row(str(r["id"]), age(r["received_at"]), r["event"], about or "—", state, r["note"] or "")
     return table

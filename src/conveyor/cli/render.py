@@ -152,6 +152,12 @@ def print_why(console: Console, answer: dict[str, Any]) -> None:
         line = Text("  github: ", style="bold")
         line.append(f"{candidate['sha'][:7]} {candidate['state'].replace('_', ' ')}: {candidate['summary']}")
         console.print(line)
+    push = answer.get("push")
+    if push:
+        line = Text("  github: ", style="bold")
+        line.append(push["summary"], style="yellow")
+        line.append(f" (conveyor deliveries --app {answer['app']})", style="dim")
+        console.print(line)
     for hold in answer["holds"]:
         scope = f"{hold['app'] or 'every app'} in {hold['environment'] or 'every environment'}"
         until = f" until {hold['until'][:16].replace('T', ' ')}" if hold["until"] else ""

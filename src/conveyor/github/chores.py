@@ -29,6 +29,7 @@ from conveyor.engine.chores import Chore
 from conveyor.github.deliveries import DONE, IGNORED, ClaimedDelivery, DeliveryQueue
 from conveyor.github.intake import Intake
 from conveyor.github.news import handle, reconcile
+from conveyor.github.payloads import NO_SUBJECT, Subject, about
 from conveyor.github.reads import GitHubError, GitHubReads, GitHubUnavailable
 from conveyor.github.retention import GITHUB_PRUNE_INTERVAL, GitHubRetention
 from conveyor.repos import GitError
@@ -92,24 +93,30 @@ def work_deliveries(intake: Intake, queue: DeliveryQueue, reads: GitHubReads | N
     released = False
     while claimed := queue.claim(limit):
         to_settle: dict[tuple[str, str], None] = {}
-        finished: list[tuple[ClaimedDelivery, str, str]] = []
+        finished: list[tuple[ClaimedDelivery, str, str, Subject]] = []
         for delivery in claimed:
+            subject = NO_SUBJECT
             try:
-                outcome = handle(intake, reads, delivery.event, json.loads(delivery.body))
+                body = json.loads(delivery.body)
+                subject = about(delivery.event, body)
+                outcome = handle(intake, reads, delivery.event, body)
             except (ValueError, ValidationError) as exc:  # not JSON, or not the shape GitHub documents
-                finished.append((delivery, IGNORED, f"unreadable {delivery.event} payload: {_first_line(exc)}"))
+                note = f"unreadable {delivery.event} payload: {_first_line(exc)}"
+                finished.append((delivery, IGNORED, note, subject))
                 continue
             except (GitHubUnavailable, GitError) as exc:
-                queue.retry(delivery, _first_line(exc))
+                queue.retry(delivery, _first_line(exc), subject)
                 continue
             except GitHubError as exc:  # refused for good (no access to the repository): asking again won't help
-                finished.append((delivery, IGNORED, f"GitHub refused what this delivery needs: {_first_line(exc)}"))
+                note = f"GitHub refused what this delivery needs: {_first_line(exc)}"
+                finished.append((delivery, IGNORED, note, subject))
                 continue
             except Exception as exc:
                 log.exception("delivery %s (%s) failed", delivery.delivery_id, delivery.event)
-                queue.retry(delivery, _first_line(exc))
+                queue.retry(delivery, _first_line(exc), subject)
                 continue
-            finished.append((delivery, IGNORED if outcome.ignored else DONE, "; ".join(outcome.notes)))
+            state = IGNORED if outcome.ignored else DONE
+            finished.append((delivery, state, "; ".join(outcome.notes), subject))
             to_settle.update(dict.fromkeys(outcome.to_settle))
         queue.finish_all(finished)
         for app, sha in to_settle:

@@ -169,6 +169,7 @@ class Intake:
         wanted = [o for o in observations if o.name in required]
         if not wanted:
             return []
+        now = self.clock()
         with self.db.write() as session:
             for o in wanted:
                 row = session.get(CiResult, (app.name, sha, o.name))
@@ -182,10 +183,12 @@ class Intake:
                             url=o.url,
                             source=o.source,
                             reported_at=o.reported_at,
+                            received_at=now,
                         )
                     )
                 elif row.reported_at <= o.reported_at:
                     row.state, row.url, row.source, row.reported_at = o.state, o.url, o.source, o.reported_at
+                    row.received_at = now
         return [o.name for o in wanted]
 
     def is_open_candidate(self, app: str, sha: str) -> bool:

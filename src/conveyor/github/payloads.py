@@ -187,3 +187,39 @@ MODELS: dict[str, type[Lenient]] = {
 def parse(event: str, body: dict[str, Any]) -> Lenient:
     """The payload of ``event`` as its model (``pydantic.ValidationError`` when it lacks what conveyor reads)."""
     return MODELS[event].model_validate(body)
+
+
+Subject = tuple[str | None, str | None, str | None]  # repository, branch, commit
+NO_SUBJECT: Subject = (None, None, None)
+
+
+def about(event: str, body: object) -> Subject:
+    """(repository, branch, commit) a delivery is about, read leniently from any event's body: what
+    ``conveyor deliveries`` shows beside its outcome. Missing or odd fields are None, never an error."""
+    if not isinstance(body, dict):
+        return NO_SUBJECT
+
+    def text(value: object, limit: int) -> str | None:
+        return value[:limit] if isinstance(value, str) and value else None
+
+    def field(container: object, key: str) -> object:
+        return container.get(key) if isinstance(container, dict) else None
+
+    full_name = text(field(body.get("repository"), "full_name"), 300)
+    repository = full_name.lower() if full_name else None  # GitHub's names are case-insensitive
+    branch: str | None = None
+    sha: str | None = None
+    if event == "push":
+        ref = text(body.get("ref"), 300)
+        branch = ref.removeprefix("refs/heads/") if ref and ref.startswith("refs/heads/") else ref
+        sha = text(body.get("after"), 40)
+    elif event == "status":
+        sha = text(body.get("sha"), 40)
+        branches = body.get("branches")
+        first = branches[0] if isinstance(branches, list) and branches else None
+        branch = text(field(first, "name"), 300)
+    else:
+        inner = field(body, {"check_run": "check_run", "check_suite": "check_suite"}.get(event, "workflow_run"))
+        sha = text(field(inner, "head_sha"), 40)
+        branch = text(field(inner, "head_branch"), 300) or text(field(field(inner, "check_suite"), "head_branch"), 300)
+    return repository, branch, sha

@@ -43,7 +43,7 @@ def prune(session: Session, before: datetime, batch: int = PRUNE_BATCH) -> int:
     )
     deliveries = session.execute(delete(GitHubDelivery).where(GitHubDelivery.id.in_(old_deliveries.scalar_subquery())))
     waited_on = exists().where(Candidate.app == CiResult.app, Candidate.sha == CiResult.sha, Candidate.state.in_(OPEN))
-    old_results = select(CiResult.app, CiResult.sha, CiResult.name).where(CiResult.reported_at < before, ~waited_on)
+    old_results = select(CiResult.app, CiResult.sha, CiResult.name).where(CiResult.received_at < before, ~waited_on)
     results = session.execute(
         delete(CiResult).where(
             tuple_(CiResult.app, CiResult.sha, CiResult.name).in_(old_results.limit(batch).scalar_subquery())

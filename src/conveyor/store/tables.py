@@ -620,12 +620,15 @@ class GitHubDelivery(Base):
     ``delivery_id`` (``X-GitHub-Delivery``) is unique: a redelivery finds its row and does nothing more.
     ``state``: ``pending`` (also while claimed, under a lease; ``attempts`` is the fencing token), then
     ``done``, ``ignored`` (with ``note`` saying why) or ``failed`` after too many attempts.
+    ``repository``, ``branch`` and ``sha``: what it was about, recorded when it is worked on (``conveyor
+    deliveries``, ``conveyor why``).
     """
 
     __tablename__ = "github_deliveries"
     __table_args__ = (
         Index("ix_github_deliveries_state_next", "state", "next_attempt_at"),
         Index("ix_github_deliveries_finished", "finished_at"),  # pruning (conveyor.github.retention)
+        Index("ix_github_deliveries_repository", "repository", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -640,6 +643,9 @@ class GitHubDelivery(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    repository: Mapped[str | None] = mapped_column(String(300))
+    branch: Mapped[str | None] = mapped_column(String(300))
+    sha: Mapped[str | None] = mapped_column(String(40))
 
 
 class Candidate(Base):
@@ -676,7 +682,7 @@ class CiResult(Base):
     is not lost."""
 
     __tablename__ = "ci_results"
-    __table_args__ = (Index("ix_ci_results_reported", "reported_at"),)  # pruning (conveyor.github.retention)
+    __table_args__ = (Index("ix_ci_results_received", "received_at"),)  # pruning (conveyor.github.retention)
 
     app: Mapped[str] = mapped_column(String(100), primary_key=True)
     sha: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -685,6 +691,7 @@ class CiResult(Base):
     url: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(20))  # check_run | status | workflow_run | check_suite
     reported_at: Mapped[datetime]  # GitHub's own time for it, so an older result never overwrites a newer
+    received_at: Mapped[datetime | None]  # when conveyor stored it: what retention goes by (set on every write)
 
 
 class ErrorProject(Base):

@@ -24,6 +24,7 @@ from conveyor.web.routes import (
     controls,
     error_intake,
     error_issues,
+    github_deliveries,
     health,
     holds,
     hooks,
@@ -67,7 +68,19 @@ def create_app(config: Config, db: Database, *, conductor: Wakeable | None = Non
     install_error_handlers(app)
     routers = [
         module.router
-        for module in (health, apps, records, actions, holds, controls, audit, alertmanager, hooks, error_issues)
+        for module in (
+            health,
+            apps,
+            records,
+            actions,
+            holds,
+            controls,
+            audit,
+            alertmanager,
+            hooks,
+            github_deliveries,
+            error_issues,
+        )
     ]
     intake = Intake(config, db)
     routers.append(error_intake.router_for(intake))  # Sentry SDKs; their own keys, their own body cap

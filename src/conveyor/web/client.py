@@ -69,6 +69,14 @@ class ApiClient:
     def holds(self) -> dict[str, Any]:
         return self.get("/api/holds", {}, "holds")
 
+    def github_deliveries(self, app: str | None, state: str | None, limit: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if app:
+            params["app"] = app
+        if state:
+            params["state"] = state
+        return self.get("/api/github/deliveries", params, "deliveries")
+
     def unblock(self, app: str, environment: str | None, reason: str) -> dict[str, Any]:
         body: dict[str, Any] = {"reason": reason}
         if environment:

@@ -6,7 +6,7 @@ strings in UTC. Request bodies forbid unknown keys, so a misspelt field is a 422
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
 
@@ -171,6 +171,27 @@ class PollingModel(BaseModel):
     summary: str
 
 
+class DeliveryModel(BaseModel):
+    """A webhook delivery from GitHub as conveyor recorded it (``conveyor deliveries``)."""
+
+    id: int
+    delivery_id: str
+    event: str
+    received_at: str
+    state: Literal["pending", "done", "ignored", "failed"]
+    note: str
+    attempts: int
+    finished_at: str | None
+    repository: str | None
+    branch: str | None
+    sha: str | None
+
+
+class PushModel(BaseModel):
+    summary: str
+    delivery: DeliveryModel
+
+
 class WhyModel(BaseModel):
     app: str
     tier: str
@@ -178,6 +199,9 @@ class WhyModel(BaseModel):
     holds: list[HoldModel]
     polling: PollingModel | None = None
     candidate: CandidateModel | None = Field(default=None, description="the newest commit pushed on GitHub")
+    push: PushModel | None = Field(
+        default=None, description="the newest push to the app's branch, when it made no release, or pushes elsewhere"
+    )
 
 
 class AuthorModel(BaseModel):
