@@ -284,7 +284,16 @@ class Operations:
             source = envs[i - 1]
             candidate = live.get(source)
             if candidate is None:
-                raise OperationError(f"no release of {app} has passed {source} yet", "conflict")
+                there = session.get(Placement, (app, source))
+                runs = session.get(Release, there.release_id) if there is not None else None
+                if there is None or runs is None:
+                    raise OperationError(f"no release of {app} has passed {source} yet", "conflict")
+                raise OperationError(
+                    f"nothing to promote from {source}: {runs.label} runs there with health {there.health}, "
+                    "and only a release that runs there healthy is promoted (see: conveyor why "
+                    f"{app} {source})",
+                    "conflict",
+                )
             current = _running(session, app).get(target)
             if current is not None and current.id >= candidate.id:
                 raise OperationError(f"{target} already runs {current.label} (healthy in {source})", "conflict")

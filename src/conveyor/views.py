@@ -161,6 +161,19 @@ def _awaiting_promotion(session: Session, places: list[tuple[str, str]]) -> dict
     return {(r.app, r.environment): (r.id, r.label) for r in rows}
 
 
+def _still_promotable(
+    awaiting: dict[tuple[str, str], tuple[int, str]], placed: dict[tuple[str, str], Any], environments: tuple[str, ...]
+) -> dict[tuple[str, str], tuple[int, str]]:
+    """The waits for ``promote`` whose release still runs, healthy, in the environment before: one rolled
+    back, replaced or left unknown there since (a cancel) is no longer what ``promote`` would send."""
+    kept = {}
+    for (app, env), (release_id, label) in awaiting.items():
+        before = placed.get((app, environments[environments.index(env) - 1])) if env in environments[1:] else None
+        if before is not None and before.release_id == release_id and before.health == Health.HEALTHY.value:
+            kept[(app, env)] = (release_id, label)
+    return kept
+
+
 def _newest_deployments(session: Session, places: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     """The newest deployment in each (app, environment) that was not superseded, in one statement: the
     places are a VALUES list and each one's newest is an index seek, so the cost follows the number of
@@ -254,7 +267,7 @@ def _statuses(session: Session, config: Config, names: list[str], now: datetime)
     manual = [(name, config.environments[-1]) for name in names if config.app(name).tier == "manual"]
     placed, holds, newest = placements(session), load_holds(session), _newest_deployments(session, places)
     listed = active_holds(session, now)
-    awaiting = _awaiting_promotion(session, manual)
+    awaiting = _still_promotable(_awaiting_promotion(session, manual), placed, config.environments)
     waiting = waiting_candidates(session, [n for n in names if config.app(n).github])
     return [_status_of(config, name, placed, newest, holds, listed, awaiting, now, waiting.get(name)) for name in names]
 
@@ -494,6 +507,8 @@ def explain(
 ) -> str:
     """One plain sentence for an environment, preferring what stops the line now (the scoping
     function's first obstacle, with the command that lifts it), then saying what runs and how it is."""
+    if decision and decision["rule"] == MANUAL_WAIT_RULE and not current.awaiting_promotion:
+        decision = None  # its release no longer runs healthy before, or was promoted since: nothing to say
     summary: str | None = decision["summary"] if decision else None
     runs = f"{current.current} runs here ({current.health}); " if current.current else ""
     if current.health == Health.STOPPED.value:
@@ -503,6 +518,10 @@ def explain(
     active = current.state in (DeploymentState.DEPLOYING.value, DeploymentState.VERIFYING.value, "baking")
     if baking:
         return f"{current.release} is {baking}{vetoed}"
+    if decision and decision["rule"] == MANUAL_WAIT_RULE and current.awaiting_promotion and not active:
+        # a person must act first; what would hold the release after that comes second
+        then = f"; once promoted: {current.obstacles[0]['summary']}" if current.obstacles else ""
+        return f"{runs}{summary}{then}{vetoed}"
     if current.obstacles and not active:
         first = current.obstacles[0]
         more = [o["kind"] for o in current.obstacles[1:]]
@@ -511,8 +530,6 @@ def explain(
         return f"{prefix}{first['summary']}{also}{vetoed}"
     if current.state in NOT_STARTED and summary:
         return summary + vetoed
-    if decision and decision["rule"] == MANUAL_WAIT_RULE:
-        return f"{runs}{summary}{vetoed}"
     if current.state is None:
         # a commit CI kept from becoming a release says more than an empty place
         ci_kept = summary is not None and decision is not None and decision["rule"] in CI_RULES

@@ -77,3 +77,56 @@ def test_manual_tier_waits_for_promotion_before_production(tmp_path: Path, db_ur
             ops.promote("publisher", to="production")
     finally:
         db.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_a_wait_for_promotion_ends_when_its_release_no_longer_runs_healthy_before(tmp_path: Path, db_url: str) -> None:
+    """Staging's release is left with health unknown (cancelled while checking): production no longer
+    awaits it, why stops saying to promote it, and promote says why it refuses."""
+    from sqlalchemy import update
+
+    from conveyor.store.tables import Placement
+
+    make_app_repo(tmp_path / "repos" / "publisher")
+    config = load(write_config(tmp_path, CONFIG))
+    db = Database(db_url)
+    try:
+        ops = Operations(config, db)
+        release = ops.create_release("publisher")
+        run_until_idle(config, db_url, timeout=60)
+        (status,) = views.status(db, config, "publisher")
+        assert status.environments["production"].awaiting_promotion == release.label
+        with db.write() as session:
+            session.execute(
+                update(Placement)
+                .where(Placement.app == "publisher", Placement.environment == "staging")
+                .values(health="unknown")
+            )
+        (status,) = views.status(db, config, "publisher")
+        assert status.environments["production"].awaiting_promotion is None
+        production = views.why(db, config, "publisher", "production")["environments"]["production"]
+        assert "conveyor promote" not in production["explanation"], production
+        with pytest.raises(OperationError) as refused:
+            ops.promote("publisher", to="production")
+        assert str(refused.value).startswith(
+            f"nothing to promote from staging: {release.label} runs there with health unknown"
+        )
+    finally:
+        db.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_why_says_a_release_awaits_promotion_before_what_would_hold_it_after(tmp_path: Path, db_url: str) -> None:
+    make_app_repo(tmp_path / "repos" / "publisher")
+    config = load(write_config(tmp_path, CONFIG))
+    db = Database(db_url)
+    try:
+        ops = Operations(config, db)
+        ops.create_release("publisher")
+        run_until_idle(config, db_url, timeout=60)
+        ops.freeze(None, "production", "year-end")
+        production = views.why(db, config, "publisher", "production")["environments"]["production"]
+        assert production["explanation"].startswith(f"waiting for promotion — manual tier: {REASON}")
+        assert "; once promoted: " in production["explanation"] and "year-end" in production["explanation"]
+    finally:
+        db.dispose()
