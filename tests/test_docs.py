@@ -175,3 +175,31 @@ def test_the_top_level_and_app_models_are_found() -> None:
 @pytest.mark.parametrize(("model", "key"), config_keys(), ids=lambda v: v)
 def test_every_config_key_is_in_configuration(model: str, key: str) -> None:
     assert f"`{key}`" in read("configuration.md"), f"{model}.{key} is not in docs/configuration.md"
+
+
+# -- links between the docs ----------------------------------------------------------------------------------
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return {_slug(m.group(1)) for m in re.finditer(r"^#+\s+(.*)$", text, re.MULTILINE)}
+
+
+PAGES = [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]
+LINKS = [
+    (page, target, anchor)
+    for page in PAGES
+    for target, anchor in re.findall(r"\]\(([\w./-]*?\.md|)#([^)\s]+)\)", page.read_text(encoding="utf-8"))
+]
+
+
+@pytest.mark.parametrize(("page", "target", "anchor"), LINKS, ids=lambda v: v.name if isinstance(v, Path) else v)
+def test_every_link_to_a_section_finds_it(page: Path, target: str, anchor: str) -> None:
+    linked = (page.parent / target).resolve() if target else page
+    assert linked.exists(), f"{page.name} links to {target}, which does not exist"
+    assert anchor in _anchors(linked), f"{page.name} links to {target or page.name}#{anchor}: no such section"

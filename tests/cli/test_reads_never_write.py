@@ -77,7 +77,7 @@ def test_a_read_of_a_schema_that_is_behind_names_db_upgrade(project: Project) ->
 
 
 def test_after_db_upgrade_reads_work(project: Project) -> None:
-    assert f"is up to date (revision {head_revision()})" in project.ok("db", "upgrade").output
+    assert f"created the conveyor schema (revision {head_revision()})" in project.ok("db", "upgrade").output
     assert "conveyor status" in project.ok("status").output
 
 
@@ -270,3 +270,19 @@ def test_postgres_workers_refuse_a_schema_that_is_behind(
     assert "is behind (revision 0002" in result.stderr and "run `conveyor db upgrade`" in result.stderr
     assert project.run("db", "upgrade", env=env).exit_code == 0
     assert project.run("release", "web", env=env).exit_code == 0  # a writer, on the current schema
+
+
+def test_db_upgrade_refuses_a_schema_newer_than_it_knows_in_one_line(project: Project) -> None:
+    project.ok("db", "upgrade")
+    db = Database(f"sqlite:///{project.root / 'conveyor.db'}")
+    try:
+        with db.write() as session:
+            session.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    finally:
+        db.dispose()
+    result = project.run("db", "upgrade")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: the conveyor schema at sqlite:///{project.root / 'conveyor.db'} is at revision 0999, which this "
+        f"conveyor does not know (it knows up to {head_revision()}): use a newer conveyor"
+    ]

@@ -142,10 +142,11 @@ def db_upgrade(config_path: Path) -> None:
     db = Database(load_config(config_path, reading=True).database_url)
     try:
         db.ping()
-        before = current_revision(db)
-        upgrade(db)
+        before = upgrade(db)
         after = current_revision(db)
-        if before is not None and before != after:
+        if before is None:
+            out.print(f"database at {db.safe_url}: created the conveyor schema (revision {after})")
+        elif before != after:
             out.print(f"database at {db.safe_url} upgraded from revision {before} to {after}; it is up to date")
         else:
             out.print(f"database at {db.safe_url} is up to date (revision {after})")

@@ -110,6 +110,7 @@ class RunningStep:
     verdict: StepResult | None = None  # recorded instead of what the plugin returns (it timed out)
     settled: bool = False
     late: bool = False  # the result of an abandoned run
+    handed_back: bool = False  # released to the queue by this worker's shutdown: its result is refused
     renewed_at: float = 0.0  # time.monotonic() just before the claim or heartbeat that last renewed its lease
     task: TaskHandle | None = None  # its task on the step loop, when it runs as a coroutine
 
@@ -437,7 +438,9 @@ class Conductor:
                     "step %s attempt %s: late result %s", step.step_id, step.attempt, "accepted" if ok else "refused"
                 )
                 continue
-            if not ok:
+            if not ok and r.handed_back:
+                log.info("step %s attempt %s: stopped on shutdown; another worker runs it", step.step_id, step.attempt)
+            elif not ok:
                 log.warning("step %s attempt %s: result refused, the lease was lost", step.step_id, step.attempt)
             if self.on_step is not None:
                 self.on_step(r.claimed, result if ok else None)
@@ -605,6 +608,8 @@ class Conductor:
         if left:
             log.warning("grace period over: handing %d running step(s) back to the queue", len(left))
             # Hand the steps back first, so the cancelled runs' own results are refused by the fencing.
+            for r in left:
+                r.handed_back = True
             try:
                 self.leases.release((r.claimed.step_id, r.claimed.attempt) for r in left)
             except Exception:  # the database is gone: the leases run out and a reaper re-queues the steps

@@ -48,9 +48,18 @@ def current_revision(db: Database) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
+def upgrade(db: Database, revision: str = "head") -> str | None:
+    """Apply the migrations up to ``revision``; returns the revision found under the migration lock
+    (None: there was no schema, this call made it), so of several processes upgrading at once exactly
+    one sees what was there before. A schema newer than this conveyor knows is refused
+    (:class:`SchemaNotReady`: "use a newer conveyor"), as every other command refuses it."""
+    problem = schema_problem(db)
+    if problem is not None and problem[0] == "unknown":
+        raise SchemaNotReady(problem[1])
     with _migrating(db) as cfg:
+        found = MigrationContext.configure(cfg.attributes["connection"]).get_current_revision()
         command.upgrade(cfg, revision)
+    return found
 
 
 def downgrade(db: Database, revision: str) -> None:
