@@ -195,8 +195,8 @@ def brief(intent: Intent | None) -> tuple[object, ...] | None:
             return ("Fail", did, step_id)
         case Cancel(deployment_id=did):
             return ("Cancel", did)
-        case CancelSteps(deployment_id=did, step_ids=step_ids):
-            return ("CancelSteps", did, step_ids)
+        case CancelSteps(deployment_id=did, step_ids=step_ids, stop=stop):
+            return ("CancelSteps", did, step_ids, *((stop,) if stop else ()))
         case Promote(release_id=rid, environment=env, origin_key=key):
             return ("Promote", rid, env, key)
         case Note(decision=decision):

@@ -132,7 +132,8 @@ class Fail(Intent):
 @dataclass(frozen=True)
 class CancelSteps(Intent):
     deployment_id: int
-    step_ids: tuple[int, ...]
+    step_ids: tuple[int, ...]  # queued: they never run
+    stop: tuple[int, ...] = ()  # running: their holders are asked to stop them (a sibling check failed)
 
 
 @dataclass(frozen=True)

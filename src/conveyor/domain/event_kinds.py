@@ -23,6 +23,7 @@ EVENT_KINDS = frozenset(
         "step.abandoned",
         "step.released",
         "step.cancelled",
+        "step.stopping",
         "step.timed_out",
         "notifier.disabled",
         "hold.created",

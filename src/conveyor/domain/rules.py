@@ -246,15 +246,19 @@ def _advance_deploying(d: DeploymentView, snap: Snapshot) -> Intent | None:
 
 
 def _checks_outcome(d: DeploymentView, snap: Snapshot) -> Intent | bool | None:
-    """One failed: cancel the queued ones, let running ones finish (their locks stay held meanwhile),
-    then fail with the first failure as the evidence. True when every check passed, False while some run."""
+    """One failed: cancel the queued ones and ask the running ones to stop (their holders stop them at
+    their next heartbeat; their locks stay held until they have), then fail with the first failure as the
+    evidence: a release known bad runs no longer than that. True when every check passed, False while
+    some run."""
     checks = _step(d, StepKind.CHECK)
     failed = [s for s in checks if s.state == StepState.FAILED]
     if failed or any(s.state == StepState.CANCELLED for s in checks):
         queued = tuple(s.id for s in checks if s.state == StepState.QUEUED)
-        if queued:
-            return CancelSteps(None, deployment_id=d.id, step_ids=queued)
-        if any(s.state == StepState.RUNNING for s in checks):
+        running = [s for s in checks if s.state == StepState.RUNNING]
+        to_stop = tuple(s.id for s in running if not s.stopping) if failed else ()
+        if queued or to_stop:
+            return CancelSteps(None, deployment_id=d.id, step_ids=queued, stop=to_stop)
+        if running:
             return None
         culprit = failed[0] if failed else next(s for s in checks if s.state == StepState.CANCELLED)
         return _failure(d, culprit, snap)

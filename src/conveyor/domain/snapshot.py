@@ -35,6 +35,7 @@ class StepView:
     state: StepState
     outcome: str = ""
     evidence: dict[str, object] = field(default_factory=dict)
+    stopping: bool = False  # running, and its holder was asked to stop it
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -41,7 +41,7 @@ from sqlalchemy import func, select
 
 from conveyor.clock import utc_now
 from conveyor.config.resolved import Config
-from conveyor.domain.decisions import Intent, Note, Promote, Start
+from conveyor.domain.decisions import CancelSteps, Intent, Note, Promote, Start
 from conveyor.domain.model import DeploymentState, StepState
 from conveyor.domain.planner import plan_next
 from conveyor.domain.snapshot import Snapshot
@@ -209,6 +209,7 @@ class Conductor:
                 if isinstance(i, Note) or not ok
             )
             done = [i for ok, i in zip(applied, plan.intents, strict=True) if ok and not isinstance(i, Note)]
+            self._stop_here(i for i in done if isinstance(i, CancelSteps))
             if not done:
                 self._settled_marker = marker
                 self._replan_at = time.monotonic() + REPLAN_SECONDS
@@ -219,6 +220,17 @@ class Conductor:
                 # first, since their users wait on them.
                 self._threads.wait_taken(STEP_START_WAIT)
         return changed
+
+    def _stop_here(self, cancels: Iterable[CancelSteps]) -> None:
+        """Steps asked to stop that run in this process stop now, not at the next heartbeat."""
+        ids = {step_id for c in cancels for step_id in c.stop}
+        if not ids:
+            return
+        with self._running_lock:
+            here = [r for step_id, r in self._running.items() if step_id in ids and not r.settled]
+        now = time.monotonic()
+        for r in here:
+            self._ask_to_stop(r, now)
 
     def _results_since(self, stored: int) -> bool:
         """Step results were stored since the writer's count was ``stored``, or are being stored."""

@@ -340,15 +340,22 @@ class Orchestrator:
         if d is None:
             return False
         why = "its deployment was cancelled" if d.cancel_requested_at is not None else "a sibling check failed"
-        result = session.execute(
+        cancelled = session.execute(
             update(Step)
             .where(Step.id.in_(intent.step_ids), Step.state == StepState.QUEUED.value)
             .values(state=StepState.CANCELLED.value, finished_at=now, outcome=f"cancelled: {why}")
         )
-        if not getattr(result, "rowcount", 0):
-            return False
-        deployment_event(session, d, "step.cancelled", now, why, {"step_ids": list(intent.step_ids)})
-        return True
+        stopping = session.execute(  # their holders stop them at their next heartbeat
+            update(Step)
+            .where(Step.id.in_(intent.stop), Step.state == StepState.RUNNING.value, Step.cancel_requested.is_(False))
+            .values(cancel_requested=True)
+        )
+        queued, running = (int(getattr(r, "rowcount", 0) or 0) for r in (cancelled, stopping))
+        if queued:
+            deployment_event(session, d, "step.cancelled", now, why, {"step_ids": list(intent.step_ids)})
+        if running:
+            deployment_event(session, d, "step.stopping", now, why, {"step_ids": list(intent.stop)})
+        return bool(queued or running)
 
     def _promote(self, session: Session, intent: Promote, now: datetime) -> bool:
         return transitions.promote_all(session, [intent], now)[0]

@@ -240,6 +240,7 @@ def _open_deployments(session: Session, apps: Collection[str] | None) -> list[De
                 Step.outcome,
                 Step.measurements,
                 Step.result,
+                Step.cancel_requested,
             )
             .where(among(Step.deployment_id, active_ids))
             .order_by(Step.id)
@@ -253,6 +254,7 @@ def _open_deployments(session: Session, apps: Collection[str] | None) -> list[De
                     STEP_STATE[s.state],
                     s.outcome,
                     {"measurements": s.measurements, **s.result},
+                    s.cancel_requested,
                 )
             )
     return [
