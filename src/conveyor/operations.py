@@ -473,6 +473,13 @@ class Operations:
             if hold.kind == HoldKind.BLOCK.value:
                 command = unblock_command(hold.app or "APP", hold.environment)
                 raise OperationError(f"hold #{hold_id} is a block, not a freeze: lift it with {command}", "conflict")
+            if hold.kind == HoldKind.VETO.value:
+                release = session.get(Release, hold.release_id) if hold.release_id is not None else None
+                command = (
+                    f"conveyor unveto {hold.app} {release.label if release else 'RELEASE'} --env {hold.environment} "
+                    "--reason TEXT"
+                )
+                raise OperationError(f"hold #{hold_id} is a veto, not a freeze: lift it with {command}", "conflict")
             if hold.kind not in (HoldKind.FREEZE.value, HoldKind.STOP.value):
                 raise OperationError(f"hold #{hold_id} is a {hold.kind}, not a freeze or a stop", "conflict")
             if hold.lifted_at is not None:
@@ -481,6 +488,11 @@ class Operations:
                     "conflict",
                 )
             now = self.clock()
+            if hold.until is not None and hold.until <= now:
+                # it ended on its own; the expiry sweep records that as soon as a conductor runs
+                raise OperationError(
+                    f"hold #{hold_id} already ended at {hold.until:%Y-%m-%d %H:%M} (its --until)", "conflict"
+                )
             lift_hold(session, hold, now, actor, reason.strip() or f"unfrozen by {actor}", action=UNFREEZE)
             return {"id": hold.id, "kind": hold.kind, "app": hold.app, "environment": hold.environment}
 
@@ -532,7 +544,15 @@ class Operations:
             holds = list(session.scalars(stmt))
             if not holds:
                 where = f" in {environment}" if environment else ""
-                raise OperationError(f"{app} is not blocked{where}", "conflict")
+                blocked = select(Hold.environment).where(
+                    Hold.app == app, Hold.kind == HoldKind.BLOCK.value, Hold.lifted_at.is_(None)
+                )
+                elsewhere = sorted(set(session.scalars(blocked)), key=lambda env: env or "")
+                also = ""
+                if elsewhere:
+                    names = ", ".join(env or "every environment" for env in elsewhere)
+                    also = f" (it is blocked in {names}: {unblock_command(app, elsewhere[0])})"
+                raise OperationError(f"{app} is not blocked{where}{also}", "conflict")
             now = self.clock()
             for hold in holds:
                 lift_hold(session, hold, now, actor, why, action=UNBLOCK)
@@ -628,7 +648,9 @@ class Operations:
         Not started ones end at once; running ones stop at their worker's next heartbeat."""
         if not reason.strip():
             raise OperationError("a reason is required to cancel")
-        if (app is None) == (deployment_id is None):
+        if app is None and deployment_id is None:
+            raise OperationError("name an app, or a deployment with --deployment ID")
+        if app is not None and deployment_id is not None:
             raise OperationError("name an app or a deployment (--deployment ID), not both")
         if app is not None:
             self.config.app(app)
@@ -678,6 +700,7 @@ class Operations:
                 and first.hold is not None
                 and first.hold.environment == d.environment
             ):
+                text = text.rstrip(".") + "."
                 text += (
                     f" It waits until then; to restore service now, run: conveyor rollback {d.app} "
                     f"--env {d.environment} --to {release.label} --reason ..."

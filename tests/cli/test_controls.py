@@ -27,7 +27,7 @@ FAILING_V2 = BASE_CONFIG.replace(
         (["rollback", "web", "--env", "production", "--reason", " "], 1, "error: a reason is required to roll back"),
         (["unveto", "web", "v9", "--env", "staging", "--reason", "r"], 1,
          "error: no release 'v9' of web (see: conveyor history web)"),
-        (["cancel", "--reason", "r"], 2, "error: name an app or a deployment (--deployment ID), not both"),
+        (["cancel", "--reason", "r"], 2, "error: name an app, or a deployment with --deployment ID"),
         (["cancel", "web", "--deployment", "1", "--reason", "r"], 2,
          "error: name an app or a deployment (--deployment ID), not both"),
         (["cancel", "web", "--reason", "r"], 1, "error: nothing to cancel: web has no queued or running deployment"),

@@ -213,7 +213,7 @@ def test_db_upgrade_creates_the_database_beside_the_config(project: Project) -> 
     assert not (project.root / "conveyor.db").exists()
     result = project.ok("db", "upgrade")
     assert (project.root / "conveyor.db").is_file()
-    assert "up to date" in result.output
+    assert "created the conveyor schema" in result.output
     again = project.ok("db", "upgrade")
     assert "up to date" in again.output
 

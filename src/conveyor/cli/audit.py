@@ -9,6 +9,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from conveyor.cli.render import one_line
+
 
 def cli_actor() -> str:
     """``cli:<user>``: the operating-system user running the command, as recorded on its events."""
@@ -29,7 +31,7 @@ def audit_table(actions: list[dict[str, Any]]) -> Table:
     table.add_column("reason", overflow="fold")
     table.add_column("what", overflow="fold", style="dim")
     for a in actions:
-        reason = Text(a["reason"]) if a["reason"] else Text("—", style="dim")
+        reason = Text(one_line(a["reason"])) if a["reason"] else Text("—", style="dim")
         table.add_row(
             a["at"][:19].replace("T", " "),
             a["actor"],
@@ -37,6 +39,6 @@ def audit_table(actions: list[dict[str, Any]]) -> Table:
             a["app"] or "—",
             a["environment"] or "—",
             reason,
-            a["message"],
+            one_line(a["message"]),
         )
     return table

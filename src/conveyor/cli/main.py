@@ -576,7 +576,9 @@ def cancel(
 ) -> None:
     """Cancel APP's queued and running deployments, or one by --deployment ID. Queued ones end at once;
     a running one stops at its worker's next heartbeat, then frees its locks."""
-    if (app is None) == (deployment_id is None):
+    if app is None and deployment_id is None:
+        fail("name an app, or a deployment with --deployment ID", 2)
+    if app is not None and deployment_id is not None:
         fail("name an app or a deployment (--deployment ID), not both", 2)
     if server:
         ids = _remote(server, lambda api: api.cancel(app, environment, reason, deployment_id))["cancelled"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,7 +140,7 @@ def print_why(console: Console, answer: dict[str, Any]) -> None:
         line = Text(f"  {env}: ", style="bold")
         state = info["state"] or "nothing yet"
         line.append(f"[{state}] ", style=STATE_STYLE.get(info["state"] or "", "dim"))
-        line.append(info["explanation"])
+        line.append(one_line(info["explanation"]))
         console.print(line)
         step = info.get("failed_step")
         if step and step["measurements"]:
@@ -164,7 +165,7 @@ def print_why(console: Console, answer: dict[str, Any]) -> None:
         console.print(
             Text(
                 f"  hold #{hold['id']} ({hold['kind']}, {scope}) by {hold['actor']} since "
-                f"{hold['since'][:16].replace('T', ' ')}{until}: {hold['reason']} — lift: {hold['lift']}",
+                f"{hold['since'][:16].replace('T', ' ')}{until}: {one_line(hold['reason'])} — lift: {hold['lift']}",
                 style="red",
             )
         )
@@ -172,7 +173,7 @@ def print_why(console: Console, answer: dict[str, Any]) -> None:
 
 def history_table(app: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"history of {app}", title_justify="left")
-    for col in ("#", "release", "environment", "state", "finished", "by", "changes", "summary"):
+    for col in ("#", "release", "environment", "state", "when", "by", "changes", "summary"):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
@@ -180,12 +181,21 @@ def history_table(app: str, rows: list[dict[str, Any]]) -> Table:
             r["release"],
             r["environment"],
             Text(r["state"], style=STATE_STYLE.get(r["state"], "")),
-            age(r["finished_at"] or r["started_at"] or r["queued_at"]),
+            _when(r),
             r["created_by"],
             changes(r),
             r["summary"],
         )
     return table
+
+
+def _when(row: dict[str, Any]) -> str:
+    """How long ago a deployment finished; one still open says what it last did (started, queued)."""
+    if row["finished_at"]:
+        return age(row["finished_at"])
+    if row["started_at"]:
+        return f"started {age(row['started_at'])}"
+    return f"queued {age(row['queued_at'])}"
 
 
 def changes(row: dict[str, Any]) -> str:
@@ -207,11 +217,20 @@ def holds_lines(rows: list[dict[str, Any]]) -> list[Text]:
         since = (h["since"] or "")[:16].replace("T", " ")
         lines.append(
             Text(
-                f"#{h['id']} {h['kind']} {scope}{release} since {since} UTC{until} by {h['actor']}: {h['reason']} "
-                f"— lift: {h['lift']}"
+                f"#{h['id']} {h['kind']} {scope}{release} since {since} UTC{until} by {h['actor']}: "
+                f"{one_line(h['reason'])} — lift: {h['lift']}"
             )
         )
     return lines
+
+
+_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: a reason typed with line breaks (or other control characters) must not read as
+    another row of a listing, so each run of them shows as a visible ``⏎``."""
+    return _BREAKS.sub(" ⏎ ", text)
 
 
 def error_issues_table(answer: dict[str, Any]) -> Table | str:

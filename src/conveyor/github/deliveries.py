@@ -216,7 +216,9 @@ def deliveries_for(
     if app is not None:
         followed = config.app(app).github
         if not followed:
-            raise OperationError(f"{app} does not follow a GitHub repository: GitHub sends nothing about it")
+            raise OperationError(
+                f"{app} does not follow a GitHub repository: GitHub sends nothing about it", "conflict"
+            )
         repository = followed
     if state is not None and state not in STATES:
         raise OperationError(f"unknown delivery state {state!r} (known: {', '.join(STATES)})")

@@ -13,7 +13,7 @@ from conveyor.web.errors import error_responses
 from conveyor.web.models import DeliveryModel
 from conveyor.web.state import State
 
-router = APIRouter(prefix="/api/github", tags=["github"], responses=error_responses(404, 422, 500, 503))
+router = APIRouter(prefix="/api/github", tags=["github"], responses=error_responses(404, 409, 422, 500, 503))
 
 
 class DeliveriesModel(BaseModel):
