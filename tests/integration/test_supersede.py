@@ -143,6 +143,15 @@ def test_a_release_forced_past_a_freeze_replaces_its_own_waiting_deployment(tmp_
             f"superseded: {second.label} already runs in production (deployment #{forced}); "
             "it will not deploy there again"
         )
+        with db.read() as session:
+            started = session.scalars(
+                select(Decision).where(Decision.deployment_id == forced, Decision.rule == "StartWhenLocksFree")
+            ).one()
+        # the start says what it went past, as the hold.overridden event does
+        assert started.summary == (
+            f"deploying {second.label} to production: force past freeze #{hold}, locks app:web:production acquired"
+        )
+        assert [(p["kind"], p["hold_id"]) for p in started.evidence["passed"]] == [("freeze", hold)]
     finally:
         db.dispose()
 

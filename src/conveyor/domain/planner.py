@@ -84,7 +84,7 @@ def _start_at_once(
         reserved.setdefault(name, d)
     if waits is not None:
         return promote
-    return replace(promote, then_start=_start(d, needed, snap))
+    return replace(promote, then_start=_start(d, needed, snap, now))
 
 
 def _after_successes(snap: Snapshot, succeeding: list[int]) -> Snapshot:
@@ -137,18 +137,28 @@ def _schedule_waiting(snap: Snapshot, now: datetime, reserved: dict[str, Deploym
         if decision is not None:
             intents.extend(_wait(d, decision, snap))
             continue
-        intents.append(_start(d, needed, snap))
+        intents.append(_start(d, needed, snap, now))
     return intents
 
 
-def _start(d: DeploymentView, needed: tuple[str, ...], snap: Snapshot) -> Start:
+def _start(d: DeploymentView, needed: tuple[str, ...], snap: Snapshot, now: datetime) -> Start:
+    locks = f"locks {', '.join(needed)} acquired" if needed else "no lock needed"
+    evidence: dict[str, object] = {"locks": list(needed)}
+    # A rollback or a forced deployment may start past holds an automatic one would wait for: say which.
+    passed = rules.stopping_holds(replace(d, override=None), snap, now) if d.override else ()
+    if passed:
+        names = ", ".join(f"{o.kind} #{o.hold.id}" if o.hold else o.kind for o in passed)
+        held = f"{d.override.value if d.override else ''} past {names}"
+        evidence |= {"override": d.override.value if d.override else None, "passed": [o.evidence() for o in passed]}
+    else:
+        held = "no hold"
     started = Decision(
         d.app,
         d.environment,
         Verdict.PROCEED,
         "StartWhenLocksFree",
-        f"deploying {d.label} to {d.environment}: no hold, locks {', '.join(needed)} acquired",
-        evidence={"locks": list(needed)},
+        f"deploying {d.label} to {d.environment}: {held}, {locks}",
+        evidence=evidence,
         deployment_id=d.id,
         release_id=d.release_id,
     )
