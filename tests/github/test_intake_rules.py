@@ -173,6 +173,30 @@ def test_a_truncated_push_is_completed_by_the_compare_api(hook: Hooked, standin:
         reads.close()
 
 
+def test_a_login_the_compare_lacks_is_taken_from_the_push(hook: Hooked, standin: GitHubStandIn, tmp_path: Path) -> None:
+    """GitHub's compare names no author for a commit whose email no account claims; the push payload's
+    ``username`` for that commit is kept instead of losing it."""
+    mono = tmp_path / "github" / "mono"
+    make_repo(mono, {"services/web/x.py": "web\n"}, "base")
+    base = head(mono)
+    (mono / "services" / "web" / "y.py").write_text("more\n")
+    git(mono, "add", "-A")
+    git(mono, "commit", "-q", "--author", "C User <c@example.org>", "-m", "the web change")
+    after = head(mono)
+    standin.repositories["acme/mono"] = mono  # and no login for c@example.org: the compare says author null
+    reads = GitHubClient(replace(hook.config.github, api_url=standin.url, token=TOKEN))
+    try:
+        hook.post("push", push(after, ["services/web/y.py"], commits=20, before=base))
+        intake = Intake(hook.config, hook.db, hook.intake.clock, release=hook.releaser)
+        work_deliveries(intake, hook.queue, reads)
+        assert standin.requests("GET", f"/repos/acme/mono/compare/{base}...{after}")
+        with hook.db.read() as session:
+            candidate = session.scalars(select(Candidate)).one()
+        assert [(c["sha"], c["login"]) for c in candidate.commits] == [(after, "a-user")]
+    finally:
+        reads.close()
+
+
 def test_a_truncated_push_the_compare_api_refuses_is_taken_as_it_is(
     hook: Hooked, standin: GitHubStandIn, tmp_path: Path
 ) -> None:

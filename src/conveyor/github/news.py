@@ -11,8 +11,9 @@ that missed webhooks (it was down) catches up by the same path.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import select
@@ -110,7 +111,10 @@ def _push(intake: Intake, reads: GitHubReads | None, push: Push) -> Outcome:
             # GitHub listed it (as without an API reader) rather than dropped
             outcome.notes.append(f"the compare API refused {push.before[:7]}...{push.after[:7]} ({exc.status})")
         else:
-            commits = [_compare_commit(c) for c in compare.commits]
+            # GitHub's compare has no login for a commit whose email no account claims; the push payload
+            # may still name its author's (``username``): keep it rather than lose it
+            listed = {c.sha: c.login for c in commits if c.login}
+            commits = [_compare_commit(c, listed) for c in compare.commits]
             files = [name for f in compare.files for name in (f.filename, f.previous_filename) if name]
     for app in following:
         if not touches(files, app.paths):
@@ -130,8 +134,8 @@ def _push_commits(push: Push) -> tuple[list[PushedCommit], list[str]]:
     return commits, files
 
 
-def _compare_commit(c: Any) -> PushedCommit:
-    login = c.author.login if c.author else None
+def _compare_commit(c: Any, listed: Mapping[str, str] = MappingProxyType({})) -> PushedCommit:
+    login = (c.author.login if c.author else None) or listed.get(c.sha)
     return PushedCommit(c.sha, c.commit.message, c.commit.author.name, c.commit.author.email, login)
 
 
