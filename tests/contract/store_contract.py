@@ -320,15 +320,17 @@ class StoreContract:
         assert fast.reap() == 1
         (second,) = fast.claim(5)
         assert second.step_id == first.step_id and second.attempt == 2
-        # the paused worker wakes up: its heartbeat and its result are refused
+        # the paused worker wakes up: its heartbeat and its result are refused, though what its run printed
+        # is kept under its own attempt (it did run)
         late, ok = LogFlush([LogChunk(0, 0, "late\n")]), LogFlush([LogChunk(0, 0, "ok\n")])
+        last = LogFlush([LogChunk(1, 5, "last\n")])
         assert slow.heartbeat([(first.step_id, first.attempt)], {first.step_id: late}) == {first.step_id}
-        assert not slow.finish(first, StepResult(True, "late", [], {}), late)
+        assert not slow.finish(first, StepResult(True, "late", [], {}), last)
         assert fast.finish(second, StepResult(True, "deployed", [], {}), ok)
         with store.read() as s:
             step = s.get(Step, first.step_id)
             assert step is not None and step.state == StepState.SUCCEEDED
-            assert read_step_log(s, first.step_id) == "ok\n"
+            assert read_step_log(s, first.step_id).endswith("late\nlast\nok\n"), read_step_log(s, first.step_id)
             attempts = [
                 (a.attempt, a.owner, a.outcome) for a in s.scalars(select(StepAttempt).order_by(StepAttempt.id))
             ]

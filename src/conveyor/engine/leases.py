@@ -165,7 +165,9 @@ class Leases:
         running = list(running)
         with self.db.write() as session:
             lost = self.queue.extend(session, running, self.clock())
-            append_step_logs(session, [(i, n, f) for i, n in running if i not in lost and (f := logs.get(i))])
+            # a run that lost its lease (its worker was paused past it) still ran: what it printed is kept,
+            # under its own attempt, beside the new attempt's
+            append_step_logs(session, [(i, n, f) for i, n in running if (f := logs.get(i))])
             # an operator cancelled their deployment: stop them too (the lease is kept while they wind down)
             cancelled = select(Step.id).where(among(Step.id, [i for i, _ in running]), Step.cancel_requested.is_(True))
             lost.update(session.scalars(cancelled))
@@ -196,6 +198,9 @@ class Leases:
                 if accepted[-1]:
                     done.append(item)
                     rows.append(ours.pop(item[0].step_id))
+            # a refused result's run still ran: its last lines are kept under its attempt, as its earlier ones were
+            refused = [(c.step_id, c.attempt, tail) for (c, _, tail), ok in zip(items, accepted, strict=True) if not ok]
+            append_step_logs(session, refused)
             if done:
                 cancelled = {c.step_id for (c, _, _), row in zip(done, rows, strict=True) if row.cancel_requested}
                 self._write_results(session, done, now, cancelled)
