@@ -364,7 +364,8 @@ class Operations:
                 hint = "; or break glass with --force --reason TEXT"
             else:
                 hint = f" (--force never passes a {first.kind})" if force else ""
-            raise OperationError(f"{attempt.app} is held in {attempt.environment}: {first.summary}{hint}", "conflict")
+            said = first.summary.removeprefix("held: ")  # a block in an earlier environment says "held: ..."
+            raise OperationError(f"{attempt.app} is held in {attempt.environment}: {said}{hint}", "conflict")
         return tuple(found)
 
     def record_override(
