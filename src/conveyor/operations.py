@@ -723,30 +723,25 @@ def _good(session: Session, placed: Placement) -> Release | None:
 
 def _stopped_by(session: Session, placed: Placement) -> Release | None:
     """The release whose failed deploy stopped what ran in a place: the newest failed there."""
-    release_id = session.scalars(
-        select(Deployment.release_id)
-        .where(
-            Deployment.app == placed.app,
-            Deployment.environment == placed.environment,
-            Deployment.state == DeploymentState.FAILED.value,
-        )
-        .order_by(Deployment.id.desc())
-        .limit(1)
-    ).first()
-    return session.get(Release, release_id) if release_id is not None else None
+    return _newest_release(session, placed, DeploymentState.FAILED)
 
 
 def _last_good_before(session: Session, placed: Placement) -> Release | None:
     """The release that most recently passed every check in the place, other than the one that runs."""
     if placed.good_release_id is not None and placed.good_release_id != placed.release_id:
         return session.get(Release, placed.good_release_id)
+    return _newest_release(session, placed, DeploymentState.SUCCEEDED, Deployment.release_id != placed.release_id)
+
+
+def _newest_release(session: Session, placed: Placement, state: DeploymentState, *where: Any) -> Release | None:
+    """The release of the place's deployment in ``state`` (and ``where``) that ended last."""
     release_id = session.scalars(
         select(Deployment.release_id)
         .where(
             Deployment.app == placed.app,
             Deployment.environment == placed.environment,
-            Deployment.state == DeploymentState.SUCCEEDED.value,
-            Deployment.release_id != placed.release_id,
+            Deployment.state == state.value,
+            *where,
         )
         .order_by(Deployment.finished_at.desc(), Deployment.id.desc())
         .limit(1)

@@ -116,15 +116,20 @@ def open_holds(db: Database) -> set[tuple[str, str | None, int | None]]:
         return {(h.kind, h.environment, h.release_id) for h in s.scalars(select(Hold).where(Hold.lifted_at.is_(None)))}
 
 
+def web_v1(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """The app's repository with v1 tagged, and a free loopback port per environment."""
+    repo = tmp_path / "repos" / "web"
+    make_app_repo(repo, {"app.py": APP.format(version="1")}, "web 1")
+    git(repo, "tag", "v1")
+    return repo, {env: free_port() for env in ENVS}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_rollback_by_hand_vetoes_the_release_and_a_newer_one_flows(
     tmp_path: Path, state_dir: Path, db_url: str
 ) -> None:
-    repo = tmp_path / "repos" / "web"
-    make_app_repo(repo, {"app.py": APP.format(version="1")}, "web 1")
-    git(repo, "tag", "v1")
-    ports = {env: free_port() for env in ENVS}
+    repo, ports = web_v1(tmp_path)
     config = load(write_config(tmp_path, config_text(ports, production="")))
     db = Database(db_url)
     try:
@@ -169,10 +174,7 @@ def test_rollback_by_hand_vetoes_the_release_and_a_newer_one_flows(
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_on_failure_rollback_brings_the_last_good_release_back(tmp_path: Path, state_dir: Path, db_url: str) -> None:
-    repo = tmp_path / "repos" / "web"
-    make_app_repo(repo, {"app.py": APP.format(version="1")}, "web 1")
-    git(repo, "tag", "v1")
-    ports = {env: free_port() for env in ENVS}
+    repo, ports = web_v1(tmp_path)
     production = """\
         on_failure: rollback
         checks:
@@ -219,10 +221,7 @@ def refused(port: int) -> bool:
 def test_a_failed_deploy_that_stopped_the_previous_release_says_nothing_runs(
     tmp_path: Path, state_dir: Path, db_url: str
 ) -> None:
-    repo = tmp_path / "repos" / "web"
-    make_app_repo(repo, {"app.py": APP.format(version="1")}, "web 1")
-    git(repo, "tag", "v1")
-    ports = {env: free_port() for env in ENVS}
+    repo, ports = web_v1(tmp_path)
     config = load(write_config(tmp_path, config_text(ports, production="")))
     db = Database(db_url)
     try:
@@ -263,10 +262,7 @@ def test_a_failed_deploy_that_stopped_the_previous_release_says_nothing_runs(
 def test_on_failure_rollback_redeploys_the_release_a_failed_deploy_stopped(
     tmp_path: Path, state_dir: Path, db_url: str
 ) -> None:
-    repo = tmp_path / "repos" / "web"
-    make_app_repo(repo, {"app.py": APP.format(version="1")}, "web 1")
-    git(repo, "tag", "v1")
-    ports = {env: free_port() for env in ENVS}
+    repo, ports = web_v1(tmp_path)
     text = config_text(ports, production="").replace("defaults:\n", "defaults:\n  on_failure: rollback\n")
     config = load(write_config(tmp_path, text))
     db = Database(db_url)
