@@ -34,7 +34,9 @@ def notifications_table(rows: list[dict[str, Any]], *, failed_only: bool) -> Tab
     return table
 
 
-def github_deliveries_table(rows: list[dict[str, Any]]) -> Table:
+def github_deliveries_table(rows: list[dict[str, Any]]) -> Table | str:
+    if not rows:
+        return "no deliveries from GitHub (they come to POST /hooks/github once a github: section is set up)"
     table = Table(title="GitHub deliveries, newest first", title_justify="left")
     table.add_column("#", no_wrap=True)
     table.add_column("received", no_wrap=True)
