@@ -11,6 +11,6 @@ from __future__ import annotations
 class OperationError(Exception):
     """A request conveyor refuses, with the reason in words; ``code`` is a stable machine name."""
 
-    def __init__(self, message: str, code: str = "invalid") -> None:
+    def __init__(self, message: str, code: str = "invalid", field: str | None = None) -> None:
         super().__init__(message)
-        self.code = code
+        self.code, self.field = code, field  # field: the request field at fault, when there is one

@@ -355,7 +355,7 @@ class Operations:
         passes every such hold (break-glass: stops, freezes and windows; never a block, a veto or a lock).
         Returns the holds forced past, for :meth:`record_override`. Reusable by any explicit start."""
         if force and not reason.strip():
-            raise OperationError("--force needs a --reason (it is recorded and notified)")
+            raise OperationError("--force needs a --reason (it is recorded and notified)", field="reason")
         found = [o for o in self.stopping(session, attempt) if kinds is None or o.kind in kinds]
         binding = [o for o in found if not (force and o.forceable)]
         if binding:
@@ -508,7 +508,7 @@ class Operations:
         action: OperatorAction,
     ) -> int:
         if not reason.strip():
-            raise OperationError(f"a reason is required to {kind.value}")
+            raise OperationError(f"a reason is required to {kind.value}", field="reason")
         now = self.clock()
         ends = parse_until(until, now) if until else None
         with self.db.write() as session:
@@ -569,7 +569,7 @@ class Operations:
         self.config.app(app)
         self.config.check_environment(environment)
         if not reason.strip():
-            raise OperationError("a reason is required to roll back")
+            raise OperationError("a reason is required to roll back", field="reason")
         with self.db.write() as session:
             placed = session.get(Placement, (app, environment))
             if placed is None:
@@ -628,7 +628,7 @@ class Operations:
         self.config.app(app)
         self.config.check_environment(environment)
         if not reason.strip():
-            raise OperationError("a reason is required to lift a veto")
+            raise OperationError("a reason is required to lift a veto", field="reason")
         with self.db.write() as session:
             release = self.find_release(session, app, version)
             veto = _open_veto(session, app, environment, release.id)
@@ -648,7 +648,7 @@ class Operations:
         """Cancel the open deployments of an app (in one environment or all), or one deployment by id.
         Not started ones end at once; running ones stop at their worker's next heartbeat."""
         if not reason.strip():
-            raise OperationError("a reason is required to cancel")
+            raise OperationError("a reason is required to cancel", field="reason")
         if app is None and deployment_id is None:
             raise OperationError("name an app, or a deployment with --deployment ID")
         if app is not None and deployment_id is not None:
@@ -754,9 +754,11 @@ def parse_until(text: str, now: datetime) -> datetime:
     try:
         ends = parse_moment(text, now)
     except ValueError as exc:
-        raise OperationError(f"--until {exc}") from None
+        raise OperationError(f"--until {exc}", field="until") from None
     if ends <= now:
-        raise OperationError(f"--until {text!r} is in the past ({ends:%Y-%m-%d %H:%M} UTC is before now)", "conflict")
+        raise OperationError(
+            f"--until {text!r} is in the past ({ends:%Y-%m-%d %H:%M} UTC is before now)", "conflict", field="until"
+        )
     return ends
 
 
@@ -765,7 +767,7 @@ def reason_for(action: OperatorAction, reason: str | None) -> str | None:
     ``action`` requires one and none was given."""
     text = (reason or "").strip()
     if action.reason_required and not text:
-        raise OperationError(f"a reason is required to {action.name}")
+        raise OperationError(f"a reason is required to {action.name}", field="reason")
     return text or None
 
 

@@ -205,7 +205,19 @@ def test_unblock_needs_a_reason_and_a_known_environment(blocked: Api, body: dict
 def test_a_blank_reason_is_refused(blocked: Api) -> None:
     response = blocked.post("/api/apps/web/unblock", {"reason": "   "})
     assert response.status_code == 422
-    assert response.json()["error"]["message"] == "a reason is required to unblock"
+    assert response.json()["error"] == {
+        "code": "invalid",
+        "field": "reason",
+        "message": "a reason is required to unblock",
+    }
+
+
+def test_a_refusal_names_the_request_field_not_the_cli_option(blocked: Api) -> None:
+    response = blocked.post("/api/holds/freeze", {"reason": "too late", "until": "2001-01-01"})
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["field"] == "until"
+    assert error["message"].startswith("until '2001-01-01' is in the past"), error
 
 
 # -- the conductor is woken ----------------------------------------------------------------------------

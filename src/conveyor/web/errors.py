@@ -91,7 +91,10 @@ def from_exception(exc: Exception) -> ApiError:
         case UnknownName():
             return ApiError(422, "invalid", str(exc), field=exc.kind)
         case OperationError():
-            return ApiError(OPERATION_STATUS.get(exc.code, 422), exc.code, str(exc))
+            message = str(exc)
+            if exc.field is not None:  # the API names the field where the CLI names its option
+                message = message.replace(f"--{exc.field}", exc.field)
+            return ApiError(OPERATION_STATUS.get(exc.code, 422), exc.code, message, field=exc.field)
         case InvalidRef():
             return ApiError(422, "invalid", str(exc), field="ref")
         case UnknownRef():  # a well-formed name the repository does not have
