@@ -89,7 +89,7 @@ def stop_banners(stops: list[dict[str, Any]]) -> list[Text]:
     return [
         Text(
             f"🛑 LINE STOPPED in {h['environment']} since {h['since'][:16].replace('T', ' ')} UTC by {h['actor']}: "
-            f"{h['reason']} (lift: {h['lift']})",
+            f"{one_line(h['reason'])} (lift: {h['lift']})",
             style="bold red",
         )
         for h in stops
