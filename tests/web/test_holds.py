@@ -38,8 +38,8 @@ def test_freeze_lists_explains_and_unfreezes(api: Api) -> None:
 @pytest.mark.parametrize(
     ("path", "body", "status", "field"),
     [
-        ("/api/holds/freeze", {"reason": "r", "until": "2001-01-01"}, 409, None),  # already past: a conflict
-        ("/api/holds/freeze", {"reason": "r", "until": "whenever"}, 422, None),
+        ("/api/holds/freeze", {"reason": "r", "until": "2001-01-01"}, 409, "until"),  # already past: a conflict
+        ("/api/holds/freeze", {"reason": "r", "until": "whenever"}, 422, "until"),
         ("/api/holds/freeze", {"app": "nope", "reason": "r"}, 404, "app"),
         ("/api/holds/freeze", {"environment": "moon", "reason": "r"}, 422, "environment"),
         ("/api/holds/freeze", {}, 422, "reason"),
