@@ -66,22 +66,9 @@ def supersede_older_release(d: DeploymentView, snap: Snapshot) -> Supersede | No
     if not newer:
         return None
     by = max(newer)
-    summary = (
-        f"superseded: a newer release ({_label_of(snap, d.app, by)}) is going to {d.environment}; {d.label} will"
-        " not deploy there"
-    )
+    label = snap.release_labels.get((d.app, by), f"release id {by}")
+    summary = f"superseded: a newer release ({label}) is going to {d.environment}; {d.label} will not deploy there"
     return _superseded(d, "SupersedeOlderRelease", summary, by)
-
-
-def _label_of(snap: Snapshot, app: str, release_id: int) -> str:
-    """A release's label, from the open deployments or places that name it."""
-    for o in snap.open_deployments:
-        if o.app == app and o.release_id == release_id:
-            return o.label
-    for (place_app, _), placed in snap.placements.items():
-        if place_app == app and placed.current.release_id == release_id:
-            return placed.current.label
-    return f"release id {release_id}"
 
 
 def rolled_back_before(app: str, release_id: int, environment: str, snap: Snapshot) -> HoldView | None:

@@ -105,6 +105,13 @@ class Snapshot:
         return {d.id: d for d in self.open_deployments}
 
     @cached_property
+    def release_labels(self) -> dict[tuple[str, int], str]:
+        """The label of each (app, release id) an open deployment or a place names."""
+        labels = {(app, p.current.release_id): p.current.label for (app, _), p in self.placements.items()}
+        labels.update(((d.app, d.release_id), d.label) for d in self.open_deployments)
+        return labels
+
+    @cached_property
     def newest_open_release(self) -> dict[tuple[str, str], int]:
         """The newest release with an open deployment, per (app, environment)."""
         newest: dict[tuple[str, str], int] = {}
