@@ -10,6 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+
+from conveyor.store.database import Database
+from conveyor.store.tables import Placement
 
 
 @pytest.mark.slow
@@ -47,4 +51,12 @@ def test_demo_tells_the_whole_story_and_cleans_up(tmp_path: Path) -> None:
     # every app process it started was stopped
     assert "stopped 9 app process(es)" in out
     assert (keep / "conveyor.db").exists()
+    # and the kept database says so: nothing runs anywhere, where it said every app still ran
+    db = Database(f"sqlite:///{keep / 'conveyor.db'}")
+    try:
+        with db.read() as session:
+            healths = set(session.scalars(select(Placement.health)))
+    finally:
+        db.dispose()
+    assert healths == {"stopped"}
     print(f"demo took {elapsed:.1f}s")

@@ -35,9 +35,11 @@ from sqlalchemy import func, select
 from conveyor import views
 from conveyor.cli.narrate import EventTail
 from conveyor.cli.render import print_why, status_table
+from conveyor.clock import utc_now
 from conveyor.config import Config, load_config
 from conveyor.demo.apps import free_ports, write_version
 from conveyor.drivers.local import stop_all
+from conveyor.engine import placements
 from conveyor.engine.conductor import Conductor
 from conveyor.operations import Operations
 from conveyor.store.database import Database
@@ -258,6 +260,8 @@ class Demo:
         for t in self.threads:
             t.join(timeout=15)
         stopped = stop_all(self.config.state_dir)
+        with self.db.write() as session:  # a kept folder's status then says nothing runs, which is true
+            placements.stopped(session, None, None, utc_now())
         self.console.print(f"stopped {stopped} app process(es)")
         self.db.dispose()
 

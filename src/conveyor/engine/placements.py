@@ -51,12 +51,13 @@ def set_health(session: Session, deployment_ids: Sequence[int], health: Health, 
         )
 
 
-def stopped(session: Session, app: str, environment: str, now: datetime) -> None:
-    """What ran in the place was stopped by a deploy that then failed: nothing runs there."""
+def stopped(session: Session, app: str | None, environment: str | None, now: datetime) -> None:
+    """What ran in the place was stopped by a deploy that then failed: nothing runs there. With neither
+    ``app`` nor ``environment``, every place: the processes were all stopped outside the engine (the
+    demo's exit stops every app it started)."""
+    where = [] if app is None else [Placement.app == app, Placement.environment == environment]
     session.execute(
-        update(Placement)
-        .where(Placement.app == app, Placement.environment == environment)
-        .values(health=Health.STOPPED.value, updated_at=now),
+        update(Placement).where(*where).values(health=Health.STOPPED.value, updated_at=now),
         execution_options={"synchronize_session": False},
     )
 
